@@ -1,0 +1,3 @@
+"""TenangDB: backups that let you sleep."""
+
+__version__ = "0.1.0"

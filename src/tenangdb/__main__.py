@@ -1,0 +1,3 @@
+from tenangdb.cli.main import main
+
+main()

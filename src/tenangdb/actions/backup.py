@@ -1,0 +1,190 @@
+"""`tenangdb backup`: dump each database, seal it, commit it atomically, report."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+from tenangdb import __version__
+from tenangdb.config.loader import LoadedConfig
+from tenangdb.errors import BackupFailed, ConfigError, TenangDBError
+from tenangdb.mysql import inventory as inv_mod
+from tenangdb.mysql import mysqldump
+from tenangdb.mysql.connection import client_options, connect, endpoint_from
+from tenangdb.mysql.tools import dump_tool, tool_version
+from tenangdb.repository import store
+from tenangdb.repository.lock import DirectoryLock
+from tenangdb.repository.naming import dump_file_name
+from tenangdb.runner import redact, spawn
+from tenangdb.stream.codec import SUFFIX
+from tenangdb.stream.crypto import load_keys
+from tenangdb.stream.pipeline import seal
+
+log = logging.getLogger("tenangdb.backup")
+
+
+@dataclass
+class Result:
+    database: str
+    ok: bool
+    path: Path | None = None
+    error: str | None = None
+    duration: float = 0.0
+    size: int = 0
+
+
+@dataclass
+class Plan:
+    databases: list[str]
+    directory: Path
+    engine: str
+    compression: str
+    level: int
+    encrypted: bool
+
+
+def plan(loaded: LoadedConfig, databases: list[str] | None) -> Plan:
+    cfg = loaded.settings
+    names = databases if databases else cfg.backup.databases
+    if not names:
+        raise ConfigError("no databases to back up: set backup.databases or pass --databases")
+    if cfg.backup.engine == "mydumper":
+        raise ConfigError("backup.engine: mydumper is not available in this version; use auto or mysqldump")
+    return Plan(
+        databases=list(dict.fromkeys(names)),
+        directory=Path(cfg.backup.directory),
+        engine="mysqldump",
+        compression=cfg.backup.compression.format,
+        level=cfg.backup.compression.effective_level,
+        encrypted=cfg.backup.encryption.enabled,
+    )
+
+
+def _now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+def run(loaded: LoadedConfig, the_plan: Plan) -> list[Result]:
+    cfg = loaded.settings
+    keys = load_keys(cfg.backup.encryption) if the_plan.encrypted else None
+    if keys is not None and not keys.recipients:
+        raise ConfigError("encryption is enabled but no recipient could be derived from the configured keys")
+    tool = dump_tool(cfg.database)
+    endpoint = endpoint_from(cfg.database)
+    root = the_plan.directory
+    store.ensure_dir(root)
+    results: list[Result] = []
+    with DirectoryLock(root):
+        conn = connect(endpoint)
+        try:
+            server = inv_mod.server_info(conn)
+            for name in the_plan.databases:
+                for stale in store.remove_stale_partials(root, name):
+                    log.warning("removed an unfinished backup left by an earlier run: %s", stale)
+                started = time.monotonic()
+                try:
+                    path = _backup_one(conn, endpoint, server, tool, name, the_plan, keys, cfg.backup.timeout)
+                except TenangDBError as exc:
+                    results.append(Result(name, False, error=str(exc), duration=time.monotonic() - started))
+                    log.error("%s: backup failed: %s", name, exc)
+                    continue
+                size = sum(f.stat().st_size for f in path.iterdir())
+                results.append(Result(name, True, path=path, duration=time.monotonic() - started, size=size))
+                log.info("%s: backup completed in %.1fs (%s) → %s", name, time.monotonic() - started,
+                         human_size(size), path)
+        finally:
+            conn.close()
+    return results
+
+
+def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeout: float) -> Path:
+    if not inv_mod.database_exists(conn, name):
+        raise BackupFailed(f"database {name!r} does not exist on the server")
+    when = _now()
+    staging = store.begin(the_plan.directory, name, when)
+    try:
+        inventory = inv_mod.inventory(conn, name)
+        file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
+        binlog = server.can_read_binlog_position
+        argv_history = bool(inventory.system_versioned)
+        with client_options(endpoint) as (login, fds):
+            argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=server.flavour,
+                                       dump_history=argv_history)
+            log.debug("running %s", " ".join(argv))
+            with spawn(argv, pass_fds=fds) as child:
+                expired = threading.Event()
+
+                def on_timeout() -> None:
+                    expired.set()
+                    child.kill_group()
+
+                timer = threading.Timer(timeout, on_timeout)
+                timer.daemon = True
+                timer.start()
+                try:
+                    try:
+                        sealed = seal(child.stdout.read, staging.path / file_name,
+                                      compression=the_plan.compression, level=the_plan.level,
+                                      recipients=keys.recipients if keys else None)
+                    except OSError as exc:
+                        raise store.disk_error(exc, staging.path) from None
+                    status = child.wait()
+                finally:
+                    timer.cancel()
+        if expired.is_set():
+            raise BackupFailed(f"{Path(tool).name} did not finish within backup.timeout ({timeout:.0f}s)")
+        if status < 0:
+            raise BackupFailed(f"{Path(tool).name} was killed by signal {-status}")
+        if status != 0:
+            raise BackupFailed(f"{Path(tool).name} failed (exit {status}): {child.error_line()}")
+        if not mysqldump.is_complete(sealed.tail):
+            raise BackupFailed(f"{Path(tool).name} output ends without its completion marker; "
+                               "the dump is incomplete")
+        warnings = [line for line in child.stderr_text().splitlines() if line.strip()]
+        finished = _now()
+        manifest = {
+            "format": 1,
+            "tool": {"name": "tenangdb", "version": __version__},
+            "database": name,
+            "name": staging.name,
+            "server": {"version": server.version, "flavour": server.flavour},
+            "engine": {"name": mysqldump.ENGINE, "program": Path(tool).name, "version": tool_version(tool),
+                       "options": [a for a in argv[1:] if a.startswith("--") and not a.startswith("--defaults")
+                                   and a != "--"]},
+            "started_at": when.isoformat(),
+            "finished_at": finished.isoformat(),
+            "binlog": mysqldump.binlog_coordinates(sealed.head) if binlog else None,
+            "compression": {"format": the_plan.compression, "level": the_plan.level},
+            "encryption": {"enabled": keys is not None, "method": "age" if keys else None,
+                           "recipients": keys.fingerprints() if keys else []},
+            "database_charset": inventory.charset,
+            "database_collation": inventory.collation,
+            "files": [{
+                "name": file_name, "kind": "sql",
+                "plain_size": sealed.plain.size, "plain_sha256": sealed.plain.sha256,
+                "stored_size": sealed.stored.size, "stored_sha256": sealed.stored.sha256,
+            }],
+            "objects": inventory.as_manifest(),
+            "warnings": [redact(w) for w in warnings[-20:]],
+        }
+        try:
+            return staging.commit(manifest)
+        except OSError as exc:
+            raise store.disk_error(exc, staging.path) from None
+    except BaseException:
+        staging.discard()
+        raise
+
+
+def human_size(size: int) -> str:
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"

@@ -1,0 +1,79 @@
+"""`tenangdb verify`: prove every stored byte is the one written and decrypts to the dump."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+from tenangdb.config.loader import LoadedConfig
+from tenangdb.errors import VerifyFailed
+from tenangdb.repository import manifest as manifest_mod
+from tenangdb.repository import store
+from tenangdb.stream.crypto import fingerprint, load_identities
+from tenangdb.stream.pipeline import unseal
+
+log = logging.getLogger("tenangdb.verify")
+
+
+@dataclass
+class Verified:
+    path: Path
+    manifest: dict
+    plain_bytes: int
+
+
+def resolve_backup_path(path: str | Path) -> Path:
+    """Accept the backup folder, its manifest or one of its files."""
+    folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
+    if not folder.exists():
+        raise VerifyFailed(f"{path}: no such backup")
+    return folder
+
+
+def identities_for(loaded: LoadedConfig, manifest: dict, folder: Path) -> list | None:
+    if not manifest["encryption"].get("enabled"):
+        return None
+    identities = load_identities(loaded.settings.backup.encryption)
+    if not identities:
+        raise VerifyFailed(f"{folder}: the backup is encrypted and no age identity is configured "
+                           "(set backup.encryption.key_file, backup.encryption.key or TENANGDB_ENCRYPTION_KEY)")
+    wanted = {r.get("fingerprint") for r in manifest["encryption"].get("recipients", [])}
+    have = {fingerprint(str(identity.to_public())) for identity in identities}
+    if wanted and not wanted & have:
+        raise VerifyFailed(f"{folder}: wrong decryption key: the configured age identity is not one the backup "
+                           f"was encrypted to (backup recipients: {', '.join(sorted(wanted))})")
+    return identities
+
+
+def verify_backup(loaded: LoadedConfig, path: str | Path) -> Verified:
+    folder = resolve_backup_path(path)
+    manifest = manifest_mod.load(folder)
+    identities = identities_for(loaded, manifest, folder)
+    listed = {entry["name"] for entry in manifest["files"]}
+    present = {p.name for p in folder.iterdir()} - {manifest_mod.MANIFEST}
+    if missing := sorted(listed - present):
+        raise VerifyFailed(f"{folder / missing[0]}: listed in the manifest but missing")
+    if extra := sorted(present - listed):
+        raise VerifyFailed(f"{folder / extra[0]}: not listed in the manifest (unexpected file in a sealed backup)")
+    total = 0
+    for entry in manifest["files"]:
+        file_path = folder / entry["name"]
+        actual_size = file_path.stat().st_size
+        if actual_size != entry["stored_size"]:
+            raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
+                               f"{entry['stored_size']} (truncated or damaged)")
+        result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities)
+        if result.stored.sha256 != entry["stored_sha256"]:
+            raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest (damaged)")
+        if result.plain.size != entry["plain_size"] or result.plain.sha256 != entry["plain_sha256"]:
+            raise VerifyFailed(f"{file_path}: the decrypted dump does not match the manifest's SHA-256")
+        total += result.plain.size
+    log.info("verified %s (%d file%s, %d plain bytes)", folder, len(listed), "" if len(listed) == 1 else "s", total)
+    return Verified(path=folder, manifest=manifest, plain_bytes=total)
+
+
+def all_backups(loaded: LoadedConfig) -> list[Path]:
+    return list(store.iter_backups(Path(loaded.settings.backup.directory)))

@@ -1,0 +1,256 @@
+"""The command line: parse, load configuration, call one action, map errors to exit codes."""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import sys
+import traceback
+from pathlib import Path
+
+import click
+import platformdirs
+
+from tenangdb import __version__
+from tenangdb.errors import (EXIT_BACKUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_VERIFY, ConfigError, Interrupted,
+                             TenangDBError)
+
+log = logging.getLogger("tenangdb")
+
+
+class State:
+    def __init__(self, config: str | None, log_level: str | None, insecure: bool) -> None:
+        self.config_path = config
+        self.log_level = log_level
+        self.insecure = insecure
+        self._loaded = None
+
+    def load(self):
+        if self._loaded is None:
+            from tenangdb.config.loader import load_config
+            from tenangdb.logs import setup
+
+            self._loaded = load_config(self.config_path, insecure=self.insecure)
+            lg = self._loaded.settings.logging
+            setup(self.log_level or lg.level, lg.format, lg.file_path, lg.file_format)
+        return self._loaded
+
+
+def _interactive() -> bool:
+    return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+def _confirm_factory(assume_yes: bool):
+    def confirm(question: str) -> bool:
+        if assume_yes:
+            return True
+        if not _interactive():
+            return False
+        return click.confirm(question, default=False, err=True)
+    return confirm
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001
+    raise Interrupted("interrupted by SIGTERM; unfinished work was removed")
+
+
+class Group(click.Group):
+    def invoke(self, ctx: click.Context):
+        signal.signal(signal.SIGTERM, _on_sigterm)
+        debug = "debug" in (ctx.params.get("log_level") or "") or os.environ.get("TENANGDB_DEBUG") == "1"
+        try:
+            return super().invoke(ctx)
+        except click.exceptions.Exit:
+            raise
+        except click.ClickException:
+            raise
+        except TenangDBError as exc:
+            if debug:
+                traceback.print_exc()
+            click.echo(f"error: {exc}", err=True)
+            ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("error: interrupted; unfinished work was removed", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except Exception as exc:  # a bug: say so in one line unless asked for details
+            if debug:
+                traceback.print_exc()
+            else:
+                from tenangdb.runner import redact
+                click.echo(f"error: internal error: {redact(f'{type(exc).__name__}: {exc}')} "
+                           "(run with --log-level debug for details)", err=True)
+            ctx.exit(EXIT_GENERAL)
+
+
+@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--config", "config", type=click.Path(dir_okay=False), envvar="TENANGDB_CONFIG",
+              help="Configuration file (default: ./config.yaml, the user config dir, /etc/tenangdb/config.yaml).")
+@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
+              default=None, help="Log level; overrides logging.level.")
+@click.option("--insecure", is_flag=True, help="Accept a config file that other users can read although it holds "
+              "a plaintext secret.")
+@click.version_option(__version__, "--version", prog_name="tenangdb")
+@click.pass_context
+def cli(ctx: click.Context, config: str | None, log_level: str | None, insecure: bool) -> None:
+    """TenangDB: verified, encrypted MySQL/MariaDB backups.
+
+    \b
+    Exit codes: 0 success, 1 general error, 2 configuration error,
+    3 database connection error, 4 backup/restore failed (also partial),
+    5 upload failed, 6 cleanup failed, 7 verification failed, 130 interrupted.
+    """
+    ctx.obj = State(config, log_level.lower() if log_level else None, insecure)
+
+
+def _split(value: str | None) -> list[str] | None:
+    if not value:
+        return None
+    names = [part.strip() for part in value.split(",") if part.strip()]
+    if not names:
+        raise click.BadParameter("names no database", param_hint="--databases")
+    return names
+
+
+@cli.command()
+@click.option("--databases", help="Comma-separated databases; replaces backup.databases.")
+@click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
+@click.option("--force", is_flag=True, help="Skip confirmation (and, later, the frequency check).")
+@click.pass_obj
+def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force: bool) -> None:
+    """Back up the configured databases."""
+    from tenangdb.actions import backup as action
+
+    loaded = state.load()
+    plan = action.plan(loaded, _split(databases))
+    enc = "age" if plan.encrypted else "off"
+    summary = (f"databases: {', '.join(plan.databases)}\ndirectory: {plan.directory}\nengine: {plan.engine}, "
+               f"compression: {plan.compression} (level {plan.level}), encryption: {enc}")
+    if dry_run:
+        click.echo("dry run: nothing will be changed\n" + summary)
+        return
+    skip = yes or force or loaded.settings.backup.skip_confirmation
+    if not skip and _interactive():
+        click.echo(summary, err=True)
+        if not click.confirm("Proceed with the backup?", default=False, err=True):
+            click.echo("backup cancelled", err=True)
+            return
+    results = action.run(loaded, plan)
+    ok = [r for r in results if r.ok]
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
+        return
+    if ok:
+        log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
+    else:
+        log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
+    raise SystemExit(EXIT_BACKUP)
+
+
+@cli.command()
+@click.option("--backup-path", "-b", help="Backup folder (or its manifest).")
+@click.option("--all", "all_", is_flag=True, help="Verify every backup under backup.directory.")
+@click.pass_obj
+def verify(state: State, backup_path: str | None, all_: bool) -> None:
+    """Check checksums, decryption and completeness of a backup."""
+    from tenangdb.actions import verify as action
+
+    loaded = state.load()
+    if bool(backup_path) == all_:
+        raise click.UsageError("give either --backup-path or --all")
+    paths = [Path(backup_path)] if backup_path else action.all_backups(loaded)
+    if all_ and not paths:
+        click.echo(f"no backups under {loaded.settings.backup.directory}", err=True)
+        return
+    failures = 0
+    for path in paths:
+        try:
+            verified = action.verify_backup(loaded, path)
+            click.echo(f"OK {verified.path}")
+        except TenangDBError as exc:
+            failures += 1
+            click.echo(f"FAILED {exc}", err=not all_)
+            if not all_:
+                raise SystemExit(exc.exit_code)
+    if failures:
+        click.echo(f"error: {failures} of {len(paths)} backups failed verification", err=True)
+        raise SystemExit(EXIT_VERIFY)
+
+
+@cli.command()
+@click.option("--backup-path", "-b", required=True, help="Backup folder to restore.")
+@click.option("--target-database", "--database", "-d", "target", required=True,
+              help="Database to restore into (created if missing).")
+@click.option("--yes", "-y", is_flag=True, help="Restore into a non-empty database without asking.")
+@click.pass_obj
+def restore(state: State, backup_path: str, target: str, yes: bool) -> None:
+    """Verify a backup, then restore it into a database."""
+    from tenangdb.actions import restore as action
+
+    loaded = state.load()
+    done = action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
+    click.echo(f"restored {done.path} into {done.target} in {done.duration:.1f}s")
+
+
+@cli.command("config")
+@click.pass_obj
+def show_config(state: State) -> None:
+    """Show the effective configuration and where each value came from (secrets redacted)."""
+    from tenangdb.config.loader import effective_items
+
+    loaded = state.load()
+    if loaded.path:
+        click.echo(f"# config file: {loaded.path.resolve()}")
+    else:
+        click.echo("# no config file found; searched: " + ", ".join(str(p) for p in loaded.searched))
+    for key, value, source in effective_items(loaded):
+        click.echo(f"{key} = {value}    # {source}")
+
+
+@cli.command()
+def version() -> None:
+    """Print the version of tenangdb and of the tools it drives."""
+    import platform
+    import shutil
+
+    click.echo(f"tenangdb {__version__}")
+    click.echo(f"python {platform.python_version()} on {platform.system().lower()}/{platform.machine()}")
+    for name in ("mariadb-dump", "mysqldump", "mariadb", "mysql"):
+        path = shutil.which(name)
+        if path:
+            from tenangdb.mysql.tools import tool_version
+            click.echo(f"{name}: {tool_version(path)}")
+
+
+@cli.group()
+def key() -> None:
+    """Manage age encryption keys."""
+
+
+def _default_key_path() -> Path:
+    base = Path("/etc/tenangdb") if os.geteuid() == 0 else Path(platformdirs.user_config_dir("tenangdb"))
+    return base / "age-identity.txt"
+
+
+@key.command("generate")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), help="Where to write the identity "
+              "(default: /etc/tenangdb/age-identity.txt as root, else the user config dir).")
+@click.option("--force", is_flag=True, help="Overwrite an existing file.")
+def key_generate(output: str | None, force: bool) -> None:
+    """Write a new age identity (0600) and print its public recipient."""
+    from tenangdb.stream.crypto import generate_identity_file
+
+    path = Path(output) if output else _default_key_path()
+    recipient = generate_identity_file(path, force=force)
+    click.echo(f"wrote a new age identity to {path} (mode 0600); keep a copy off this machine", err=True)
+    click.echo(recipient)
+
+
+def main() -> None:
+    cli(prog_name="tenangdb")
+
+
+if __name__ == "__main__":
+    main()

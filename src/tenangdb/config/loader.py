@@ -1,0 +1,286 @@
+"""Load the configuration: find the file, read YAML, expand ${VAR}, apply TENANGDB_* overrides,
+validate against the schema, and remember where every value came from."""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+import stat
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Mapping
+
+import platformdirs
+import yaml
+from pydantic import BaseModel, SecretStr, ValidationError
+
+from tenangdb.config.schema import SECRET_KEYS, Settings
+from tenangdb.errors import ConfigError
+
+_VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(:?-([^}]*))?\}")
+ENV_PREFIX = "TENANGDB_"
+# Short names the original's security guide documents.
+ENV_ALIASES = {
+    "TENANGDB_DB_PASSWORD": "database.password",
+    "TENANGDB_ENCRYPTION_KEY": "backup.encryption.key",
+}
+REDACTED = "********"
+
+
+@dataclass
+class LoadedConfig:
+    settings: Settings
+    path: Path | None
+    searched: list[Path]
+    sources: dict[str, str] = field(default_factory=dict)
+
+    def source_of(self, key: str) -> str:
+        return self.sources.get(key, "default")
+
+
+def search_path() -> list[Path]:
+    return [
+        Path("config.yaml"),
+        Path(platformdirs.user_config_dir("tenangdb")) / "config.yaml",
+        Path("/etc/tenangdb/config.yaml"),
+    ]
+
+
+def discover(explicit: str | os.PathLike | None) -> tuple[Path | None, list[Path]]:
+    if explicit:
+        return Path(explicit), [Path(explicit)]
+    searched = search_path()
+    for candidate in searched:
+        if candidate.is_file():
+            return candidate, searched
+    return None, searched
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"config file {path} is not readable by this user") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a directory") from None
+    except UnicodeDecodeError:
+        raise ConfigError(f"config file {path} is not UTF-8 text") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise ConfigError(f"config file {path} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
+    return data
+
+
+def _walk(data: Any, prefix: str = ""):
+    if isinstance(data, dict):
+        for key, value in data.items():
+            dotted = f"{prefix}.{key}" if prefix else str(key)
+            yield from _walk(value, dotted)
+    else:
+        yield prefix, data
+
+
+def _only_references(value: Any) -> bool:
+    """True when a secret's value is nothing but ${VAR} references (so not a plaintext secret)."""
+    return isinstance(value, str) and _VAR.sub("", value).strip() == "" and "${" in value
+
+
+def _check_secret_permissions(path: Path, raw: dict[str, Any], insecure: bool) -> None:
+    plaintext = [key for key, value in _walk(raw) if key in SECRET_KEYS
+                 and value not in (None, "") and not _only_references(value)]
+    if not plaintext:
+        return
+    mode = path.stat().st_mode
+    if mode & stat.S_IROTH and not insecure:
+        raise ConfigError(
+            f"config file {path} holds a plaintext secret ({', '.join(plaintext)}) and is readable "
+            f"by other users; run: chmod o-rwx {path}  (or move the secret to an environment "
+            f"variable referenced as ${{VAR}}, or pass --insecure)"
+        )
+
+
+def _expand(data: Any, environ: Mapping[str, str], key: str, used: dict[str, list[str]]) -> Any:
+    if isinstance(data, dict):
+        return {k: _expand(v, environ, f"{key}.{k}" if key else str(k), used) for k, v in data.items()}
+    if isinstance(data, list):
+        return [_expand(v, environ, key, used) for v in data]
+    if not isinstance(data, str) or "${" not in data:
+        return data
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(1):  # $${VAR} is a literal ${VAR}
+            return match.group(0)[1:]
+        name, has_default, default = match.group(2), match.group(3), match.group(4)
+        value = environ.get(name)
+        if value is None or (value == "" and has_default and has_default.startswith(":")):
+            if has_default is None:
+                raise ConfigError(f"{key}: environment variable {name} is not set (referenced as ${{{name}}})")
+            value = default or ""
+        used.setdefault(key, []).append(name)
+        return value
+
+    return _VAR.sub(replace, data)
+
+
+def _field_path(model: type[BaseModel], words: list[str]) -> list[str] | None:
+    """Match upper-case words from an env var name to a nested key (fields may hold '_')."""
+    if not words:
+        return None
+    for name, info in model.model_fields.items():
+        parts = name.upper().split("_")
+        if words[: len(parts)] != parts:
+            continue
+        rest = words[len(parts):]
+        if not rest:
+            return [name]
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            deeper = _field_path(annotation, rest)
+            if deeper:
+                return [name, *deeper]
+    return None
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
+    """dotted key → (value, variable name)."""
+    sections = {name.upper(): name for name in Settings.model_fields}
+    found: dict[str, tuple[str, str]] = {}
+    for var, value in environ.items():
+        if not var.startswith(ENV_PREFIX):
+            continue
+        if var in ENV_ALIASES:
+            found[ENV_ALIASES[var]] = (value, var)
+            continue
+        words = var[len(ENV_PREFIX):].split("_")
+        section = sections.get(words[0])
+        if section is None:
+            continue  # not an override (TENANGDB_CONFIG and friends)
+        model = Settings.model_fields[section].annotation
+        path = _field_path(model, words[1:])
+        if path is None:
+            raise ConfigError(f"environment variable {var} does not name a key of the {section} section")
+        found[".".join([section, *path])] = (value, var)
+    return found
+
+
+def _set(data: dict[str, Any], dotted: str, value: Any) -> None:
+    node = data
+    parts = dotted.split(".")
+    for part in parts[:-1]:
+        child = node.get(part)
+        if not isinstance(child, dict):
+            # A shorthand value (`encryption: true`) is widened so a nested override can land.
+            child = {} if child is None else ({"enabled": child} if isinstance(child, bool) else {"format": child})
+            node[part] = child
+        node = child
+    node[parts[-1]] = value
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = ".".join(str(part) for part in error["loc"] if not str(part).startswith("function-"))
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        parent, _, leaf = loc.rpartition(".")
+        model: type[BaseModel] = Settings
+        for part in parent.split(".") if parent else []:
+            annotation = model.model_fields.get(part)
+            if annotation is None or not (isinstance(annotation.annotation, type)
+                                          and issubclass(annotation.annotation, BaseModel)):
+                break
+            model = annotation.annotation
+        names = list(model.model_fields)
+        close = difflib.get_close_matches(leaf, names, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(names)})"
+        return f"{loc}: unknown key{hint}"
+    message = error["msg"]
+    if message.startswith("Value error, "):
+        message = message[len("Value error, "):]
+    received = error.get("input")
+    shown = "" if kind == "missing" or isinstance(received, (dict, list)) or received is None \
+        or any(loc.endswith(s.split(".")[-1]) and loc == s for s in SECRET_KEYS) else f", got {received!r}"
+    return f"{loc}: {message}{shown}" if loc else f"{message}"
+
+
+def load_config(
+    explicit: str | os.PathLike | None = None,
+    *,
+    insecure: bool = False,
+    environ: Mapping[str, str] | None = None,
+) -> LoadedConfig:
+    env = os.environ if environ is None else environ
+    if explicit is None and env.get("TENANGDB_CONFIG"):
+        explicit = env["TENANGDB_CONFIG"]
+    path, searched = discover(explicit)
+    raw: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    if path is not None:
+        raw = _read_yaml(path)
+        _check_secret_permissions(path, raw, insecure)
+        used: dict[str, list[str]] = {}
+        data = _expand(raw, env, "", used)
+        for key, _ in _walk(raw):
+            sources[key] = f"file {path}"
+        for key, names in used.items():
+            sources[key] = f"file {path} via ${{{', '.join(names)}}}"
+    else:
+        data = {}
+    for key, (value, var) in _env_overrides(env).items():
+        _set(data, key, value)
+        sources[key] = f"env {var}"
+    where = f"in {path}" if path else "(no config file; defaults and environment)"
+    try:
+        settings = Settings.model_validate(data)
+    except ValidationError as exc:
+        errors = exc.errors()
+        first = _describe(errors[0])
+        more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
+        raise ConfigError(f"configuration error {where}: {first}{more}") from None
+    return LoadedConfig(settings=settings, path=path, searched=searched, sources=sources)
+
+
+def effective_items(loaded: LoadedConfig) -> list[tuple[str, str, str]]:
+    """(key, value as shown, source) for every leaf, secrets redacted."""
+    rows: list[tuple[str, str, str]] = []
+
+    def visit(model: BaseModel, prefix: str) -> None:
+        for name in type(model).model_fields:
+            value = getattr(model, name)
+            key = f"{prefix}.{name}" if prefix else name
+            if isinstance(value, BaseModel):
+                visit(value, key)
+                continue
+            if isinstance(value, SecretStr) or key in SECRET_KEYS:
+                shown = REDACTED if value not in (None, "") else "(not set)"
+            elif value is None:
+                shown = "(not set)"
+            elif isinstance(value, list):
+                shown = ", ".join(value) if value else "[]"
+            else:
+                shown = str(value)
+            rows.append((key, shown, _source_for(loaded, key)))
+
+    visit(loaded.settings, "")
+    return rows
+
+
+def _source_for(loaded: LoadedConfig, key: str) -> str:
+    if key in loaded.sources:
+        return loaded.sources[key]
+    # A shorthand (`compression: gzip`) sets its children from the parent's value.
+    parent = key.rpartition(".")[0]
+    while parent:
+        if parent in loaded.sources:
+            return loaded.sources[parent]
+        parent = parent.rpartition(".")[0]
+    return "default"

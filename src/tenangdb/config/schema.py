@@ -1,0 +1,295 @@
+"""The configuration schema: the single source of keys, defaults and validation.
+
+Section and key names follow the original TenangDB (`database`, `backup`, `upload`,
+`logging`, `metrics`, `cleanup`) so its configuration files keep working; keys it
+documented but never honoured are accepted and described where they become real.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Any, Literal
+
+import platformdirs
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+
+# Keys whose values are secrets: redacted everywhere and refused in world-readable files.
+SECRET_KEYS = frozenset({"database.password", "backup.encryption.key"})
+
+_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+
+
+def parse_duration(value: Any) -> float:
+    """Seconds from `90`, `"90"`, `"30s"`, `"10m"`, `"2h30m"` (a bare number is seconds)."""
+    if isinstance(value, bool):
+        raise ValueError("expected a duration such as 30s, 10m or 1h")
+    if isinstance(value, (int, float)):
+        if value < 0:
+            raise ValueError("a duration cannot be negative")
+        return float(value)
+    text = str(value).strip()
+    if re.fullmatch(r"\d+(\.\d+)?", text):
+        return float(text)
+    pos, total = 0, 0.0
+    for match in _DURATION.finditer(text):
+        if match.start() != pos:
+            break
+        total += float(match.group(1)) * _UNITS[match.group(2)]
+        pos = match.end()
+    if pos != len(text) or not text:
+        raise ValueError(f"expected a duration such as 30s, 10m or 1h, got {value!r}")
+    return total
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid", validate_default=True, populate_by_name=True, coerce_numbers_to_str=True
+    )
+
+
+def _is_root() -> bool:
+    return hasattr(os, "geteuid") and os.geteuid() == 0
+
+
+def default_backup_directory() -> str:
+    if _is_root():
+        return "/var/backups/tenangdb"
+    return os.path.join(platformdirs.user_data_dir("tenangdb"), "backups")
+
+
+def default_log_file() -> str:
+    if _is_root():
+        return "/var/log/tenangdb/tenangdb.log"
+    return os.path.join(platformdirs.user_data_dir("tenangdb"), "logs", "tenangdb.log")
+
+
+def default_state_directory() -> str:
+    if _is_root():
+        return "/var/lib/tenangdb"
+    return platformdirs.user_data_dir("tenangdb")
+
+
+class MyloaderConfig(_Section):
+    enabled: bool = True
+    binary_path: str | None = None
+    defaults_file: str | None = None
+    threads: int = Field(4, ge=1)
+
+
+class MydumperConfig(_Section):
+    """Accepted now so original configs load; the parallel engine honours it."""
+
+    enabled: bool = True
+    binary_path: str | None = None
+    defaults_file: str | None = None
+    threads: int = Field(4, ge=1)
+    chunk_filesize: int = Field(100, ge=1)
+    compress_method: str | None = None
+    build_empty_files: bool = False
+    use_defer: bool = True
+    single_table: bool = False
+    no_schemas: bool = False
+    no_data: bool = False
+    myloader: MyloaderConfig = Field(default_factory=MyloaderConfig)
+
+
+SslMode = Literal["DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"]
+
+
+class DatabaseConfig(_Section):
+    host: str = "localhost"
+    port: int = Field(3306, ge=1, le=65535)
+    socket: str | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    timeout: float = Field(30, gt=0, description="connect timeout in seconds")
+    defaults_file: str | None = None
+    ssl_mode: SslMode = "PREFERRED"
+    ssl_ca: str | None = None
+    ssl_cert: str | None = None
+    ssl_key: str | None = None
+    mysqldump_path: str | None = None
+    mysql_path: str | None = None
+    mydumper: MydumperConfig = Field(default_factory=MydumperConfig)
+
+    @field_validator("ssl_mode", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+CompressionFormat = Literal["zstd", "gzip", "xz", "none"]
+_FORMAT_ALIASES = {"tar.gz": "gzip", "tgz": "gzip", "gz": "gzip", "tar.zst": "zstd", "zst": "zstd",
+                   "tar.xz": "xz"}
+_LEVELS = {"zstd": (1, 22), "gzip": (1, 9), "xz": (0, 9), "none": (0, 0)}
+DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "xz": 6, "none": 0}
+
+
+class CompressionConfig(_Section):
+    format: CompressionFormat = Field("zstd", alias="algorithm")
+    level: int | None = None
+    # The original's keys: `enabled: false` means no compression; the others had no effect there.
+    enabled: bool = True
+    keep_original: bool | None = None
+    compress_upload: bool | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"format": value}
+        if isinstance(value, bool):
+            return {"enabled": value}
+        if isinstance(value, dict):
+            value = dict(value)
+            fmt = value.get("format", value.get("algorithm"))
+            if isinstance(fmt, str) and fmt.lower() in _FORMAT_ALIASES:
+                value.pop("algorithm", None)
+                value["format"] = _FORMAT_ALIASES[fmt.lower()]
+        return value
+
+    @model_validator(mode="after")
+    def _check_level(self) -> "CompressionConfig":
+        if not self.enabled:
+            self.format = "none"
+        if self.level is not None and self.format != "none":
+            low, high = _LEVELS[self.format]
+            if not low <= self.level <= high:
+                raise ValueError(f"level {self.level} is out of range for {self.format} ({low}-{high})")
+        return self
+
+    @property
+    def effective_level(self) -> int:
+        return self.level if self.level is not None else DEFAULT_LEVELS[self.format]
+
+
+class EncryptionConfig(_Section):
+    enabled: bool = False
+    recipients: list[str] = Field(default_factory=list)
+    recipients_file: str | None = None
+    key: SecretStr | None = None
+    key_file: str | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _shorthand(cls, value: Any) -> Any:
+        if isinstance(value, bool):
+            return {"enabled": value}
+        return value
+
+    @field_validator("recipients", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @model_validator(mode="after")
+    def _need_keys(self) -> "EncryptionConfig":
+        if self.enabled and not (self.recipients or self.recipients_file or self.key or self.key_file):
+            raise ValueError(
+                "encryption is enabled but no recipients, recipients_file, key or key_file is set"
+            )
+        return self
+
+
+class BackupConfig(_Section):
+    directory: str = Field(default_factory=default_backup_directory)
+    databases: list[str] = Field(default_factory=list)
+    engine: Literal["auto", "mysqldump", "mydumper"] = "auto"
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
+    batch_size: int = Field(5, ge=1)
+    concurrency: int = Field(3, ge=1)
+    timeout: float = Field(1800, gt=0)
+    retry_count: int = Field(3, ge=1)
+    retry_delay: float = Field(10, ge=0)
+    check_last_backup_time: bool = True
+    min_backup_interval: float = Field(3600, ge=0)
+    skip_confirmation: bool = False
+    verify_backup: bool = False
+    test_restore: bool = False
+    checksum_algorithm: Literal["sha256"] = "sha256"
+
+    @field_validator("databases", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("timeout", "retry_delay", "min_backup_interval", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class UploadConfig(_Section):
+    enabled: bool = False
+    destination: str | None = None
+    rclone_path: str | None = None
+    rclone_config_path: str | None = None
+    timeout: float = Field(300, gt=0)
+    retry_count: int = Field(3, ge=1)
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+    @model_validator(mode="after")
+    def _need_destination(self) -> "UploadConfig":
+        if self.enabled and not self.destination:
+            raise ValueError("upload is enabled but upload.destination is not set")
+        return self
+
+
+LogLevel = Literal["debug", "info", "warning", "error"]
+
+
+class LoggingConfig(_Section):
+    level: LogLevel = "info"
+    format: Literal["clean", "text", "json"] = "clean"
+    file_format: Literal["clean", "text", "json"] = "text"
+    file_path: str | None = Field(None, alias="file")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _level(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.lower()
+            return "warning" if value == "warn" else value
+        return value
+
+
+class MetricsConfig(_Section):
+    enabled: bool = False
+    port: int = Field(9090, ge=1, le=65535)
+    storage_path: str | None = None
+
+
+class CleanupConfig(_Section):
+    enabled: bool = False
+    max_age_days: int = Field(7, ge=1)
+    remote_retention_days: int = Field(30, ge=1)
+    cleanup_uploaded_files: bool = False
+    verify_cloud_exists: bool = True
+    weekend_only: bool = False
+    age_based_cleanup: bool = True
+    databases: list[str] = Field(default_factory=list)
+
+
+class Settings(_Section):
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
+    backup: BackupConfig = Field(default_factory=BackupConfig)
+    upload: UploadConfig = Field(default_factory=UploadConfig)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)

@@ -1,0 +1,46 @@
+"""Logging set-up: one line per event, secrets redacted in every handler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tenangdb.runner import redact
+
+
+class _Redacting(logging.Formatter):
+    def __init__(self, style: str) -> None:
+        super().__init__()
+        self.style_name = style
+
+    def format(self, record: logging.LogRecord) -> str:
+        message = redact(record.getMessage())
+        if self.style_name == "json":
+            return json.dumps({"time": datetime.fromtimestamp(record.created, timezone.utc).isoformat(),
+                               "level": record.levelname.lower(), "logger": record.name, "msg": message})
+        if self.style_name == "text":
+            stamp = datetime.fromtimestamp(record.created).astimezone().isoformat(timespec="seconds")
+            return f"{stamp} {record.levelname.lower():7} {message}"
+        prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
+        return prefix + message
+
+
+def setup(level: str, fmt: str = "clean", file_path: str | None = None, file_format: str = "text") -> None:
+    root = logging.getLogger("tenangdb")
+    root.handlers.clear()
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    root.propagate = False
+    console = logging.StreamHandler()
+    console.setFormatter(_Redacting(fmt))
+    root.addHandler(console)
+    if file_path:
+        path = Path(file_path)
+        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+        os.close(fd)
+        handler = logging.FileHandler(path, encoding="utf-8")
+        handler.setFormatter(_Redacting(file_format))
+        root.addHandler(handler)

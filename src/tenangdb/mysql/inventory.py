@@ -1,0 +1,122 @@
+"""What is in a database, read through our own connection (never through argv)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tenangdb.mysql.connection import quote_identifier
+
+SYSTEM_SCHEMAS = frozenset({"information_schema", "performance_schema", "sys", "mysql"})
+
+
+@dataclass
+class ServerInfo:
+    version: str
+    flavour: str
+    log_bin: bool
+    can_read_binlog_position: bool
+
+
+@dataclass
+class Inventory:
+    charset: str
+    collation: str
+    tables: list[dict] = field(default_factory=list)
+    views: list[str] = field(default_factory=list)
+    sequences: list[str] = field(default_factory=list)
+    routines: list[dict] = field(default_factory=list)
+    triggers: list[dict] = field(default_factory=list)
+    events: list[str] = field(default_factory=list)
+
+    @property
+    def system_versioned(self) -> list[str]:
+        return [t["name"] for t in self.tables if t.get("system_versioned")]
+
+    def as_manifest(self) -> dict:
+        return {
+            "tables": self.tables, "views": self.views, "sequences": self.sequences,
+            "routines": self.routines, "triggers": self.triggers, "events": self.events,
+        }
+
+
+def server_info(conn) -> ServerInfo:
+    with conn.cursor() as cur:
+        cur.execute("SELECT VERSION(), @@version_comment, @@log_bin")
+        version, comment, log_bin = cur.fetchone()
+        flavour = "mariadb" if "mariadb" in f"{version} {comment}".lower() else "mysql"
+        can_read = False
+        if log_bin:
+            # Recording the binlog position needs RELOAD (a brief FLUSH TABLES WITH READ LOCK)
+            # and the right to read the binlog status; without them we record none.
+            try:
+                cur.execute("SHOW MASTER STATUS")
+                has_status = cur.fetchone() is not None
+                cur.execute(
+                    "SELECT COUNT(*) FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE='RELOAD' "
+                    "AND GRANTEE = CONCAT('''', SUBSTRING_INDEX(CURRENT_USER(), '@', 1), '''@''', "
+                    "SUBSTRING_INDEX(CURRENT_USER(), '@', -1), '''')")
+                can_read = has_status and cur.fetchone()[0] > 0
+            except Exception:  # noqa: BLE001 - missing privilege means "not available"
+                can_read = False
+    return ServerInfo(version=version, flavour=flavour, log_bin=bool(log_bin), can_read_binlog_position=can_read)
+
+
+def database_exists(conn, name: str) -> bool:
+    with conn.cursor() as cur:
+        cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
+        return cur.fetchone() is not None
+
+
+def database_object_count(conn, name: str) -> int:
+    """Tables, views, routines, triggers and events in a database (0 means empty)."""
+    with conn.cursor() as cur:
+        cur.execute(
+            "SELECT (SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s)"
+            " + (SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA=%s)"
+            " + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA=%s)",
+            (name, name, name))
+        return int(cur.fetchone()[0])
+
+
+def list_databases(conn) -> list[str]:
+    with conn.cursor() as cur:
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+        return [row[0] for row in cur.fetchall()]
+
+
+def create_database(conn, name: str, charset: str | None, collation: str | None) -> None:
+    sql = f"CREATE DATABASE IF NOT EXISTS {quote_identifier(name)}"
+    if charset:
+        sql += f" CHARACTER SET {charset}"
+    if collation:
+        sql += f" COLLATE {collation}"
+    with conn.cursor() as cur:
+        cur.execute(sql)
+
+
+def inventory(conn, name: str) -> Inventory:
+    with conn.cursor() as cur:
+        cur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                    "WHERE SCHEMA_NAME=%s", (name,))
+        charset, collation = cur.fetchone()
+        inv = Inventory(charset=charset, collation=collation)
+        cur.execute("SELECT TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_ROWS FROM information_schema.TABLES "
+                    "WHERE TABLE_SCHEMA=%s ORDER BY TABLE_NAME", (name,))
+        for table, kind, engine, rows in cur.fetchall():
+            if kind == "VIEW":
+                inv.views.append(table)
+            elif kind == "SEQUENCE":
+                inv.sequences.append(table)
+            else:
+                inv.tables.append({"name": table, "engine": engine, "rows_estimate": rows,
+                                   "system_versioned": kind == "SYSTEM VERSIONED"})
+        cur.execute("SELECT ROUTINE_NAME, ROUTINE_TYPE FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA=%s "
+                    "ORDER BY ROUTINE_TYPE, ROUTINE_NAME", (name,))
+        inv.routines = [{"name": r, "type": t.lower()} for r, t in cur.fetchall()]
+        cur.execute("SELECT TRIGGER_NAME, EVENT_OBJECT_TABLE FROM information_schema.TRIGGERS "
+                    "WHERE TRIGGER_SCHEMA=%s ORDER BY TRIGGER_NAME", (name,))
+        inv.triggers = [{"name": n, "table": t} for n, t in cur.fetchall()]
+        cur.execute("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA=%s ORDER BY EVENT_NAME",
+                    (name,))
+        inv.events = [row[0] for row in cur.fetchall()]
+    return inv

@@ -1,0 +1,168 @@
+"""A throwaway MariaDB server in a private temporary folder.
+
+Used by the test suite, the demo and (later) test restores: the server listens
+on a unix socket inside its own folder and on a free port on 127.0.0.1, runs
+with ``--no-defaults`` so no system option file can point it at real data, and
+is stopped by its PID.  Nothing here touches a server it did not start.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from tenangdb.errors import TenangDBError
+
+
+class SandboxError(TenangDBError):
+    exit_code = 1
+
+
+def _find(*names: str) -> str | None:
+    for name in names:
+        found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/usr/bin")
+        if found:
+            return found
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _alive(pid: int) -> bool:
+    """True while the process exists and is not a zombie (kill -0 lies for zombies)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except FileNotFoundError:
+        return False
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
+
+
+@dataclass
+class Sandbox:
+    """A running throwaway server; root has no password and may connect over both paths."""
+
+    base: Path
+    socket_path: Path
+    port: int
+    pid: int
+    process: subprocess.Popen = field(repr=False)
+    host: str = "127.0.0.1"
+    user: str = "root"
+    password: str = ""
+
+    @property
+    def log_path(self) -> Path:
+        return self.base / "server.log"
+
+    def client_argv(self, *extra: str) -> list[str]:
+        client = _find("mariadb", "mysql")
+        if client is None:
+            raise SandboxError("the mariadb client is not installed")
+        return [client, "--no-defaults", f"--socket={self.socket_path}", "-uroot", *extra]
+
+    def sql(self, statement: str, database: str | None = None) -> str:
+        argv = self.client_argv("--batch", "--skip-column-names")
+        if database:
+            argv.append(database)
+        out = subprocess.run(argv, input=statement, capture_output=True, text=True, check=False)
+        if out.returncode != 0:
+            raise SandboxError(f"SQL failed on the sandbox server: {out.stderr.strip()}")
+        return out.stdout
+
+    def stop(self, timeout: float = 60.0) -> None:
+        if _alive(self.pid):
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            deadline = time.monotonic() + timeout
+            while _alive(self.pid) and time.monotonic() < deadline:
+                try:
+                    self.process.wait(timeout=0.2)
+                except subprocess.TimeoutExpired:
+                    pass
+            if _alive(self.pid):
+                os.kill(self.pid, signal.SIGKILL)
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            pass
+        shutil.rmtree(self.base, ignore_errors=True)
+
+    def __enter__(self) -> "Sandbox":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_sandbox(
+    *,
+    parent: str | os.PathLike | None = None,
+    extra_args: list[str] | None = None,
+    binlog: bool = True,
+    startup_timeout: float = 120.0,
+) -> Sandbox:
+    """Initialise a data directory and start ``mariadbd`` on it; return once it answers."""
+    server = _find("mariadbd", "mysqld")
+    install_db = _find("mariadb-install-db", "mysql_install_db")
+    if server is None or install_db is None:
+        raise SandboxError(
+            "MariaDB server binaries (mariadbd, mariadb-install-db) are not installed; "
+            "install the mariadb-server package"
+        )
+    base = Path(tempfile.mkdtemp(prefix="tenangdb-sandbox-", dir=parent))
+    os.chmod(base, 0o700)
+    datadir = base / "data"
+    sock = base / "mysqld.sock"
+    run_as = ["--user=root"] if os.geteuid() == 0 else []
+    init = subprocess.run(
+        [install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
+         "--skip-test-db", *run_as],
+        capture_output=True, text=True, check=False,
+    )
+    if init.returncode != 0:
+        shutil.rmtree(base, ignore_errors=True)
+        raise SandboxError(f"mariadb-install-db failed: {init.stderr.strip()[-500:]}")
+    port = _free_port()
+    argv = [
+        server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
+        f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={base / 'mysqld.pid'}",
+        f"--log-error={base / 'server.log'}", "--innodb-buffer-pool-size=256M",
+        "--innodb-log-file-size=256M", "--skip-name-resolve", "--event-scheduler=OFF",
+        "--max-allowed-packet=256M", "--character-set-server=utf8mb4",
+        "--collation-server=utf8mb4_general_ci",
+        *run_as,
+    ]
+    if binlog:
+        argv += [f"--log-bin={base / 'binlog'}", "--server-id=1"]
+    argv += list(extra_args or [])
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    box = Sandbox(base=base, socket_path=sock, port=port, pid=proc.pid, process=proc)
+    deadline = time.monotonic() + startup_timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            log = box.log_path.read_text(errors="replace")[-800:] if box.log_path.exists() else ""
+            shutil.rmtree(base, ignore_errors=True)
+            raise SandboxError(f"mariadbd exited during start-up: {log.strip()}")
+        if sock.exists():
+            probe = subprocess.run(box.client_argv("-e", "SELECT 1"), capture_output=True, check=False)
+            if probe.returncode == 0:
+                return box
+        time.sleep(0.2)
+    box.stop()
+    raise SandboxError(f"mariadbd did not answer within {startup_timeout:.0f}s")

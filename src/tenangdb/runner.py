@@ -1,0 +1,178 @@
+"""The one place that starts external programs.
+
+Every child runs in its own process group so a timeout or an interrupt ends the
+whole group, gets an environment without our secrets, and has its stderr kept
+(the tail only, redacted) for the one-line error the user sees.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import IO, Sequence
+
+from tenangdb.errors import ToolMissing
+
+# Variables a child must never inherit: ours hold secrets, MYSQL_PWD is one.
+_SECRET_ENV_PREFIXES = ("TENANGDB_",)
+_SECRET_ENV_NAMES = {"MYSQL_PWD", "MYSQL_PASSWORD", "MARIADB_PASSWORD", "AGE_IDENTITY"}
+_STDERR_KEEP = 64 * 1024
+
+
+def child_environment() -> dict[str, str]:
+    return {
+        name: value
+        for name, value in os.environ.items()
+        if name not in _SECRET_ENV_NAMES and not name.startswith(_SECRET_ENV_PREFIXES)
+    }
+
+
+class Redactor:
+    """Replaces every registered secret with ******** in text meant for humans."""
+
+    def __init__(self) -> None:
+        self._secrets: set[str] = set()
+
+    def add(self, secret: str | None) -> None:
+        if secret and len(secret) >= 3:
+            self._secrets.add(secret)
+
+    def __call__(self, text: str) -> str:
+        for secret in sorted(self._secrets, key=len, reverse=True):
+            text = text.replace(secret, "********")
+        return text
+
+
+redact = Redactor()
+
+
+@dataclass
+class Child:
+    argv: list[str]
+    popen: subprocess.Popen
+    _stderr: bytearray = field(default_factory=bytearray)
+    _reader: threading.Thread | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def stdout(self) -> IO[bytes] | None:
+        return self.popen.stdout
+
+    @property
+    def stdin(self) -> IO[bytes] | None:
+        return self.popen.stdin
+
+    def _drain(self, stream: IO[bytes]) -> None:
+        for chunk in iter(lambda: stream.read(8192), b""):
+            self._stderr += chunk
+            if len(self._stderr) > 2 * _STDERR_KEEP:
+                del self._stderr[: len(self._stderr) - _STDERR_KEEP]
+        stream.close()
+
+    def stderr_text(self) -> str:
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return redact(bytes(self._stderr[-_STDERR_KEEP:]).decode("utf-8", errors="replace"))
+
+    def error_line(self) -> str:
+        """The tool's own last meaningful stderr line, for a one-line error message."""
+        lines = [line.strip() for line in self.stderr_text().splitlines() if line.strip()]
+        errors = [line for line in lines if "error" in line.lower()]
+        chosen = (errors or lines or ["(no error output)"])[-1]
+        return chosen[:500]
+
+    def wait(self, timeout: float | None = None) -> int:
+        try:
+            return self.popen.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            self.kill_group()
+            raise
+
+    def kill_group(self, grace: float = 5.0) -> None:
+        """End the child's whole process group: SIGTERM, then SIGKILL after a grace period."""
+        if self.popen.poll() is not None:
+            return
+        try:
+            os.killpg(self.popen.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        deadline = time.monotonic() + grace
+        while self.popen.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.popen.poll() is None:
+            try:
+                os.killpg(self.popen.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.popen.wait()
+
+    def __enter__(self) -> "Child":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        # Leaving the block early (error, interrupt) must not leave the tool running.
+        for stream in (self.popen.stdin, self.popen.stdout):
+            if stream is not None:
+                try:
+                    stream.close()
+                except OSError:
+                    pass
+        if exc[0] is not None:
+            self.kill_group()
+        else:
+            self.popen.wait()
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+
+
+def spawn(
+    argv: Sequence[str],
+    *,
+    stdin: int | IO[bytes] | None = subprocess.DEVNULL,
+    stdout: int | IO[bytes] | None = subprocess.PIPE,
+    pass_fds: Sequence[int] = (),
+    cwd: str | None = None,
+) -> Child:
+    argv = [str(part) for part in argv]
+    try:
+        popen = subprocess.Popen(
+            argv,
+            stdin=stdin,
+            stdout=stdout,
+            stderr=subprocess.PIPE,
+            pass_fds=tuple(pass_fds),
+            env=child_environment(),
+            cwd=cwd,
+            start_new_session=True,
+            bufsize=0,
+        )
+    except FileNotFoundError:
+        raise ToolMissing(f"{argv[0]} is not installed or not executable") from None
+    except PermissionError:
+        raise ToolMissing(f"{argv[0]} is not executable by this user") from None
+    child = Child(argv=argv, popen=popen)
+    child._reader = threading.Thread(target=child._drain, args=(popen.stderr,), daemon=True)
+    child._reader.start()
+    return child
+
+
+def run(argv: Sequence[str], *, timeout: float = 60.0, input_bytes: bytes | None = None,
+        pass_fds: Sequence[int] = ()) -> tuple[int, bytes, str]:
+    """Run a short command to completion: (exit status, stdout, redacted stderr)."""
+    argv = [str(part) for part in argv]
+    try:
+        done = subprocess.run(
+            argv, input=input_bytes, stdin=None if input_bytes is not None else subprocess.DEVNULL,
+            capture_output=True, env=child_environment(), pass_fds=tuple(pass_fds),
+            timeout=timeout, start_new_session=True, check=False,
+        )
+    except FileNotFoundError:
+        raise ToolMissing(f"{argv[0]} is not installed or not executable") from None
+    return done.returncode, done.stdout, redact(done.stderr.decode("utf-8", errors="replace"))

@@ -1,0 +1,257 @@
+"""The stream pipeline: plain bytes → SHA-256 → compress → age encrypt → SHA-256 → file, and back.
+
+Everything is streamed in bounded chunks: memory stays flat whatever the size of
+the dump, and no plaintext byte is ever written to disk when encryption is on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Callable
+
+import pyrage
+
+from tenangdb.errors import TenangDBError, VerifyFailed
+from tenangdb.stream.codec import compressor, decompressor
+
+CHUNK = 1 << 20
+HEAD_KEEP = 64 * 1024
+TAIL_KEEP = 4096
+FILE_MODE = 0o640
+
+
+@dataclass
+class Digest:
+    size: int
+    sha256: str
+
+
+@dataclass
+class SealResult:
+    plain: Digest
+    stored: Digest
+    head: bytes
+    tail: bytes
+
+
+class _HashingFileWriter:
+    """Stored-bytes side: hash, count and write to a new file (never an existing one)."""
+
+    def __init__(self, path: Path) -> None:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0), FILE_MODE)
+        os.fchmod(fd, FILE_MODE)  # the umask must not widen or narrow what we promise
+        self._fh = os.fdopen(fd, "wb", buffering=CHUNK)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def write(self, data) -> int:
+        self._hash.update(data)
+        self._fh.write(data)
+        self.size += len(data)
+        return len(data)
+
+    def flush(self) -> None:
+        self._fh.flush()
+
+    def close(self) -> Digest:
+        self._fh.flush()
+        os.fsync(self._fh.fileno())
+        self._fh.close()
+        return Digest(self.size, self._hash.hexdigest())
+
+    def abort(self) -> None:
+        try:
+            self._fh.close()
+        except OSError:
+            pass
+
+
+class _PlainSource:
+    """Pulls plain bytes from the dump, hashes and compresses them; serves compressed bytes.
+
+    Used as the reader pyrage's streaming encryptor pulls from, or drained directly
+    when encryption is off.
+    """
+
+    def __init__(self, read: Callable[[int], bytes], fmt: str, level: int) -> None:
+        self._read = read
+        self._codec = compressor(fmt, level)
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.head = bytearray()
+        self.tail = b""
+        self._buffer = b""
+        self._offset = 0
+        self._done = False
+        self.error: BaseException | None = None
+
+    def _fill(self) -> None:
+        while self._offset >= len(self._buffer) and not self._done:
+            data = self._read(CHUNK)
+            if not data:
+                self._buffer, self._offset, self._done = self._codec.flush(), 0, True
+                return
+            self._hash.update(data)
+            self.size += len(data)
+            if len(self.head) < HEAD_KEEP:
+                self.head += data[: HEAD_KEEP - len(self.head)]
+            self.tail = (self.tail + data)[-TAIL_KEEP:] if len(data) < TAIL_KEEP else data[-TAIL_KEEP:]
+            self._buffer, self._offset = self._codec.compress(data), 0
+
+    def read(self, n: int = -1) -> bytes:
+        try:
+            self._fill()
+        except BaseException as exc:  # surfaced after pyrage returns, with its real cause
+            self.error = exc
+            raise
+        if n is None or n < 0:
+            n = len(self._buffer) - self._offset
+        out = self._buffer[self._offset : self._offset + n]
+        self._offset += len(out)
+        return out
+
+    def digest(self) -> Digest:
+        return Digest(self.size, self._hash.hexdigest())
+
+
+def seal(read: Callable[[int], bytes], dest: Path, *, compression: str, level: int,
+         recipients: list | None) -> SealResult:
+    """Stream `read` into `dest`; returns the digests of the plain and the stored bytes."""
+    source = _PlainSource(read, compression, level)
+    writer = _HashingFileWriter(dest)
+    try:
+        if recipients:
+            try:
+                pyrage.encrypt_io(source, writer, recipients)
+            except pyrage.EncryptError as exc:
+                if source.error is not None:
+                    raise source.error from None
+                raise TenangDBError(f"encryption failed: {exc}") from None
+        else:
+            while chunk := source.read(CHUNK):
+                writer.write(chunk)
+        stored = writer.close()
+    except BaseException:
+        writer.abort()
+        raise
+    return SealResult(plain=source.digest(), stored=stored, head=bytes(source.head), tail=source.tail)
+
+
+class _HashingFileReader:
+    def __init__(self, path: Path) -> None:
+        self._fh = open(path, "rb", buffering=0)
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self._fh.read(n if n and n > 0 else CHUNK)
+        self._hash.update(data)
+        self.size += len(data)
+        return data
+
+    def drain(self) -> None:
+        while self.read(CHUNK):
+            pass
+
+    def close(self) -> Digest:
+        self._fh.close()
+        return Digest(self.size, self._hash.hexdigest())
+
+
+class _PlainSink:
+    """Receives decrypted (still compressed) bytes, decompresses, hashes, forwards."""
+
+    def __init__(self, fmt: str, forward: Callable[[bytes], None] | None) -> None:
+        self._codec = decompressor(fmt)
+        self._forward = forward
+        self._hash = hashlib.sha256()
+        self.size = 0
+        self.error: BaseException | None = None
+
+    def _emit(self, plain: bytes) -> None:
+        if plain:
+            self._hash.update(plain)
+            self.size += len(plain)
+            if self._forward is not None:
+                self._forward(plain)
+
+    def write(self, data) -> int:
+        try:
+            self._emit(self._codec.decompress(bytes(data)))
+        except BaseException as exc:
+            self.error = exc
+            raise
+        return len(data)
+
+    def flush(self) -> None:
+        pass
+
+    def finish(self) -> None:
+        self._emit(self._codec.finish())
+
+    @property
+    def complete(self) -> bool:
+        return self._codec.complete
+
+    def digest(self) -> Digest:
+        return Digest(self.size, self._hash.hexdigest())
+
+
+@dataclass
+class UnsealResult:
+    plain: Digest
+    stored: Digest
+
+
+def unseal(path: Path, *, compression: str, identities: list | None,
+           forward: Callable[[bytes], None] | None = None) -> UnsealResult:
+    """Read a stored file back to plain bytes, hashing both sides; raises VerifyFailed on damage.
+
+    `forward` receives the plain bytes as they are produced (None to only check them).
+    """
+    name = path.name
+    try:
+        reader = _HashingFileReader(path)
+    except FileNotFoundError:
+        raise VerifyFailed(f"{name}: file is missing") from None
+    except PermissionError:
+        raise VerifyFailed(f"{name}: file is not readable by this user") from None
+    sink = _PlainSink(compression, forward)
+    try:
+        if identities is not None:
+            try:
+                pyrage.decrypt_io(reader, sink, identities)
+            except Exception as exc:  # pyrage reports damage as DecryptError or a bare OSError
+                if sink.error is not None:
+                    raise sink.error from None
+                text = str(exc)
+                if "No matching keys" in text or "no identity matched" in text.lower():
+                    raise VerifyFailed(f"{name}: the configured age identity cannot decrypt it (wrong key)") from None
+                raise VerifyFailed(f"{name}: decryption failed, the file is damaged or truncated ({text})") from None
+        else:
+            while chunk := reader.read(CHUNK):
+                sink.write(chunk)
+        reader.drain()
+        sink.finish()
+    except VerifyFailed:
+        reader.close()
+        raise
+    except (OSError, EOFError, ValueError) as exc:
+        reader.close()
+        if sink.error is not None and sink.error is not exc:
+            raise sink.error from None
+        if isinstance(exc, BrokenPipeError) or forward is not None and isinstance(exc, OSError):
+            raise
+        raise VerifyFailed(f"{name}: cannot be decompressed as {compression} ({exc})") from None
+    except Exception as exc:
+        reader.close()
+        if type(exc).__module__.startswith("zstandard") or "zstd" in type(exc).__name__.lower():
+            raise VerifyFailed(f"{name}: cannot be decompressed as {compression} ({exc})") from None
+        raise
+    stored = reader.close()
+    if not sink.complete:
+        raise VerifyFailed(f"{name}: the {compression} stream ends early or has trailing bytes (truncated or damaged)")
+    return UnsealResult(plain=sink.digest(), stored=stored)
