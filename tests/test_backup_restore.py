@@ -1,0 +1,139 @@
+"""The whole path against a real server: backup → verify → restore, layout and modes."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import subprocess
+import sys
+
+import pytest
+
+from conftest import unique
+
+
+def checksums(server, database: str) -> str:
+    tables = server.sql("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=DATABASE() "
+                        "AND TABLE_TYPE='BASE TABLE' ORDER BY 1", database).split()
+    rows = server.sql("CHECKSUM TABLE " + ", ".join(f"`{t}`" for t in tables) + " EXTENDED", database)
+    return "\n".join(line.split("\t", 1)[1] for line in rows.splitlines())
+
+
+@pytest.mark.parametrize("fmt", ["zstd", "gzip", "xz", "none"])
+@pytest.mark.parametrize("encrypted", [True, False])
+def test_backup_verify_restore_round_trip(env, server, sample_db, fmt, encrypted):
+    extra = {"backup": {"databases": [sample_db], "compression": fmt}}
+    if encrypted:
+        extra["backup"]["encryption"] = {"enabled": True, "key_file": str(env.key())}
+    cfg = env.write_config(extra)
+    done = env.cli("backup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stderr
+    [folder] = env.backups_of(sample_db)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    [entry] = manifest["files"]
+    suffix = {"zstd": ".zst", "gzip": ".gz", "xz": ".xz", "none": ""}[fmt] + (".age" if encrypted else "")
+    assert entry["name"] == f"{sample_db}.sql{suffix}"
+    assert manifest["encryption"]["enabled"] is encrypted
+    assert {t["name"] for t in manifest["objects"]["tables"]} == {"customer"}
+    assert manifest["objects"]["views"] == ["customer_names"]
+    assert manifest["objects"]["triggers"] == [{"name": "customer_bi", "table": "customer"}]
+    assert manifest["binlog"]["file"].startswith("binlog.")
+    stored = (folder / entry["name"]).read_bytes()
+    assert (b"INSERT INTO" in stored) is (fmt == "none" and not encrypted)
+
+    assert env.cli("verify", "--backup-path", str(folder), config=cfg).returncode == 0
+    target = unique("restored")
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert checksums(server, target) == checksums(server, sample_db)
+    assert server.sql("SHOW PROCEDURE STATUS WHERE Db = DATABASE()", target).count("count_customers") == 1
+    server.sql(f"DROP DATABASE `{target}`")
+
+
+def test_layout_and_modes_whatever_the_umask(env, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}})
+    for umask in (0o000, 0o077):
+        done = subprocess.run([sys.executable, "-c", f"import os,sys; os.umask({umask}); "
+                               "from tenangdb.cli.main import main; sys.argv=['tenangdb']+sys.argv[1:]; main()",
+                               "--config", str(cfg), "backup", "--yes"], capture_output=True, text=True,
+                              cwd=env.root)
+        assert done.returncode == 0, done.stderr
+    folders = env.backups_of(sample_db)
+    assert len(folders) == 2  # two runs in the same second still get distinct folders
+    for folder in folders:
+        month = folder.parent
+        assert month.parent.name == sample_db and len(month.name) == 7  # {db}/{YYYY-MM}/
+        assert folder.name.startswith(f"{sample_db}-")
+        for path in (month.parent, month, folder):
+            assert stat.S_IMODE(path.stat().st_mode) == 0o750, path
+        for path in folder.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == 0o640, path
+    assert not list(env.backups.rglob("*.partial"))
+
+
+def test_dry_run_touches_nothing(env, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}})
+    done = env.cli("backup", "--dry-run", "--databases", f"{sample_db},other", config=cfg)
+    assert done.returncode == 0
+    assert sample_db in done.stdout and "other" in done.stdout
+    assert not env.backups.exists()
+
+
+def test_no_tty_no_yes_still_runs_for_timers(env, sample_db):
+    """Without a terminal there is nobody to ask: the backup runs (the original silently did nothing)."""
+    cfg = env.write_config({"backup": {"databases": [sample_db]}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    assert len(env.backups_of(sample_db)) == 1
+
+
+def test_restore_under_new_name_leaves_original_alone(env, server):
+    source = unique("orig")
+    # A routine whose database collation differs makes mysqldump emit ALTER DATABASE `orig` lines.
+    server.sql(f"""
+        CREATE DATABASE `{source}` CHARACTER SET latin1;
+        USE `{source}`;
+        CREATE TABLE t (id INT PRIMARY KEY, v VARCHAR(10)) CHARACTER SET utf8mb4;
+        INSERT INTO t VALUES (1, 'a');
+        CREATE PROCEDURE p() SELECT 1;
+        ALTER DATABASE `{source}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci;
+        CREATE FUNCTION f() RETURNS INT DETERMINISTIC RETURN 2;
+    """)
+    cfg = env.write_config({"backup": {"databases": [source]}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(source)
+    server.sql(f"ALTER DATABASE `{source}` CHARACTER SET latin1 COLLATE latin1_swedish_ci")
+    target = unique("copy")
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=cfg)
+    assert done.returncode == 0, done.stderr
+    charset = server.sql(f"SELECT DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
+                         f"WHERE SCHEMA_NAME='{source}'").strip()
+    assert charset == "latin1_swedish_ci"  # the restore did not alter the original database
+    assert server.sql("SELECT COUNT(*) FROM information_schema.ROUTINES WHERE ROUTINE_SCHEMA=DATABASE()",
+                      target).strip() == "2"
+    server.sql(f"DROP DATABASE `{source}`; DROP DATABASE `{target}`")
+
+
+def test_restore_into_non_empty_target_needs_yes(env, server, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(sample_db)
+    target = unique("busy")
+    server.sql(f"CREATE DATABASE `{target}`; CREATE TABLE `{target}`.keepme (id INT); "
+               f"INSERT INTO `{target}`.keepme VALUES (42)")
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=cfg)
+    assert done.returncode == 4 and "exists and is not empty" in done.stderr and "--yes" in done.stderr
+    assert server.sql("SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA=DATABASE()",
+                      target).strip() == "1"
+    done = env.cli("restore", "-b", str(folder), "-d", target, "--yes", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert server.sql("SELECT COUNT(*) FROM customer", target).strip() == "2003"
+    server.sql(f"DROP DATABASE `{target}`")
+
+
+def test_verify_all(env, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    assert env.cli("backup", config=cfg).returncode == 0
+    done = env.cli("verify", "--all", config=cfg)
+    assert done.returncode == 0 and done.stdout.count("OK ") == 2

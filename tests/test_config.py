@@ -1,0 +1,146 @@
+"""Configuration: schema errors, ${VAR} expansion, overrides, discovery, secret hygiene."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+from tenangdb.config.loader import load_config
+from tenangdb.config.schema import parse_duration
+from tenangdb.errors import ConfigError
+
+
+def write(path: Path, text: str, mode: int = 0o600) -> Path:
+    path.write_text(text)
+    os.chmod(path, mode)
+    return path
+
+
+def test_defaults_and_original_keys_load(tmp_path):
+    cfg = write(tmp_path / "c.yaml", """
+database:
+  host: 127.0.0.1
+  port: "3306"
+  username: backup
+  mydumper:
+    enabled: true
+    threads: 4
+    myloader: {enabled: true, threads: 4}
+backup:
+  databases: [a, b]
+  directory: /backups
+  compression: {enabled: true, format: tar.gz, level: 6}
+  timeout: 30m
+  retry_delay: 10s
+  min_backup_interval: 1h
+logging: {level: WARN, format: clean, file_format: text}
+metrics: {enabled: false, port: 8080}
+cleanup: {enabled: false, max_age_days: 7, remote_retention_days: 3, weekend_only: false}
+""")
+    s = load_config(cfg, environ={}).settings
+    assert s.database.port == 3306
+    assert s.backup.compression.format == "gzip" and s.backup.compression.effective_level == 6
+    assert s.backup.timeout == 1800 and s.backup.retry_delay == 10 and s.backup.min_backup_interval == 3600
+    assert s.logging.level == "warning"
+
+
+@pytest.mark.parametrize("text,expected", [
+    ("backup:\n  directry: /x\n", "backup.directry: unknown key (did you mean 'directory'?)"),
+    ("database:\n  port: lots\n", "database.port: Input should be a valid integer"),
+    ("backup:\n  compression: lz5\n", "backup.compression.format: Input should be 'zstd', 'gzip', 'xz' or 'none'"),
+    ("backup:\n  engine: fastest\n", "backup.engine: Input should be 'auto', 'mysqldump' or 'mydumper'"),
+    ("backup:\n  compression: {format: zstd, level: 40}\n", "level 40 is out of range for zstd (1-22)"),
+    ("backup:\n  timeout: soon\n", "expected a duration such as 30s, 10m or 1h"),
+    ("backup:\n  encryption: {enabled: true}\n", "encryption is enabled but no recipients"),
+    ("- just\n- a list\n", "must hold a mapping of sections"),
+    ("database: [unclosed\n", "is not valid YAML at line"),
+])
+def test_bad_config_is_exit_2_with_file_and_key(offline_env, text, expected):
+    cfg = write(offline_env.root / "bad.yaml", text)
+    done = offline_env.cli("config", config=cfg)
+    assert done.returncode == 2, done.stderr
+    assert str(cfg) in done.stderr and expected in done.stderr
+    assert done.stderr.count("\n") == 1  # one line
+
+
+def test_env_expansion_default_and_missing(tmp_path):
+    cfg = write(tmp_path / "c.yaml", "database:\n  host: ${DB_HOST:-db.internal}\n  username: ${DB_USER}\n"
+                "backup:\n  directory: $${literal}\n")
+    s = load_config(cfg, environ={"DB_USER": "bk"}).settings
+    assert s.database.host == "db.internal" and s.database.username == "bk"
+    assert s.backup.directory == "${literal}"
+    with pytest.raises(ConfigError, match=r"database.username: environment variable DB_USER is not set"):
+        load_config(cfg, environ={})
+
+
+def test_missing_variable_via_cli_is_exit_2(offline_env):
+    cfg = write(offline_env.root / "c.yaml", "database:\n  password: ${NOPE_NOT_SET}\n")
+    done = offline_env.cli("config", config=cfg)
+    assert done.returncode == 2 and "NOPE_NOT_SET is not set" in done.stderr
+
+
+def test_env_overrides_and_aliases(tmp_path):
+    cfg = write(tmp_path / "c.yaml", "database:\n  host: a\n")
+    loaded = load_config(cfg, environ={
+        "TENANGDB_DATABASE_HOST": "b", "TENANGDB_DB_PASSWORD": "pw-from-env",
+        "TENANGDB_BACKUP_MIN_BACKUP_INTERVAL": "2h", "TENANGDB_BACKUP_COMPRESSION_FORMAT": "xz",
+        "TENANGDB_ENCRYPTION_KEY": "AGE-SECRET-KEY-1XYZ", "TENANGDB_BACKUP_ENCRYPTION_ENABLED": "true",
+        "TENANGDB_TEST_ANYTHING": "ignored",
+    })
+    s = loaded.settings
+    assert s.database.host == "b" and s.database.password.get_secret_value() == "pw-from-env"
+    assert s.backup.min_backup_interval == 7200 and s.backup.compression.format == "xz"
+    assert s.backup.encryption.enabled and s.backup.encryption.key.get_secret_value() == "AGE-SECRET-KEY-1XYZ"
+    assert loaded.source_of("database.host") == "env TENANGDB_DATABASE_HOST"
+    with pytest.raises(ConfigError, match="TENANGDB_BACKUP_DIRCTORY does not name a key"):
+        load_config(cfg, environ={"TENANGDB_BACKUP_DIRCTORY": "/x"})
+
+
+def test_world_readable_plaintext_secret_is_refused(offline_env):
+    cfg = write(offline_env.root / "c.yaml", "database:\n  password: hunter2-secret\n", mode=0o644)
+    done = offline_env.cli("config", config=cfg)
+    assert done.returncode == 2
+    assert "readable by other users" in done.stderr and f"chmod o-rwx {cfg}" in done.stderr
+    assert "hunter2-secret" not in done.stderr
+    assert offline_env.cli("--insecure", "config", config=cfg).returncode == 0
+    # A reference to the environment is not a plaintext secret.
+    ref = write(offline_env.root / "ref.yaml", "database:\n  password: ${PW}\n", mode=0o644)
+    assert offline_env.cli("config", config=ref, env={"PW": "x"}).returncode == 0
+
+
+def test_config_command_redacts_secrets_and_shows_sources(offline_env):
+    cfg = write(offline_env.root / "c.yaml", "database:\n  password: ${PW}\nbackup:\n  databases: [shop]\n"
+                "  encryption: {enabled: true, key: '${KEY}'}\n")
+    done = offline_env.cli("config", config=cfg, env={"PW": "pa55-word-xyz", "KEY": "AGE-SECRET-KEY-1QQQ",
+                                                     "TENANGDB_DATABASE_HOST": "db9"})
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "pa55-word-xyz" not in out and "AGE-SECRET-KEY-1QQQ" not in out
+    assert f"database.password = ********    # file {cfg} via ${{PW}}" in out
+    assert "database.host = db9    # env TENANGDB_DATABASE_HOST" in out
+    assert "backup.databases = shop    # file" in out
+    assert "database.port = 3306    # default" in out
+
+
+def test_discovery_prefers_explicit_then_cwd(offline_env, tmp_path):
+    write(tmp_path / "config.yaml", "backup:\n  databases: [from_cwd]\n")
+    done = offline_env.cli("config", cwd=tmp_path)
+    assert "backup.databases = from_cwd" in done.stdout
+    other = write(tmp_path / "other.yaml", "backup:\n  databases: [explicit]\n")
+    assert "backup.databases = explicit" in offline_env.cli("config", config=other, cwd=tmp_path).stdout
+    done = offline_env.cli("config", config=tmp_path / "missing.yaml")
+    assert done.returncode == 2 and "does not exist" in done.stderr
+
+
+@pytest.mark.parametrize("value,seconds", [(90, 90), ("90", 90), ("30s", 30), ("10m", 600), ("2h30m", 9000),
+                                           ("1d", 86400), ("1.5h", 5400)])
+def test_durations(value, seconds):
+    assert parse_duration(value) == seconds
+
+
+@pytest.mark.parametrize("value", ["", "10 minutes", "-5", "5x", True])
+def test_bad_durations(value):
+    with pytest.raises(ValueError):
+        parse_duration(value)

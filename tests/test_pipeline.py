@@ -1,0 +1,99 @@
+"""The stream pipeline and the pure naming rules, without a server."""
+
+from __future__ import annotations
+
+import io
+import os
+import random
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from pyrage import x25519
+
+from tenangdb.errors import VerifyFailed
+from tenangdb.mysql.mysqldump import DatabaseRenamer, binlog_coordinates, is_complete
+from tenangdb.repository.naming import folder_name, parse_backup_name, backup_name
+from tenangdb.stream.pipeline import seal, unseal
+
+DATA = os.urandom(300_000) + b"INSERT INTO t VALUES (1,'x');\n" * 50_000
+IDENTITY = x25519.Identity.generate()
+
+
+@pytest.mark.parametrize("fmt", ["zstd", "gzip", "xz", "none"])
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_round_trip_and_damage(tmp_path, fmt, encrypted):
+    path = tmp_path / "dump"
+    recipients = [IDENTITY.to_public()] if encrypted else None
+    identities = [IDENTITY] if encrypted else None
+    sealed = seal(io.BytesIO(DATA).read, path, compression=fmt, level=1, recipients=recipients)
+    assert sealed.plain.size == len(DATA) and sealed.stored.size == path.stat().st_size
+    assert oct(path.stat().st_mode & 0o777) == "0o640"
+    if encrypted:
+        assert b"INSERT INTO" not in path.read_bytes()
+    out = bytearray()
+    back = unseal(path, compression=fmt, identities=identities, forward=out.extend)
+    assert bytes(out) == DATA and back.plain == sealed.plain and back.stored == sealed.stored
+    raw = path.read_bytes()
+    path.write_bytes(raw[: len(raw) // 2])
+    if fmt == "none" and not encrypted:
+        assert unseal(path, compression=fmt, identities=None).plain.sha256 != sealed.plain.sha256
+    else:
+        with pytest.raises(VerifyFailed):
+            unseal(path, compression=fmt, identities=identities)
+
+
+def test_wrong_key_is_named(tmp_path):
+    path = tmp_path / "dump"
+    seal(io.BytesIO(DATA).read, path, compression="zstd", level=1, recipients=[IDENTITY.to_public()])
+    with pytest.raises(VerifyFailed, match="wrong key"):
+        unseal(path, compression="zstd", identities=[x25519.Identity.generate()])
+
+
+def test_seal_never_overwrites(tmp_path):
+    path = tmp_path / "dump"
+    path.write_bytes(b"precious")
+    with pytest.raises(FileExistsError):
+        seal(io.BytesIO(b"x").read, path, compression="none", level=0, recipients=None)
+    assert path.read_bytes() == b"precious"
+
+
+def test_renamer_rewrites_only_statement_starts():
+    dump = (b"/*!50003 ALTER DATABASE `shop` CHARACTER SET latin1 */ ;\n"
+            b"INSERT INTO t VALUES ('\\nALTER DATABASE `shop` in data');\n"
+            b"/*!50003 ALTER DATABASE `shop` CHARACTER SET utf8mb4 */ ;\n")
+    for _ in range(50):
+        out = bytearray()
+        renamer = DatabaseRenamer("shop", "shop`2", out.extend)
+        pos = 0
+        while pos < len(dump):
+            step = random.randint(1, 17)
+            renamer.write(dump[pos:pos + step])
+            pos += step
+        renamer.close()
+        assert bytes(out) == dump.replace(b"ATABASE `shop` CHAR", b"ATABASE `shop``2` CHAR")
+        assert renamer.rewrites == 2
+
+
+def test_completion_marker_and_binlog():
+    assert is_complete(b"...\n-- Dump completed\n")
+    assert not is_complete(b"INSERT INTO t VALUES (1,")
+    head = (b"-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002', MASTER_LOG_POS=344;\n"
+            b"-- SET GLOBAL gtid_slave_pos='0-1-2';\n")
+    assert binlog_coordinates(head) == {"file": "binlog.000002", "position": 344, "gtid": "0-1-2"}
+
+
+@settings(max_examples=300)
+@given(st.text(min_size=1, max_size=64))
+def test_folder_names_are_safe_and_distinct(name):
+    folder = folder_name(name)
+    assert "/" not in folder and folder not in (".", "..") and not folder.startswith(".")
+    assert "\x00" not in folder
+    other = name + "x"
+    assert folder_name(other) != folder
+
+
+def test_backup_names_parse_back():
+    from datetime import datetime, timezone
+    when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
+    assert backup_name("my db", when) == "my%20db-2026-03-04_05-06-07"
+    assert parse_backup_name(backup_name("a-b", when, 2)) == ("a-b", when)
