@@ -12,7 +12,7 @@ from typing import Callable
 
 from tenangdb import __version__
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import BackupFailed, ConfigError, TenangDBError
+from tenangdb.errors import BackupFailed, ConfigError, Interrupted, TenangDBError
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mysqldump
 from tenangdb.mysql.connection import client_options, connect, endpoint_from
@@ -89,6 +89,8 @@ def run(loaded: LoadedConfig, the_plan: Plan) -> list[Result]:
                 started = time.monotonic()
                 try:
                     path = _backup_one(conn, endpoint, server, tool, name, the_plan, keys, cfg.backup.timeout)
+                except Interrupted:
+                    raise
                 except TenangDBError as exc:
                     results.append(Result(name, False, error=str(exc), duration=time.monotonic() - started))
                     log.error("%s: backup failed: %s", name, exc)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,7 +66,14 @@ def verify_backup(loaded: LoadedConfig, path: str | Path) -> Verified:
         if actual_size != entry["stored_size"]:
             raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
                                f"{entry['stored_size']} (truncated or damaged)")
-        result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities)
+        try:
+            result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities)
+        except VerifyFailed:
+            # Say the most precise thing: bytes changed on disk beats "cannot decrypt".
+            if _sha256(file_path) != entry["stored_sha256"]:
+                raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest "
+                                   "(the file was damaged or modified)") from None
+            raise
         if result.stored.sha256 != entry["stored_sha256"]:
             raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest (damaged)")
         if result.plain.size != entry["plain_size"] or result.plain.sha256 != entry["plain_sha256"]:
@@ -73,6 +81,14 @@ def verify_backup(loaded: LoadedConfig, path: str | Path) -> Verified:
         total += result.plain.size
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(listed), "" if len(listed) == 1 else "s", total)
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def all_backups(loaded: LoadedConfig) -> list[Path]:

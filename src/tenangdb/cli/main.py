@@ -170,10 +170,10 @@ def verify(state: State, backup_path: str | None, all_: bool) -> None:
             verified = action.verify_backup(loaded, path)
             click.echo(f"OK {verified.path}")
         except TenangDBError as exc:
-            failures += 1
-            click.echo(f"FAILED {exc}", err=not all_)
             if not all_:
-                raise SystemExit(exc.exit_code)
+                raise
+            failures += 1
+            click.echo(f"FAILED {exc}")
     if failures:
         click.echo(f"error: {failures} of {len(paths)} backups failed verification", err=True)
         raise SystemExit(EXIT_VERIFY)

@@ -212,7 +212,7 @@ def unseal(path: Path, *, compression: str, identities: list | None,
 
     `forward` receives the plain bytes as they are produced (None to only check them).
     """
-    name = path.name
+    name = str(path)
     try:
         reader = _HashingFileReader(path)
     except FileNotFoundError:

@@ -1,0 +1,235 @@
+"""Every failure a user can cause: one clear line, the documented exit code, nothing lost."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import TENANGDB, unique
+
+
+def only_line(stderr: str) -> str:
+    lines = [line for line in stderr.splitlines() if line.startswith("error:")]
+    assert lines, stderr
+    return lines[-1]
+
+
+def test_wrong_password_is_exit_3(env, server, sample_db):
+    user = unique("u")
+    server.sql(f"CREATE USER '{user}'@'localhost' IDENTIFIED BY 'right-one'; "
+               f"CREATE USER '{user}'@'127.0.0.1' IDENTIFIED BY 'right-one'")
+    db = dict(server.config_section(), username=user, password="wrong-one-xyz")
+    cfg = env.write_config({"backup": {"databases": [sample_db]}}, database=db)
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 3
+    assert f"access denied for database user '{user}'" in only_line(done.stderr)
+    assert "wrong-one-xyz" not in done.stderr + done.stdout
+    assert not env.backups_of(sample_db)
+
+
+def test_server_down_is_exit_3(env):
+    cfg = env.write_config({"backup": {"databases": ["x"]}},
+                           database={"host": "127.0.0.1", "port": 1, "username": "root", "timeout": 3})
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 3 and "cannot connect to the database server at 127.0.0.1:1" in done.stderr
+
+
+def test_unknown_database_is_exit_4_and_others_still_run(env, sample_db):
+    cfg = env.write_config({"backup": {"databases": ["no_such_db_here", sample_db]}})
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 4
+    assert "database 'no_such_db_here' does not exist" in done.stderr
+    assert "partial success: 1 succeeded, 1 failed" in done.stderr
+    assert len(env.backups_of(sample_db)) == 1
+    assert not (env.backups / "no_such_db_here").exists() or not env.backups_of("no_such_db_here")
+
+
+def test_missing_dump_tool_is_named(env, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}},
+                           database=dict(env.server.config_section(), mysqldump_path="/nonexistent/mysqldump"))
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 1 and "/nonexistent/mysqldump" in only_line(done.stderr)
+
+
+def test_no_databases_is_config_error(env):
+    cfg = env.write_config()
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 2 and "no databases to back up" in done.stderr
+
+
+def test_dump_tool_failure_gives_its_error_and_no_backup(env, server, sample_db, tmp_path):
+    fake = tmp_path / "failing-dump"
+    fake.write_text("#!/bin/sh\necho '-- partial output'\necho 'mariadb-dump: Got error: 1412: "
+                    "Table definition has changed' >&2\nexit 2\n")
+    fake.chmod(0o755)
+    cfg = env.write_config({"backup": {"databases": [sample_db]}},
+                           database=dict(server.config_section(), mysqldump_path=str(fake)))
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 4
+    assert "failing-dump failed (exit 2): mariadb-dump: Got error: 1412" in done.stderr
+    assert not list(env.backups.rglob("manifest.json")) and not list(env.backups.rglob("*.partial"))
+
+
+def test_dump_without_completion_marker_is_rejected(env, server, sample_db, tmp_path):
+    fake = tmp_path / "cut-dump"
+    fake.write_text("#!/bin/sh\necho 'CREATE TABLE t (id int);'\necho 'INSERT INTO t VALUES (1'\nexit 0\n")
+    fake.chmod(0o755)
+    cfg = env.write_config({"backup": {"databases": [sample_db]}},
+                           database=dict(server.config_section(), mysqldump_path=str(fake)))
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 4 and "without its completion marker" in done.stderr
+    assert not env.backups_of(sample_db)
+
+
+@pytest.fixture
+def encrypted_backup(env, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db],
+                                       "encryption": {"enabled": True, "key_file": str(env.key())}}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(sample_db)
+    entry = json.loads((folder / "manifest.json").read_text())["files"][0]
+    return cfg, folder, folder / entry["name"]
+
+
+def test_flipped_byte_is_exit_7_naming_the_file(env, encrypted_backup):
+    cfg, folder, dump = encrypted_backup
+    data = bytearray(dump.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    dump.write_bytes(bytes(data))
+    done = env.cli("verify", "-b", str(folder), config=cfg)
+    assert done.returncode == 7 and str(dump) in done.stderr
+    done = env.cli("restore", "-b", str(folder), "-d", unique("never"), config=cfg)
+    assert done.returncode == 7 and "refusing to restore from a backup that failed verification" in done.stderr
+
+
+def test_truncated_file_is_exit_7(env, encrypted_backup):
+    cfg, folder, dump = encrypted_backup
+    data = dump.read_bytes()
+    dump.write_bytes(data[:-100])
+    done = env.cli("verify", "-b", str(folder), config=cfg)
+    assert done.returncode == 7 and "truncated" in done.stderr and dump.name in done.stderr
+
+
+def test_wrong_or_missing_key_is_exit_7(env, encrypted_backup, server):
+    cfg, folder, _ = encrypted_backup
+    other = env.root / "other-key.txt"
+    assert env.cli("key", "generate", "-o", str(other)).returncode == 0
+    wrong = env.write_config({"backup": {"encryption": {"enabled": True, "key_file": str(other)}}}, name="w.yaml")
+    done = env.cli("verify", "-b", str(folder), config=wrong)
+    assert done.returncode == 7 and "wrong decryption key" in done.stderr
+    none = env.write_config(name="n.yaml")
+    done = env.cli("verify", "-b", str(folder), config=none)
+    assert done.returncode == 7 and "no age identity is configured" in done.stderr
+    target = unique("nokey")
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=none)
+    assert done.returncode == 7
+    assert target not in server.sql("SHOW DATABASES")
+
+
+def test_manifest_damage_and_extra_files(env, encrypted_backup):
+    cfg, folder, _ = encrypted_backup
+    (folder / "stray.sql").write_text("DROP DATABASE everything;")
+    done = env.cli("verify", "-b", str(folder), config=cfg)
+    assert done.returncode == 7 and "not listed in the manifest" in done.stderr
+    (folder / "stray.sql").unlink()
+    (folder / "manifest.json").write_text("{\"format\": 1")
+    done = env.cli("verify", "-b", str(folder), config=cfg)
+    assert done.returncode == 7 and "not valid JSON" in done.stderr
+    done = env.cli("verify", "-b", str(env.root / "nowhere"), config=cfg)
+    assert done.returncode == 7 and "no such backup" in done.stderr
+
+
+def test_disk_full_is_exit_4_and_leaves_nothing(env, server, sample_db, tmp_path):
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here to fill a disk")
+    try:
+        server.sql("CREATE TABLE big (b LONGBLOB); INSERT INTO big SELECT RANDOM_BYTES(1024) FROM seq_1_to_2000",
+                   sample_db)
+        cfg = env.write_config({"backup": {"databases": [sample_db], "directory": str(mount / "b"),
+                                           "compression": "none"}})
+        done = env.cli("backup", config=cfg)
+        assert done.returncode == 4 and "no space left on the device" in done.stderr
+        assert not list((mount / "b").rglob("manifest.json")) and not list((mount / "b").rglob("*.partial"))
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+
+
+def _slow_dump(tmp_path):
+    fake = tmp_path / "slow-dump"
+    fake.write_text("#!/bin/sh\necho '-- MariaDB dump'\necho 'CREATE TABLE t (id int);'\nexec sleep 60\n")
+    fake.chmod(0o755)
+    return fake
+
+
+def _wait_for(predicate, timeout=20.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def test_sigterm_leaves_no_partial_and_ends_the_dump(env, server, sample_db, tmp_path):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}},
+                           database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
+    proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert _wait_for(lambda: list(env.backups.rglob("*.partial")))
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    assert not list(env.backups.rglob("*.partial")) and not env.backups_of(sample_db)
+    assert subprocess.run(["pgrep", "-f", str(tmp_path / "slow-dump")], capture_output=True).returncode != 0
+
+
+def test_sigkill_leaves_only_a_partial_that_the_next_run_removes(env, server, sample_db, tmp_path):
+    slow = env.write_config({"backup": {"databases": [sample_db]}}, name="slow.yaml",
+                            database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
+    proc = subprocess.Popen([*TENANGDB, "--config", str(slow), "backup"], cwd=env.root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    assert _wait_for(lambda: list(env.backups.rglob("*.partial")))
+    proc.kill()
+    proc.wait()
+    subprocess.run(["pkill", "-f", str(tmp_path / "slow-dump")], check=False)
+    partials = list(env.backups.rglob("*.partial"))
+    assert partials and not env.backups_of(sample_db)  # nothing that looks like a backup
+    good = env.write_config({"backup": {"databases": [sample_db]}})
+    done = env.cli("backup", config=good)
+    assert done.returncode == 0 and "removed an unfinished backup" in done.stderr
+    assert not list(env.backups.rglob("*.partial")) and len(env.backups_of(sample_db)) == 1
+
+
+def test_timeout_kills_the_dump(env, server, sample_db, tmp_path):
+    cfg = env.write_config({"backup": {"databases": [sample_db], "timeout": "2s"}},
+                           database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
+    started = time.monotonic()
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 4 and "did not finish within backup.timeout (2s)" in done.stderr
+    assert time.monotonic() - started < 30
+    assert not list(env.backups.rglob("*.partial"))
+
+
+def test_second_run_is_refused_while_one_holds_the_lock(env, server, sample_db, tmp_path):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}},
+                           database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
+    first = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: list(env.backups.rglob("*.partial")))
+        done = env.cli("backup", config=cfg)
+        assert done.returncode == 1 and f"PID {first.pid}" in done.stderr
+    finally:
+        first.send_signal(signal.SIGTERM)
+        first.wait(timeout=30)
