@@ -8,7 +8,7 @@ import os
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tenangdb.runner import redact
+from tenangdb.secrets import redact
 
 
 class _Redacting(logging.Formatter):

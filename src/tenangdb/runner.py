@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import IO, Sequence
 
 from tenangdb.errors import ToolMissing
+from tenangdb.secrets import redact
 
 # Variables a child must never inherit: ours hold secrets, MYSQL_PWD is one.
 _SECRET_ENV_PREFIXES = ("TENANGDB_",)
@@ -24,30 +25,17 @@ _STDERR_KEEP = 64 * 1024
 
 
 def child_environment() -> dict[str, str]:
+    """Our environment minus anything secret: our own variables, the client's password
+    variables, and any variable that carries a secret the configuration referenced."""
     return {
         name: value
         for name, value in os.environ.items()
         if name not in _SECRET_ENV_NAMES and not name.startswith(_SECRET_ENV_PREFIXES)
+        and not redact.contains_secret(value)
     }
 
 
-class Redactor:
-    """Replaces every registered secret with ******** in text meant for humans."""
 
-    def __init__(self) -> None:
-        self._secrets: set[str] = set()
-
-    def add(self, secret: str | None) -> None:
-        if secret and len(secret) >= 3:
-            self._secrets.add(secret)
-
-    def __call__(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            text = text.replace(secret, "********")
-        return text
-
-
-redact = Redactor()
 
 
 @dataclass

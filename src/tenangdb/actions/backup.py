@@ -20,7 +20,8 @@ from tenangdb.mysql.tools import dump_tool, tool_version
 from tenangdb.repository import store
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import dump_file_name
-from tenangdb.runner import redact, spawn
+from tenangdb.runner import spawn
+from tenangdb.secrets import redact
 from tenangdb.stream.codec import SUFFIX
 from tenangdb.stream.crypto import load_keys
 from tenangdb.stream.pipeline import seal

@@ -77,7 +77,7 @@ class Group(click.Group):
             if debug:
                 traceback.print_exc()
             else:
-                from tenangdb.runner import redact
+                from tenangdb.secrets import redact
                 click.echo(f"error: internal error: {redact(f'{type(exc).__name__}: {exc}')} "
                            "(run with --log-level debug for details)", err=True)
             ctx.exit(EXIT_GENERAL)

@@ -17,6 +17,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 
 from tenangdb.config.schema import SECRET_KEYS, Settings
 from tenangdb.errors import ConfigError
+from tenangdb.secrets import redact
 
 _VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(:?-([^}]*))?\}")
 ENV_PREFIX = "TENANGDB_"
@@ -246,6 +247,12 @@ def load_config(
         first = _describe(errors[0])
         more = f" (and {len(errors) - 1} more problem{'s' if len(errors) > 2 else ''})" if len(errors) > 1 else ""
         raise ConfigError(f"configuration error {where}: {first}{more}") from None
+    for key in SECRET_KEYS:
+        value = settings
+        for part in key.split("."):
+            value = getattr(value, part)
+        if isinstance(value, SecretStr):
+            redact.add(value.get_secret_value())
     return LoadedConfig(settings=settings, path=path, searched=searched, sources=sources)
 
 

@@ -14,7 +14,7 @@ from typing import Iterator
 import pymysql
 
 from tenangdb.errors import ConnectionFailed
-from tenangdb.runner import redact
+from tenangdb.secrets import redact
 
 # Where client libraries look for the local server when `host: localhost` has no socket.
 DEFAULT_SOCKETS = ("/run/mysqld/mysqld.sock", "/var/run/mysqld/mysqld.sock", "/var/lib/mysql/mysql.sock",
@@ -130,7 +130,8 @@ def _ssl_context(ep: Endpoint) -> dict | None:
 
 
 def connect(ep: Endpoint, database: str | None = None) -> pymysql.connections.Connection:
-    kwargs: dict = dict(user=ep.user, password=ep.password or "", connect_timeout=ep.timeout,
+    # Bytes, so a non-Latin-1 password is sent as UTF-8 like the client tools send it.
+    kwargs: dict = dict(user=ep.user, password=(ep.password or "").encode("utf-8"), connect_timeout=ep.timeout,
                         charset="utf8mb4", autocommit=True, database=database)
     if ep.defaults_file:
         kwargs.update(read_default_file=ep.defaults_file, read_default_group="client")

@@ -11,6 +11,7 @@ import pyrage
 from pyrage import ssh, x25519
 
 from tenangdb.errors import ConfigError, TenangDBError
+from tenangdb.secrets import redact
 
 
 class KeyError_(TenangDBError):
@@ -42,6 +43,7 @@ def _key_lines(text: str) -> list[str]:
 def parse_identities(text: str, origin: str) -> list:
     identities = []
     for line in _key_lines(text):
+        redact.add(line)
         if not line.startswith("AGE-SECRET-KEY-1"):
             raise ConfigError(f"{origin}: not an age identity (expected AGE-SECRET-KEY-1…)")
         try:
