@@ -190,8 +190,7 @@ def restore(state: State, backup_path: str, target: str, yes: bool) -> None:
     from tenangdb.actions import restore as action
 
     loaded = state.load()
-    done = action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
-    click.echo(f"restored {done.path} into {done.target} in {done.duration:.1f}s")
+    action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
 
 
 @cli.command("config")

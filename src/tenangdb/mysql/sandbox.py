@@ -71,7 +71,8 @@ class Sandbox:
         client = _find("mariadb", "mysql")
         if client is None:
             raise SandboxError("the mariadb client is not installed")
-        return [client, "--no-defaults", f"--socket={self.socket_path}", "-uroot", *extra]
+        return [client, "--no-defaults", f"--socket={self.socket_path}", "-uroot", "--default-character-set=utf8mb4",
+                *extra]
 
     def sql(self, statement: str, database: str | None = None) -> str:
         argv = self.client_argv("--batch", "--skip-column-names")
