@@ -7,6 +7,7 @@ whole group, gets an environment without our secrets, and has its stderr kept
 
 from __future__ import annotations
 
+import fcntl
 import os
 import signal
 import subprocess
@@ -120,6 +121,17 @@ class Child:
             self._reader.join(timeout=5)
 
 
+_F_SETPIPE_SZ = 1031  # Linux; a wide pipe lets the tool run ahead while we hash and compress
+PIPE_SIZE = 1 << 20
+
+
+def _widen_pipe(fd: int) -> None:
+    try:
+        fcntl.fcntl(fd, _F_SETPIPE_SZ, PIPE_SIZE)
+    except OSError:
+        pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default pipe still works
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -145,6 +157,9 @@ def spawn(
         raise ToolMissing(f"{argv[0]} is not installed or not executable") from None
     except PermissionError:
         raise ToolMissing(f"{argv[0]} is not executable by this user") from None
+    for stream in (popen.stdout, popen.stdin):
+        if stream is not None:
+            _widen_pipe(stream.fileno())
     child = Child(argv=argv, popen=popen)
     child._reader = threading.Thread(target=child._drain, args=(popen.stderr,), daemon=True)
     child._reader.start()

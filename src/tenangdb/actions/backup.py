@@ -24,7 +24,7 @@ from tenangdb.runner import spawn
 from tenangdb.secrets import redact
 from tenangdb.stream.codec import SUFFIX
 from tenangdb.stream.crypto import load_keys
-from tenangdb.stream.pipeline import seal
+from tenangdb.stream.pipeline import ReadAhead, seal
 
 log = logging.getLogger("tenangdb.backup")
 
@@ -130,12 +130,15 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
                 timer.daemon = True
                 timer.start()
                 try:
+                    reader = ReadAhead(child.stdout)
                     try:
-                        sealed = seal(child.stdout.read, staging.path / file_name,
+                        sealed = seal(reader.read, staging.path / file_name,
                                       compression=the_plan.compression, level=the_plan.level,
                                       recipients=keys.recipients if keys else None)
                     except OSError as exc:
                         raise store.disk_error(exc, staging.path) from None
+                    finally:
+                        reader.close()
                     status = child.wait()
                 finally:
                     timer.cancel()

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -115,6 +117,49 @@ class _PlainSource:
 
     def digest(self) -> Digest:
         return Digest(self.size, self._hash.hexdigest())
+
+
+class ReadAhead:
+    """Reads a stream in a thread so the producer never waits for our hashing and compressing.
+
+    At most `depth` chunks are held, so memory stays bounded; an error in the reader is
+    raised to the consumer.
+    """
+
+    def __init__(self, stream: BinaryIO, depth: int = 8) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._stream = stream
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True, name="read-ahead")
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                data = self._stream.read(CHUNK)
+                self._queue.put(data)
+                if not data:
+                    return
+        except BaseException as exc:  # handed to the consumer
+            self._queue.put(exc)
+
+    def read(self, n: int = -1) -> bytes:  # noqa: ARG002 - chunks come as the stream gives them
+        item = self._queue.get()
+        if isinstance(item, BaseException):
+            raise item
+        if not item:
+            self._queue.put(b"")  # stay at end of stream for later calls
+        return item
+
+    def close(self) -> None:
+        """Stop reading. Never waits: the thread may sit in a read that ends only when the
+        producer is killed, which our caller does next."""
+        self._stop.set()
+        while True:
+            try:
+                self._queue.get_nowait()  # unblock a pending put so the thread sees the stop
+            except queue.Empty:
+                return
 
 
 def seal(read: Callable[[int], bytes], dest: Path, *, compression: str, level: int,
