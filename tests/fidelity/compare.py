@@ -136,7 +136,7 @@ def _columns(conn, database: str, table: str) -> list[dict]:
     return _dict_rows(
         conn,
         "SELECT COLUMN_NAME AS name, DATA_TYPE AS data_type, IFNULL(GENERATION_EXPRESSION, '') AS gen, "
-        "EXTRA AS extra FROM information_schema.COLUMNS "
+        "EXTRA AS extra, COLUMN_DEFAULT AS `default` FROM information_schema.COLUMNS "
         "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s ORDER BY ORDINAL_POSITION",
         (database, table),
     )
@@ -188,6 +188,15 @@ def _table_entry(conn, database: str, table: str, versioned: bool) -> dict:
     entry["columns"] = {
         label: _digest([_encode(r[i]) for r in rows]) for i, label in enumerate(labels)
     }
+
+    # Literal string defaults, as the server evaluates them: SHOW CREATE TABLE
+    # and information_schema print 4-byte characters in them as '?'.
+    if entry["rows"]:
+        literal = [c["name"] for c in columns
+                   if str(_text(c["default"]) or "").startswith("'") and not c["gen"]]
+        if literal:
+            row = _rows(conn, f"SELECT {', '.join(f'DEFAULT({qi(n)})' for n in literal)} FROM {q} LIMIT 1")[0]
+            entry["defaults"] = {n: _text(v) for n, v in zip(literal, row)}
 
     if versioned:
         if period:

@@ -267,6 +267,17 @@ INSERT INTO enums_sets VALUES
 -- Index 0 of e_with_empty (error value) vs index 1 (the real '' member).
 UPDATE enums_sets SET e_with_empty = 0 WHERE id = 5;
 
+-- 4-byte characters in column metadata: the server keeps them, but SHOW
+-- CREATE TABLE and information_schema print them as '?'.
+CREATE TABLE emoji_meta (
+  id INT NOT NULL PRIMARY KEY,
+  c VARCHAR(20) DEFAULT 'dflt 😀' COMMENT 'column comment 😀',
+  e ENUM('x', '😀', '𠀀') DEFAULT '😀',
+  g VARCHAR(40) AS (CONCAT(c, ' 𠀀')) VIRTUAL
+) COMMENT 'table comment 😀';
+INSERT INTO emoji_meta (id) VALUES (1);
+INSERT INTO emoji_meta (id, c, e) VALUES (2, '😀', '𠀀'), (3, 'x', 'x');
+
 CREATE TABLE net_ids (
   id INT NOT NULL PRIMARY KEY,
   ip6 INET6,
@@ -484,6 +495,9 @@ CREATE SEQUENCE `seq "s" ``t``` START WITH -1 INCREMENT BY -3 MINVALUE -1000 MAX
 DO NEXTVAL(`seq "s" ``t```), NEXTVAL(`seq "s" ``t```);
 CREATE SEQUENCE seq_setval START WITH 1 INCREMENT BY 1 CACHE 1000;
 DO SETVAL(seq_setval, 500);
+-- Has wrapped around once (cycle_count = 1).
+CREATE SEQUENCE seq_cycled START WITH 1 MINVALUE 1 MAXVALUE 3 INCREMENT BY 1 NOCACHE CYCLE;
+DO NEXTVAL(seq_cycled), NEXTVAL(seq_cycled), NEXTVAL(seq_cycled), NEXTVAL(seq_cycled), NEXTVAL(seq_cycled);
 CREATE SEQUENCE seq_default;
 CREATE TABLE seq_user (
   id BIGINT NOT NULL DEFAULT (NEXT VALUE FOR seq_default) PRIMARY KEY,
@@ -615,6 +629,9 @@ CALL `proc ``p`` 'q' "r"`(7, @b, @c);
 
 -- ---------------------------------------------------------------------------
 -- Events (the sandbox runs with the scheduler off; none of them fire)
+-- NB: no event text contains two consecutive semicolons: mariadb-dump
+-- --events loops (practically) forever on such an event, see
+-- hostile_event_delimiter.sql.
 -- ---------------------------------------------------------------------------
 DELIMITER ;;
 CREATE EVENT ev_disabled
@@ -623,8 +640,8 @@ CREATE EVENT ev_disabled
   COMMENT 'disabled; it''s "hostile" */'
 DO
 BEGIN
-  -- ;; DELIMITER $$
-  INSERT INTO audit_log (msg) VALUES ('event ;; */ fired');
+  -- ; DELIMITER $$ //
+  INSERT INTO audit_log (msg) VALUES ('event ; */ $$ fired');
 END;;
 
 CREATE EVENT ev_at
