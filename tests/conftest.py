@@ -29,6 +29,7 @@ class Server:
 
     def sql(self, statement: str, database: str | None = None) -> str:
         argv = [shutil.which("mariadb") or "mysql", "--no-defaults", "--batch", "--skip-column-names",
+                "--default-character-set=utf8mb4",
                 f"-u{self.user}"]
         argv += [f"--socket={self.socket}"] if self.socket else [f"--host={self.host}", f"--port={self.port}"]
         if database:

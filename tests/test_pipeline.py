@@ -74,6 +74,23 @@ def test_renamer_rewrites_only_statement_starts():
         assert renamer.rewrites == 2
 
 
+def test_renamer_rewrites_sequence_defaults_in_column_definitions_only():
+    dump = (b"CREATE TABLE `t` (\n"
+            b"  `id` bigint(20) NOT NULL DEFAULT nextval(`shop`.`seq`),\n"
+            b"  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n"
+            b"INSERT INTO `t` VALUES (1,'DEFAULT nextval(`shop`.`seq`)');\n") * 3
+    for size in (1, 7, 64, 1 << 20):
+        out = bytearray()
+        renamer = DatabaseRenamer("shop", "copy", out.extend)
+        renamer.BATCH = size
+        for i in range(0, len(dump), size):
+            renamer.write(dump[i:i + size])
+        renamer.close()
+        expected = dump.replace(b"NOT NULL DEFAULT nextval(`shop`.", b"NOT NULL DEFAULT nextval(`copy`.")
+        assert bytes(out) == expected
+        assert renamer.rewrites == 3
+
+
 def test_completion_marker_and_binlog():
     assert is_complete(b"...\n-- Dump completed\n")
     assert not is_complete(b"INSERT INTO t VALUES (1,")

@@ -13,6 +13,7 @@ from typing import Callable
 from tenangdb import __version__
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import BackupFailed, ConfigError, Interrupted, TenangDBError
+from tenangdb.mysql import fidelity
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mysqldump
 from tenangdb.mysql.connection import client_options, connect, endpoint_from
@@ -112,6 +113,12 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
     staging = store.begin(the_plan.directory, name, when)
     try:
         inventory = inv_mod.inventory(conn, name)
+        checked = fidelity.check(conn, name)
+        if checked.losses:
+            raise BackupFailed(f"cannot back up {name!r} without losing data, so no backup was made: "
+                               + "; ".join(checked.losses))
+        for warning in checked.warnings:
+            log.warning("%s: %s", name, warning)
         file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
         binlog = server.can_read_binlog_position
         argv_history = bool(inventory.system_versioned)
@@ -151,7 +158,7 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
         if not mysqldump.is_complete(sealed.tail):
             raise BackupFailed(f"{Path(tool).name} output ends without its completion marker; "
                                "the dump is incomplete")
-        warnings = [line for line in child.stderr_text().splitlines() if line.strip()]
+        warnings = checked.warnings + [line for line in child.stderr_text().splitlines() if line.strip()]
         finished = _now()
         manifest = {
             "format": 1,
@@ -170,6 +177,8 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
                            "recipients": keys.fingerprints() if keys else []},
             "database_charset": inventory.charset,
             "database_collation": inventory.collation,
+            "database_comment": checked.comment,
+            "qualified_references": checked.qualified_references,
             "files": [{
                 "name": file_name, "kind": "sql",
                 "plain_size": sealed.plain.size, "plain_sha256": sealed.plain.sha256,

@@ -49,10 +49,14 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
                            f"replace those of the same name. Restore {manifest['database']!r} into it?"):
                 raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
                                     "(pass --yes to restore into it)")
-        inv_mod.create_database(conn, target, manifest.get("database_charset"), manifest.get("database_collation"))
+        inv_mod.create_database(conn, target, manifest.get("database_charset"), manifest.get("database_collation"),
+                                manifest.get("database_comment"))
     finally:
         conn.close()
     identities = identities_for(loaded, manifest, folder)
+    if target != manifest["database"] and manifest.get("qualified_references"):
+        log.warning("these objects name database %r in their own SQL and will keep using it after the "
+                    "restore into %r: %s", manifest["database"], target, ", ".join(manifest["qualified_references"]))
     started = time.monotonic()
     total = 0
     for entry in manifest["files"]:

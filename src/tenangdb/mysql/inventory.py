@@ -84,14 +84,23 @@ def list_databases(conn) -> list[str]:
         return [row[0] for row in cur.fetchall()]
 
 
-def create_database(conn, name: str, charset: str | None, collation: str | None) -> None:
-    sql = f"CREATE DATABASE IF NOT EXISTS {quote_identifier(name)}"
+def create_database(conn, name: str, charset: str | None, collation: str | None,
+                    comment: str | None = None) -> bool:
+    """Create the database with the given attributes unless it exists; True if created."""
+    if database_exists(conn, name):
+        return False
+    sql = f"CREATE DATABASE {quote_identifier(name)}"
+    args: list = []
     if charset:
-        sql += f" CHARACTER SET {charset}"
+        sql += f" CHARACTER SET {quote_identifier(charset)}"
     if collation:
-        sql += f" COLLATE {collation}"
+        sql += f" COLLATE {quote_identifier(collation)}"
+    if comment:
+        sql += " COMMENT %s"
+        args.append(comment)
     with conn.cursor() as cur:
-        cur.execute(sql)
+        cur.execute(sql, args or None)
+    return True
 
 
 def inventory(conn, name: str) -> Inventory:

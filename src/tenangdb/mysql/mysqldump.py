@@ -26,6 +26,8 @@ def dump_argv(tool: str, login: list[str], database: str, *, binlog: bool, flavo
         f"--max-allowed-packet={MAX_PACKET}",
         "--skip-dump-date",  # reproducible output; the manifest records the time
         "--comments",  # the completion marker we check is a comment
+        # LOCK TABLES around inserts breaks tables whose DEFAULT calls NEXTVAL of a sequence.
+        "--skip-add-locks",
     ]
     if binlog:
         argv.append("--master-data=2")
@@ -68,27 +70,37 @@ def binlog_coordinates(head: bytes) -> dict | None:
 
 
 class DatabaseRenamer:
-    """Rewrites the few statements in which mysqldump names the dumped database itself.
+    """Rewrites the few places where a dump of one database names that database itself.
 
-    A dump of one database (no --databases) carries no USE or CREATE DATABASE, but it
-    wraps routines, triggers and events in `ALTER DATABASE <name> CHARACTER SET …`
-    lines when their character set differs from the database's. Left alone those
-    would alter the ORIGINAL database during a restore under a new name. Such lines
-    always start a line (row data never holds a raw newline), so matching on
-    "\\n" + prefix is exact.
+    A dump of one database (no --databases) carries no USE or CREATE DATABASE, but:
+    - it wraps routines, triggers and events in `ALTER DATABASE <name> CHARACTER SET …`
+      lines when their collation differs from the database's; left alone they would
+      alter the SOURCE database during a restore under a new name;
+    - the server qualifies sequence defaults, `DEFAULT nextval(<name>.<seq>)`, so a
+      restored table would draw numbers from the source database's sequence.
+    Statement lines always start a line (row data never holds a raw newline) and column
+    definitions are lines starting with two spaces and a backtick, so both are matched
+    exactly; nothing inside row data is touched.
     """
+
+    CONTEXT = 64 * 1024  # a column definition line is far shorter than this
+    BATCH = 1 << 20
 
     def __init__(self, source: str, target: str, forward: Callable[[bytes], None]) -> None:
         self._forward = forward
         old, new = quote_identifier(source).encode(), quote_identifier(target).encode()
-        self._pairs = [
+        self._active = source != target
+        self._line_starts = [
             (b"\n" + prefix + old, b"\n" + prefix + new)
             for prefix in (b"/*!50003 ALTER DATABASE ", b"ALTER DATABASE ", b"/*!40101 ALTER DATABASE ")
-        ] if source != target else []
-        self._keep = max((len(p) for p, _ in self._pairs), default=1) - 1
+        ]
+        self._in_column = [(b"nextval(" + old + b".", b"nextval(" + new + b".")]
+        self._keep = self.CONTEXT
         self._carry = b"\n"  # the stream's first line counts as following a newline
         self._skip = 1  # ...but that added newline is not forwarded
         self.rewrites = 0
+        self._pending: list[bytes] = []
+        self._pending_size = 0
 
     def _emit(self, data: bytes) -> None:
         if self._skip and data:
@@ -96,28 +108,60 @@ class DatabaseRenamer:
         if data:
             self._forward(data)
 
+    def _next_match(self, buf: bytes, pos: int):
+        best = None
+        for old, new in self._line_starts:
+            at = buf.find(old, pos)
+            if at >= 0 and (best is None or at < best[0]):
+                best = (at, old, new)
+        for old, new in self._in_column:
+            at = buf.find(old, pos)
+            while at >= 0:
+                line = buf.rfind(b"\n", 0, at)
+                if line >= 0 and buf.startswith(b"  `", line + 1):
+                    if best is None or at < best[0]:
+                        best = (at, old, new)
+                    break
+                at = buf.find(old, at + 1)
+        return best
+
     def write(self, data: bytes) -> None:
-        if not self._pairs:
+        if not self._active:
             self._forward(data)
             return
+        # Work on large pieces so carrying the context costs little.
+        self._pending.append(data)
+        self._pending_size += len(data)
+        if self._pending_size >= self.BATCH:
+            self._process()
+
+    def _process(self) -> None:
+        data = b"".join(self._pending)
+        self._pending, self._pending_size = [], 0
         buf = self._carry + data
         out, pos = [], 0
-        while True:
-            hits = [(buf.find(old, pos), old, new) for old, new in self._pairs]
-            hits = [hit for hit in hits if hit[0] >= 0]
-            if not hits:
-                break
-            at, old, new = min(hits)
+        while (match := self._next_match(buf, pos)) is not None:
+            at, old, new = match
             out += [buf[pos:at], new]
             pos = at + len(old)
             self.rewrites += 1
-        # Keep an unscanned tail that may hold the start of a match split across chunks;
-        # never keep rewritten text, so it cannot be matched twice.
+        # Keep an unscanned tail that may hold the start of a match split across chunks
+        # (and the start of its line); never keep rewritten text, so nothing is rewritten twice.
         cut = max(len(buf) - self._keep, pos)
         out.append(buf[pos:cut])
         self._carry = buf[cut:]
         self._emit(b"".join(out))
 
     def close(self) -> None:
-        self._emit(self._carry)
-        self._carry = b""
+        if not self._active:
+            return
+        self._process()
+        buf, self._carry = self._carry, b""
+        out, pos = [], 0
+        while (match := self._next_match(buf, pos)) is not None:
+            at, old, new = match
+            out += [buf[pos:at], new]
+            pos = at + len(old)
+            self.rewrites += 1
+        out.append(buf[pos:])
+        self._emit(b"".join(out))

@@ -1,0 +1,165 @@
+"""What the streaming engine cannot carry, found before the dump instead of after a restore.
+
+mariadb-dump loses a few things silently (measured on the fidelity corpus in
+tests/fidelity). For each we either compensate elsewhere (restore rewrites the
+database name, the manifest records the database's attributes) or report it here
+as a loss, which fails the backup of that database with the exact objects named:
+a backup that cannot bring back what it promises must not end in success.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from tenangdb.mysql.connection import quote_identifier as qi
+
+
+@dataclass
+class Preflight:
+    losses: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+    # Objects whose own SQL names the database; they keep pointing at it after a
+    # restore under another name, so restore warns about them.
+    qualified_references: list[str] = field(default_factory=list)
+    comment: str = ""
+
+
+def enum_members(column_type: str) -> list[str]:
+    """Members of `enum('a','it''s',...)` / `set(...)` as the server prints them."""
+    body = column_type[column_type.index("(") + 1 : column_type.rindex(")")]
+    members, i = [], 0
+    while i < len(body):
+        if body[i] != "'":
+            i += 1
+            continue
+        j, value = i + 1, []
+        while j < len(body):
+            if body[j] == "'" and j + 1 < len(body) and body[j + 1] == "'":
+                value.append("'")
+                j += 2
+            elif body[j] == "'":
+                break
+            else:
+                value.append(body[j])
+                j += 1
+        members.append("".join(value))
+        i = j + 1
+    return members
+
+
+def _unquote_default(literal: str) -> str | None:
+    if len(literal) >= 2 and literal[0] == "'" and literal[-1] == "'":
+        return literal[1:-1].replace("''", "'").replace("\\\\", "\\")
+    return None
+
+
+def _real_members(cur, database: str, table: str, column: str, kind: str, count: int) -> list[str] | None:
+    """The members as the server stores them, read back through a private temporary copy of
+    the table, since every printed definition shows '?' for 4-byte characters."""
+    # Session-private, so it is invisible to others and gone with the connection.
+    probe = f"{qi(database)}.`_tenangdb_probe`"
+    numbers = list(range(1, count + 1)) if kind == "enum" else [1 << i for i in range(count)]
+    cur.execute("SET @tenangdb_saved_mode = @@SESSION.sql_mode, SESSION sql_mode = ''")
+    try:
+        cur.execute(f"CREATE TEMPORARY TABLE {probe} LIKE {qi(database)}.{qi(table)}")
+    except Exception:  # noqa: BLE001 - e.g. no privilege: the caller says it could not check
+        cur.execute("SET SESSION sql_mode = @tenangdb_saved_mode")
+        return None
+    members = []
+    try:
+        for number in numbers:
+            cur.execute(f"INSERT INTO {probe} ({qi(column)}) VALUES (%s)", (number,))
+            cur.execute(f"SELECT {qi(column)} FROM {probe}")
+            members.append(cur.fetchone()[0])
+            cur.execute(f"DELETE FROM {probe}")
+        return members
+    except Exception:  # noqa: BLE001 - a constraint of the copy refused the probe row
+        return None
+    finally:
+        cur.execute(f"DROP TEMPORARY TABLE IF EXISTS {probe}")
+        cur.execute("SET SESSION sql_mode = @tenangdb_saved_mode")
+
+
+def check(conn, database: str) -> Preflight:
+    found = Preflight()
+    with conn.cursor() as cur:
+        cur.execute("SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME=%s", (database,))
+        row = cur.fetchone()
+        found.comment = (row[0] if row else "") or ""
+
+        # mariadb-dump (and mysqldump) pick an event delimiter in a loop that never
+        # advances when the event's text contains ';;': the dump would never end.
+        cur.execute("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA=%s AND "
+                    "CONCAT_WS(' ', EVENT_NAME, DEFINER, EVENT_COMMENT, EVENT_DEFINITION) LIKE %s",
+                    (database, "%;;%"))
+        for (name,) in cur.fetchall():
+            found.losses.append(f"event {qi(name)} contains ';;', on which mariadb-dump never finishes")
+
+        cur.execute("SELECT DISTINCT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s "
+                    "AND GENERATION_EXPRESSION='ROW START' AND DATA_TYPE='bigint'", (database,))
+        for (table,) in cur.fetchall():
+            found.losses.append(f"table {qi(table)} uses transaction-precise system versioning, whose "
+                                "history mariadb-dump cannot dump")
+
+        cur.execute("SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COLUMN_DEFAULT, COLUMN_COMMENT "
+                    "FROM information_schema.COLUMNS c JOIN information_schema.TABLES t USING "
+                    "(TABLE_SCHEMA, TABLE_NAME) WHERE TABLE_SCHEMA=%s AND t.TABLE_TYPE <> 'VIEW' "
+                    "ORDER BY TABLE_NAME, ORDINAL_POSITION", (database,))
+        columns = cur.fetchall()
+        where = f"{qi(database)}."
+        for table, column, data_type, column_type, default, comment in columns:
+            ref = f"{qi(table)}.{qi(column)}"
+            if data_type == "float":
+                # The text protocol prints FLOAT with 6 significant digits; values that
+                # need more come back changed.
+                cur.execute(f"SELECT COUNT(*) FROM {where}{qi(table)} "
+                            f"WHERE {qi(column)} <> CAST(CAST({qi(column)} AS CHAR) AS FLOAT)")
+                lossy = cur.fetchone()[0]
+                if lossy:
+                    found.losses.append(f"column {ref} (FLOAT) holds {lossy} value(s) that the dump prints "
+                                        "with too few digits to restore exactly (use DOUBLE)")
+            if data_type in ("enum", "set"):
+                members = enum_members(column_type)
+                if data_type == "enum" and "" in members:
+                    cur.execute(f"SELECT COUNT(*) FROM {where}{qi(table)} WHERE {qi(column)} + 0 = 0")
+                    invalid = cur.fetchone()[0]
+                    if invalid:
+                        found.losses.append(f"column {ref} holds {invalid} ENUM error value(s) that restore "
+                                            "as the '' member")
+                if "?" in "".join(members):
+                    real = _real_members(cur, database, table, column, data_type, len(members))
+                    if real is None:
+                        found.warnings.append(f"column {ref}: could not check whether its {data_type.upper()} "
+                                              "members print correctly (needs CREATE TEMPORARY TABLES)")
+                    elif real != members:
+                        found.losses.append(f"column {ref}: {data_type.upper()} members with 4-byte characters "
+                                            "are printed as '?' in the table definition")
+            if default is not None and "?" in default and (literal := _unquote_default(default)) is not None:
+                cur.execute(f"SELECT DEFAULT({qi(column)}) FROM (SELECT 1) AS one "
+                            f"LEFT JOIN {where}{qi(table)} ON 0")
+                actual = cur.fetchone()[0]
+                if actual is not None and str(actual) != literal:
+                    found.losses.append(f"column {ref}: its DEFAULT has 4-byte characters, printed as '?' "
+                                        "in the table definition")
+            if comment and "?" in comment:
+                found.warnings.append(f"comment of column {ref} shows '?', which may stand for 4-byte "
+                                      "characters the server cannot print in a table definition")
+
+        cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                    "AND TABLE_TYPE='SEQUENCE'", (database,))
+        for (sequence,) in cur.fetchall():
+            cur.execute(f"SELECT cycle_count FROM {where}{qi(sequence)}")
+            if cur.fetchone()[0]:
+                found.losses.append(f"sequence {qi(sequence)} has cycled; the dump's SETVAL resets its "
+                                    "cycle count")
+
+        needle = f"%{qi(database)}.%"
+        cur.execute("SELECT CONCAT('trigger ', TRIGGER_NAME) FROM information_schema.TRIGGERS "
+                    "WHERE TRIGGER_SCHEMA=%s AND ACTION_STATEMENT LIKE %s "
+                    "UNION ALL SELECT CONCAT(LOWER(ROUTINE_TYPE), ' ', ROUTINE_NAME) FROM information_schema.ROUTINES "
+                    "WHERE ROUTINE_SCHEMA=%s AND ROUTINE_DEFINITION LIKE %s "
+                    "UNION ALL SELECT CONCAT('event ', EVENT_NAME) FROM information_schema.EVENTS "
+                    "WHERE EVENT_SCHEMA=%s AND EVENT_DEFINITION LIKE %s",
+                    (database, needle, database, needle, database, needle))
+        found.qualified_references = [row[0] for row in cur.fetchall()]
+    return found
