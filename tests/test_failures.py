@@ -154,11 +154,12 @@ def test_disk_full_is_exit_4_and_leaves_nothing(env, server, sample_db, tmp_path
     try:
         server.sql("CREATE TABLE big (b LONGBLOB); INSERT INTO big SELECT RANDOM_BYTES(1024) FROM seq_1_to_2000",
                    sample_db)
-        cfg = env.write_config({"backup": {"databases": [sample_db], "directory": str(mount / "b"),
-                                           "compression": "none"}})
-        done = env.cli("backup", config=cfg)
-        assert done.returncode == 4 and "no space left on the device" in done.stderr
-        assert not list((mount / "b").rglob("manifest.json")) and not list((mount / "b").rglob("*.partial"))
+        for encryption in ({}, {"enabled": True, "key_file": str(env.key())}):
+            cfg = env.write_config({"backup": {"databases": [sample_db], "directory": str(mount / "b"),
+                                               "compression": "none", "encryption": encryption}})
+            done = env.cli("backup", config=cfg)
+            assert done.returncode == 4 and "no space left on the device" in done.stderr, done.stderr
+            assert not list((mount / "b").rglob("manifest.json")) and not list((mount / "b").rglob("*.partial"))
     finally:
         subprocess.run(["umount", str(mount)], check=False)
 

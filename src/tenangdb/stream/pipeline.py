@@ -48,10 +48,15 @@ class _HashingFileWriter:
         self._fh = os.fdopen(fd, "wb", buffering=CHUNK)
         self._hash = hashlib.sha256()
         self.size = 0
+        self.error: BaseException | None = None
 
     def write(self, data) -> int:
+        try:
+            self._fh.write(data)
+        except BaseException as exc:  # surfaced after pyrage returns, with its real cause
+            self.error = exc
+            raise
         self._hash.update(data)
-        self._fh.write(data)
         self.size += len(data)
         return len(data)
 
@@ -171,9 +176,10 @@ def seal(read: Callable[[int], bytes], dest: Path, *, compression: str, level: i
         if recipients:
             try:
                 pyrage.encrypt_io(source, writer, recipients)
-            except pyrage.EncryptError as exc:
-                if source.error is not None:
-                    raise source.error from None
+            except Exception as exc:  # pyrage reports a failing callback as its own error
+                for cause in (source.error, writer.error):
+                    if cause is not None:
+                        raise cause from None
                 raise TenangDBError(f"encryption failed: {exc}") from None
         else:
             while chunk := source.read(CHUNK):
