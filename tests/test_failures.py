@@ -165,10 +165,22 @@ def test_disk_full_is_exit_4_and_leaves_nothing(env, server, sample_db, tmp_path
 
 
 def _slow_dump(tmp_path):
+    """A dump tool that writes a little, records its PID and then hangs."""
     fake = tmp_path / "slow-dump"
-    fake.write_text("#!/bin/sh\necho '-- MariaDB dump'\necho 'CREATE TABLE t (id int);'\nexec sleep 60\n")
+    fake.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'dump.pid'}\necho '-- MariaDB dump'\n"
+                    "echo 'CREATE TABLE t (id int);'\nexec sleep 60\n")
     fake.chmod(0o755)
     return fake
+
+
+def _dump_alive(tmp_path) -> bool:
+    """Whether the fake dump still runs (a zombie counts as gone)."""
+    pid = int((tmp_path / "dump.pid").read_text())
+    try:
+        stat = open(f"/proc/{pid}/stat").read()
+    except FileNotFoundError:
+        return False
+    return stat[stat.rfind(")") + 2] not in "ZX"
 
 
 def _wait_for(predicate, timeout=20.0):
@@ -192,7 +204,7 @@ def test_sigterm_leaves_no_partial_and_ends_the_dump(env, server, sample_db, tmp
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     assert not list(env.backups.rglob("*.partial")) and not env.backups_of(sample_db)
-    assert subprocess.run(["pgrep", "-f", str(tmp_path / "slow-dump")], capture_output=True).returncode != 0
+    assert _wait_for(lambda: not _dump_alive(tmp_path), timeout=10)  # the dump's process group was ended
 
 
 def test_sigkill_leaves_only_a_partial_that_the_next_run_removes(env, server, sample_db, tmp_path):
@@ -203,7 +215,8 @@ def test_sigkill_leaves_only_a_partial_that_the_next_run_removes(env, server, sa
     assert _wait_for(lambda: list(env.backups.rglob("*.partial")))
     proc.kill()
     proc.wait()
-    subprocess.run(["pkill", "-f", str(tmp_path / "slow-dump")], check=False)
+    assert _dump_alive(tmp_path)  # SIGKILL gives no chance to clean up; end the orphan ourselves
+    os.killpg(int((tmp_path / "dump.pid").read_text()), signal.SIGKILL)
     partials = list(env.backups.rglob("*.partial"))
     assert partials and not env.backups_of(sample_db)  # nothing that looks like a backup
     good = env.write_config({"backup": {"databases": [sample_db]}})
@@ -220,6 +233,7 @@ def test_timeout_kills_the_dump(env, server, sample_db, tmp_path):
     assert done.returncode == 4 and "did not finish within backup.timeout (2s)" in done.stderr
     assert time.monotonic() - started < 30
     assert not list(env.backups.rglob("*.partial"))
+    assert _wait_for(lambda: not _dump_alive(tmp_path), timeout=10)
 
 
 def test_second_run_is_refused_while_one_holds_the_lock(env, server, sample_db, tmp_path):
@@ -234,3 +248,4 @@ def test_second_run_is_refused_while_one_holds_the_lock(env, server, sample_db, 
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)
+    assert _wait_for(lambda: not _dump_alive(tmp_path), timeout=10)
