@@ -10,6 +10,7 @@ import hashlib
 import os
 import queue
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Callable
@@ -144,6 +145,8 @@ class ReadAhead:
     """
 
     BATCH = CHUNK
+    TRICKLE = 64 * 1024
+    NAP = 0.002
 
     def __init__(self, stream: BinaryIO, depth: int = 4) -> None:
         self._queue: queue.Queue = queue.Queue(maxsize=depth)
@@ -165,6 +168,10 @@ class ReadAhead:
                     if not got:
                         break
                     filled += got
+                    if got < self.TRICKLE:
+                        # We are ahead of the producer: let its writes pile up in the
+                        # (1 MiB) pipe instead of waking both sides for every small write.
+                        time.sleep(self.NAP)
                 if filled:
                     self._queue.put(bytes(view[:filled]))
                 if filled < self.BATCH:
