@@ -135,10 +135,9 @@ class DatabaseRenamer:
         if self._pending_size >= self.BATCH:
             self._process()
 
-    def _process(self) -> None:
-        data = b"".join(self._pending)
+    def _process(self, final: bool = False) -> None:
+        buf = self._carry + b"".join(self._pending)
         self._pending, self._pending_size = [], 0
-        buf = self._carry + data
         out, pos = [], 0
         while (match := self._next_match(buf, pos)) is not None:
             at, old, new = match
@@ -147,21 +146,11 @@ class DatabaseRenamer:
             self.rewrites += 1
         # Keep an unscanned tail that may hold the start of a match split across chunks
         # (and the start of its line); never keep rewritten text, so nothing is rewritten twice.
-        cut = max(len(buf) - self._keep, pos)
+        cut = len(buf) if final else max(len(buf) - self._keep, pos)
         out.append(buf[pos:cut])
         self._carry = buf[cut:]
         self._emit(b"".join(out))
 
     def close(self) -> None:
-        if not self._active:
-            return
-        self._process()
-        buf, self._carry = self._carry, b""
-        out, pos = [], 0
-        while (match := self._next_match(buf, pos)) is not None:
-            at, old, new = match
-            out += [buf[pos:at], new]
-            pos = at + len(old)
-            self.rewrites += 1
-        out.append(buf[pos:])
-        self._emit(b"".join(out))
+        if self._active:
+            self._process(final=True)
