@@ -81,7 +81,7 @@ def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, t
             renamer = mysqldump.DatabaseRenamer(manifest["database"], target, write_all)
             try:
                 result = unseal(path, compression=manifest["compression"]["format"], identities=identities,
-                                forward=renamer.write)
+                                forward=renamer.write, hash_stored=False)
                 renamer.close()
                 child.stdin.close()
             except (BrokenPipeError, ConnectionResetError):

@@ -88,13 +88,9 @@ class DatabaseRenamer:
 
     def __init__(self, source: str, target: str, forward: Callable[[bytes], None]) -> None:
         self._forward = forward
-        old, new = quote_identifier(source).encode(), quote_identifier(target).encode()
+        self._old, self._new = quote_identifier(source).encode(), quote_identifier(target).encode()
         self._active = source != target
-        self._line_starts = [
-            (b"\n" + prefix + old, b"\n" + prefix + new)
-            for prefix in (b"/*!50003 ALTER DATABASE ", b"ALTER DATABASE ", b"/*!40101 ALTER DATABASE ")
-        ]
-        self._in_column = [(b"nextval(" + old + b".", b"nextval(" + new + b".")]
+        self._statement_prefixes = (b"/*!50003 ALTER DATABASE ", b"ALTER DATABASE ", b"/*!40101 ALTER DATABASE ")
         self._keep = self.CONTEXT
         self._carry = b"\n"  # the stream's first line counts as following a newline
         self._skip = 1  # ...but that added newline is not forwarded
@@ -108,22 +104,26 @@ class DatabaseRenamer:
         if data:
             self._forward(data)
 
-    def _next_match(self, buf: bytes, pos: int):
-        best = None
-        for old, new in self._line_starts:
-            at = buf.find(old, pos)
-            if at >= 0 and (best is None or at < best[0]):
-                best = (at, old, new)
-        for old, new in self._in_column:
-            at = buf.find(old, pos)
-            while at >= 0:
-                line = buf.rfind(b"\n", 0, at)
-                if line >= 0 and buf.startswith(b"  `", line + 1):
-                    if best is None or at < best[0]:
-                        best = (at, old, new)
-                    break
-                at = buf.find(old, at + 1)
-        return best
+    def _is_rewritable(self, buf: bytes, at: int) -> bool:
+        """Whether the quoted name at `at` is one of the two shapes we rewrite."""
+        for prefix in self._statement_prefixes:
+            start = at - len(prefix)
+            if start >= 1 and buf[start - 1] == 0x0A and buf.startswith(prefix, start):
+                return True
+        if buf.startswith(b"nextval(", at - 8) and buf.startswith(b".", at + len(self._old)):
+            line = buf.rfind(b"\n", 0, at)
+            return line >= 0 and buf.startswith(b"  `", line + 1)
+        return False
+
+    def _next_match(self, buf: bytes, pos: int) -> int | None:
+        # One pass for the quoted name, then a look at its context: far cheaper than
+        # searching the stream once per shape.
+        at = buf.find(self._old, pos)
+        while at >= 0:
+            if self._is_rewritable(buf, at):
+                return at
+            at = buf.find(self._old, at + 1)
+        return None
 
     def write(self, data: bytes) -> None:
         if not self._active:
@@ -138,18 +138,18 @@ class DatabaseRenamer:
     def _process(self, final: bool = False) -> None:
         buf = self._carry + b"".join(self._pending)
         self._pending, self._pending_size = [], 0
-        out, pos = [], 0
-        while (match := self._next_match(buf, pos)) is not None:
-            at, old, new = match
-            out += [buf[pos:at], new]
-            pos = at + len(old)
+        view = memoryview(buf)  # forward slices without copying them again
+        pos = 0
+        while (at := self._next_match(buf, pos)) is not None:
+            self._emit(view[pos:at])
+            self._emit(self._new)
+            pos = at + len(self._old)
             self.rewrites += 1
         # Keep an unscanned tail that may hold the start of a match split across chunks
         # (and the start of its line); never keep rewritten text, so nothing is rewritten twice.
         cut = len(buf) if final else max(len(buf) - self._keep, pos)
-        out.append(buf[pos:cut])
+        self._emit(view[pos:cut])
         self._carry = buf[cut:]
-        self._emit(b"".join(out))
 
     def close(self) -> None:
         if self._active:

@@ -224,14 +224,15 @@ def seal(read: Callable[[int], bytes], dest: Path, *, compression: str, level: i
 
 
 class _HashingFileReader:
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, hashing: bool = True) -> None:
         self._fh = open(path, "rb", buffering=0)
-        self._hash = hashlib.sha256()
+        self._hash = hashlib.sha256() if hashing else None
         self.size = 0
 
     def read(self, n: int = -1) -> bytes:
         data = self._fh.read(n if n and n > 0 else CHUNK)
-        self._hash.update(data)
+        if self._hash is not None:
+            self._hash.update(data)
         self.size += len(data)
         return data
 
@@ -241,7 +242,7 @@ class _HashingFileReader:
 
     def close(self) -> Digest:
         self._fh.close()
-        return Digest(self.size, self._hash.hexdigest())
+        return Digest(self.size, self._hash.hexdigest() if self._hash is not None else "")
 
 
 class _PlainSink:
@@ -290,14 +291,16 @@ class UnsealResult:
 
 
 def unseal(path: Path, *, compression: str, identities: list | None,
-           forward: Callable[[bytes], None] | None = None) -> UnsealResult:
+           forward: Callable[[bytes], None] | None = None, hash_stored: bool = True) -> UnsealResult:
     """Read a stored file back to plain bytes, hashing both sides; raises VerifyFailed on damage.
 
     `forward` receives the plain bytes as they are produced (None to only check them).
+    `hash_stored=False` skips the stored-bytes digest (for a second pass over a file that
+    was just verified; the plain digest still proves what was forwarded).
     """
     name = str(path)
     try:
-        reader = _HashingFileReader(path)
+        reader = _HashingFileReader(path, hashing=hash_stored)
     except FileNotFoundError:
         raise VerifyFailed(f"{name}: file is missing") from None
     except PermissionError:
