@@ -71,7 +71,9 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def run(loaded: LoadedConfig, the_plan: Plan) -> list[Result]:
+def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Back up each planned database; `on_result` hears of each one as soon as it is done."""
+    report = on_result or (lambda result: None)
     cfg = loaded.settings
     keys = load_keys(cfg.backup.encryption) if the_plan.encrypted else None
     if keys is not None and not keys.recipients:
@@ -96,9 +98,11 @@ def run(loaded: LoadedConfig, the_plan: Plan) -> list[Result]:
                 except TenangDBError as exc:
                     results.append(Result(name, False, error=str(exc), duration=time.monotonic() - started))
                     log.error("%s: backup failed: %s", name, exc)
+                    report(results[-1])
                     continue
                 size = sum(f.stat().st_size for f in path.iterdir())
                 results.append(Result(name, True, path=path, duration=time.monotonic() - started, size=size))
+                report(results[-1])
                 log.info("%s: backup completed in %.1fs (%s) → %s", name, time.monotonic() - started,
                          human_size(size), path)
         finally:

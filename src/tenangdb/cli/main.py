@@ -136,7 +136,10 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
         if not click.confirm("Proceed with the backup?", default=False, err=True):
             click.echo("backup cancelled", err=True)
             return
-    results = action.run(loaded, plan)
+    from tenangdb.actions import observe
+
+    with observe.backup_run(loaded, plan) as observer:
+        results = action.run(loaded, plan, on_result=observer.database_done)
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
     if not failed:
@@ -155,6 +158,7 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
 @click.pass_obj
 def verify(state: State, backup_path: str | None, all_: bool) -> None:
     """Check checksums, decryption and completeness of a backup."""
+    from tenangdb.actions import observe
     from tenangdb.actions import verify as action
 
     loaded = state.load()
@@ -165,15 +169,20 @@ def verify(state: State, backup_path: str | None, all_: bool) -> None:
         click.echo(f"no backups under {loaded.settings.backup.directory}", err=True)
         return
     failures = 0
-    for path in paths:
-        try:
-            verified = action.verify_backup(loaded, path)
-            click.echo(f"OK {verified.path}")
-        except TenangDBError as exc:
-            if not all_:
-                raise
-            failures += 1
-            click.echo(f"FAILED {exc}")
+    try:
+        for path in paths:
+            try:
+                verified = action.verify_backup(loaded, path)
+                observe.verified(loaded, path, True)
+                click.echo(f"OK {verified.path}")
+            except TenangDBError as exc:
+                observe.verified(loaded, path, False)
+                if not all_:
+                    raise
+                failures += 1
+                click.echo(f"FAILED {exc}")
+    finally:
+        observe.verify_done(loaded)
     if failures:
         click.echo(f"error: {failures} of {len(paths)} backups failed verification", err=True)
         raise SystemExit(EXIT_VERIFY)
@@ -187,10 +196,23 @@ def verify(state: State, backup_path: str | None, all_: bool) -> None:
 @click.pass_obj
 def restore(state: State, backup_path: str, target: str, yes: bool) -> None:
     """Verify a backup, then restore it into a database."""
+    from tenangdb.actions import observe
     from tenangdb.actions import restore as action
 
     loaded = state.load()
-    action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
+    with observe.restore_run(loaded, backup_path):
+        action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
+
+
+@cli.command()
+@click.option("--listen", help="Address to listen on; overrides metrics.listen (default 127.0.0.1).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Port; overrides metrics.port (default 9090).")
+@click.pass_obj
+def exporter(state: State, listen: str | None, port: int | None) -> None:
+    """Serve the metrics of past runs to Prometheus (/metrics, /healthz) until stopped."""
+    from tenangdb.actions import exporter as action
+
+    action.run(state.load(), listen, port)
 
 
 @cli.command("config")

@@ -15,7 +15,9 @@ import platformdirs
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 # Keys whose values are secrets: redacted everywhere and refused in world-readable files.
-SECRET_KEYS = frozenset({"database.password", "backup.encryption.key"})
+SECRET_KEYS = frozenset({"database.password", "backup.encryption.key", "metrics.basic_auth.password",
+                         # Webhook and ping URLs carry their credential in the URL itself.
+                         "notify.webhook", "notify.ping"})
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -269,10 +271,75 @@ class LoggingConfig(_Section):
         return value
 
 
+class BasicAuthConfig(_Section):
+    username: str | None = None
+    # Plain, ${VAR}, a bcrypt hash ($2b$...) or sha256:<64 hex digits>.
+    password: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _both(self) -> "BasicAuthConfig":
+        if bool(self.username) != bool(self.password and self.password.get_secret_value()):
+            raise ValueError("basic_auth needs both username and password (or neither)")
+        if self.password:
+            secret = self.password.get_secret_value()
+            if secret.startswith("sha256:") and not re.fullmatch(r"sha256:[0-9a-fA-F]{64}", secret):
+                raise ValueError("password: a sha256: hash must be followed by 64 hex digits")
+            if re.match(r"\$2[aby]\$", secret) and not re.fullmatch(r"\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}", secret):
+                raise ValueError("password: this looks like a bcrypt hash but is not a complete one")
+        return self
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.username)
+
+
 class MetricsConfig(_Section):
     enabled: bool = False
+    listen: str = "127.0.0.1"
     port: int = Field(9090, ge=1, le=65535)
+    path: str = "/metrics"
     storage_path: str | None = None
+    textfile: str | None = Field(None, description="node_exporter textfile written after every run")
+    basic_auth: BasicAuthConfig = Field(default_factory=BasicAuthConfig)
+    tls_cert: str | None = None
+    tls_key: str | None = None
+
+    @field_validator("path")
+    @classmethod
+    def _path(cls, value: str) -> str:
+        if not value.startswith("/") or value == "/healthz" or any(c in value for c in "?# "):
+            raise ValueError("must be an absolute URL path such as /metrics (not /healthz)")
+        return value
+
+    @model_validator(mode="after")
+    def _tls_pair(self) -> "MetricsConfig":
+        if bool(self.tls_cert) != bool(self.tls_key):
+            raise ValueError("tls_cert and tls_key go together: set both or neither")
+        return self
+
+    @property
+    def state_path(self) -> str:
+        return self.storage_path or os.path.join(default_state_directory(), "metrics.json")
+
+
+class NotifyConfig(_Section):
+    webhook: SecretStr | None = Field(None, description="JSON POST for every backup event")
+    ping: SecretStr | None = Field(None, description="healthchecks.io-style URL: /start, itself, /fail")
+    timeout: float = Field(10, gt=0)
+    retries: int = Field(2, ge=0, le=10)
+    retry_delay: float = Field(2, ge=0)
+
+    @field_validator("webhook", "ping")
+    @classmethod
+    def _url(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not re.match(r"https?://[^/\s]+", value.get_secret_value()):
+            raise ValueError("must be an http:// or https:// URL")
+        return value
+
+    @field_validator("timeout", "retry_delay", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
 
 
 class CleanupConfig(_Section):
@@ -292,4 +359,5 @@ class Settings(_Section):
     upload: UploadConfig = Field(default_factory=UploadConfig)
     logging: LoggingConfig = Field(default_factory=LoggingConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig)
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig)

@@ -132,13 +132,23 @@ def remove_stale_partials(root: Path, database: str, *, older_than: float = 0.0)
     return removed
 
 
-def iter_backups(root: Path) -> Iterator[Path]:
-    """Every committed backup folder (one holding a manifest) under the directory."""
+def iter_backups(root: Path, database: str | None = None) -> Iterator[Path]:
+    """Every committed backup folder (one holding a manifest) under the directory,
+    or only those of one database."""
     if not root.is_dir():
         return
-    for db_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    if database is not None:
+        db_dirs = [root / folder_name(database)] if (root / folder_name(database)).is_dir() else []
+    else:
+        db_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    for db_dir in db_dirs:
         for month in sorted(p for p in db_dir.iterdir() if p.is_dir()):
             for entry in sorted(month.iterdir()):
                 if entry.is_dir() and not is_staging(entry.name) and parse_backup_name(entry.name):
                     if (entry / manifest_mod.MANIFEST).exists():
                         yield entry
+
+
+def count_backups(root: Path, database: str) -> int:
+    """Committed backups of one database under the directory."""
+    return sum(1 for _ in iter_backups(root, database))

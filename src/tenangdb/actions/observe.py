@@ -1,0 +1,104 @@
+"""After-the-fact reporting for the actions: metrics and notifications.
+
+The cli wraps an action in one of these; the action itself only hands over its results.
+Nothing here may change an action's outcome: the adapters log and count their own failures.
+"""
+
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+from tenangdb.actions.backup import Plan, Result
+from tenangdb.config.loader import LoadedConfig
+from tenangdb.metrics import Recorder
+from tenangdb.notify import Notifier
+from tenangdb.repository import store
+from tenangdb.repository.naming import parse_backup_name
+
+
+class BackupObserver:
+    def __init__(self, loaded: LoadedConfig, plan: Plan) -> None:
+        self.plan = plan
+        self.metrics = Recorder(loaded.settings.metrics)
+        self.notify = Notifier(loaded.settings.notify, on_failure=self.metrics.notify_failed)
+        self.results: list[Result] = []
+
+    def database_done(self, result: Result) -> None:
+        self.results.append(result)
+        self.metrics.backup(result.database, result.ok, result.duration, result.size)
+        if result.ok:
+            self.metrics.retained(result.database, "local", store.count_backups(self.plan.directory, result.database))
+        self.notify.event("backup.success" if result.ok else "backup.failure", database=result.database,
+                          status="success" if result.ok else "failed", error=result.error,
+                          duration=result.duration, size=result.size if result.ok else None)
+
+    def run_failed(self, error: str) -> None:
+        """The run stopped early: every database it did not report on has no backup."""
+        reported = {r.database for r in self.results}
+        for name in self.plan.databases:
+            if name not in reported:
+                self.database_done(Result(name, False, error=error))
+
+
+@contextmanager
+def backup_run(loaded: LoadedConfig, plan: Plan) -> Iterator[BackupObserver]:
+    observer = BackupObserver(loaded, plan)
+    started = time.monotonic()
+    with observer.metrics.run():
+        observer.metrics.run_started(len(plan.databases))
+        observer.notify.ping("start")
+        observer.notify.event("backup.start", status="running")
+        try:
+            yield observer
+        except BaseException as exc:
+            observer.run_failed(str(exc) or type(exc).__name__)
+            raise
+        finally:
+            failed = [r for r in observer.results if not r.ok]
+            status = "failed" if failed and len(failed) == len(observer.results) else (
+                "partial" if failed else "success")
+            summary = "; ".join(f"{r.database}: {r.error}" for r in failed)
+            observer.notify.event("backup.finish", status=status, error=summary or None,
+                                  duration=time.monotonic() - started,
+                                  size=sum(r.size for r in observer.results if r.ok))
+            observer.notify.ping("fail" if failed else "success",
+                                 summary or f"{len(observer.results)} database backup(s) succeeded")
+
+
+def database_of(path: str | Path) -> str:
+    """The database a backup folder belongs to, from its manifest or else its name."""
+    from tenangdb.repository import manifest as manifest_mod
+
+    folder = Path(path)
+    if folder.is_file():
+        folder = folder.parent
+    try:
+        return str(manifest_mod.load(folder)["database"])
+    except Exception:  # noqa: BLE001 - a damaged backup still needs a label
+        parsed = parse_backup_name(folder.name)
+        return parsed[0] if parsed else "unknown"
+
+
+def verified(loaded: LoadedConfig, path: str | Path, ok: bool) -> None:
+    recorder = Recorder(loaded.settings.metrics)
+    recorder.verify(database_of(path), ok)
+
+
+def verify_done(loaded: LoadedConfig) -> None:
+    Recorder(loaded.settings.metrics).write_textfile()
+
+
+@contextmanager
+def restore_run(loaded: LoadedConfig, backup_path: str | Path) -> Iterator[None]:
+    recorder = Recorder(loaded.settings.metrics)
+    started = time.monotonic()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        recorder.restore(database_of(backup_path), ok, time.monotonic() - started)
+        recorder.write_textfile()

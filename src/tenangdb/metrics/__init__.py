@@ -1,0 +1,114 @@
+"""Metrics: what runs record (state file), how it is shown (exposition), where it goes
+(the exporter, the node_exporter textfile).
+
+`Recorder` is the one entry point for runs. Every method swallows and logs its own errors:
+metrics describe backups, they must never be the reason one fails.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from tenangdb.config.schema import MetricsConfig
+from tenangdb.metrics.state import StateCorrupted, StateFile, new_histogram, observe, write_atomically
+
+log = logging.getLogger("tenangdb.metrics")
+
+TEXTFILE_MODE = 0o644  # node_exporter runs as its own user and must read it
+
+
+def _record(state: dict[str, Any], section: str, label: str) -> dict[str, Any]:
+    return state[section].setdefault(label, {})
+
+
+def _count(record: dict[str, Any], key: str, by: float = 1) -> None:
+    record[key] = record.get(key, 0) + by
+
+
+def _outcome(state: dict[str, Any], section: str, database: str, ok: bool, duration: float | None,
+             when: float) -> dict[str, Any]:
+    """The fields every family with success/failure shares."""
+    record = _record(state, section, database)
+    _count(record, "success_total" if ok else "failed_total")
+    record["last_timestamp"] = when
+    if ok:
+        record["last_success_timestamp"] = when
+    if duration is not None:
+        hist = record.setdefault("duration", {}).setdefault("success" if ok else "failed", new_histogram())
+        observe(hist, max(duration, 0.0))
+    return record
+
+
+class Recorder:
+    def __init__(self, cfg: MetricsConfig) -> None:
+        self.enabled = cfg.enabled
+        self.state = StateFile(cfg.state_path)
+        self.textfile = Path(cfg.textfile) if cfg.textfile else None
+
+    def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
+        if not self.enabled:
+            return
+        try:
+            self.state.update(change)
+        except Exception as exc:  # noqa: BLE001 - see the module docstring
+            log.warning("could not update the metrics state file %s: %s", self.state.path, exc)
+
+    @contextmanager
+    def run(self) -> Iterator[None]:
+        """Mark a backup run as in progress for its lifetime; write the textfile after it."""
+        try:
+            holder = self.state.running() if self.enabled else nullcontext()
+            holder.__enter__()
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not mark the run in %s: %s", self.state.running_path, exc)
+            holder = nullcontext()
+        try:
+            yield
+        finally:
+            holder.__exit__(None, None, None)
+            self.write_textfile()
+
+    def run_started(self, total_databases: int) -> None:
+        def change(state: dict[str, Any]) -> None:
+            state["run"]["total_databases"] = total_databases
+            state["run"]["last_timestamp"] = time.time()
+        self._update(change)
+
+    def backup(self, database: str, ok: bool, duration: float, size: int) -> None:
+        def change(state: dict[str, Any]) -> None:
+            record = _outcome(state, "backup", database, ok, duration, time.time())
+            if ok:
+                record["size_bytes"] = size
+        self._update(change)
+
+    def retained(self, database: str, location: str, count: int) -> None:
+        self._update(lambda state: _record(state, "retained", database).__setitem__(location, count))
+
+    def verify(self, database: str, ok: bool) -> None:
+        self._update(lambda state: _outcome(state, "verify", database, ok, None, time.time()))
+
+    def restore(self, database: str, ok: bool, duration: float) -> None:
+        self._update(lambda state: _outcome(state, "restore", database, ok, duration, time.time()))
+
+    def notify_failed(self, kind: str) -> None:
+        self._update(lambda state: _count(_record(state, "notify", kind), "failed_total"))
+
+    def write_textfile(self) -> None:
+        if not (self.enabled and self.textfile):
+            return
+        from tenangdb.metrics.exposition import render
+        from tenangdb.metrics.state import empty
+
+        try:
+            try:
+                state, readable = self.state.read(), True
+            except StateCorrupted:
+                state, readable = empty(), False
+            write_atomically(self.textfile, render(state, running=self.state.is_running(), state_readable=readable),
+                             TEXTFILE_MODE)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("could not write the metrics textfile %s: %s", self.textfile, exc)

@@ -1,0 +1,129 @@
+"""The metric families, built from the state file at each scrape, in Prometheus text format.
+
+Names follow the original TenangDB; unlike it, counters are counters (`*_total` only on
+counters), durations are histograms, and gauges hold what they say (the size of the latest
+successful backup, the time of the latest success). A family with no data yet is still
+described (HELP/TYPE) so dashboards and alert rules can be written before the first run.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable
+
+from prometheus_client import CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
+
+from tenangdb.metrics.state import BUCKETS
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+def _histogram(name: str, doc: str, records: dict[str, Any]) -> HistogramMetricFamily:
+    family = HistogramMetricFamily(name, doc, labels=["database", "status"])
+    for database, record in sorted(records.items()):
+        for status, hist in sorted(record.get("duration", {}).items()):
+            cumulative, buckets = 0, []
+            for bound, count in zip(BUCKETS, hist["buckets"]):
+                cumulative += count
+                buckets.append((_bound(bound), cumulative))
+            buckets.append(("+Inf", hist["count"]))
+            family.add_metric([database, status], buckets, hist["sum"])
+    return family
+
+
+def _bound(value: float) -> str:
+    return str(int(value)) if value == int(value) else str(value)
+
+
+def _per_database(cls, name: str, doc: str, records: dict[str, Any], field: str,
+                  extra: tuple[str, str] | None = None) -> Metric:
+    labels = ["database"] + ([extra[0]] if extra else [])
+    family = cls(name, doc, labels=labels)
+    for database, record in sorted(records.items()):
+        if field in record:
+            family.add_metric([database] + ([extra[1]] if extra else []), record[field])
+    return family
+
+
+def _two_labels(cls, name: str, doc: str, records: dict[str, Any], second: str) -> Metric:
+    family = cls(name, doc, labels=["database", second])
+    for database, inner in sorted(records.items()):
+        for key, value in sorted(inner.items()):
+            family.add_metric([database, key], value)
+    return family
+
+
+def families(state: dict[str, Any], *, running: bool, state_readable: bool = True) -> Iterable[Metric]:
+    backup, upload, restore = state["backup"], state["upload"], state["restore"]
+    verify = state["verify"]
+    G, C = GaugeMetricFamily, CounterMetricFamily
+
+    yield _histogram("tenangdb_backup_duration_seconds", "Duration of database backups.", backup)
+    yield _per_database(C, "tenangdb_backup_success_total", "Successful database backups.", backup, "success_total")
+    yield _per_database(C, "tenangdb_backup_failed_total", "Failed database backups.", backup, "failed_total")
+    yield _per_database(G, "tenangdb_backup_size_bytes", "Stored size of the latest successful backup.",
+                        backup, "size_bytes")
+    yield _per_database(G, "tenangdb_backup_last_timestamp", "Unix time the latest backup attempt ended.",
+                        backup, "last_timestamp")
+    yield _per_database(G, "tenangdb_backup_last_success_timestamp",
+                        "Unix time the latest successful backup ended.", backup, "last_success_timestamp")
+    yield G("tenangdb_backup_process_running", "1 while a tenangdb backup run is in progress.",
+            value=1 if running else 0)
+    total = G("tenangdb_total_databases", "Databases in the latest backup run.")
+    if "total_databases" in state["run"]:
+        total.add_metric([], state["run"]["total_databases"])
+    yield total
+
+    yield _histogram("tenangdb_upload_duration_seconds", "Duration of uploads.", upload)
+    yield _per_database(C, "tenangdb_upload_success_total", "Successful uploads.", upload, "success_total")
+    yield _per_database(C, "tenangdb_upload_failed_total", "Failed uploads.", upload, "failed_total")
+    yield _per_database(C, "tenangdb_upload_bytes_total", "Bytes uploaded (cumulative).", upload, "bytes_total",
+                        extra=("provider", "rclone"))
+    yield _per_database(G, "tenangdb_upload_last_timestamp", "Unix time the latest upload ended.",
+                        upload, "last_timestamp")
+    yield _per_database(G, "tenangdb_upload_last_success_timestamp", "Unix time the latest successful upload ended.",
+                        upload, "last_success_timestamp")
+
+    yield _histogram("tenangdb_restore_duration_seconds", "Duration of restores.", restore)
+    yield _per_database(C, "tenangdb_restore_success_total", "Successful restores.", restore, "success_total")
+    yield _per_database(C, "tenangdb_restore_failed_total", "Failed restores.", restore, "failed_total")
+    yield _per_database(G, "tenangdb_restore_last_timestamp", "Unix time the latest restore ended.",
+                        restore, "last_timestamp")
+    yield _per_database(G, "tenangdb_restore_test_duration_seconds",
+                        "Duration of the latest test restore (the measured recovery time).",
+                        state["restore_test"], "duration_seconds")
+
+    yield _per_database(C, "tenangdb_verify_success_total", "Backups that passed verification.", verify,
+                        "success_total")
+    yield _per_database(C, "tenangdb_verify_failed_total", "Backups that failed verification.", verify,
+                        "failed_total")
+    yield _per_database(G, "tenangdb_verify_last_timestamp", "Unix time the latest verification ended.",
+                        verify, "last_timestamp")
+    yield _per_database(G, "tenangdb_verify_last_success_timestamp",
+                        "Unix time the latest successful verification ended.", verify, "last_success_timestamp")
+
+    yield _two_labels(G, "tenangdb_backups_retained", "Backups kept, by location.", state["retained"], "location")
+    yield _two_labels(C, "tenangdb_cleanup_deleted_total", "Backups deleted by retention, by location.",
+                      state["cleanup"], "location")
+    notify = C("tenangdb_notify_failed_total", "Notifications that could not be delivered.", labels=["kind"])
+    for kind, record in sorted(state["notify"].items()):
+        notify.add_metric([kind], record.get("failed_total", 0))
+    yield notify
+    yield G("tenangdb_metrics_state_readable", "0 when the metrics state file could not be read.",
+            value=1 if state_readable else 0)
+
+
+class _StateCollector:
+    def __init__(self, state: dict[str, Any], running: bool, state_readable: bool) -> None:
+        self.args = state, running, state_readable
+
+    def collect(self) -> Iterable[Metric]:
+        state, running, readable = self.args
+        return families(state, running=running, state_readable=readable)
+
+
+def render(state: dict[str, Any], *, running: bool, state_readable: bool = True) -> bytes:
+    # A private registry: no process/platform collectors, only what the state says.
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_StateCollector(state, running, state_readable))
+    return generate_latest(registry)
