@@ -197,7 +197,7 @@ def test_sigterm_leaves_no_partial_and_ends_the_dump(env, server, sample_db, tmp
                            database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
     proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert _wait_for(lambda: list(env.backups.rglob("*.partial")))
+    assert _wait_for(lambda: list(env.backups.rglob("*.partial")) and (tmp_path / "dump.pid").exists())
     time.sleep(0.5)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
@@ -212,7 +212,7 @@ def test_sigkill_leaves_only_a_partial_that_the_next_run_removes(env, server, sa
                             database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
     proc = subprocess.Popen([*TENANGDB, "--config", str(slow), "backup"], cwd=env.root,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    assert _wait_for(lambda: list(env.backups.rglob("*.partial")))
+    assert _wait_for(lambda: list(env.backups.rglob("*.partial")) and (tmp_path / "dump.pid").exists())
     proc.kill()
     proc.wait()
     assert _dump_alive(tmp_path)  # SIGKILL gives no chance to clean up; end the orphan ourselves
@@ -242,7 +242,7 @@ def test_second_run_is_refused_while_one_holds_the_lock(env, server, sample_db, 
     first = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        assert _wait_for(lambda: list(env.backups.rglob("*.partial")))
+        assert _wait_for(lambda: list(env.backups.rglob("*.partial")) and (tmp_path / "dump.pid").exists())
         done = env.cli("backup", config=cfg)
         assert done.returncode == 1 and f"PID {first.pid}" in done.stderr
     finally:
