@@ -13,7 +13,7 @@ import click
 import platformdirs
 
 from tenangdb import __version__
-from tenangdb.errors import (EXIT_BACKUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_VERIFY, ConfigError, Interrupted,
+from tenangdb.errors import (EXIT_BACKUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_VERIFY, Interrupted,
                              TenangDBError)
 
 log = logging.getLogger("tenangdb")

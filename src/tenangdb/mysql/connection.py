@@ -8,7 +8,6 @@ import getpass
 import os
 import ssl as ssl_lib
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator
 
 import pymysql
@@ -165,7 +164,3 @@ def connect(ep: Endpoint, database: str | None = None) -> pymysql.connections.Co
 
 def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"
-
-
-def existing_path(path: str | None) -> Path | None:
-    return Path(path) if path and os.path.exists(path) else None

@@ -6,9 +6,6 @@ from dataclasses import dataclass, field
 
 from tenangdb.mysql.connection import quote_identifier
 
-SYSTEM_SCHEMAS = frozenset({"information_schema", "performance_schema", "sys", "mysql"})
-
-
 @dataclass
 class ServerInfo:
     version: str
@@ -76,12 +73,6 @@ def database_object_count(conn, name: str) -> int:
             " + (SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA=%s)",
             (name, name, name))
         return int(cur.fetchone()[0])
-
-
-def list_databases(conn) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
-        return [row[0] for row in cur.fetchall()]
 
 
 def create_database(conn, name: str, charset: str | None, collation: str | None,

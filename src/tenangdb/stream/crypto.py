@@ -14,12 +14,6 @@ from tenangdb.errors import ConfigError, TenangDBError
 from tenangdb.secrets import redact
 
 
-class KeyError_(TenangDBError):
-    """A key or recipient that cannot be used (exit 2: it comes from configuration)."""
-
-    exit_code = 2
-
-
 def fingerprint(recipient: str) -> str:
     return "sha256:" + hashlib.sha256(recipient.strip().encode()).hexdigest()[:16]
 
