@@ -105,8 +105,10 @@ class Env:
 
     def write_config(self, extra: dict | None = None, *, name: str = "config.yaml", mode: int = 0o600,
                      database: dict | None = None) -> Path:
+        # Retries without waiting, and tracking kept inside the test's folder.
         data = {"database": database if database is not None else self.server.config_section(),
-                "backup": {"directory": str(self.backups)}}
+                "backup": {"directory": str(self.backups), "retry_delay": 0,
+                           "tracking_directory": str(self.root / "tracking")}}
         for section, values in (extra or {}).items():
             data.setdefault(section, {}).update(values)
         path = self.root / name

@@ -136,3 +136,19 @@ def test_verify_all(env, sample_db):
     assert env.cli("backup", config=cfg).returncode == 0
     done = env.cli("verify", "--all", config=cfg)
     assert done.returncode == 0 and done.stdout.count("OK ") == 2
+
+
+def test_restore_into_a_name_with_percent_and_a_commented_source(env, server):
+    source = unique("cmt")
+    server.sql(f"CREATE DATABASE `{source}` COMMENT 'quarterly 50% sale'; "
+               f"CREATE TABLE `{source}`.t (id INT PRIMARY KEY); INSERT INTO `{source}`.t VALUES (1)")
+    cfg = env.write_config({"backup": {"databases": [source]}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(source)
+    target = f"{unique('x')}_50%sale"
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert server.sql(f"SELECT SCHEMA_COMMENT FROM information_schema.SCHEMATA WHERE SCHEMA_NAME='{target}'"
+                      ).strip() == "quarterly 50% sale"
+    assert server.sql("SELECT COUNT(*) FROM t", target).strip() == "1"
+    server.sql(f"DROP DATABASE `{source}`; DROP DATABASE `{target}`")

@@ -191,8 +191,11 @@ def _wait_for(predicate, timeout=20.0):
     return False
 
 
-def test_sigterm_leaves_no_partial_and_ends_the_dump(env, server, sample_db, tmp_path):
-    cfg = env.write_config({"backup": {"databases": [sample_db]}},
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_sigterm_leaves_no_partial_and_ends_the_dump(env, server, sample_db, tmp_path, encrypted):
+    encryption = {"enabled": True, "key_file": str(env.key())} if encrypted else {}
+    cfg = env.write_config({"backup": {"databases": [sample_db, "another_db_that_must_not_start"],
+                                       "encryption": encryption}},
                            database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
     proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -201,7 +204,7 @@ def test_sigterm_leaves_no_partial_and_ends_the_dump(env, server, sample_db, tmp
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 130, err
-    assert "Traceback" not in err
+    assert "Traceback" not in err and "another_db_that_must_not_start:" not in err  # never started
     assert not list(env.backups.rglob("*.partial")) and not env.backups_of(sample_db)
     assert _wait_for(lambda: not _dump_alive(tmp_path), timeout=10)  # the dump's process group was ended
 

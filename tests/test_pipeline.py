@@ -77,6 +77,7 @@ def test_renamer_rewrites_only_statement_starts():
 def test_renamer_rewrites_sequence_defaults_in_column_definitions_only():
     dump = (b"CREATE TABLE `t` (\n"
             b"  `id` bigint(20) NOT NULL DEFAULT nextval(`shop`.`seq`),\n"
+            b"  `note` varchar(50) DEFAULT 'nextval(`shop`.`seq`)',\n"
             b"  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n"
             b"INSERT INTO `t` VALUES (1,'DEFAULT nextval(`shop`.`seq`)');\n") * 3
     for size in (1, 7, 64, 1 << 20):

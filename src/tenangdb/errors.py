@@ -36,6 +36,12 @@ class ConnectionFailed(TenangDBError):
 class BackupFailed(TenangDBError):
     exit_code = EXIT_BACKUP
 
+    def __init__(self, message: str, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        # A failure that another attempt cannot fix (a missing database, a loss the dump
+        # tool would make) is reported at once instead of being retried.
+        self.retryable = retryable
+
 
 class RestoreFailed(TenangDBError):
     exit_code = EXIT_BACKUP
@@ -53,3 +59,18 @@ class ToolMissing(TenangDBError):
 
 class Interrupted(TenangDBError):
     exit_code = EXIT_INTERRUPTED
+
+
+_interrupt_requested = False
+
+
+def request_interrupt() -> None:
+    """Called by the signal handlers. An interrupt raised inside a callback of a native
+    library (pyrage) reaches us disguised as that library's error; this flag tells the
+    truth so the run stops instead of counting one more failed database."""
+    global _interrupt_requested
+    _interrupt_requested = True
+
+
+def interrupt_requested() -> bool:
+    return _interrupt_requested

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import logging
 import threading
 import time
@@ -12,13 +13,15 @@ from typing import Callable
 
 from tenangdb import __version__
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import BackupFailed, ConfigError, Interrupted, TenangDBError
+from tenangdb.config.schema import default_state_directory
+from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError,
+                             interrupt_requested)
 from tenangdb.mysql import fidelity
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mysqldump
-from tenangdb.mysql.connection import client_options, connect, endpoint_from
+from tenangdb.mysql.connection import client_options, connect, endpoint_from, reconnect, translated_errors
 from tenangdb.mysql.tools import dump_tool, tool_version
-from tenangdb.repository import store
+from tenangdb.repository import store, tracking
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import dump_file_name
 from tenangdb.runner import spawn
@@ -42,12 +45,20 @@ class Result:
 
 @dataclass
 class Plan:
-    databases: list[str]
+    databases: list[str]  # as asked; ["all"] is resolved against the server by run()
+    exclude: list[str]
     directory: Path
     engine: str
     compression: str
     level: int
     encrypted: bool
+    resolved: list[str] | None = None  # the databases run() actually backs up
+
+    @property
+    def known_databases(self) -> list[str]:
+        """The databases of this run as far as they are known yet."""
+        return self.resolved if self.resolved is not None else (
+            [] if self.databases == ["all"] else self.databases)
 
 
 def plan(loaded: LoadedConfig, databases: list[str] | None) -> Plan:
@@ -57,14 +68,49 @@ def plan(loaded: LoadedConfig, databases: list[str] | None) -> Plan:
         raise ConfigError("no databases to back up: set backup.databases or pass --databases")
     if cfg.backup.engine == "mydumper":
         raise ConfigError("backup.engine: mydumper is not available in this version; use auto or mysqldump")
+    if "all" in names and len(names) > 1:
+        raise ConfigError("`all` cannot be combined with database names (use backup.exclude)")
     return Plan(
         databases=list(dict.fromkeys(names)),
+        exclude=list(cfg.backup.exclude),
         directory=Path(cfg.backup.directory),
         engine="mysqldump",
         compression=cfg.backup.compression.format,
         level=cfg.backup.compression.effective_level,
         encrypted=cfg.backup.encryption.enabled,
     )
+
+
+def describe_databases(the_plan: Plan) -> str:
+    shown = "all (except information_schema, performance_schema, sys, mysql)" \
+        if the_plan.databases == ["all"] else ", ".join(the_plan.databases)
+    return shown + (f"; excluding {', '.join(the_plan.exclude)}" if the_plan.exclude else "")
+
+
+def _resolve(conn, the_plan: Plan, include_mysql: bool) -> list[str]:
+    names = inv_mod.all_databases(conn, include_mysql=include_mysql) if the_plan.databases == ["all"] \
+        else the_plan.databases
+    kept = [n for n in names if not any(fnmatch.fnmatchcase(n, pattern) for pattern in the_plan.exclude)]
+    if not kept:
+        raise ConfigError("no databases left to back up after backup.exclude")
+    return kept
+
+
+def tracking_file(loaded: LoadedConfig) -> Path:
+    cfg = loaded.settings.backup
+    return tracking.tracking_path(Path(cfg.tracking_directory or default_state_directory()), cfg.directory)
+
+
+def recent_backups(loaded: LoadedConfig, the_plan: Plan) -> list[tuple[str, float]]:
+    """Planned databases whose last success is younger than backup.min_backup_interval: (name, age s)."""
+    cfg = loaded.settings.backup
+    if not cfg.check_last_backup_time or cfg.min_backup_interval <= 0:
+        return []
+    known = tracking.load(tracking_file(loaded))
+    wanted = known if the_plan.databases == ["all"] else {n: known[n] for n in the_plan.databases if n in known}
+    now = _now()
+    ages = [(name, (now - when).total_seconds()) for name, when in sorted(wanted.items())]
+    return [(name, age) for name, age in ages if 0 <= age < cfg.min_backup_interval]
 
 
 def _now() -> datetime:
@@ -86,16 +132,22 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
     with DirectoryLock(root):
         conn = connect(endpoint)
         try:
-            server = inv_mod.server_info(conn)
-            for name in the_plan.databases:
+            with translated_errors(endpoint):
+                server = inv_mod.server_info(conn)
+                names = _resolve(conn, the_plan, cfg.backup.include_mysql)
+            the_plan.resolved = names
+            log.info("backing up %d database%s: %s", len(names), "" if len(names) == 1 else "s", ", ".join(names))
+            for name in names:
                 for stale in store.remove_stale_partials(root, name):
                     log.warning("removed an unfinished backup left by an earlier run: %s", stale)
                 started = time.monotonic()
                 try:
-                    path = _backup_one(conn, endpoint, server, tool, name, the_plan, keys, cfg.backup.timeout)
+                    path, conn = _with_retries(conn, endpoint, server, tool, name, the_plan, keys, cfg.backup)
                 except Interrupted:
                     raise
                 except TenangDBError as exc:
+                    if interrupt_requested():
+                        raise Interrupted("interrupted; unfinished work was removed") from None
                     results.append(Result(name, False, error=str(exc), duration=time.monotonic() - started))
                     log.error("%s: backup failed: %s", name, exc)
                     report(results[-1])
@@ -107,12 +159,39 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
                          human_size(size), path)
         finally:
             conn.close()
+            # Only successes move the tracking: a failed run must not block the retry.
+            tracking.record(tracking_file(loaded), {r.database: _now() for r in results if r.ok})
     return results
+
+
+RETRY_CAP = 300.0
+
+
+def _with_retries(conn, endpoint, server, tool, name, the_plan: Plan, keys, cfg):
+    """Back up one database, retrying transient failures with exponential backoff."""
+    attempt = 1
+    while True:
+        try:
+            conn = reconnect(conn, endpoint)
+            with translated_errors(endpoint):
+                return _backup_one(conn, endpoint, server, tool, name, the_plan, keys, cfg.timeout), conn
+        except (BackupFailed, ConnectionFailed) as exc:
+            if interrupt_requested():
+                raise Interrupted("interrupted; unfinished work was removed") from None
+            if not getattr(exc, "retryable", True) or attempt >= cfg.retry_count:
+                if attempt > 1:
+                    raise BackupFailed(f"{exc} (after {attempt} attempts)") from None
+                raise
+            delay = min(cfg.retry_delay * 2 ** (attempt - 1), RETRY_CAP)
+            log.warning("%s: attempt %d of %d failed (%s); retrying in %.0fs", name, attempt, cfg.retry_count,
+                        exc, delay)
+            time.sleep(delay)
+            attempt += 1
 
 
 def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeout: float) -> Path:
     if not inv_mod.database_exists(conn, name):
-        raise BackupFailed(f"database {name!r} does not exist on the server")
+        raise BackupFailed(f"database {name!r} does not exist on the server", retryable=False)
     when = _now()
     staging = store.begin(the_plan.directory, name, when)
     try:
@@ -120,7 +199,7 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
         checked = fidelity.check(conn, name)
         if checked.losses:
             raise BackupFailed(f"cannot back up {name!r} without losing data, so no backup was made: "
-                               + "; ".join(checked.losses))
+                               + "; ".join(checked.losses), retryable=False)
         for warning in checked.warnings:
             log.warning("%s: %s", name, warning)
         file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)

@@ -38,7 +38,7 @@ class BackupObserver:
     def run_failed(self, error: str) -> None:
         """The run stopped early: every database it did not report on has no backup."""
         reported = {r.database for r in self.results}
-        for name in self.plan.databases:
+        for name in self.plan.known_databases:
             if name not in reported:
                 self.database_done(Result(name, False, error=error))
 
@@ -48,7 +48,7 @@ def backup_run(loaded: LoadedConfig, plan: Plan) -> Iterator[BackupObserver]:
     observer = BackupObserver(loaded, plan)
     started = time.monotonic()
     with observer.metrics.run():
-        observer.metrics.run_started(len(plan.databases))
+        observer.metrics.run_started(len(plan.known_databases))
         observer.notify.ping("start")
         observer.notify.event("backup.start", status="running")
         try:
@@ -57,6 +57,8 @@ def backup_run(loaded: LoadedConfig, plan: Plan) -> Iterator[BackupObserver]:
             observer.run_failed(str(exc) or type(exc).__name__)
             raise
         finally:
+            if plan.resolved is not None and plan.databases == ["all"]:
+                observer.metrics.run_started(len(plan.resolved))  # now the count is known
             failed = [r for r in observer.results if not r.ok]
             status = "failed" if failed and len(failed) == len(observer.results) else (
                 "partial" if failed else "success")

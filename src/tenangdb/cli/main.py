@@ -13,7 +13,7 @@ import click
 import platformdirs
 
 from tenangdb import __version__
-from tenangdb.errors import (EXIT_BACKUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_VERIFY, Interrupted,
+from tenangdb.errors import (EXIT_BACKUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_VERIFY, Interrupted, request_interrupt,
                              TenangDBError)
 
 log = logging.getLogger("tenangdb")
@@ -52,12 +52,19 @@ def _confirm_factory(assume_yes: bool):
 
 
 def _on_sigterm(signum, frame):  # noqa: ARG001
+    request_interrupt()
     raise Interrupted("interrupted by SIGTERM; unfinished work was removed")
+
+
+def _on_sigint(signum, frame):  # noqa: ARG001
+    request_interrupt()
+    raise KeyboardInterrupt
 
 
 class Group(click.Group):
     def invoke(self, ctx: click.Context):
         signal.signal(signal.SIGTERM, _on_sigterm)
+        signal.signal(signal.SIGINT, _on_sigint)
         debug = "debug" in (ctx.params.get("log_level") or "") or os.environ.get("TENANGDB_DEBUG") == "1"
         try:
             return super().invoke(ctx)
@@ -103,6 +110,17 @@ def cli(ctx: click.Context, config: str | None, log_level: str | None, insecure:
     ctx.obj = State(config, log_level.lower() if log_level else None, insecure)
 
 
+def _age(seconds: float) -> str:
+    seconds = int(seconds)
+    if seconds < 120:
+        return f"{seconds}s"
+    if seconds < 7200:
+        return f"{seconds // 60}m"
+    if seconds < 172800:
+        return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
+    return f"{seconds // 86400}d"
+
+
 def _split(value: str | None) -> list[str] | None:
     if not value:
         return None
@@ -116,7 +134,7 @@ def _split(value: str | None) -> list[str] | None:
 @click.option("--databases", help="Comma-separated databases; replaces backup.databases.")
 @click.option("--dry-run", is_flag=True, help="Print the plan and change nothing.")
 @click.option("--yes", "-y", is_flag=True, help="Do not ask for confirmation.")
-@click.option("--force", is_flag=True, help="Skip confirmation (and, later, the frequency check).")
+@click.option("--force", is_flag=True, help="Skip the confirmation and the backup.min_backup_interval check.")
 @click.pass_obj
 def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force: bool) -> None:
     """Back up the configured databases."""
@@ -125,11 +143,23 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
     loaded = state.load()
     plan = action.plan(loaded, _split(databases))
     enc = "age" if plan.encrypted else "off"
-    summary = (f"databases: {', '.join(plan.databases)}\ndirectory: {plan.directory}\nengine: {plan.engine}, "
+    summary = (f"databases: {action.describe_databases(plan)}\ndirectory: {plan.directory}\nengine: {plan.engine}, "
                f"compression: {plan.compression} (level {plan.level}), encryption: {enc}")
     if dry_run:
         click.echo("dry run: nothing will be changed\n" + summary)
         return
+    recent = [] if force else action.recent_backups(loaded, plan)
+    if recent:
+        listed = ", ".join(f"{name} ({_age(age)} ago)" for name, age in recent)
+        interval = _age(loaded.settings.backup.min_backup_interval)
+        if _interactive():
+            click.echo(f"Backed up less than {interval} ago (backup.min_backup_interval): {listed}", err=True)
+            if not click.confirm("Back up again anyway?", default=False, err=True):
+                click.echo("backup cancelled (use --force to skip this check)", err=True)
+                return
+        else:
+            # Nobody to ask: a timer or a script wants the backup; say so and go on.
+            log.warning("backing up again although the last backup is younger than %s: %s", interval, listed)
     skip = yes or force or loaded.settings.backup.skip_confirmation
     if not skip and _interactive():
         click.echo(summary, err=True)

@@ -204,7 +204,11 @@ class EncryptionConfig(_Section):
 
 class BackupConfig(_Section):
     directory: str = Field(default_factory=default_backup_directory)
+    # A list of names, or `all`: every database but the server's own schemas.
     databases: list[str] = Field(default_factory=list)
+    exclude: list[str] = Field(default_factory=list, description="shell patterns of databases to skip")
+    include_mysql: bool = Field(False, description="with `databases: all`, also back up the mysql schema")
+    tracking_directory: str | None = Field(None, description="where the last-backup tracking file lives")
     engine: Literal["auto", "mysqldump", "mydumper"] = "auto"
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
@@ -220,11 +224,18 @@ class BackupConfig(_Section):
     test_restore: bool = False
     checksum_algorithm: Literal["sha256"] = "sha256"
 
-    @field_validator("databases", mode="before")
+    @field_validator("databases", "exclude", mode="before")
     @classmethod
     def _split(cls, value: Any) -> Any:
         if isinstance(value, str):
             return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("databases")
+    @classmethod
+    def _all_alone(cls, value: list[str]) -> list[str]:
+        if "all" in value and len(value) > 1:
+            raise ValueError("`all` cannot be combined with database names (use backup.exclude)")
         return value
 
     @field_validator("timeout", "retry_delay", "min_backup_interval", mode="before")

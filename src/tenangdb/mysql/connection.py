@@ -162,5 +162,31 @@ def connect(ep: Endpoint, database: str | None = None) -> pymysql.connections.Co
         raise ConnectionFailed(f"cannot connect to the database server at {ep.describe()}: {redact(str(exc))}") from None
 
 
+def reconnect(conn, ep: Endpoint):
+    """The same connection if it still answers, else a new one (after a server restart)."""
+    try:
+        conn.ping(reconnect=False)
+        return conn
+    except pymysql.err.Error:
+        try:
+            conn.close()
+        except pymysql.err.Error:
+            pass
+        return connect(ep)
+
+
+@contextlib.contextmanager
+def translated_errors(ep: Endpoint) -> Iterator[None]:
+    """Our own queries failing mid-run (connection lost, a privilege missing) become one line."""
+    try:
+        yield
+    except pymysql.err.OperationalError as exc:
+        code = exc.args[0] if exc.args else 0
+        text = redact(str(exc.args[1]) if len(exc.args) > 1 else str(exc))
+        raise ConnectionFailed(f"database error at {ep.describe()} ({code}): {text}") from None
+    except pymysql.err.Error as exc:
+        raise ConnectionFailed(f"database error at {ep.describe()}: {redact(str(exc))}") from None
+
+
 def quote_identifier(name: str) -> str:
     return "`" + name.replace("`", "``") + "`"

@@ -47,6 +47,10 @@ def enum_members(column_type: str) -> list[str]:
     return members
 
 
+def _like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _unquote_default(literal: str) -> str | None:
     if len(literal) >= 2 and literal[0] == "'" and literal[-1] == "'":
         return literal[1:-1].replace("''", "'").replace("\\\\", "\\")
@@ -68,7 +72,7 @@ def _real_members(cur, database: str, table: str, column: str, kind: str, count:
     members = []
     try:
         for number in numbers:
-            cur.execute(f"INSERT INTO {probe} ({qi(column)}) VALUES (%s)", (number,))
+            cur.execute(f"INSERT INTO {probe} ({qi(column)}) VALUES ({int(number)})")  # no %-formatting
             cur.execute(f"SELECT {qi(column)} FROM {probe}")
             members.append(cur.fetchone()[0])
             cur.execute(f"DELETE FROM {probe}")
@@ -153,13 +157,14 @@ def check(conn, database: str) -> Preflight:
                 found.losses.append(f"sequence {qi(sequence)} has cycled; the dump's SETVAL resets its "
                                     "cycle count")
 
-        needle = f"%{qi(database)}.%"
+        # Both `shop`.t and shop.t; LIKE wildcards in the name are escaped.
+        needles = [f"%{_like(qi(database))}.%", f"%{_like(database)}.%"]
         cur.execute("SELECT CONCAT('trigger ', TRIGGER_NAME) FROM information_schema.TRIGGERS "
-                    "WHERE TRIGGER_SCHEMA=%s AND ACTION_STATEMENT LIKE %s "
-                    "UNION ALL SELECT CONCAT(LOWER(ROUTINE_TYPE), ' ', ROUTINE_NAME) FROM information_schema.ROUTINES "
-                    "WHERE ROUTINE_SCHEMA=%s AND ROUTINE_DEFINITION LIKE %s "
-                    "UNION ALL SELECT CONCAT('event ', EVENT_NAME) FROM information_schema.EVENTS "
-                    "WHERE EVENT_SCHEMA=%s AND EVENT_DEFINITION LIKE %s",
-                    (database, needle, database, needle, database, needle))
+                    "WHERE TRIGGER_SCHEMA=%s AND (ACTION_STATEMENT LIKE %s OR ACTION_STATEMENT LIKE %s) "
+                    "UNION SELECT CONCAT(LOWER(ROUTINE_TYPE), ' ', ROUTINE_NAME) FROM information_schema.ROUTINES "
+                    "WHERE ROUTINE_SCHEMA=%s AND (ROUTINE_DEFINITION LIKE %s OR ROUTINE_DEFINITION LIKE %s) "
+                    "UNION SELECT CONCAT('event ', EVENT_NAME) FROM information_schema.EVENTS "
+                    "WHERE EVENT_SCHEMA=%s AND (EVENT_DEFINITION LIKE %s OR EVENT_DEFINITION LIKE %s)",
+                    (database, *needles) * 3)
         found.qualified_references = [row[0] for row in cur.fetchall()]
     return found

@@ -58,6 +58,17 @@ def server_info(conn) -> ServerInfo:
     return ServerInfo(version=version, flavour=flavour, log_bin=bool(log_bin), can_read_binlog_position=can_read)
 
 
+# The server's own schemas: never part of `databases: all` (mysql only when asked).
+SYSTEM_SCHEMAS = ("information_schema", "performance_schema", "sys")
+
+
+def all_databases(conn, *, include_mysql: bool) -> list[str]:
+    skip = set(SYSTEM_SCHEMAS) | (set() if include_mysql else {"mysql"})
+    with conn.cursor() as cur:
+        cur.execute("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA ORDER BY SCHEMA_NAME")
+        return [name for (name,) in cur.fetchall() if name not in skip]
+
+
 def database_exists(conn, name: str) -> bool:
     with conn.cursor() as cur:
         cur.execute("SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = %s", (name,))
@@ -81,16 +92,16 @@ def create_database(conn, name: str, charset: str | None, collation: str | None,
     if database_exists(conn, name):
         return False
     sql = f"CREATE DATABASE {quote_identifier(name)}"
-    args: list = []
     if charset:
         sql += f" CHARACTER SET {quote_identifier(charset)}"
     if collation:
         sql += f" COLLATE {quote_identifier(collation)}"
     if comment:
-        sql += " COMMENT %s"
-        args.append(comment)
+        # Escaped here, not passed as a parameter: parameters would make every '%' in the
+        # database name a format directive.
+        sql += f" COMMENT {conn.escape(comment)}"
     with conn.cursor() as cur:
-        cur.execute(sql, args or None)
+        cur.execute(sql)
     return True
 
 

@@ -110,7 +110,7 @@ class DatabaseRenamer:
             start = at - len(prefix)
             if start >= 1 and buf[start - 1] == 0x0A and buf.startswith(prefix, start):
                 return True
-        if buf.startswith(b"nextval(", at - 8) and buf.startswith(b".", at + len(self._old)):
+        if buf.startswith(b"DEFAULT nextval(", at - 16) and buf.startswith(b".", at + len(self._old)):
             line = buf.rfind(b"\n", 0, at)
             return line >= 0 and buf.startswith(b"  `", line + 1)
         return False

@@ -12,6 +12,7 @@ from tenangdb.errors import VerifyFailed
 MANIFEST = "manifest.json"
 FORMAT = 1
 _HEX64 = re.compile(r"^[0-9a-f]{64}$")
+COMPRESSIONS = ("zstd", "gzip", "xz", "none")
 REQUIRED = ("format", "tool", "database", "engine", "started_at", "finished_at", "compression",
             "encryption", "files", "objects")
 
@@ -38,16 +39,26 @@ def load(folder: Path) -> dict[str, Any]:
         raise VerifyFailed(f"{path}: incomplete manifest, missing {', '.join(missing)}")
     if data["format"] != FORMAT:
         raise VerifyFailed(f"{path}: manifest format {data['format']!r} is not supported by this version")
+    if not isinstance(data["compression"], dict) or data["compression"].get("format") not in COMPRESSIONS:
+        raise VerifyFailed(f"{path}: the manifest names no known compression")
+    if not isinstance(data["encryption"], dict):
+        raise VerifyFailed(f"{path}: the manifest's encryption entry is malformed")
     files = data["files"]
     if not isinstance(files, list) or not files:
         raise VerifyFailed(f"{path}: the manifest lists no files")
+    names: set[str] = set()
     for entry in files:
-        for key in ("name", "plain_size", "plain_sha256", "stored_size", "stored_sha256"):
-            if key not in entry:
-                raise VerifyFailed(f"{path}: file entry {entry.get('name', '?')!r} lacks {key}")
-        if not (_HEX64.match(str(entry["plain_sha256"])) and _HEX64.match(str(entry["stored_sha256"]))):
-            raise VerifyFailed(f"{path}: file entry {entry['name']!r} has a malformed SHA-256")
-        name = str(entry["name"])
-        if "/" in name or name in ("", ".", "..") or name == MANIFEST:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise VerifyFailed(f"{path}: a file entry is malformed")
+        name = entry["name"]
+        for key in ("plain_size", "stored_size"):
+            if not isinstance(entry.get(key), int) or isinstance(entry.get(key), bool) or entry[key] < 0:
+                raise VerifyFailed(f"{path}: file entry {name!r} has no valid {key}")
+        if not (_HEX64.match(str(entry.get("plain_sha256"))) and _HEX64.match(str(entry.get("stored_sha256")))):
+            raise VerifyFailed(f"{path}: file entry {name!r} has a missing or malformed SHA-256")
+        if "/" in name or "\x00" in name or name in ("", ".", "..") or name == MANIFEST:
             raise VerifyFailed(f"{path}: file entry {name!r} is not a plain file name")
+        if name in names:
+            raise VerifyFailed(f"{path}: file {name!r} is listed twice")
+        names.add(name)
     return data

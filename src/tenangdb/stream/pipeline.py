@@ -17,7 +17,7 @@ from typing import BinaryIO, Callable
 
 import pyrage
 
-from tenangdb.errors import TenangDBError, VerifyFailed
+from tenangdb.errors import Interrupted, TenangDBError, VerifyFailed, interrupt_requested
 from tenangdb.stream.codec import compressor, decompressor
 
 CHUNK = 1 << 20
@@ -209,6 +209,8 @@ def seal(read: Callable[[int], bytes], dest: Path, *, compression: str, level: i
             try:
                 pyrage.encrypt_io(source, writer, recipients)
             except Exception as exc:  # pyrage reports a failing callback as its own error
+                if interrupt_requested():
+                    raise Interrupted("interrupted; unfinished work was removed") from None
                 for cause in (source.error, writer.error):
                     if cause is not None:
                         raise cause from None
@@ -311,6 +313,8 @@ def unseal(path: Path, *, compression: str, identities: list | None,
             try:
                 pyrage.decrypt_io(reader, sink, identities)
             except Exception as exc:  # pyrage reports damage as DecryptError or a bare OSError
+                if interrupt_requested():
+                    raise Interrupted("interrupted; unfinished work was removed") from None
                 if sink.error is not None:
                     raise sink.error from None
                 text = str(exc)

@@ -1,0 +1,86 @@
+"""Many databases: `all` with exclusions, retries with backoff, and the tracking file."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+from conftest import Env, Server, unique
+from tenangdb.mysql.sandbox import start_sandbox
+
+
+def test_all_databases_skips_system_schemas_and_exclusions(tmp_path):
+    # A server of its own, so `all` means exactly the databases made here.
+    box = start_sandbox()
+    try:
+        box.sql("CREATE DATABASE app_one; CREATE DATABASE app_two; CREATE DATABASE scratch_tmp;"
+                "CREATE TABLE app_one.t (id INT PRIMARY KEY); INSERT INTO app_one.t VALUES (1)")
+        env = Env(root=tmp_path, server=Server(socket=str(box.socket_path), host="127.0.0.1", port=box.port,
+                                               user="root", password=""))
+        cfg = env.write_config({"backup": {"databases": "all", "exclude": ["scratch_*"]}})
+        dry = env.cli("backup", "--dry-run", config=cfg)
+        assert "all (except information_schema, performance_schema, sys, mysql); excluding scratch_*" in dry.stdout
+        done = env.cli("backup", config=cfg)
+        assert done.returncode == 0, done.stderr
+        assert "backing up 2 databases: app_one, app_two" in done.stderr
+        backed_up = sorted(p.name for p in env.backups.iterdir() if p.is_dir())
+        assert backed_up == ["app_one", "app_two"]
+        with_mysql = env.write_config({"backup": {"databases": ["all"], "exclude": ["app_*", "scratch_*"],
+                                                  "include_mysql": True}}, name="m.yaml")
+        done = env.cli("backup", "--force", config=with_mysql)
+        assert done.returncode == 0 and "backing up 1 database: mysql" in done.stderr, done.stderr
+    finally:
+        box.stop()
+
+
+def test_all_cannot_be_mixed_with_names(offline_env):
+    cfg = offline_env.write_config({"backup": {"databases": ["all", "shop"]}})
+    done = offline_env.cli("backup", config=cfg)
+    assert done.returncode == 2 and "`all` cannot be combined with database names" in done.stderr
+
+
+def test_transient_failure_is_retried(env, server, sample_db, tmp_path):
+    # Fails on the first attempt, then behaves as the real dump tool.
+    flaky = tmp_path / "flaky-dump"
+    flaky.write_text(f"""#!/bin/sh
+if [ ! -e {tmp_path}/failed-once ]; then
+  touch {tmp_path}/failed-once
+  echo "mariadb-dump: Got error: 2013: Lost connection to server during query" >&2
+  exit 2
+fi
+exec {shutil.which("mariadb-dump")} "$@"
+""")
+    flaky.chmod(0o755)
+    cfg = env.write_config({"backup": {"databases": [sample_db]}},
+                           database=dict(server.config_section(), mysqldump_path=str(flaky)))
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert f"{sample_db}: attempt 1 of 3 failed" in done.stderr and "Lost connection" in done.stderr
+    assert len(env.backups_of(sample_db)) == 1
+    assert not list(env.backups.rglob("*.partial"))
+
+
+def test_permanent_failure_is_not_retried(env):
+    cfg = env.write_config({"backup": {"databases": ["no_such_database_at_all"]}})
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 4
+    assert "attempt 1 of" not in done.stderr and "after" not in done.stderr
+
+
+def test_tracking_records_only_successes_and_warns_without_a_tty(env, sample_db):
+    missing = unique("missing")
+    cfg = env.write_config({"backup": {"databases": [sample_db, missing], "min_backup_interval": "1h"}})
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 4
+    [tracking] = list((env.root / "tracking").glob(".tenangdb_backup_tracking_*.json"))
+    recorded = json.loads(tracking.read_text())
+    assert set(recorded["databases"]) == {sample_db}
+    assert oct(tracking.stat().st_mode & 0o777) == "0o640"
+
+    again = env.write_config({"backup": {"databases": [sample_db], "min_backup_interval": "1h"}}, name="again.yaml")
+    done = env.cli("backup", config=again)
+    assert done.returncode == 0
+    assert "backing up again although the last backup is younger than" in done.stderr
+    done = env.cli("backup", "--force", config=again)
+    assert done.returncode == 0 and "backing up again" not in done.stderr
+    assert len(env.backups_of(sample_db)) == 3
