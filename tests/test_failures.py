@@ -195,7 +195,7 @@ def _wait_for(predicate, timeout=20.0):
 def test_sigterm_leaves_no_partial_and_ends_the_dump(env, server, sample_db, tmp_path, encrypted):
     encryption = {"enabled": True, "key_file": str(env.key())} if encrypted else {}
     cfg = env.write_config({"backup": {"databases": [sample_db, "another_db_that_must_not_start"],
-                                       "encryption": encryption}},
+                                       "encryption": encryption, "concurrency": 1}},
                            database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
     proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
@@ -251,3 +251,37 @@ def test_second_run_is_refused_while_one_holds_the_lock(env, server, sample_db, 
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)
     assert _wait_for(lambda: not _dump_alive(tmp_path), timeout=10)
+
+
+def test_sigterm_with_concurrent_databases_ends_every_dump(env, server, tmp_path):
+    fake = tmp_path / "slow-dumps"
+    fake.write_text(f"#!/bin/sh\necho $$ >> {tmp_path / 'dump.pids'}\necho '-- MariaDB dump'\nexec sleep 60\n")
+    fake.chmod(0o755)
+    names = [unique("c") for _ in range(3)]
+    for name in names:
+        server.sql(f"CREATE DATABASE `{name}`")
+    try:
+        cfg = env.write_config({"backup": {"databases": names, "concurrency": 3}},
+                               database=dict(server.config_section(), mysqldump_path=str(fake)))
+        proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        pids_file = tmp_path / "dump.pids"
+        assert _wait_for(lambda: pids_file.exists() and len(pids_file.read_text().split()) == 3)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130, err
+        assert not list(env.backups.rglob("*.partial")) and not list(env.backups.rglob("manifest.json"))
+
+        def all_gone() -> bool:
+            for pid in pids_file.read_text().split():
+                try:
+                    stat = open(f"/proc/{pid}/stat").read()
+                except FileNotFoundError:
+                    continue
+                if stat[stat.rfind(")") + 2] not in "ZX":
+                    return False
+            return True
+        assert _wait_for(all_gone, timeout=10)
+    finally:
+        for name in names:
+            server.sql(f"DROP DATABASE `{name}`")

@@ -84,3 +84,44 @@ def test_tracking_records_only_successes_and_warns_without_a_tty(env, sample_db)
     done = env.cli("backup", "--force", config=again)
     assert done.returncode == 0 and "backing up again" not in done.stderr
     assert len(env.backups_of(sample_db)) == 3
+
+
+def test_twenty_one_databases_three_at_a_time_one_failing(env, server, tmp_path):
+    names = [unique(f"m{i:02d}") for i in range(21)]
+    bad = names[7]
+    for name in names:
+        server.sql(f"CREATE DATABASE `{name}`; CREATE TABLE `{name}`.t (id INT PRIMARY KEY, v TEXT);"
+                   f"INSERT INTO `{name}`.t SELECT seq, REPEAT('x', 200) FROM `{name}`.seq_1_to_3000")
+    # A view over a table that is gone: the dump tool fails on this database only.
+    server.sql(f"CREATE TABLE `{bad}`.gone (id INT); CREATE VIEW `{bad}`.broken AS SELECT id FROM `{bad}`.gone;"
+               f"DROP TABLE `{bad}`.gone")
+    timing = tmp_path / "timing"
+    wrapper = tmp_path / "timed-dump"
+    wrapper.write_text(f"""#!/bin/sh
+[ "$1" = --version ] && exec {shutil.which("mariadb-dump")} --version
+start=$(date +%s.%N)
+{shutil.which("mariadb-dump")} "$@"
+rc=$?
+echo "$start $(date +%s.%N)" >> {timing}
+exit $rc
+""")
+    wrapper.chmod(0o755)
+    try:
+        cfg = env.write_config({"backup": {"databases": names, "concurrency": 3, "batch_size": 25,
+                                           "retry_count": 1}},
+                               database=dict(server.config_section(), mysqldump_path=str(wrapper)))
+        done = env.cli("backup", config=cfg)
+        assert done.returncode == 4, done.stderr
+        assert "partial success: 20 succeeded, 1 failed" in done.stderr
+        assert f"{bad}: backup failed" in done.stderr and "broken" in done.stderr
+        assert sorted(p.parent.parent.parent.name for p in env.backups.glob("*/*/*/manifest.json")) == \
+            sorted(n for n in names if n != bad)
+        [tracking] = list((env.root / "tracking").glob(".tenangdb_backup_tracking_*.json"))
+        assert set(json.loads(tracking.read_text())["databases"]) == set(names) - {bad}
+        spans = [tuple(map(float, line.split())) for line in timing.read_text().splitlines()]
+        assert len(spans) == 21
+        overlap = max(sum(1 for s, e in spans if s <= t < e) for t, _ in spans)
+        assert 2 <= overlap <= 3  # ran concurrently, never more than backup.concurrency
+    finally:
+        for name in names:
+            server.sql(f"DROP DATABASE IF EXISTS `{name}`")

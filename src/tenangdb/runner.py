@@ -39,7 +39,7 @@ def child_environment() -> dict[str, str]:
 
 
 
-@dataclass
+@dataclass(eq=False)  # identity: children live in a set
 class Child:
     argv: list[str]
     popen: subprocess.Popen
@@ -119,6 +119,20 @@ class Child:
             self.popen.wait()
         if self._reader is not None:
             self._reader.join(timeout=5)
+        with _live_lock:
+            _live.discard(self)
+
+
+# Every running child, so an interrupt in one thread can end the tools other threads drive.
+_live: set[Child] = set()
+_live_lock = threading.Lock()
+
+
+def kill_all_children() -> None:
+    with _live_lock:
+        children = list(_live)
+    for child in children:
+        child.kill_group()
 
 
 _F_SETPIPE_SZ = 1031  # Linux; a wide pipe lets the tool run ahead while we hash and compress
@@ -161,6 +175,8 @@ def spawn(
         if stream is not None:
             _widen_pipe(stream.fileno())
     child = Child(argv=argv, popen=popen)
+    with _live_lock:
+        _live.add(child)
     child._reader = threading.Thread(target=child._drain, args=(popen.stderr,), daemon=True)
     child._reader.start()
     return child

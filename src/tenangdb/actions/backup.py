@@ -6,6 +6,7 @@ import fnmatch
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -15,7 +16,7 @@ from tenangdb import __version__
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError,
-                             interrupt_requested)
+                             interrupt_requested, request_interrupt)
 from tenangdb.mysql import fidelity
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mysqldump
@@ -24,7 +25,7 @@ from tenangdb.mysql.tools import dump_tool, tool_version
 from tenangdb.repository import store, tracking
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import dump_file_name
-from tenangdb.runner import spawn
+from tenangdb.runner import kill_all_children, spawn
 from tenangdb.secrets import redact
 from tenangdb.stream.codec import SUFFIX
 from tenangdb.stream.crypto import load_keys
@@ -118,7 +119,11 @@ def _now() -> datetime:
 
 
 def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None] | None = None) -> list[Result]:
-    """Back up each planned database; `on_result` hears of each one as soon as it is done."""
+    """Back up each planned database; `on_result` hears of each one as soon as it is done.
+
+    Databases go in consecutive batches of backup.batch_size, up to backup.concurrency of a
+    batch at once, each on its own connection. One failing database never stops the others.
+    """
     report = on_result or (lambda result: None)
     cfg = loaded.settings
     keys = load_keys(cfg.backup.encryption) if the_plan.encrypted else None
@@ -130,41 +135,81 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
     store.ensure_dir(root)
     results: list[Result] = []
     with DirectoryLock(root):
-        conn = connect(endpoint)
         try:
-            with translated_errors(endpoint):
-                server = inv_mod.server_info(conn)
-                names = _resolve(conn, the_plan, cfg.backup.include_mysql)
+            conn = connect(endpoint)
+            try:
+                with translated_errors(endpoint):
+                    server = inv_mod.server_info(conn)
+                    names = _resolve(conn, the_plan, cfg.backup.include_mysql)
+            finally:
+                conn.close()
             the_plan.resolved = names
             log.info("backing up %d database%s: %s", len(names), "" if len(names) == 1 else "s", ", ".join(names))
-            for name in names:
-                for stale in store.remove_stale_partials(root, name):
-                    log.warning("removed an unfinished backup left by an earlier run: %s", stale)
-                started = time.monotonic()
-                try:
-                    path, conn = _with_retries(conn, endpoint, server, tool, name, the_plan, keys, cfg.backup)
-                except Interrupted:
-                    raise
-                except TenangDBError as exc:
-                    if interrupt_requested():
-                        raise Interrupted("interrupted; unfinished work was removed") from None
-                    results.append(Result(name, False, error=str(exc), duration=time.monotonic() - started))
-                    log.error("%s: backup failed: %s", name, exc)
-                    report(results[-1])
-                    continue
-                size = sum(f.stat().st_size for f in path.iterdir())
-                results.append(Result(name, True, path=path, duration=time.monotonic() - started, size=size))
-                report(results[-1])
-                log.info("%s: backup completed in %.1fs (%s) → %s", name, time.monotonic() - started,
-                         human_size(size), path)
+
+            def one(name: str) -> Result:
+                result = _backup_database(endpoint, server, tool, name, the_plan, keys, cfg.backup)
+                results.append(result)
+                report(result)
+                return result
+
+            for start in range(0, len(names), cfg.backup.batch_size):
+                batch = names[start:start + cfg.backup.batch_size]
+                workers = min(cfg.backup.concurrency, len(batch))
+                if workers == 1:
+                    for name in batch:
+                        one(name)
+                else:
+                    _run_concurrently(one, batch, workers)
         finally:
-            conn.close()
             # Only successes move the tracking: a failed run must not block the retry.
             tracking.record(tracking_file(loaded), {r.database: _now() for r in results if r.ok})
-    return results
+    order = {name: i for i, name in enumerate(the_plan.resolved or [])}
+    return sorted(results, key=lambda r: order.get(r.database, len(order)))
+
+
+def _run_concurrently(one: Callable[[str], Result], batch: list[str], workers: int) -> None:
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="backup")
+    try:
+        futures = [pool.submit(one, name) for name in batch]
+        for future in futures:
+            future.result()  # an interrupt in a worker surfaces here
+    except BaseException:
+        # Stop everything: end every running dump so each worker fails fast and removes
+        # its unfinished folder, then wait for them before the interrupt goes on.
+        request_interrupt()
+        _cancelled.set()
+        kill_all_children()
+        pool.shutdown(wait=True, cancel_futures=True)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _backup_database(endpoint, server, tool, name: str, the_plan: Plan, keys, cfg) -> Result:
+    """One database, start to end, on a connection of its own; failures become a Result."""
+    for stale in store.remove_stale_partials(the_plan.directory, name):
+        log.warning("removed an unfinished backup left by an earlier run: %s", stale)
+    started = time.monotonic()
+    conn = None
+    try:
+        path, conn = _with_retries(conn, endpoint, server, tool, name, the_plan, keys, cfg)
+    except Interrupted:
+        raise
+    except TenangDBError as exc:
+        if interrupt_requested():
+            raise Interrupted("interrupted; unfinished work was removed") from None
+        log.error("%s: backup failed: %s", name, exc)
+        return Result(name, False, error=str(exc), duration=time.monotonic() - started)
+    finally:
+        if conn is not None:
+            conn.close()
+    size = sum(f.stat().st_size for f in path.iterdir())
+    duration = time.monotonic() - started
+    log.info("%s: backup completed in %.1fs (%s) → %s", name, duration, human_size(size), path)
+    return Result(name, True, path=path, duration=duration, size=size)
 
 
 RETRY_CAP = 300.0
+_cancelled = threading.Event()
 
 
 def _with_retries(conn, endpoint, server, tool, name, the_plan: Plan, keys, cfg):
@@ -172,7 +217,7 @@ def _with_retries(conn, endpoint, server, tool, name, the_plan: Plan, keys, cfg)
     attempt = 1
     while True:
         try:
-            conn = reconnect(conn, endpoint)
+            conn = reconnect(conn, endpoint) if conn is not None else connect(endpoint)
             with translated_errors(endpoint):
                 return _backup_one(conn, endpoint, server, tool, name, the_plan, keys, cfg.timeout), conn
         except (BackupFailed, ConnectionFailed) as exc:
@@ -185,7 +230,8 @@ def _with_retries(conn, endpoint, server, tool, name, the_plan: Plan, keys, cfg)
             delay = min(cfg.retry_delay * 2 ** (attempt - 1), RETRY_CAP)
             log.warning("%s: attempt %d of %d failed (%s); retrying in %.0fs", name, attempt, cfg.retry_count,
                         exc, delay)
-            time.sleep(delay)
+            if _cancelled.wait(delay):  # an interrupt ends the wait at once
+                raise Interrupted("interrupted; unfinished work was removed")
             attempt += 1
 
 
