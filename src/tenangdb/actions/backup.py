@@ -189,6 +189,7 @@ def _backup_database(endpoint, server, tool, name: str, the_plan: Plan, keys, cf
     for stale in store.remove_stale_partials(the_plan.directory, name):
         log.warning("removed an unfinished backup left by an earlier run: %s", stale)
     started = time.monotonic()
+    log.info("%s: backup started", name)
     conn = None
     try:
         path, conn = _with_retries(conn, endpoint, server, tool, name, the_plan, keys, cfg)

@@ -143,8 +143,12 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
     loaded = state.load()
     plan = action.plan(loaded, _split(databases))
     enc = "age" if plan.encrypted else "off"
-    summary = (f"databases: {action.describe_databases(plan)}\ndirectory: {plan.directory}\nengine: {plan.engine}, "
-               f"compression: {plan.compression} (level {plan.level}), encryption: {enc}")
+    b, up = loaded.settings.backup, loaded.settings.upload
+    upload = f"upload: {up.destination}" if up.enabled else "upload: disabled (local backup only)"
+    summary = (f"databases: {action.describe_databases(plan)}\ndirectory: {plan.directory}\n{upload}\n"
+               f"engine: {plan.engine}, compression: {plan.compression} (level {plan.level}), encryption: {enc}\n"
+               f"options: concurrency {b.concurrency}, batch size {b.batch_size}, retries {b.retry_count}, "
+               f"timeout {_age(b.timeout)} per database")
     if dry_run:
         click.echo("dry run: nothing will be changed\n" + summary)
         return
