@@ -46,7 +46,7 @@ def test_unknown_database_is_exit_4_and_others_still_run(env, sample_db):
     assert "database 'no_such_db_here' does not exist" in done.stderr
     assert "partial success: 1 succeeded, 1 failed" in done.stderr
     assert len(env.backups_of(sample_db)) == 1
-    assert not (env.backups / "no_such_db_here").exists() or not env.backups_of("no_such_db_here")
+    assert not env.backups_of("no_such_db_here") and not list(env.backups.rglob("*.partial"))
 
 
 def test_missing_dump_tool_is_named(env, sample_db):
@@ -285,3 +285,28 @@ def test_sigterm_with_concurrent_databases_ends_every_dump(env, server, tmp_path
     finally:
         for name in names:
             server.sql(f"DROP DATABASE `{name}`")
+
+
+def test_restore_client_failure_is_exit_4_with_its_error(env, server, sample_db, tmp_path):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(sample_db)
+    fake = tmp_path / "failing-client"
+    fake.write_text("#!/bin/sh\nhead -c 100 >/dev/null\n"
+                    "echo 'ERROR 1064 (42000) at line 1: You have an error in your SQL syntax' >&2\nexit 1\n")
+    fake.chmod(0o755)
+    broken = env.write_config({"backup": {"databases": [sample_db]}}, name="broken.yaml",
+                              database=dict(server.config_section(), mysql_path=str(fake)))
+    target = unique("half")
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=broken)
+    assert done.returncode == 4, done.stderr
+    assert "failing-client" in done.stderr and "ERROR 1064" in done.stderr
+    assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0  # the backup is untouched
+    server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+
+
+def test_engine_not_available_yet_is_a_config_error(env, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db], "engine": "mydumper"}})
+    done = env.cli("backup", config=cfg)
+    assert done.returncode == 2 and "backup.engine: mydumper is not available" in done.stderr
+    assert not env.backups.exists()

@@ -72,13 +72,12 @@ def backup_run(loaded: LoadedConfig, plan: Plan) -> Iterator[BackupObserver]:
 
 def database_of(path: str | Path) -> str:
     """The database a backup folder belongs to, from its manifest or else its name."""
+    from tenangdb.actions.verify import resolve_backup_path
     from tenangdb.repository import manifest as manifest_mod
 
-    folder = Path(path)
-    if folder.is_file():
-        folder = folder.parent
+    folder = Path(path).parent if Path(path).is_file() else Path(path)
     try:
-        return str(manifest_mod.load(folder)["database"])
+        return str(manifest_mod.load(resolve_backup_path(path))["database"])
     except Exception:  # noqa: BLE001 - a damaged backup still needs a label
         parsed = parse_backup_name(folder.name)
         return parsed[0] if parsed else "unknown"
