@@ -181,3 +181,15 @@ def render_units(p: UnitParams) -> dict[str, str]:
 # Enabled by `init --deploy-systemd`; the cleanup timer deletes backups, so it is written but
 # left for the operator to enable once the retention policy is what they want.
 ENABLE = ("tenangdb.timer", "tenangdb-verify.timer")
+
+
+def example_units() -> dict[str, str]:
+    """The units `init --deploy-systemd` writes for a root install in /opt/tenangdb (deploy/systemd/)."""
+    header = ("# Example written by `python -m tenangdb.deploy`; `tenangdb init --deploy-systemd` writes\n"
+              "# these with your own paths.\n")
+    units = render_units(UnitParams(
+        binary="/opt/tenangdb/venv/bin/tenangdb", config="/etc/tenangdb/config.yaml",
+        secrets_file="/etc/tenangdb/secrets.env", key_file="/etc/tenangdb/age-identity.txt",
+        writable=["/var/backups/tenangdb", "/var/lib/tenangdb"], optional_writable=["/var/log/tenangdb"],
+        exporter=True))
+    return {name: header + text for name, text in units.items()}
