@@ -121,28 +121,23 @@ def _choose_databases(q: Questions, given: list[str] | None, found: list[str]) -
     if given is not None:
         chosen = given
     else:
-        q.say("Databases on the server: " + (", ".join(f"{i}) {name}" for i, name in enumerate(found, 1))
-                                             or "(none besides the system schemas)"))
+        q.say("Databases this account can see: " + (", ".join(f"{i}) {name}" for i, name in enumerate(found, 1))
+                                                    or "(none)"))
         while True:
             text = q.ask("Databases to back up (names or numbers, comma-separated, or 'all')", "all")
-            picked = []
-            for part in _split(text):
-                if part.isdigit() and 1 <= int(part) <= len(found):
-                    picked.append(found[int(part) - 1])
-                else:
-                    picked.append(part)
-            unknown = [name for name in picked if name != "all" and name not in found]
-            if picked and not unknown and not ("all" in picked and len(picked) > 1):
+            picked = [found[int(part) - 1] if part.isdigit() and 1 <= int(part) <= len(found) else part
+                      for part in _split(text)]
+            if picked and not ("all" in picked and len(picked) > 1):
                 chosen = picked
                 break
-            q.say(f"  not on the server: {', '.join(unknown)}" if unknown else "  give at least one database, "
-                  "or 'all' alone")
+            q.say("  give at least one database, or 'all' alone")
     chosen = list(dict.fromkeys(chosen))
     if "all" in chosen and len(chosen) > 1:
         raise ConfigError("--databases: `all` cannot be combined with database names")
-    unknown = [name for name in chosen if name != "all" and name not in found]
-    if unknown:
-        raise ConfigError(f"--databases: not on the server: {', '.join(unknown)}")
+    unseen = [name for name in chosen if name != "all" and name not in found]
+    if unseen:
+        # The account may simply have no privilege on them yet: the grants below say what to run.
+        q.say(f"warning: this account cannot see {', '.join(unseen)} (missing, or no privilege on it yet)")
     return chosen
 
 
