@@ -53,6 +53,7 @@ def _hardening(p: UnitParams, *, network_only: bool = False) -> list[str]:
         "AmbientCapabilities=",
         "PrivateTmp=yes",
         "PrivateDevices=yes",
+        "PrivateMounts=yes",
         "ProtectSystem=strict",
         f"ProtectHome={p.protect_home}",
     ]
