@@ -350,7 +350,7 @@ def init(state: State, force: bool, dry_run: bool, deploy_systemd: bool, systemd
         if missing:
             raise ConfigError(f"no terminal to ask on: give {' and '.join(missing)} (see tenangdb init --help)")
     answers = action.Answers(
-        config=state.config_path or _default_init_config(), root=Path(root), force=force, dry_run=dry_run,
+        config=state.config_path or _default_init_config(), root=Path(os.path.abspath(root)), force=force, dry_run=dry_run,
         deploy_systemd=deploy_systemd, systemd_user=systemd_user, host=host, port=port, socket=socket,
         user=db_user, password=password, databases=_split(databases) if databases else None,
         backup_dir=backup_dir, compression=compression, encryption=encryption, recipients=list(recipients),
