@@ -160,3 +160,35 @@ def test_doctor_bad_max_age_is_a_usage_error(offline_env):
     cfg = offline_env.write_config()
     done = offline_env.cli("doctor", "--max-age", "soon", config=cfg)
     assert done.returncode == 2 and "--max-age" in done.stderr
+
+
+def test_doctor_checks_the_installed_service_unit(offline_env, tmp_path):
+    from tenangdb.actions import doctor as action
+    from tenangdb.deploy.systemd import example_units
+
+    units = tmp_path / "units"
+    units.mkdir()
+    text = example_units()["tenangdb.service"]
+    (units / "tenangdb.service").write_text(text)
+    assert action.service_unit(str(units)).status == "pass"
+    (units / "tenangdb.service").write_text(text.replace("User=tenangdb", "User=root"))
+    check = action.service_unit(str(units))
+    assert check.status == "fail" and "as root" in check.message and "User=tenangdb" in check.fix
+    (units / "tenangdb.service").write_text(text.replace("ProtectSystem=strict", "ProtectSystem=full"))
+    assert action.service_unit(str(units)).status == "fail"
+    (units / "tenangdb.service").write_text(text.replace("ProtectHome=yes\n", "") + "Requires=mysqld.service\n")
+    check = action.service_unit(str(units))
+    assert check.status == "warn" and "ProtectHome" in check.message and "Requires=mysqld" in check.message
+    assert action.service_unit(str(tmp_path / "none")) is None  # not deployed with systemd: no check
+    # Through the CLI, with a relative secrets_file (read beside the config).
+    (offline_env.root / "s.env").write_text('TENANGDB_DB_PASSWORD="pw"\n')
+    os.chmod(offline_env.root / "s.env", 0o640)
+    cfg = offline_env.write_config({"database": {"password": "${TENANGDB_DB_PASSWORD}", "timeout": 1}})
+    data = yaml.safe_load(cfg.read_text())
+    data["secrets_file"] = "s.env"
+    cfg.write_text(yaml.safe_dump(data))
+    done = offline_env.cli("doctor", "--json", "--unit-dir", str(units), "--config", str(cfg), cwd=tmp_path)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    assert done.returncode == 1
+    assert checks["service-unit"]["status"] == "warn"
+    assert checks["secrets-file"]["status"] == "fail" and str(offline_env.root / "s.env") in checks["secrets-file"]["message"]

@@ -299,6 +299,8 @@ def test_init_interactive_on_a_terminal(env, server, sample_db):
         script.append((b"Database port", str(server.port).encode()))
     script += [
         (b"Database user", user.encode()),
+        (b"Password", b"wrong-password"),
+        (b"Database user", b""),  # keeps the answer given before
         (b"Password", PASSWORD.encode()),
         (b"Databases to back up", sample_db.encode()),
         (b"Backup directory", str(env.root / "backups").encode()),
@@ -312,10 +314,26 @@ def test_init_interactive_on_a_terminal(env, server, sample_db):
     status, screen = _drive(["--config", str(env.root / "etc" / "config.yaml"), "init",
                              "--state-dir", str(env.root / "state"), "--log-file", ""], script, env.root, clean)
     assert status == 0, screen
-    assert PASSWORD not in screen  # typed, never echoed
+    assert PASSWORD not in screen and "wrong-password" not in screen  # typed, never echoed
+    assert "access denied" in screen and "try again" in screen
     assert "exactly what backups need" in screen
     data = yaml.safe_load((env.root / "etc" / "config.yaml").read_text())
     assert data["database"]["username"] == user and data["database"]["password"] == "${TENANGDB_DB_PASSWORD}"
     assert data["backup"]["compression"] == {"format": "gzip"} and data["backup"]["databases"] == [sample_db]
     assert data["backup"]["encryption"]["enabled"] is True and "logging" in data
     assert mode(env.root / "etc" / "secrets.env") == 0o600 and mode(env.root / "etc" / "config.yaml") == 0o640
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("setpriv"), reason="needs root to drop to nobody")
+def test_deploy_systemd_needs_root(tmp_path):
+    os.chmod(tmp_path, 0o777)
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")}
+    done = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", *TENANGDB,
+                           "--config", str(tmp_path / "c.yaml"), "init", "--deploy-systemd", "--db-user", "x",
+                           "--databases", "all"], capture_output=True, text=True, cwd=tmp_path, env=clean,
+                          timeout=120, stdin=subprocess.DEVNULL)
+    if "Permission denied" in done.stderr or "No module named" in done.stderr:
+        pytest.skip("the project is not readable by nobody here")
+    assert done.returncode == 1, done.stderr
+    assert "run it as root" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "c.yaml").exists()

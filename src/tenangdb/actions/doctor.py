@@ -81,7 +81,13 @@ def plaintext(loaded: LoadedConfig) -> Check:
 
 
 def _secrets_path(loaded: LoadedConfig) -> str | None:
-    return os.environ.get("TENANGDB_SECRETS_FILE") or loaded.settings.secrets_file
+    raw = os.environ.get("TENANGDB_SECRETS_FILE") or loaded.settings.secrets_file
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_absolute() and loaded.path is not None:
+        path = loaded.path.parent / path  # as the loader reads it
+    return str(path)
 
 
 def secret_file(name: str, path: str | None, *, group_ok: bool = False) -> Check | None:
@@ -161,6 +167,40 @@ def binary(paths: list[Path] | None = None) -> Check:
                          "install tenangdb into a root-owned location (for example a venv under /opt/tenangdb) "
                          "with no group or world write permission on it or its parents")
     return Check("binary", PASS, "only root can replace " + ", ".join(str(p) for p in paths))
+
+
+# What the guide asks of the backup service, and what `init --deploy-systemd` writes.
+UNIT_REQUIRED = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes"}
+UNIT_RECOMMENDED = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups",
+                    "RestrictSUIDSGID", "RestrictRealtime", "RestrictAddressFamilies", "ReadWritePaths",
+                    "CapabilityBoundingSet", "LimitNOFILE")
+
+
+def service_unit(unit_dir: str) -> Check | None:
+    """The installed tenangdb.service: a non-root user, the hardening, no hard database dependency."""
+    path = Path(unit_dir) / "tenangdb.service"
+    if not path.is_file():
+        return None
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith(("#", ";", "[")):
+            values[key.strip()] = value.strip()
+    user = values.get("User", "")
+    if user in ("", "root", "0"):
+        return Check("service-unit", FAIL, f"{path} runs backups as root",
+                     f"set User=tenangdb in {path} (or rerun: tenangdb init --deploy-systemd --force)")
+    wrong = [f"{k}={values.get(k, '(unset)')}" for k, v in UNIT_REQUIRED.items() if values.get(k) != v]
+    if wrong:
+        return Check("service-unit", FAIL, f"{path}: {', '.join(wrong)}",
+                     "; ".join(f"set {k}={v}" for k, v in UNIT_REQUIRED.items()) + f" in {path}")
+    problems = [k for k in UNIT_RECOMMENDED if k not in values]
+    if "Requires" in values and "mysql" in values["Requires"] + values.get("BindsTo", ""):
+        problems.append(f"Requires={values['Requires']} (a remote or differently named server breaks it)")
+    if problems:
+        return Check("service-unit", WARN, f"{path} lacks {', '.join(problems)}",
+                     "rewrite the units: tenangdb init --deploy-systemd --force")
+    return Check("service-unit", PASS, f"{path} runs as {user}, hardened")
 
 
 def tools(loaded: LoadedConfig) -> Check:
@@ -369,7 +409,9 @@ def last_backup(loaded: LoadedConfig, max_age: float) -> Check:
     return Check("last-backup", PASS, f"every database backed up within {limit} (oldest {youngest / 3600:.1f}h ago)")
 
 
-def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600) -> list[Check]:
+def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/etc/systemd/system") -> list[Check]:
+    from tenangdb.config.schema import default_state_directory
+
     cfg = loaded.settings
     checks: list[Check | None] = [
         config_file(loaded),
@@ -378,10 +420,11 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600) -> list[Check]:
         secret_file("key-file", cfg.backup.encryption.key_file),
         secret_file("defaults-file", cfg.database.defaults_file, group_ok=True),
         folder("backup-dir", cfg.backup.directory, required=True),
-        folder("state-dir", cfg.backup.tracking_directory, required=False),
+        folder("state-dir", cfg.backup.tracking_directory or default_state_directory(), required=False),
         folder("log-dir", os.path.dirname(cfg.logging.file_path) if cfg.logging.file_path else None,
                required=False),
         binary(),
+        service_unit(unit_dir),
         tools(loaded),
         *database(loaded),
         encryption(loaded),

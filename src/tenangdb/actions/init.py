@@ -23,7 +23,7 @@ from tenangdb.config.loader import secrets_file_text
 from tenangdb.config.schema import Settings
 from tenangdb.deploy import host
 from tenangdb.deploy.systemd import ENABLE, UnitParams, render_units
-from tenangdb.errors import ConfigError, TenangDBError
+from tenangdb.errors import ConfigError, ConnectionFailed, TenangDBError
 from tenangdb.mysql import grants as grants_mod
 from tenangdb.mysql import inventory
 from tenangdb.mysql.connection import connect, endpoint_from
@@ -161,19 +161,25 @@ def _connect(q: Questions, a: Answers) -> tuple[dict, object]:
         if port is None and q.interactive and section["host"] != "localhost":
             port = int(q.ask("Database port", "3306"))
         section["port"] = port or 3306
-    user = a.user
-    if user is None:
-        user = q.ask("Database user for backups", "tenangdb_backup")
-    section["username"] = user
-    password = a.password
-    if password is None and q.interactive:
-        password = q.ask("Password (not shown; empty for socket authentication)", "", secret=True)
     if section["host"] not in LOOPBACK and not socket:
         # Off this machine the connection must be encrypted (docs/SECURITY.md).
         section["ssl_mode"] = "REQUIRED"
-    settings_db = Settings.model_validate({"database": {**section, "password": password or None}}).database
-    conn = connect(endpoint_from(settings_db))
-    return {**section, "_password": password or None}, conn
+    user, password = a.user, a.password
+    for attempt in range(1, 4):
+        if user is None or attempt > 1 and a.user is None:
+            user = q.ask("Database user for backups", user or "tenangdb_backup")
+        if q.interactive and (password is None or attempt > 1):
+            password = q.ask("Password (not shown; empty for socket authentication)", "", secret=True)
+        section["username"] = user
+        settings_db = Settings.model_validate({"database": {**section, "password": password or None}}).database
+        try:
+            conn = connect(endpoint_from(settings_db))
+            return {**section, "_password": password or None}, conn
+        except ConnectionFailed as exc:
+            if not q.interactive or attempt == 3:
+                raise
+            q.say(f"error: {exc}; try again")
+    raise AssertionError("unreachable")
 
 
 def _report_tools(q: Questions) -> None:
@@ -291,8 +297,19 @@ def run(a: Answers, q: Questions) -> dict:
         rclone_config = a.rclone_config or (q.ask("rclone config file", default_conf) if q.interactive
                                             else default_conf)
         rclone_config = os.path.abspath(rclone_config)
-        version = remote.probe(destination, str(host.under(root, rclone_config)))
-        q.say(f"Upload destination {destination}: written, read back and deleted a probe ({version})")
+        while True:
+            try:
+                version = remote.probe(destination, str(host.under(root, rclone_config)))
+                q.say(f"Upload destination {destination}: written, read back and deleted a probe ({version})")
+                break
+            except remote.RemoteUnusable as exc:
+                if not q.interactive or a.upload is not None:
+                    raise
+                q.say(f"error: {exc}")
+                destination = q.ask("Upload destination (rclone remote:path; empty for none)", "")
+                if not destination:
+                    rclone_config = None
+                    break
 
     metrics = a.metrics
     if metrics is None:

@@ -294,6 +294,9 @@ def _default_init_config() -> str:
 
 
 @cli.command()
+@click.option("--config", "local_config", type=click.Path(dir_okay=False),
+              help="Where to write the config (as tenangdb --config; default /etc/tenangdb/config.yaml as root, "
+              "else the user config dir).")
 @click.option("--force", is_flag=True, help="Overwrite an existing config, secrets file and key.")
 @click.option("--dry-run", is_flag=True, help="Check and print what would be written; write nothing.")
 @click.option("--deploy-systemd", is_flag=True, help="Also create the service user and install hardened "
@@ -326,7 +329,7 @@ def _default_init_config() -> str:
 @click.option("--metrics-user", help="Basic auth user for the exporter; its password is generated (or "
               "TENANGDB_METRICS_BASIC_AUTH_PASSWORD).")
 @click.pass_obj
-def init(state: State, force: bool, dry_run: bool, deploy_systemd: bool, systemd_user: str, root: str,
+def init(state: State, local_config: str | None, force: bool, dry_run: bool, deploy_systemd: bool, systemd_user: str, root: str,
          binary: str | None, host: str | None, port: int | None, socket: str | None, db_user: str | None,
          password_stdin: bool, databases: str | None, backup_dir: str | None, compression: str | None,
          encryption: str | None, recipients: tuple[str, ...], key_file: str | None, secrets_file: str | None,
@@ -350,7 +353,7 @@ def init(state: State, force: bool, dry_run: bool, deploy_systemd: bool, systemd
         if missing:
             raise ConfigError(f"no terminal to ask on: give {' and '.join(missing)} (see tenangdb init --help)")
     answers = action.Answers(
-        config=state.config_path or _default_init_config(), root=Path(os.path.abspath(root)), force=force, dry_run=dry_run,
+        config=local_config or state.config_path or _default_init_config(), root=Path(os.path.abspath(root)), force=force, dry_run=dry_run,
         deploy_systemd=deploy_systemd, systemd_user=systemd_user, host=host, port=port, socket=socket,
         user=db_user, password=password, databases=_split(databases) if databases else None,
         backup_dir=backup_dir, compression=compression, encryption=encryption, recipients=list(recipients),
@@ -376,8 +379,10 @@ def init(state: State, force: bool, dry_run: bool, deploy_systemd: bool, systemd
 @cli.command()
 @click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
 @click.option("--max-age", default="26h", show_default=True, help="Oldest acceptable last successful backup.")
+@click.option("--config", "local_config", type=click.Path(dir_okay=False), help="Same as tenangdb --config.")
+@click.option("--unit-dir", default="/etc/systemd/system", hidden=True)
 @click.pass_obj
-def doctor(state: State, as_json: bool, max_age: str) -> None:
+def doctor(state: State, as_json: bool, max_age: str, local_config: str | None, unit_dir: str) -> None:
     """Check this installation against the security checklist; exit 1 if any check fails."""
     import json
 
@@ -388,7 +393,9 @@ def doctor(state: State, as_json: bool, max_age: str) -> None:
         limit = parse_duration(max_age)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--max-age") from None
-    checks = action.run(state.load(), max_age=limit)
+    if local_config:
+        state.config_path = local_config
+    checks = action.run(state.load(), max_age=limit, unit_dir=unit_dir)
     failed = [c for c in checks if c.status == action.FAIL]
     if as_json:
         click.echo(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}, indent=2))

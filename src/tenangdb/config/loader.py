@@ -318,7 +318,10 @@ def load_config(
                 raise ConfigError(f"configuration error in {path}: secrets_file must be a path")
             try:
                 # The environment wins, so one variable can override the file.
-                lookup = {**read_secrets_file(_expand(secrets_path, env, "secrets_file", {})), **env}
+                secrets_at = Path(_expand(secrets_path, env, "secrets_file", {}))
+                if not secrets_at.is_absolute():
+                    secrets_at = path.parent / secrets_at  # beside the config, wherever we run
+                lookup = {**read_secrets_file(secrets_at), **env}
             except ConfigError as exc:
                 unreadable = exc
         try:
