@@ -99,6 +99,12 @@ def test_init_without_a_terminal_then_least_privilege_backup_and_restore(env, se
     assert forced.returncode == 0, forced.stderr
     assert "grants of" in forced.stderr and "exactly what backups need" in forced.stderr
     assert yaml.safe_load(config.read_text())["backup"]["encryption"] == {"enabled": False}
+    # Even --force never replaces an identity: backups made with it would become unreadable.
+    identity = key.read_bytes()
+    kept = env.cli(*init_argv(env, user, sample_db, "--force"), env={"TENANGDB_DB_PASSWORD": PASSWORD})
+    assert kept.returncode == 0, kept.stderr
+    assert "Keeping the existing age identity" in kept.stderr and key.read_bytes() == identity
+    assert yaml.safe_load(config.read_text())["backup"]["encryption"] == {"enabled": True, "key_file": str(key)}
 
 
 def test_init_without_a_terminal_never_waits(offline_env):
@@ -304,7 +310,8 @@ def test_init_interactive_on_a_terminal(env, server, sample_db):
         (b"Password", PASSWORD.encode()),
         (b"Databases to back up", sample_db.encode()),
         (b"Backup directory", str(env.root / "backups").encode()),
-        (b"Compression", b"gzip"),
+        (b"Compression", b"zip"),
+        (b"Compression", b"gzip"),  # asked again after the wrong answer
         (b"Encrypt backups", b"y"),
         (b"age recipients", b""),
         (b"Upload destination", b""),
@@ -315,7 +322,7 @@ def test_init_interactive_on_a_terminal(env, server, sample_db):
                              "--state-dir", str(env.root / "state"), "--log-file", ""], script, env.root, clean)
     assert status == 0, screen
     assert PASSWORD not in screen and "wrong-password" not in screen  # typed, never echoed
-    assert "access denied" in screen and "try again" in screen
+    assert "access denied" in screen and "try again" in screen and "choose zstd, gzip, xz or none" in screen
     assert "exactly what backups need" in screen
     data = yaml.safe_load((env.root / "etc" / "config.yaml").read_text())
     assert data["database"]["username"] == user and data["database"]["password"] == "${TENANGDB_DB_PASSWORD}"

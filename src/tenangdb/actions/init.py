@@ -113,6 +113,38 @@ def default_layout(answers: Answers) -> Layout:
     )
 
 
+def _ask_valid(q: Questions, question: str, default: str, convert: Callable[[str], object]):
+    """Ask until `convert` accepts the answer (it raises ValueError or ConfigError otherwise)."""
+    while True:
+        answer = q.ask(question, default)
+        try:
+            return convert(answer)
+        except (ValueError, ConfigError) as exc:
+            if not q.interactive:
+                raise ConfigError(f"{question}: {exc}") from None
+            q.say(f"  {exc}")
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
+        raise ValueError("a port is a number from 1 to 65535")
+    return int(text)
+
+
+def _compression(text: str) -> str:
+    if text not in ("zstd", "gzip", "xz", "none"):
+        raise ValueError("choose zstd, gzip, xz or none")
+    return text
+
+
+def _recipients(text: str) -> list[str]:
+    from tenangdb.stream.crypto import parse_recipient
+    found = _split(text)
+    for item in found:
+        parse_recipient(item, "recipient")
+    return found
+
+
 def _split(text: str) -> list[str]:
     return [part.strip() for part in text.replace(" ", ",").split(",") if part.strip()]
 
@@ -159,7 +191,7 @@ def _connect(q: Questions, a: Answers) -> tuple[dict, object]:
         section["host"] = hostname or "localhost"
         port = a.port
         if port is None and q.interactive and section["host"] != "localhost":
-            port = int(q.ask("Database port", "3306"))
+            port = _ask_valid(q, "Database port", "3306", _port)
         section["port"] = port or 3306
     if section["host"] not in LOOPBACK and not socket:
         # Off this machine the connection must be encrypted (docs/SECURITY.md).
@@ -260,8 +292,8 @@ def run(a: Answers, q: Questions) -> dict:
     backup_dir = a.backup_dir or (q.ask("Backup directory", layout.backup_dir) if q.interactive
                                   else layout.backup_dir)
     backup_dir = os.path.abspath(backup_dir)
-    compression = a.compression or (q.ask("Compression (zstd, gzip, xz, none)", "zstd") if q.interactive
-                                    else "zstd")
+    compression = a.compression or (_ask_valid(q, "Compression (zstd, gzip, xz, none)", "zstd", _compression)
+                                    if q.interactive else "zstd")
 
     # Encryption: a new identity here, recipients whose identity is kept elsewhere, or none.
     encryption = a.encryption or ("recipients" if a.recipients else None)
@@ -269,9 +301,8 @@ def run(a: Answers, q: Questions) -> dict:
     if encryption is None:
         if q.interactive:
             if q.confirm("Encrypt backups with age?", True):
-                text = q.ask("age recipients to encrypt to (age1..., comma-separated; empty: generate a "
-                             "new identity here)", "")
-                recipients = _split(text)
+                recipients = _ask_valid(q, "age recipients to encrypt to (age1..., comma-separated; empty: "
+                                        "generate a new identity here)", "", _recipients)
                 encryption = "recipients" if recipients else "generate"
             else:
                 encryption = "none"
@@ -279,12 +310,16 @@ def run(a: Answers, q: Questions) -> dict:
             encryption = "generate"
     if encryption == "recipients" and not recipients:
         raise ConfigError("--encryption recipients needs at least one --recipient age1...")
-    if encryption == "generate" and not a.force and not a.dry_run and host.under(root, layout.key_file).exists():
-        raise TenangDBError(f"{host.under(root, layout.key_file)} already exists; refusing to overwrite a key "
-                            "(use --force, or --encryption recipients with its public key)")
-    from tenangdb.stream.crypto import parse_recipient
     for text in recipients:
-        parse_recipient(text, "--recipient")
+        _recipients(text)
+    # An existing identity is kept, even with --force: replacing it would orphan every backup
+    # made with it.
+    existing_key = encryption == "generate" and host.under(root, layout.key_file).exists()
+    if existing_key:
+        from tenangdb.stream.crypto import parse_identities, read_key_file
+        key_text = read_key_file(str(host.under(root, layout.key_file)), "--key-file")
+        public = [str(i.to_public()) for i in parse_identities(key_text, str(layout.key_file))]
+        q.say(f"Keeping the existing age identity {layout.key_file} (public key {public[0]})")
 
     # Upload: tested now, so a typo shows up today and not after the first night.
     destination = a.upload
@@ -318,7 +353,7 @@ def run(a: Answers, q: Questions) -> dict:
     metrics_password = None
     if metrics:
         listen = a.metrics_listen or (q.ask("Metrics listen address", "127.0.0.1") if q.interactive else "127.0.0.1")
-        port = a.metrics_port or (int(q.ask("Metrics port", "9090")) if q.interactive else 9090)
+        port = a.metrics_port or (_ask_valid(q, "Metrics port", "9090", _port) if q.interactive else 9090)
         metrics_section.update(listen=listen, port=port,
                                storage_path=os.path.join(layout.state_dir, "metrics.json"))
         if listen not in LOOPBACK or a.metrics_user:
@@ -400,10 +435,10 @@ def run(a: Answers, q: Questions) -> dict:
     for folder in (backup_dir, layout.state_dir) + ((os.path.dirname(layout.log_file),) if layout.log_file else ()):
         host.make_dir(host.under(root, folder), 0o750, svc_uid, svc_gid)
         files.append(folder + "/")
-    if encryption == "generate":
+    if encryption == "generate" and not existing_key:
         from tenangdb.stream.crypto import generate_identity_file
         key_path = host.under(root, layout.key_file)
-        recipient = generate_identity_file(key_path, force=a.force)
+        recipient = generate_identity_file(key_path)
         os.chmod(key_path, 0o600)
         if owner_uid == 0:
             os.chown(key_path, 0, 0)
