@@ -48,6 +48,7 @@ def test_doctor_all_good(env, server, sample_db):
         "backup": {"databases": [sample_db], "encryption": {"enabled": True, "key_file": str(env.key())}},
         "upload": {"enabled": True, "destination": f"local:{target}", "rclone_config_path": str(conf)},
         "metrics": {"enabled": True, "listen": "127.0.0.1"},
+        "logging": {"file_path": str(env.root / "logs" / "tenangdb.log")},
     }, database=database_section(server, user), mode=0o640)
     data = yaml.safe_load(cfg.read_text())
     data["secrets_file"] = str(secrets)
@@ -55,7 +56,7 @@ def test_doctor_all_good(env, server, sample_db):
     assert env.cli("backup", "--yes", config=cfg).returncode == 0
     status, checks = doctor(env, cfg)
     assert status == 0, checks
-    for name in ("config-file", "plaintext-secrets", "secrets-file", "key-file", "backup-dir", "state-dir",
+    for name in ("config-file", "plaintext-secrets", "secrets-file", "key-file", "backup-dir", "state-dir", "log-dir",
                  "tools", "database-grants", "database-tls", "encryption", "rclone-config", "upload", "metrics",
                  "free-space", "last-backup"):
         assert checks[name]["status"] == "pass", checks[name]
@@ -85,14 +86,23 @@ def test_doctor_finds_every_problem(env, server, sample_db):
     from tenangdb.repository import tracking
     tracking.record(tracking.tracking_path(env.root / "tracking", str(env.backups)),
                     {sample_db: datetime.now(timezone.utc) - timedelta(days=3)})
+    os.chmod(env.root / "tracking", 0o755)
+    os.chmod(conf, 0o644)  # the rclone config holds cloud credentials
+    (env.root / "logs").mkdir(mode=0o777)
+    os.chmod(env.root / "logs", 0o777)
+    defaults = env.root / "my.cnf"
+    defaults.write_text(f"[client]\nuser={user}\npassword=plain-secret-pw\n")
+    os.chmod(defaults, 0o644)
     section = database_section(server, user)
     section["password"] = "plain-secret-pw"
     section["mysqldump_path"] = "/nonexistent/mariadb-dump"
+    section["defaults_file"] = str(defaults)
     cfg = env.write_config({
         "backup": {"databases": [sample_db],
                    "encryption": {"enabled": True, "key_file": str(key), "recipients": [public]}},
         "upload": {"enabled": True, "destination": "nosuchremote:x", "rclone_config_path": str(conf)},
         "metrics": {"enabled": True, "listen": "0.0.0.0"},
+        "logging": {"file_path": str(env.root / "logs" / "tenangdb.log")},
     }, database=section, mode=0o660)
     data = yaml.safe_load(cfg.read_text())
     data["secrets_file"] = str(secrets)
@@ -106,6 +116,8 @@ def test_doctor_finds_every_problem(env, server, sample_db):
         "tools": "/nonexistent/mariadb-dump", "database-grants": "lacks SHOW VIEW",
         "encryption": "cannot be decrypted with the identity", "upload": "cannot write to nosuchremote:x",
         "metrics": "without authentication", "free-space": "will not fit", "last-backup": "older than 26h",
+        "state-dir": "other users can get in", "log-dir": "other users can get in",
+        "rclone-config": "beyond its owner and group", "defaults-file": "beyond its owner and group",
     }
     for name, text in expected.items():
         assert checks[name]["status"] == "fail", checks[name]
@@ -127,6 +139,17 @@ def test_doctor_excess_privileges_and_remote_tls(env, server, sample_db):
     assert checks["encryption"]["status"] == "warn"  # off
     assert checks["upload"]["status"] == "warn"  # off
     assert checks["last-backup"]["status"] == "warn"  # never
+    # Metrics on every address behind a password, but without TLS: a warning.
+    secrets = secrets_file(env.root / "m.env", {"MPW": "metrics-pw"})
+    exposed = env.write_config({"backup": {"databases": [sample_db]},
+                                "metrics": {"enabled": True, "listen": "0.0.0.0",
+                                            "basic_auth": {"username": "p", "password": "${MPW}"}}},
+                               name="exposed.yaml")
+    data = yaml.safe_load(exposed.read_text())
+    data["secrets_file"] = str(secrets)
+    exposed.write_text(yaml.safe_dump(data))
+    _, checks = doctor(env, exposed)
+    assert checks["metrics"]["status"] == "warn" and "in clear" in checks["metrics"]["message"]
     # A remote server without required TLS fails, whether or not it answers.
     remote = env.write_config({"backup": {"databases": [sample_db]}}, name="remote.yaml",
                               database={"host": "192.0.2.1", "port": 3306, "username": "x", "timeout": 1})
