@@ -215,3 +215,21 @@ def test_doctor_checks_the_installed_service_unit(offline_env, tmp_path):
     assert done.returncode == 1
     assert checks["service-unit"]["status"] == "warn"
     assert checks["secrets-file"]["status"] == "fail" and str(offline_env.root / "s.env") in checks["secrets-file"]["message"]
+
+
+def test_doctor_counts_the_default_role(env, server, sample_db):
+    """Privileges granted to the account's default role are active when it logs in, so they count."""
+    role = unique("role")
+    server.sql(f"CREATE ROLE {role}")
+    server.sql(f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `{sample_db}`.* TO {role}")
+    server.sql(f"GRANT RELOAD, BINLOG MONITOR ON *.* TO {role}")
+    server.sql(f"GRANT SELECT ON mysql.proc TO {role}")
+    user = make_user(server, [f"GRANT {role} TO {{user}}"])
+    server.sql(f"SET DEFAULT ROLE {role} FOR '{user}'@'%'")
+    secrets = secrets_file(env.root / "secrets.env", {"TENANGDB_DB_PASSWORD": PASSWORD})
+    cfg = env.write_config({"backup": {"databases": [sample_db]}}, database=database_section(server, user))
+    data = yaml.safe_load(cfg.read_text())
+    data["secrets_file"] = str(secrets)
+    cfg.write_text(yaml.safe_dump(data))
+    _, checks = doctor(env, cfg)
+    assert checks["database-grants"]["status"] == "pass", checks["database-grants"]
