@@ -347,7 +347,11 @@ def init(state: State, local_config: str | None, force: bool, dry_run: bool, dep
     interactive = _interactive() and not password_stdin
     password = os.environ.get(action.DB_PASSWORD_VAR)
     if password_stdin:
-        password = sys.stdin.readline().rstrip("\r\n")
+        if sys.stdin.isatty():  # never echo a password typed on a terminal
+            password = click.prompt("Database password", hide_input=True, default="", show_default=False,
+                                    err=True)
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
     if not interactive:
         missing = [flag for flag, value in (("--db-user", db_user), ("--databases", databases)) if not value]
         if missing:
