@@ -515,5 +515,3 @@ def _binary() -> str:
         return os.path.abspath(found)
     raise TenangDBError("cannot find the tenangdb executable to put in the units; pass --binary PATH")
 
-
-Confirm = Callable[[str], bool]

@@ -47,7 +47,6 @@ def _lookup(root: Path, database: str, name: str) -> list[str] | None:
 
 def find_account(name: str, root: Path = Path("/")) -> Account | None:
     if str(root) == "/":
-        import grp
         import pwd
         try:
             entry = pwd.getpwnam(name)
