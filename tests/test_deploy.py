@@ -62,6 +62,9 @@ def test_requirements_follow_the_engine_and_server():
     assert statements[0] == "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `a\\_b`.* TO 'o''k'@'%';"
     assert "GRANT RELOAD, BINLOG MONITOR ON *.* TO 'o''k'@'%';" in statements
     assert "GRANT SELECT ON `mysql`.`proc` TO 'o''k'@'%';" in statements
+    assert grants.least_privilege_statements(grants.requirements("mysqldump", "mariadb", "10.11.6", binlog=True),
+                                             ["all"], "u", "h") == [
+        "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, BINLOG MONITOR ON *.* TO 'u'@'h';"]
 
 
 def test_secrets_file_round_trip_and_lookup(tmp_path):

@@ -251,6 +251,8 @@ def least_privilege_statements(needs: list[Need], databases: list[str], user: st
     every = databases == ["all"] or not databases
     if every:
         global_ = per_db + global_
+        if "SELECT" in per_db:
+            proc = [p for p in proc if p != "SELECT"]  # a global SELECT covers mysql.proc
     else:
         for name in databases:
             # A database-level grant reads _ and % as wildcards: escape them.
