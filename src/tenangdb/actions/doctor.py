@@ -238,7 +238,8 @@ def database(loaded: LoadedConfig) -> list[Check]:
     try:
         server = inventory.server_info(conn)
         names = loaded.settings.backup.databases or ["all"]
-        report, statements = grant_advice(conn, server, names)
+        engine = "mydumper" if loaded.settings.backup.engine == "mydumper" else "mysqldump"
+        report, statements = grant_advice(conn, server, names, engine)
         if tls is None:
             with conn.cursor() as cur:
                 cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
