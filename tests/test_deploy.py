@@ -3,7 +3,9 @@
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 import subprocess
 import shutil
 import sys
@@ -184,3 +186,22 @@ def test_example_units_pass_systemd_analyze(tmp_path):
             if match is None:
                 pytest.skip("this systemd-analyze cannot score unit files offline")
             assert float(match.group(1)) < 2.5, score.stdout
+
+
+def test_make_dir_never_adopts_shared_or_foreign_folders(tmp_path):
+    from tenangdb.deploy.host import make_dir
+    foreign = tmp_path / "backups"
+    foreign.mkdir(mode=0o755)
+    (foreign / "someone-elses.tar").write_text("x")
+    os.chmod(foreign, 0o755)
+    assert make_dir(foreign, 0o750) is False and stat.S_IMODE(foreign.stat().st_mode) == 0o755
+    empty = tmp_path / "empty"
+    empty.mkdir(mode=0o755)
+    assert make_dir(empty, 0o750) is True and stat.S_IMODE(empty.stat().st_mode) == 0o750
+    named = tmp_path / "tenangdb"
+    named.mkdir()
+    (named / "old").mkdir()
+    assert make_dir(named, 0o750) is True
+    assert make_dir(Path("/etc"), 0o750, real="/etc") is False and stat.S_IMODE(Path("/etc").stat().st_mode) == 0o755
+    fresh = tmp_path / "a" / "b"
+    assert make_dir(fresh, 0o750) is True and stat.S_IMODE(fresh.stat().st_mode) == 0o750

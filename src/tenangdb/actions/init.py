@@ -434,10 +434,15 @@ def run(a: Answers, q: Questions) -> dict:
     conf_dir = host.under(root, os.path.dirname(layout.config))
     owner_uid = 0 if _is_root() else -1
     if not conf_dir.exists() or a.deploy_systemd:
-        host.make_dir(conf_dir, 0o750, owner_uid, svc_gid if svc_gid >= 0 else -1)
+        if not host.make_dir(conf_dir, 0o750, owner_uid, svc_gid if svc_gid >= 0 else -1,
+                             real=os.path.dirname(layout.config)):
+            q.say(f"note: left the existing folder {os.path.dirname(layout.config)} as it is")
     for folder in (backup_dir, layout.state_dir) + ((os.path.dirname(layout.log_file),) if layout.log_file else ()):
-        host.make_dir(host.under(root, folder), 0o750, svc_uid, svc_gid)
-        files.append(folder + "/")
+        if host.make_dir(host.under(root, folder), 0o750, svc_uid, svc_gid, real=folder):
+            files.append(folder + "/")
+        else:
+            q.say(f"note: left the existing folder {folder} as it is (not empty, not a tenangdb folder); "
+                  "tenangdb doctor checks its mode")
     if encryption == "generate" and not existing_key:
         from tenangdb.stream.crypto import generate_identity_file
         key_path = host.under(root, layout.key_file)

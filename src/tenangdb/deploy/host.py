@@ -94,8 +94,16 @@ def ensure_account(name: str, home: str, root: Path = Path("/")) -> tuple[Accoun
     return found, True
 
 
-def make_dir(path: Path, mode: int, uid: int = -1, gid: int = -1) -> None:
-    """Create the folder (and missing parents, 0755 for system parents) and set its owner and mode."""
+# Shared system folders: never re-owned or re-moded, whatever path a user types.
+SHARED = frozenset({"/", "/etc", "/var", "/usr", "/usr/local", "/home", "/root", "/tmp", "/var/tmp", "/opt",
+                    "/srv", "/var/lib", "/var/log", "/var/backups", "/mnt", "/media", "/run"})
+
+
+def make_dir(path: Path, mode: int, uid: int = -1, gid: int = -1, *, real: str | None = None) -> bool:
+    """Create the folder (missing parents get the default mode) and set its owner and mode.
+
+    An existing folder is adopted only when it is empty or named for tenangdb; anything else
+    (a shared folder such as /var/backups, someone's data) is left alone: False is returned."""
     if path.is_symlink():
         raise DeployError(f"{path} is a symbolic link; refusing to change its owner or mode")
     if not path.exists():
@@ -103,9 +111,13 @@ def make_dir(path: Path, mode: int, uid: int = -1, gid: int = -1) -> None:
         os.mkdir(path, mode)
     elif not path.is_dir():
         raise DeployError(f"{path} exists and is not a folder")
+    elif os.path.normpath(real or str(path)) in SHARED or not (
+            "tenangdb" in path.name.lower() or not any(path.iterdir())):
+        return False
     if uid >= 0 or gid >= 0:
         os.chown(path, uid, gid)
     os.chmod(path, mode)
+    return True
 
 
 def write_file(path: Path, data: bytes, mode: int, uid: int = -1, gid: int = -1, *, force: bool = False) -> None:
