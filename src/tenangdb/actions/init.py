@@ -272,6 +272,8 @@ def run(a: Answers, q: Questions) -> dict:
                             "run it as root (sudo tenangdb init --deploy-systemd ...), or add --dry-run")
     # Refuse early, before a single question, when something would be overwritten.
     targets = [layout.config, layout.secrets]
+    if a.deploy_systemd:
+        targets += [f"/etc/systemd/system/{name}" for name in ("tenangdb.service", "tenangdb.timer")]
     if not a.force and not a.dry_run:
         for path in targets:
             if host.under(root, path).exists():
@@ -466,7 +468,7 @@ def run(a: Answers, q: Questions) -> dict:
         unit_dir = host.under(root, "/etc/systemd/system")
         for name, text in units.items():
             path = unit_dir / name
-            host.write_file(path, text.encode(), 0o644, 0, 0, force=True)
+            host.write_file(path, text.encode(), 0o644, 0, 0, force=a.force)
             unit_paths.append(path)
             files.append(f"/etc/systemd/system/{name}")
         problems = host.verify_units(unit_paths)
