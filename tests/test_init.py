@@ -344,3 +344,21 @@ def test_deploy_systemd_needs_root(tmp_path):
     assert done.returncode == 1, done.stderr
     assert "run it as root" in done.stderr and "Traceback" not in done.stderr
     assert not (tmp_path / "c.yaml").exists()
+
+
+@pytest.mark.skipif(os.geteuid() != 0 or not shutil.which("useradd"), reason="needs root and useradd")
+def test_init_deploy_keeps_existing_units_without_force(env, server, sample_db):
+    user = make_user(server)
+    root = prefix_root(env.root)
+    units = root / "etc" / "systemd" / "system"
+    units.mkdir(parents=True)
+    (units / "tenangdb-exporter.service").write_text("[Service]\nExecStart=/bin/true\n")
+    argv = ["init", "--deploy-systemd", "--root", str(root), *connection_flags(server), "--db-user", user,
+            "--databases", sample_db]
+    done = env.cli(*argv, env={"TENANGDB_DB_PASSWORD": PASSWORD})
+    assert done.returncode == 1 and "tenangdb-exporter.service already exists" in done.stderr
+    assert sorted(p.name for p in units.iterdir()) == ["tenangdb-exporter.service"]
+    assert not (root / "etc" / "tenangdb").exists()
+    forced = env.cli(*argv, "--force", env={"TENANGDB_DB_PASSWORD": PASSWORD})
+    assert forced.returncode == 0, forced.stderr
+    assert (units / "tenangdb.service").exists()

@@ -273,7 +273,8 @@ def run(a: Answers, q: Questions) -> dict:
     # Refuse early, before a single question, when something would be overwritten.
     targets = [layout.config, layout.secrets]
     if a.deploy_systemd:
-        targets += [f"/etc/systemd/system/{name}" for name in ("tenangdb.service", "tenangdb.timer")]
+        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True))
+        targets += [f"/etc/systemd/system/{name}" for name in every_unit]
     if not a.force and not a.dry_run:
         for path in targets:
             if host.under(root, path).exists():
