@@ -191,10 +191,10 @@ def test_doctor_checks_the_installed_service_unit(offline_env, tmp_path):
 
     units = tmp_path / "units"
     units.mkdir()
-    text = example_units()["tenangdb.service"]
+    text = example_units()["tenangdb.service"].replace("User=tenangdb", "User=nobody")
     (units / "tenangdb.service").write_text(text)
     assert action.service_unit(str(units)).status == "pass"
-    (units / "tenangdb.service").write_text(text.replace("User=tenangdb", "User=root"))
+    (units / "tenangdb.service").write_text(text.replace("User=nobody", "User=root"))
     check = action.service_unit(str(units))
     assert check.status == "fail" and "as root" in check.message and "User=tenangdb" in check.fix
     (units / "tenangdb.service").write_text(text.replace("ProtectSystem=strict", "ProtectSystem=full"))
@@ -203,6 +203,9 @@ def test_doctor_checks_the_installed_service_unit(offline_env, tmp_path):
     check = action.service_unit(str(units))
     assert check.status == "warn" and "ProtectHome" in check.message and "Requires=mysqld" in check.message
     assert action.service_unit(str(tmp_path / "none")) is None  # not deployed with systemd: no check
+    (units / "tenangdb.service").write_text(text.replace("User=nobody", "User=nosuchuser_x"))
+    check = action.service_unit(str(units))
+    assert check.status == "fail" and "does not exist" in check.message
     # Through the CLI, with a relative secrets_file (read beside the config).
     (offline_env.root / "s.env").write_text('TENANGDB_DB_PASSWORD="pw"\n')
     os.chmod(offline_env.root / "s.env", 0o640)
@@ -213,7 +216,7 @@ def test_doctor_checks_the_installed_service_unit(offline_env, tmp_path):
     done = offline_env.cli("doctor", "--json", "--unit-dir", str(units), "--config", str(cfg), cwd=tmp_path)
     checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
     assert done.returncode == 1
-    assert checks["service-unit"]["status"] == "warn"
+    assert checks["service-unit"]["status"] == "fail" and "nosuchuser_x does not exist" in checks["service-unit"]["message"]
     assert checks["secrets-file"]["status"] == "fail" and str(offline_env.root / "s.env") in checks["secrets-file"]["message"]
 
 
@@ -233,3 +236,41 @@ def test_doctor_counts_the_default_role(env, server, sample_db):
     cfg.write_text(yaml.safe_dump(data))
     _, checks = doctor(env, cfg)
     assert checks["database-grants"]["status"] == "pass", checks["database-grants"]
+
+
+def test_doctor_service_account_must_read_the_config(tmp_path):
+    """A unit running as `nobody` with a root-only config: every timer run would fail."""
+    import pwd
+    import shutil
+    import tempfile
+
+    from tenangdb.actions import doctor as action
+    from tenangdb.config.loader import load_config
+    from tenangdb.deploy.systemd import example_units
+
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("needs root to hand files to nobody")
+    nobody = pwd.getpwnam("nobody")
+    units = tmp_path / "units"
+    units.mkdir()
+    (units / "tenangdb.service").write_text(example_units()["tenangdb.service"].replace("=tenangdb\n", "=nobody\n"))
+    base = Path(tempfile.mkdtemp(prefix="tenangdb-doctor-"))  # searchable by nobody, unlike pytest's
+    try:
+        os.chmod(base, 0o755)
+        backups = base / "backups"
+        backups.mkdir(mode=0o750)
+        os.chown(backups, nobody.pw_uid, nobody.pw_gid)
+        cfg = base / "config.yaml"
+        cfg.write_text(yaml.safe_dump({"backup": {"directory": str(backups)}}))
+        os.chmod(cfg, 0o640)
+        check = action.service_unit(str(units), load_config(cfg))
+        assert check.status == "fail" and "nobody cannot read" in check.message
+        os.chown(cfg, 0, nobody.pw_gid)
+        check = action.service_unit(str(units), load_config(cfg))
+        assert check.status == "pass", check
+        os.chown(backups, 0, 0)
+        check = action.service_unit(str(units), load_config(cfg))
+        assert check.status == "fail" and "cannot write into" in check.message
+    finally:
+        shutil.rmtree(base)

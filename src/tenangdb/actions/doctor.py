@@ -176,7 +176,48 @@ UNIT_RECOMMENDED = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelModule
                     "CapabilityBoundingSet", "LimitNOFILE")
 
 
-def service_unit(unit_dir: str) -> Check | None:
+def _can(uid: int, gids: set[int], path: Path, want: int) -> bool:
+    """Would this account get `want` (4 read, 2 write, 1 search) on path by its mode bits?"""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    mode = stat.S_IMODE(st.st_mode)
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return mode >> 6 & want == want
+    if st.st_gid in gids:
+        return mode >> 3 & want == want
+    return mode & want == want
+
+
+def _reachable(uid: int, gids: set[int], path: Path) -> bool:
+    return all(_can(uid, gids, parent, 1) for parent in path.parents)
+
+
+def _service_access(user: str, loaded: LoadedConfig | None) -> str | None:
+    """Why the service account cannot read its config or write its folders, or None."""
+    import grp
+    import pwd
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return f"User={user} does not exist on this machine"
+    if loaded is None or loaded.path is None:
+        return None
+    gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    config = loaded.path.resolve()
+    if not (_reachable(entry.pw_uid, gids, config) and _can(entry.pw_uid, gids, config, 4)):
+        return f"{user} cannot read {config}"
+    directory = Path(loaded.settings.backup.directory)
+    if directory.exists() and not (_reachable(entry.pw_uid, gids, directory)
+                                   and _can(entry.pw_uid, gids, directory, 3)):
+        return f"{user} cannot write into {directory}"
+    return None
+
+
+def service_unit(unit_dir: str, loaded: LoadedConfig | None = None) -> Check | None:
     """The installed tenangdb.service: a non-root user, the hardening, no hard database dependency."""
     path = Path(unit_dir) / "tenangdb.service"
     if not path.is_file():
@@ -194,6 +235,11 @@ def service_unit(unit_dir: str) -> Check | None:
     if wrong:
         return Check("service-unit", FAIL, f"{path}: {', '.join(wrong)}",
                      "; ".join(f"set {k}={v}" for k, v in UNIT_REQUIRED.items()) + f" in {path}")
+    denied = _service_access(user, loaded)
+    if denied:
+        return Check("service-unit", FAIL, f"{path}: {denied}: the timer's runs will fail",
+                     f"chgrp {values.get('Group', user)} on the config and chmod 0640 it; chown {user} the "
+                     "backup folders (tenangdb init --deploy-systemd --force does both)")
     problems = [k for k in UNIT_RECOMMENDED if k not in values]
     if "Requires" in values and "mysql" in values["Requires"] + values.get("BindsTo", ""):
         problems.append(f"Requires={values['Requires']} (a remote or differently named server breaks it)")
@@ -425,7 +471,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         folder("log-dir", os.path.dirname(cfg.logging.file_path) if cfg.logging.file_path else None,
                required=False),
         binary(),
-        service_unit(unit_dir),
+        service_unit(unit_dir, loaded),
         tools(loaded),
         *database(loaded),
         encryption(loaded),
