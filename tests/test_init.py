@@ -112,6 +112,13 @@ def test_init_without_a_terminal_never_waits(offline_env):
     assert done.returncode == 2
     assert "no terminal to ask on" in done.stderr and "--db-user" in done.stderr and "--databases" in done.stderr
     assert not (offline_env.root / "c.yaml").exists()
+    bogus = offline_env.cli("--config", str(offline_env.root / "c.yaml"), "init", "--db-user", "u",
+                            "--databases", "a", "--recipient", "bogus", "--socket", "/nonexistent")
+    assert bogus.returncode == 2 and "not an age recipient" in bogus.stderr
+    unreachable = offline_env.cli("init", "--config", str(offline_env.root / "c.yaml"), "--db-user", "u",
+                                  "--databases", "a", "--socket", "/nonexistent", "--encryption", "none")
+    assert unreachable.returncode == 3 and "cannot connect" in unreachable.stderr
+    assert not (offline_env.root / "c.yaml").exists()
 
 
 def test_init_password_from_stdin_and_bad_answers(env, server, sample_db):

@@ -281,6 +281,11 @@ def run(a: Answers, q: Questions) -> dict:
                 raise TenangDBError(f"{host.under(root, path)} already exists; refusing to overwrite it "
                                     "(use --force)")
 
+    for text in a.recipients:  # a typo in a flag should not cost a connection attempt
+        _recipients(text)
+    if a.encryption == "recipients" and not a.recipients:
+        raise ConfigError("--encryption recipients needs at least one --recipient age1...")
+
     q.say("Tools:")
     _report_tools(q)
     section, conn = _connect(q, a)
