@@ -274,3 +274,13 @@ def test_doctor_service_account_must_read_the_config(tmp_path):
         assert check.status == "fail" and "cannot write into" in check.message
     finally:
         shutil.rmtree(base)
+
+
+def test_doctor_world_readable_config_without_secrets_is_a_warning(offline_env):
+    from tenangdb.actions import doctor as action
+    from tenangdb.config.loader import load_config
+
+    cfg = offline_env.write_config(mode=0o644)
+    check = action.config_file(load_config(cfg))
+    assert check.status == "warn" and "every user can read it" in check.message
+    assert check.fix == f"chmod 0640 {cfg.resolve()}"

@@ -62,7 +62,9 @@ def config_file(loaded: LoadedConfig) -> Check:
         return Check("config-file", FAIL, f"{seen}: others can change what the backups do",
                      f"chmod 0640 {path}")
     if mode & 0o004:
-        return Check("config-file", FAIL, f"{seen}: every user can read it", f"chmod 0640 {path}")
+        # A plaintext secret in it would have stopped the loader; what is left is the layout.
+        return Check("config-file", WARN, f"{seen}: every user can read it (which server, account and "
+                     "folders)", f"chmod 0640 {path}")
     if os.geteuid() == 0 and st.st_uid != 0:
         return Check("config-file", WARN, f"{seen}: the account that runs backups could rewrite its own config",
                      f"chown root:{_owner(st).split(':')[1]} {path}")
