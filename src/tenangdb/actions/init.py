@@ -409,6 +409,14 @@ def run(a: Answers, q: Questions) -> dict:
     secrets_text = secrets_file_text(secret_values, "TenangDB secrets, referenced from the config as ${NAME}.\n"
                                      "Keep this file 0600 and owned by root.") if secret_values else None
 
+    if (not a.deploy_systemd and q.interactive and _is_root() and str(root) == "/" and host.systemd_running()
+            and q.confirm(f"Install systemd units running as {a.systemd_user} (--deploy-systemd)?", False)):
+        a.deploy_systemd = True
+        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True))
+        existing = [name for name in every_unit if Path("/etc/systemd/system", name).exists()]
+        if existing and not a.force:
+            raise TenangDBError(f"/etc/systemd/system/{existing[0]} already exists; refusing to overwrite it "
+                                "(use --force)")
     units: dict[str, str] = {}
     unit_params = None
     if a.deploy_systemd:
