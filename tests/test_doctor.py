@@ -47,7 +47,7 @@ def test_doctor_all_good(env, server, sample_db):
     cfg = env.write_config({
         "backup": {"databases": [sample_db], "encryption": {"enabled": True, "key_file": str(env.key())}},
         "upload": {"enabled": True, "destination": f"local:{target}", "rclone_config_path": str(conf)},
-        "metrics": {"enabled": True, "listen": "127.0.0.1"},
+        "metrics": {"enabled": True, "listen": "127.0.0.1", "storage_path": str(env.root / "state" / "m.json")},
         "logging": {"file_path": str(env.root / "logs" / "tenangdb.log")},
     }, database=database_section(server, user), mode=0o640)
     data = yaml.safe_load(cfg.read_text())
