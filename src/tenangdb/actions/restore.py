@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -11,11 +15,11 @@ from typing import Callable
 
 from tenangdb.actions.verify import identities_for, verify_backup
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import RestoreFailed, VerifyFailed
+from tenangdb.errors import RestoreFailed, ToolMissing, VerifyFailed
 from tenangdb.mysql import inventory as inv_mod
-from tenangdb.mysql import mysqldump
-from tenangdb.mysql.connection import client_options, connect, endpoint_from
-from tenangdb.mysql.tools import client_tool
+from tenangdb.mysql import mydumper, mysqldump
+from tenangdb.mysql.connection import client_options, connect, endpoint_from, private_defaults_file
+from tenangdb.mysql.tools import client_tool, myloader_tool
 from tenangdb.runner import spawn
 from tenangdb.stream.pipeline import unseal
 
@@ -40,7 +44,10 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
         raise VerifyFailed(f"refusing to restore from a backup that failed verification: {exc}") from None
     manifest, folder = verified.manifest, verified.path
     cfg = loaded.settings
-    client = client_tool(cfg.database)
+    if manifest["engine"].get("name") == mydumper.ENGINE:
+        client = _loader(cfg.database)
+    else:
+        client = client_tool(cfg.database)
     endpoint = endpoint_from(cfg.database)
     conn = connect(endpoint)
     try:
@@ -59,8 +66,11 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
                     "restore into %r: %s", manifest["database"], target, ", ".join(manifest["qualified_references"]))
     started = time.monotonic()
     total = 0
-    for entry in manifest["files"]:
-        total += _load_file(folder / entry["name"], entry, manifest, client, endpoint, target, identities)
+    if manifest["engine"].get("name") == mydumper.ENGINE:
+        total = _load_mydumper(loaded, folder, manifest, endpoint, target, identities)
+    else:
+        for entry in manifest["files"]:
+            total += _load_file(folder / entry["name"], entry, manifest, client, endpoint, target, identities)
     duration = time.monotonic() - started
     log.info("restored %s into database %r in %.1fs", folder, target, duration)
     return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
@@ -95,3 +105,58 @@ def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, t
         raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
                             f"{target!r} may be incomplete")
     return result.plain.size
+
+
+def _loader(dcfg) -> str:
+    if not dcfg.mydumper.myloader.enabled:
+        raise RestoreFailed("this backup was made by mydumper and restoring it needs myloader, but "
+                            "database.mydumper.myloader.enabled is false")
+    try:
+        return myloader_tool(dcfg)
+    except ToolMissing as exc:
+        raise RestoreFailed(f"this backup was made by mydumper and restoring it needs myloader: {exc}") from None
+
+
+def _load_mydumper(loaded: LoadedConfig, folder: Path, manifest: dict, endpoint, target: str, identities) -> int:
+    """Unseal every file into a private folder beside the backup, then myloader it.
+
+    myloader reads a whole folder, so the plaintext exists on disk for the length of the
+    load: in a 0700 folder on the backup's own filesystem, removed however the load ends.
+    """
+    dcfg = loaded.settings.database
+    binary = _loader(dcfg)
+    scratch = Path(tempfile.mkdtemp(prefix=".tenangdb-restore-", dir=folder.parent))
+    total = 0
+    try:
+        os.chmod(scratch, 0o700)
+        plain_dir = scratch / "dump"
+        plain_dir.mkdir(mode=0o700)
+        for entry in manifest["files"]:
+            plain_name = entry.get("plain_name") or entry["name"]
+            fd = os.open(plain_dir / plain_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                try:
+                    result = unseal(folder / entry["name"], compression=manifest["compression"]["format"],
+                                    identities=identities, forward=out.write, hash_stored=False)
+                except OSError as exc:
+                    raise RestoreFailed(f"cannot write the unsealed dump under {scratch}: {exc.strerror or exc}") \
+                        from None
+            if result.plain.sha256 != entry["plain_sha256"]:
+                raise RestoreFailed(f"{folder / entry['name']}: changed while it was being restored")
+            total += result.plain.size
+        mcfg = dcfg.mydumper.myloader
+        login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file else private_defaults_file(endpoint)
+        with login as defaults:
+            argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest["database"], target=target,
+                                      threads=mcfg.threads)
+            with spawn(argv, stdout=subprocess.DEVNULL) as child:
+                status = child.wait()
+        program = Path(binary).name
+        if status != 0:
+            raise RestoreFailed(f"{program} failed to load the backup (exit {status}): {child.error_line()}")
+        if fatal := mydumper.fatal_lines(child.stderr_text()):
+            raise RestoreFailed(f"{program} reported errors; the target database {target!r} may be incomplete: "
+                                f"{fatal[0][:300]}")
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return total
