@@ -197,4 +197,6 @@ def run(argv: Sequence[str], *, timeout: float = 60.0, input_bytes: bytes | None
         )
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} is not installed or not executable") from None
+    except subprocess.TimeoutExpired:
+        raise ToolMissing(f"{' '.join(argv[:2])} did not answer within {timeout:.0f}s") from None
     return done.returncode, done.stdout, redact(done.stderr.decode("utf-8", errors="replace"))

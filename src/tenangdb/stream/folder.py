@@ -76,6 +76,7 @@ class FolderSealer:
         self.sealed: dict[str, SealedFile] = {}
         self.plain_bytes = 0
         self.paused_seconds = 0.0
+        self.pauses = 0
         self._paused_at: float | None = None
         self._group: int | None = None
 
@@ -149,6 +150,7 @@ class FolderSealer:
             try:
                 os.killpg(self._group, signal.SIGSTOP)
                 self._paused_at = time.monotonic()
+                self.pauses += 1
             except ProcessLookupError:
                 pass
         elif self._paused_at is not None and backlog <= self.max_unsealed // 2:
