@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import os
 import shutil
@@ -13,13 +14,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tenangdb.actions.verify import identities_for, verify_backup
+from tenangdb.actions.verify import identities_for, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import RestoreFailed, ToolMissing, VerifyFailed
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mydumper, mysqldump
 from tenangdb.mysql.connection import client_options, connect, endpoint_from, private_defaults_file
 from tenangdb.mysql.tools import client_tool, myloader_tool
+from tenangdb.repository import manifest as manifest_mod
 from tenangdb.runner import spawn
 from tenangdb.stream.pipeline import unseal
 
@@ -38,10 +40,45 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
         confirm: Callable[[str], bool]) -> Restored:
     if not target or "\x00" in target or len(target) > 64:
         raise RestoreFailed(f"{target!r} is not a valid database name")
+    scratch = _mydumper_scratch(backup_path)
     try:
-        verified = verify_backup(loaded, backup_path)
+        return _run(loaded, backup_path, target, confirm, scratch)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _mydumper_scratch(backup_path: str | Path) -> Path | None:
+    """For a mydumper backup, a private folder beside it for the plaintext myloader reads.
+
+    myloader reads a whole folder, so the plaintext exists on disk for the length of the
+    load: 0700, on the backup's own filesystem, removed however the restore ends.
+    """
+    try:
+        folder = resolve_backup_path(backup_path)
+        engine = json.loads((folder / manifest_mod.MANIFEST).read_text(encoding="utf-8"))["engine"]["name"]
+    except (OSError, ValueError, KeyError, TypeError, VerifyFailed):
+        return None  # verification will say what is wrong with it
+    if engine != mydumper.ENGINE:
+        return None
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=".tenangdb-restore-", dir=folder.parent))
+    except OSError as exc:
+        raise RestoreFailed(f"cannot create a private folder beside {folder}: {exc.strerror or exc}") from None
+    os.chmod(scratch, 0o700)
+    return scratch
+
+
+def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path | None) -> Restored:
+    if scratch is not None:
+        _loader(loaded.settings.database)  # before reading gigabytes, not after
+    try:
+        # A mydumper backup is unsealed in the verifying pass itself: one read of the backup.
+        verified = verify_backup(loaded, backup_path, extract_to=scratch)
     except VerifyFailed as exc:
         raise VerifyFailed(f"refusing to restore from a backup that failed verification: {exc}") from None
+    except OSError as exc:
+        raise RestoreFailed(f"cannot write the unsealed dump under {scratch}: {exc.strerror or exc}") from None
     manifest, folder = verified.manifest, verified.path
     cfg = loaded.settings
     if manifest["engine"].get("name") == mydumper.ENGINE:
@@ -67,7 +104,9 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
     started = time.monotonic()
     total = 0
     if manifest["engine"].get("name") == mydumper.ENGINE:
-        total = _load_mydumper(loaded, folder, manifest, endpoint, target, identities)
+        if scratch is None:
+            raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
+        total = _load_mydumper(loaded, scratch, manifest, endpoint, target, verified.plain_bytes)
     else:
         for entry in manifest["files"]:
             total += _load_file(folder / entry["name"], entry, manifest, client, endpoint, target, identities)
@@ -117,46 +156,21 @@ def _loader(dcfg) -> str:
         raise RestoreFailed(f"this backup was made by mydumper and restoring it needs myloader: {exc}") from None
 
 
-def _load_mydumper(loaded: LoadedConfig, folder: Path, manifest: dict, endpoint, target: str, identities) -> int:
-    """Unseal every file into a private folder beside the backup, then myloader it.
-
-    myloader reads a whole folder, so the plaintext exists on disk for the length of the
-    load: in a 0700 folder on the backup's own filesystem, removed however the load ends.
-    """
+def _load_mydumper(loaded: LoadedConfig, plain_dir: Path, manifest: dict, endpoint, target: str,
+                   plain_bytes: int) -> int:
     dcfg = loaded.settings.database
     binary = _loader(dcfg)
-    scratch = Path(tempfile.mkdtemp(prefix=".tenangdb-restore-", dir=folder.parent))
-    total = 0
-    try:
-        os.chmod(scratch, 0o700)
-        plain_dir = scratch / "dump"
-        plain_dir.mkdir(mode=0o700)
-        for entry in manifest["files"]:
-            plain_name = entry.get("plain_name") or entry["name"]
-            fd = os.open(plain_dir / plain_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
-            with os.fdopen(fd, "wb") as out:
-                try:
-                    result = unseal(folder / entry["name"], compression=manifest["compression"]["format"],
-                                    identities=identities, forward=out.write, hash_stored=False)
-                except OSError as exc:
-                    raise RestoreFailed(f"cannot write the unsealed dump under {scratch}: {exc.strerror or exc}") \
-                        from None
-            if result.plain.sha256 != entry["plain_sha256"]:
-                raise RestoreFailed(f"{folder / entry['name']}: changed while it was being restored")
-            total += result.plain.size
-        mcfg = dcfg.mydumper.myloader
-        login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file else private_defaults_file(endpoint)
-        with login as defaults:
-            argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest["database"], target=target,
-                                      threads=mcfg.threads)
-            with spawn(argv, stdout=subprocess.DEVNULL) as child:
-                status = child.wait()
-        program = Path(binary).name
-        if status != 0:
-            raise RestoreFailed(f"{program} failed to load the backup (exit {status}): {child.error_line()}")
-        if fatal := mydumper.fatal_lines(child.stderr_text()):
-            raise RestoreFailed(f"{program} reported errors; the target database {target!r} may be incomplete: "
-                                f"{fatal[0][:300]}")
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    return total
+    mcfg = dcfg.mydumper.myloader
+    login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file else private_defaults_file(endpoint)
+    with login as defaults:
+        argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest["database"], target=target,
+                                  threads=mcfg.threads)
+        with spawn(argv, stdout=subprocess.DEVNULL) as child:
+            status = child.wait()
+    program = Path(binary).name
+    if status != 0:
+        raise RestoreFailed(f"{program} failed to load the backup (exit {status}): {child.error_line()}")
+    if fatal := mydumper.fatal_lines(child.stderr_text()):
+        raise RestoreFailed(f"{program} reported errors; the target database {target!r} may be incomplete: "
+                            f"{fatal[0][:300]}")
+    return plain_bytes
