@@ -225,3 +225,17 @@ def test_mydumper_login_never_in_argv_env_or_left_behind(env, server, plain_db, 
     finally:
         for host in ("localhost", "127.0.0.1"):
             server.sql(f"DROP USER '{user}'@'{host}'")
+
+
+def test_live_progress_on_a_terminal_and_event_lines_without(env, plain_db):
+    from test_backup_restore import _on_a_terminal
+
+    cfg = env.write_config({"backup": {"databases": [plain_db], "skip_confirmation": True}})
+    status, screen = _on_a_terminal(["--config", str(cfg), "backup"], b"", env.root)
+    assert status == 0, screen
+    board = [line for line in screen.splitlines() if plain_db in line and "mydumper" in line]
+    assert any("done" in line and "tables 2/2" in line and "/s" in line for line in board), screen
+    assert "\x1b[" in screen  # redrawn in place
+    done = env.cli("backup", "--force", config=cfg)  # no terminal: no board, one line per event
+    assert done.returncode == 0 and "\x1b[" not in done.stderr and "tables 2/2" not in done.stderr
+    assert f"{plain_db}: backup started" in done.stderr and f"{plain_db}: backup completed" in done.stderr

@@ -49,6 +49,16 @@ class Result:
     size: int = 0
 
 
+class Progress:
+    """What a run tells a progress display; the default tells nobody. Called from worker threads."""
+
+    def started(self, database: str, engine: str, tables: int) -> None: ...
+
+    def advanced(self, database: str, plain_bytes: int, tables_done: int | None = None) -> None: ...
+
+    def finished(self, database: str, ok: bool) -> None: ...
+
+
 @dataclass
 class Plan:
     databases: list[str]  # as asked; ["all"] is resolved against the server by run()
@@ -143,13 +153,15 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None] | None = None,
+        progress: Progress | None = None) -> list[Result]:
     """Back up each planned database; `on_result` hears of each one as soon as it is done.
 
     Databases go in consecutive batches of backup.batch_size, up to backup.concurrency of a
     batch at once, each on its own connection. One failing database never stops the others.
     """
     report = on_result or (lambda result: None)
+    progress = progress or Progress()
     cfg = loaded.settings
     keys = load_keys(cfg.backup.encryption) if the_plan.encrypted else None
     if keys is not None and not keys.recipients:
@@ -172,7 +184,8 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
             log.info("backing up %d database%s: %s", len(names), "" if len(names) == 1 else "s", ", ".join(names))
 
             def one(name: str) -> Result:
-                result = _backup_database(endpoint, server, tools, name, the_plan, keys, cfg)
+                result = _backup_database(endpoint, server, tools, name, the_plan, keys, cfg, progress)
+                progress.finished(name, result.ok)
                 results.append(result)
                 report(result)
                 return result
@@ -209,7 +222,7 @@ def _run_concurrently(one: Callable[[str], Result], batch: list[str], workers: i
     pool.shutdown(wait=True)
 
 
-def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, cfg) -> Result:
+def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, cfg, progress: Progress) -> Result:
     """One database, start to end, on a connection of its own; failures become a Result."""
     for stale in store.remove_stale_partials(the_plan.directory, name):
         log.warning("removed an unfinished backup left by an earlier run: %s", stale)
@@ -217,7 +230,7 @@ def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, c
     log.info("%s: backup started", name)
     conn = None
     try:
-        path, conn = _with_retries(conn, endpoint, server, tools, name, the_plan, keys, cfg)
+        path, conn = _with_retries(conn, endpoint, server, tools, name, the_plan, keys, cfg, progress)
     except Interrupted:
         raise
     except TenangDBError as exc:
@@ -238,7 +251,7 @@ RETRY_CAP = 300.0
 _cancelled = threading.Event()
 
 
-def _with_retries(conn, endpoint, server, tools, name, the_plan: Plan, keys, settings):
+def _with_retries(conn, endpoint, server, tools, name, the_plan: Plan, keys, settings, progress: Progress):
     """Back up one database, retrying transient failures with exponential backoff."""
     cfg = settings.backup
     attempt = 1
@@ -246,7 +259,7 @@ def _with_retries(conn, endpoint, server, tools, name, the_plan: Plan, keys, set
         try:
             conn = reconnect(conn, endpoint) if conn is not None else connect(endpoint)
             with translated_errors(endpoint):
-                return _backup_one(conn, endpoint, server, tools, name, the_plan, keys, settings), conn
+                return _backup_one(conn, endpoint, server, tools, name, the_plan, keys, settings, progress), conn
         except (BackupFailed, ConnectionFailed) as exc:
             if interrupt_requested():
                 raise Interrupted("interrupted; unfinished work was removed") from None
@@ -290,7 +303,8 @@ class _Dumped:
     warnings: list[str]
 
 
-def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, keys, settings) -> Path:
+def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, keys, settings,
+                progress: Progress) -> Path:
     if not inv_mod.database_exists(conn, name):
         raise BackupFailed(f"database {name!r} does not exist on the server", retryable=False)
     when = _now()
@@ -311,14 +325,15 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                             f"everything in this database ({'; '.join(reasons)}); used the streaming engine")
                 log.warning("%s: %s", name, fallback)
                 engine = "mysqldump"
+        progress.started(name, engine, len(inventory.tables))
         if engine == "mydumper":
             dumped = _dump_mydumper(endpoint, server, tools.mydumper, name, the_plan, keys, settings, staging,
-                                    inventory)
+                                    inventory, progress)
         else:
             if tools.dump is None:
                 raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
             dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys, settings.backup.timeout,
-                                     staging, inventory)
+                                     staging, inventory, progress)
         if fallback:
             dumped.engine["fallback_reason"] = fallback
         finished = _now()
@@ -392,7 +407,7 @@ def _file_entry(name: str, kind: str, sealed, plain_name: str | None = None) -> 
 
 
 def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout: float, staging,
-                    inventory) -> _Dumped:
+                    inventory, progress: Progress) -> _Dumped:
     file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
     binlog = server.can_read_binlog_position
     program = Path(tool).name
@@ -402,8 +417,16 @@ def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout:
         log.debug("running %s", " ".join(argv))
         with spawn(argv, pass_fds=fds) as child, _Deadline(child, timeout) as deadline:
             reader = ReadAhead(child.stdout)
+            done = 0
+
+            def counted(n: int = -1) -> bytes:
+                nonlocal done
+                chunk = reader.read(n)
+                done += len(chunk)
+                progress.advanced(name, done)
+                return chunk
             try:
-                sealed = seal(reader.read, staging.path / file_name,
+                sealed = seal(counted, staging.path / file_name,
                               compression=the_plan.compression, level=the_plan.level,
                               recipients=keys.recipients if keys else None)
             except OSError as exc:
@@ -424,7 +447,8 @@ def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout:
     )
 
 
-def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings, staging, inventory) -> _Dumped:
+def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings, staging, inventory,
+                   progress: Progress) -> _Dumped:
     mcfg = settings.database.mydumper
     timeout = settings.backup.timeout
     program = Path(tool).name
@@ -441,6 +465,14 @@ def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings,
                                   recipients=keys.recipients if keys else None, suffix=suffix,
                                   max_unsealed=mcfg.max_unsealed_mb << 20,
                                   hold_until_end=frozenset({mydumper.METADATA}))
+            tables_seen: set[str] = set()
+            table_names = {t["name"] for t in inventory.tables}
+
+            def on_sealed(plain_name: str) -> None:
+                if (table := mydumper.table_of(plain_name, name)) in table_names:
+                    tables_seen.add(table)
+                progress.advanced(name, sealer.plain_bytes, len(tables_seen))
+            sealer.on_sealed = on_sealed
             # umask 077: the plaintext files are the operator's data, readable by us alone.
             with spawn(argv, stdout=subprocess.DEVNULL, umask=0o077) as child, \
                     _Deadline(child, timeout) as deadline:

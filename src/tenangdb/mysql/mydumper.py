@@ -129,6 +129,17 @@ def expected_schema_files(database: str, inventory) -> set[str]:
     return names
 
 
+def table_of(file_name: str, database: str) -> str | None:
+    """The table a data or schema file belongs to (`db.table.sql`, `db.table.00001.sql`,
+    `db.table-schema.sql`); None for the database's own files and the metadata."""
+    prefix = database + "."
+    if not file_name.startswith(prefix) or not file_name.endswith(".sql"):
+        return None
+    rest = file_name[len(prefix):-4]
+    rest = rest.split("-schema", 1)[0]
+    return rest.split(".", 1)[0] or None
+
+
 def is_complete(metadata_text: str) -> bool:
     """mydumper writes the finish time into its metadata file last."""
     return FINISHED_MARKER in metadata_text

@@ -79,6 +79,7 @@ class FolderSealer:
         self.pauses = 0
         self._paused_at: float | None = None
         self._group: int | None = None
+        self.on_sealed = lambda plain_name: None
 
     def run(self, child, stop=lambda: False) -> list[SealedFile]:
         """Seal while `child` runs, then what is left once it has exited normally.
@@ -142,6 +143,7 @@ class FolderSealer:
         os.unlink(path)
         self.sealed[name] = SealedFile(plain_name=name, name=target.name, result=result)
         self.plain_bytes += result.plain.size
+        self.on_sealed(name)
 
     def _throttle(self, backlog: int) -> None:
         if self._group is None:
