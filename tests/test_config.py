@@ -56,6 +56,8 @@ cleanup: {enabled: false, max_age_days: 7, remote_retention_days: 3, weekend_onl
     ("backup:\n  encryption: {enabled: true}\n", "encryption is enabled but no recipients"),
     ("- just\n- a list\n", "must hold a mapping of sections"),
     ("database: [unclosed\n", "is not valid YAML at line"),
+    ("database:\n  mydumper: {no_data: true}\n", "database.mydumper.no_data: true would make backups that cannot"),
+    ("database:\n  mydumper: {max_unsealed_mb: 1}\n", "database.mydumper.max_unsealed_mb: Input should be greater"),
 ])
 def test_bad_config_is_exit_2_with_file_and_key(offline_env, text, expected):
     cfg = write(offline_env.root / "bad.yaml", text)

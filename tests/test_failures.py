@@ -303,10 +303,3 @@ def test_restore_client_failure_is_exit_4_with_its_error(env, server, sample_db,
     assert "failing-client" in done.stderr and "ERROR 1064" in done.stderr
     assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0  # the backup is untouched
     server.sql(f"DROP DATABASE IF EXISTS `{target}`")
-
-
-def test_engine_not_available_yet_is_a_config_error(env, sample_db):
-    cfg = env.write_config({"backup": {"databases": [sample_db], "engine": "mydumper"}})
-    done = env.cli("backup", config=cfg)
-    assert done.returncode == 2 and "backup.engine: mydumper is not available" in done.stderr
-    assert not env.backups.exists()

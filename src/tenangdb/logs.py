@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -26,6 +27,19 @@ class _Redacting(logging.Formatter):
             return f"{stamp} {record.levelname.lower():7} {message}"
         prefix = "" if record.levelno < logging.WARNING else f"{record.levelname.lower()}: "
         return prefix + message
+
+
+@contextlib.contextmanager
+def console_stream(stream):
+    """Send the console log lines through `stream` for a while (the live progress board)."""
+    handlers = [h for h in logging.getLogger("tenangdb").handlers
+                if type(h) is logging.StreamHandler]
+    previous = [h.setStream(stream) for h in handlers]
+    try:
+        yield stream
+    finally:
+        for handler, old in zip(handlers, previous):
+            handler.setStream(old)
 
 
 def setup(level: str, fmt: str = "clean", file_path: str | None = None, file_format: str = "text") -> None:

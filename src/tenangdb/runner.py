@@ -90,6 +90,7 @@ class Child:
             return
         try:
             os.killpg(self.popen.pid, signal.SIGTERM)
+            os.killpg(self.popen.pid, signal.SIGCONT)  # a group paused for backpressure must see it
         except ProcessLookupError:
             return
         deadline = time.monotonic() + grace
@@ -153,6 +154,7 @@ def spawn(
     stdout: int | IO[bytes] | None = subprocess.PIPE,
     pass_fds: Sequence[int] = (),
     cwd: str | None = None,
+    umask: int = -1,
 ) -> Child:
     argv = [str(part) for part in argv]
     try:
@@ -166,6 +168,7 @@ def spawn(
             cwd=cwd,
             start_new_session=True,
             bufsize=0,
+            umask=umask,
         )
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} is not installed or not executable") from None
@@ -194,4 +197,6 @@ def run(argv: Sequence[str], *, timeout: float = 60.0, input_bytes: bytes | None
         )
     except FileNotFoundError:
         raise ToolMissing(f"{argv[0]} is not installed or not executable") from None
+    except subprocess.TimeoutExpired:
+        raise ToolMissing(f"{' '.join(argv[:2])} did not answer within {timeout:.0f}s") from None
     return done.returncode, done.stdout, redact(done.stderr.decode("utf-8", errors="replace"))

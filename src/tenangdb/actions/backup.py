@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import fnmatch
 import logging
+import shutil
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -15,13 +18,14 @@ from typing import Callable
 from tenangdb import __version__
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.config.schema import default_state_directory
-from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError,
+from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
                              interrupt_requested, request_interrupt)
 from tenangdb.mysql import fidelity
 from tenangdb.mysql import inventory as inv_mod
-from tenangdb.mysql import mysqldump
-from tenangdb.mysql.connection import client_options, connect, endpoint_from, reconnect, translated_errors
-from tenangdb.mysql.tools import dump_tool, tool_version
+from tenangdb.mysql import mydumper, mysqldump
+from tenangdb.mysql.connection import (client_options, connect, endpoint_from, private_defaults_file, reconnect,
+                                       translated_errors)
+from tenangdb.mysql.tools import dump_tool, mydumper_tool, tool_version
 from tenangdb.repository import store, tracking
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import dump_file_name
@@ -29,6 +33,7 @@ from tenangdb.runner import kill_all_children, spawn
 from tenangdb.secrets import redact
 from tenangdb.stream.codec import SUFFIX
 from tenangdb.stream.crypto import load_keys
+from tenangdb.stream.folder import FolderSealer
 from tenangdb.stream.pipeline import ReadAhead, seal
 
 log = logging.getLogger("tenangdb.backup")
@@ -42,6 +47,16 @@ class Result:
     error: str | None = None
     duration: float = 0.0
     size: int = 0
+
+
+class Progress:
+    """What a run tells a progress display; the default tells nobody. Called from worker threads."""
+
+    def started(self, database: str, engine: str, tables: int) -> None: ...
+
+    def advanced(self, database: str, plain_bytes: int, tables_done: int | None = None) -> None: ...
+
+    def finished(self, database: str, ok: bool) -> None: ...
 
 
 @dataclass
@@ -67,19 +82,39 @@ def plan(loaded: LoadedConfig, databases: list[str] | None) -> Plan:
     names = databases if databases else cfg.backup.databases
     if not names:
         raise ConfigError("no databases to back up: set backup.databases or pass --databases")
-    if cfg.backup.engine == "mydumper":
-        raise ConfigError("backup.engine: mydumper is not available in this version; use auto or mysqldump")
     if "all" in names and len(names) > 1:
         raise ConfigError("`all` cannot be combined with database names (use backup.exclude)")
     return Plan(
         databases=list(dict.fromkeys(names)),
         exclude=list(cfg.backup.exclude),
         directory=Path(cfg.backup.directory),
-        engine="mysqldump",
+        engine=choose_engine(cfg),
         compression=cfg.backup.compression.format,
         level=cfg.backup.compression.effective_level,
         encrypted=cfg.backup.encryption.enabled,
     )
+
+
+def choose_engine(cfg) -> str:
+    """backup.engine resolved: `auto` takes mydumper when it is installed and enabled."""
+    wanted = cfg.backup.engine
+    mcfg = cfg.database.mydumper
+    if wanted == "mysqldump":
+        return "mysqldump"
+    if wanted == "mydumper":
+        if not mcfg.enabled:
+            raise ConfigError("backup.engine is mydumper but database.mydumper.enabled is false")
+        mydumper_tool(cfg.database)  # missing → a clear ToolMissing now, not per database
+        return "mydumper"
+    if not mcfg.enabled:
+        return "mysqldump"
+    try:
+        mydumper_tool(cfg.database)
+    except ToolMissing:
+        if mcfg.binary_path:
+            raise  # the operator pointed at a mydumper that is not there: say so
+        return "mysqldump"
+    return "mydumper"
 
 
 def describe_databases(the_plan: Plan) -> str:
@@ -118,18 +153,20 @@ def _now() -> datetime:
     return datetime.now(timezone.utc)
 
 
-def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None] | None = None) -> list[Result]:
+def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None] | None = None,
+        progress: Progress | None = None) -> list[Result]:
     """Back up each planned database; `on_result` hears of each one as soon as it is done.
 
     Databases go in consecutive batches of backup.batch_size, up to backup.concurrency of a
     batch at once, each on its own connection. One failing database never stops the others.
     """
     report = on_result or (lambda result: None)
+    progress = progress or Progress()
     cfg = loaded.settings
     keys = load_keys(cfg.backup.encryption) if the_plan.encrypted else None
     if keys is not None and not keys.recipients:
         raise ConfigError("encryption is enabled but no recipient could be derived from the configured keys")
-    tool = dump_tool(cfg.database)
+    tools = _tools(cfg.database, the_plan.engine)
     endpoint = endpoint_from(cfg.database)
     root = the_plan.directory
     store.ensure_dir(root)
@@ -147,7 +184,8 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
             log.info("backing up %d database%s: %s", len(names), "" if len(names) == 1 else "s", ", ".join(names))
 
             def one(name: str) -> Result:
-                result = _backup_database(endpoint, server, tool, name, the_plan, keys, cfg.backup)
+                result = _backup_database(endpoint, server, tools, name, the_plan, keys, cfg, progress)
+                progress.finished(name, result.ok)
                 results.append(result)
                 report(result)
                 return result
@@ -184,7 +222,7 @@ def _run_concurrently(one: Callable[[str], Result], batch: list[str], workers: i
     pool.shutdown(wait=True)
 
 
-def _backup_database(endpoint, server, tool, name: str, the_plan: Plan, keys, cfg) -> Result:
+def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, cfg, progress: Progress) -> Result:
     """One database, start to end, on a connection of its own; failures become a Result."""
     for stale in store.remove_stale_partials(the_plan.directory, name):
         log.warning("removed an unfinished backup left by an earlier run: %s", stale)
@@ -192,7 +230,7 @@ def _backup_database(endpoint, server, tool, name: str, the_plan: Plan, keys, cf
     log.info("%s: backup started", name)
     conn = None
     try:
-        path, conn = _with_retries(conn, endpoint, server, tool, name, the_plan, keys, cfg)
+        path, conn = _with_retries(conn, endpoint, server, tools, name, the_plan, keys, cfg, progress)
     except Interrupted:
         raise
     except TenangDBError as exc:
@@ -213,14 +251,15 @@ RETRY_CAP = 300.0
 _cancelled = threading.Event()
 
 
-def _with_retries(conn, endpoint, server, tool, name, the_plan: Plan, keys, cfg):
+def _with_retries(conn, endpoint, server, tools, name, the_plan: Plan, keys, settings, progress: Progress):
     """Back up one database, retrying transient failures with exponential backoff."""
+    cfg = settings.backup
     attempt = 1
     while True:
         try:
             conn = reconnect(conn, endpoint) if conn is not None else connect(endpoint)
             with translated_errors(endpoint):
-                return _backup_one(conn, endpoint, server, tool, name, the_plan, keys, cfg.timeout), conn
+                return _backup_one(conn, endpoint, server, tools, name, the_plan, keys, settings, progress), conn
         except (BackupFailed, ConnectionFailed) as exc:
             if interrupt_requested():
                 raise Interrupted("interrupted; unfinished work was removed") from None
@@ -236,7 +275,36 @@ def _with_retries(conn, endpoint, server, tool, name, the_plan: Plan, keys, cfg)
             attempt += 1
 
 
-def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeout: float) -> Path:
+@dataclass
+class _Tools:
+    dump: str | None  # mariadb-dump/mysqldump: the streaming engine and the fallback
+    mydumper: str | None
+    missing_dump: str | None = None  # why `dump` is None
+
+
+def _tools(dcfg, engine: str) -> _Tools:
+    if engine == "mysqldump":
+        return _Tools(dump=dump_tool(dcfg), mydumper=None)
+    try:
+        dump = dump_tool(dcfg)
+        missing = None
+    except ToolMissing as exc:  # only needed for databases mydumper cannot carry
+        if dcfg.mysqldump_path:
+            raise  # a path the operator set and got wrong is worth stopping for
+        dump, missing = None, str(exc)
+    return _Tools(dump=dump, mydumper=mydumper_tool(dcfg), missing_dump=missing)
+
+
+@dataclass
+class _Dumped:
+    files: list[dict]
+    engine: dict
+    binlog: dict | None
+    warnings: list[str]
+
+
+def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, keys, settings,
+                progress: Progress) -> Path:
     if not inv_mod.database_exists(conn, name):
         raise BackupFailed(f"database {name!r} does not exist on the server", retryable=False)
     when = _now()
@@ -249,46 +317,25 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
                                + "; ".join(checked.losses), retryable=False)
         for warning in checked.warnings:
             log.warning("%s: %s", name, warning)
-        file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
-        binlog = server.can_read_binlog_position
-        argv_history = bool(inventory.system_versioned)
-        with client_options(endpoint) as (login, fds):
-            argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=server.flavour,
-                                       dump_history=argv_history)
-            log.debug("running %s", " ".join(argv))
-            with spawn(argv, pass_fds=fds) as child:
-                expired = threading.Event()
-
-                def on_timeout() -> None:
-                    expired.set()
-                    child.kill_group()
-
-                timer = threading.Timer(timeout, on_timeout)
-                timer.daemon = True
-                timer.start()
-                try:
-                    reader = ReadAhead(child.stdout)
-                    try:
-                        sealed = seal(reader.read, staging.path / file_name,
-                                      compression=the_plan.compression, level=the_plan.level,
-                                      recipients=keys.recipients if keys else None)
-                    except OSError as exc:
-                        raise store.disk_error(exc, staging.path) from None
-                    finally:
-                        reader.close()
-                    status = child.wait()
-                finally:
-                    timer.cancel()
-        if expired.is_set():
-            raise BackupFailed(f"{Path(tool).name} did not finish within backup.timeout ({timeout:.0f}s)")
-        if status < 0:
-            raise BackupFailed(f"{Path(tool).name} was killed by signal {-status}")
-        if status != 0:
-            raise BackupFailed(f"{Path(tool).name} failed (exit {status}): {child.error_line()}")
-        if not mysqldump.is_complete(sealed.tail):
-            raise BackupFailed(f"{Path(tool).name} output ends without its completion marker; "
-                               "the dump is incomplete")
-        warnings = checked.warnings + [line for line in child.stderr_text().splitlines() if line.strip()]
+        engine, fallback = the_plan.engine, None
+        if engine == "mydumper":
+            reasons = mydumper.unsupported(conn, name, inventory, checked.qualified_references)
+            if reasons:
+                fallback = (f"mydumper {'.'.join(map(str, mydumper.version(tools.mydumper)))} cannot carry "
+                            f"everything in this database ({'; '.join(reasons)}); used the streaming engine")
+                log.warning("%s: %s", name, fallback)
+                engine = "mysqldump"
+        progress.started(name, engine, len(inventory.tables))
+        if engine == "mydumper":
+            dumped = _dump_mydumper(endpoint, server, tools.mydumper, name, the_plan, keys, settings, staging,
+                                    inventory, progress)
+        else:
+            if tools.dump is None:
+                raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
+            dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys, settings.backup.timeout,
+                                     staging, inventory, progress)
+        if fallback:
+            dumped.engine["fallback_reason"] = fallback
         finished = _now()
         manifest = {
             "format": 1,
@@ -296,12 +343,10 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
             "database": name,
             "name": staging.name,
             "server": {"version": server.version, "flavour": server.flavour},
-            "engine": {"name": mysqldump.ENGINE, "program": Path(tool).name, "version": tool_version(tool),
-                       "options": [a for a in argv[1:] if a.startswith("--") and not a.startswith("--defaults")
-                                   and a != "--"]},
+            "engine": dumped.engine,
             "started_at": when.isoformat(),
             "finished_at": finished.isoformat(),
-            "binlog": mysqldump.binlog_coordinates(sealed.head) if binlog else None,
+            "binlog": dumped.binlog,
             "compression": {"format": the_plan.compression, "level": the_plan.level},
             "encryption": {"enabled": keys is not None, "method": "age" if keys else None,
                            "recipients": keys.fingerprints() if keys else []},
@@ -309,13 +354,9 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
             "database_collation": inventory.collation,
             "database_comment": checked.comment,
             "qualified_references": checked.qualified_references,
-            "files": [{
-                "name": file_name, "kind": "sql",
-                "plain_size": sealed.plain.size, "plain_sha256": sealed.plain.sha256,
-                "stored_size": sealed.stored.size, "stored_sha256": sealed.stored.sha256,
-            }],
+            "files": dumped.files,
             "objects": inventory.as_manifest(),
-            "warnings": [redact(w) for w in warnings[-20:]],
+            "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]],
         }
         try:
             return staging.commit(manifest)
@@ -324,6 +365,148 @@ def _backup_one(conn, endpoint, server, tool, name, the_plan: Plan, keys, timeou
     except BaseException:
         staging.discard()
         raise
+
+
+class _Deadline:
+    """backup.timeout for one dump: on expiry the tool's whole process group is killed."""
+
+    def __init__(self, child, timeout: float) -> None:
+        self.expired = threading.Event()
+
+        def on_timeout() -> None:
+            self.expired.set()
+            child.kill_group()
+
+        self._timer = threading.Timer(timeout, on_timeout)
+        self._timer.daemon = True
+
+    def __enter__(self) -> "_Deadline":
+        self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._timer.cancel()
+
+
+def _check_exit(program: str, child, status: int, deadline: _Deadline, timeout: float) -> None:
+    if deadline.expired.is_set():
+        raise BackupFailed(f"{program} did not finish within backup.timeout ({timeout:.0f}s)")
+    if status < 0:
+        raise BackupFailed(f"{program} was killed by signal {-status}")
+    if status != 0:
+        raise BackupFailed(f"{program} failed (exit {status}): {child.error_line()}")
+
+
+def _file_entry(name: str, kind: str, sealed, plain_name: str | None = None) -> dict:
+    entry = {"name": name, "kind": kind,
+             "plain_size": sealed.plain.size, "plain_sha256": sealed.plain.sha256,
+             "stored_size": sealed.stored.size, "stored_sha256": sealed.stored.sha256}
+    if plain_name is not None:
+        entry["plain_name"] = plain_name
+    return entry
+
+
+def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout: float, staging,
+                    inventory, progress: Progress) -> _Dumped:
+    file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
+    binlog = server.can_read_binlog_position
+    program = Path(tool).name
+    with client_options(endpoint) as (login, fds):
+        argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=server.flavour,
+                                   dump_history=bool(inventory.system_versioned))
+        log.debug("running %s", " ".join(argv))
+        with spawn(argv, pass_fds=fds) as child, _Deadline(child, timeout) as deadline:
+            reader = ReadAhead(child.stdout)
+            done = 0
+
+            def counted(n: int = -1) -> bytes:
+                nonlocal done
+                chunk = reader.read(n)
+                done += len(chunk)
+                progress.advanced(name, done)
+                return chunk
+            try:
+                sealed = seal(counted, staging.path / file_name,
+                              compression=the_plan.compression, level=the_plan.level,
+                              recipients=keys.recipients if keys else None)
+            except OSError as exc:
+                raise store.disk_error(exc, staging.path) from None
+            finally:
+                reader.close()
+            status = child.wait()
+    _check_exit(program, child, status, deadline, timeout)
+    if not mysqldump.is_complete(sealed.tail):
+        raise BackupFailed(f"{program} output ends without its completion marker; the dump is incomplete")
+    return _Dumped(
+        files=[_file_entry(file_name, "sql", sealed)],
+        engine={"name": mysqldump.ENGINE, "program": program, "version": tool_version(tool),
+                "options": [a for a in argv[1:] if a.startswith("--") and not a.startswith("--defaults")
+                            and a != "--"]},
+        binlog=mysqldump.binlog_coordinates(sealed.head) if binlog else None,
+        warnings=[line for line in child.stderr_text().splitlines() if line.strip()],
+    )
+
+
+def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings, staging, inventory,
+                   progress: Progress) -> _Dumped:
+    mcfg = settings.database.mydumper
+    timeout = settings.backup.timeout
+    program = Path(tool).name
+    suffix = SUFFIX[the_plan.compression] + (".age" if keys else "")
+    scratch = staging.scratch()
+    outdir = scratch / "dump"
+    try:
+        login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file else private_defaults_file(endpoint)
+        with login as defaults:
+            argv = mydumper.dump_argv(tool, defaults, name, outdir, threads=mcfg.threads,
+                                      chunk_filesize=mcfg.chunk_filesize, build_empty_files=mcfg.build_empty_files)
+            log.debug("running %s", " ".join(argv))
+            sealer = FolderSealer(outdir, staging.path, compression=the_plan.compression, level=the_plan.level,
+                                  recipients=keys.recipients if keys else None, suffix=suffix,
+                                  max_unsealed=mcfg.max_unsealed_mb << 20,
+                                  hold_until_end=frozenset({mydumper.METADATA}))
+            tables_seen: set[str] = set()
+            table_names = {t["name"] for t in inventory.tables}
+
+            def on_sealed(plain_name: str) -> None:
+                if (table := mydumper.table_of(plain_name, name)) in table_names:
+                    tables_seen.add(table)
+                progress.advanced(name, sealer.plain_bytes, len(tables_seen))
+            sealer.on_sealed = on_sealed
+            # umask 077: the plaintext files are the operator's data, readable by us alone.
+            with spawn(argv, stdout=subprocess.DEVNULL, umask=0o077) as child, \
+                    _Deadline(child, timeout) as deadline:
+                try:
+                    sealed = sealer.run(child, stop=deadline.expired.is_set)
+                except OSError as exc:
+                    raise store.disk_error(exc, staging.path) from None
+                status = child.wait()
+        _check_exit(program, child, status, deadline, timeout)
+        stderr = child.stderr_text()
+        if fatal := mydumper.fatal_lines(stderr):
+            raise BackupFailed(f"{program} reported errors, so the dump is incomplete: {fatal[0][:300]}")
+        by_name = {f.plain_name: f for f in sealed}
+        meta = by_name.get(mydumper.METADATA)
+        metadata_text = meta.result.head.decode("utf-8", errors="replace") if meta else ""
+        if not mydumper.is_complete(metadata_text):
+            raise BackupFailed(f"{program} did not record the end of the dump; the dump is incomplete")
+        if missing := sorted(mydumper.expected_schema_files(name, inventory) - set(by_name)):
+            raise BackupFailed(f"{program} wrote no {missing[0]}; the dump is incomplete")
+        if sealer.paused_seconds:
+            log.info("%s: %s was paused %.1fs so that unsealed plaintext stayed under %d MiB", name, program,
+                     sealer.paused_seconds, mcfg.max_unsealed_mb)
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    skipped = ("--defaults-file", "--outputdir")
+    return _Dumped(
+        files=[_file_entry(f.name, "mydumper", f.result, plain_name=f.plain_name) for f in sealed],
+        engine={"name": mydumper.ENGINE, "program": program,
+                "version": ".".join(map(str, mydumper.version(tool))),
+                "options": [a for a in argv[1:] if a.startswith("--") and not a.startswith(skipped)]},
+        binlog=mydumper.binlog_coordinates(metadata_text) if server.can_read_binlog_position else None,
+        warnings=[line.strip() for line in stderr.splitlines()
+                  if line.strip() and "binlog coordinates will not be accurate" not in line],
+    )
 
 
 def human_size(size: int) -> str:

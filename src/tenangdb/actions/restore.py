@@ -2,20 +2,26 @@
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
+import os
+import shutil
 import subprocess
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tenangdb.actions.verify import identities_for, verify_backup
+from tenangdb.actions.verify import identities_for, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import RestoreFailed, VerifyFailed
+from tenangdb.errors import RestoreFailed, ToolMissing, VerifyFailed
 from tenangdb.mysql import inventory as inv_mod
-from tenangdb.mysql import mysqldump
-from tenangdb.mysql.connection import client_options, connect, endpoint_from
-from tenangdb.mysql.tools import client_tool
+from tenangdb.mysql import mydumper, mysqldump
+from tenangdb.mysql.connection import client_options, connect, endpoint_from, private_defaults_file
+from tenangdb.mysql.tools import client_tool, myloader_tool
+from tenangdb.repository import manifest as manifest_mod
 from tenangdb.runner import spawn
 from tenangdb.stream.pipeline import unseal
 
@@ -34,13 +40,51 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
         confirm: Callable[[str], bool]) -> Restored:
     if not target or "\x00" in target or len(target) > 64:
         raise RestoreFailed(f"{target!r} is not a valid database name")
+    scratch = _mydumper_scratch(backup_path)
     try:
-        verified = verify_backup(loaded, backup_path)
+        return _run(loaded, backup_path, target, confirm, scratch)
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _mydumper_scratch(backup_path: str | Path) -> Path | None:
+    """For a mydumper backup, a private folder beside it for the plaintext myloader reads.
+
+    myloader reads a whole folder, so the plaintext exists on disk for the length of the
+    load: 0700, on the backup's own filesystem, removed however the restore ends.
+    """
+    try:
+        folder = resolve_backup_path(backup_path)
+        engine = json.loads((folder / manifest_mod.MANIFEST).read_text(encoding="utf-8"))["engine"]["name"]
+    except (OSError, ValueError, KeyError, TypeError, VerifyFailed):
+        return None  # verification will say what is wrong with it
+    if engine != mydumper.ENGINE:
+        return None
+    try:
+        scratch = Path(tempfile.mkdtemp(prefix=".tenangdb-restore-", dir=folder.parent))
+    except OSError as exc:
+        raise RestoreFailed(f"cannot create a private folder beside {folder}: {exc.strerror or exc}") from None
+    os.chmod(scratch, 0o700)
+    return scratch
+
+
+def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path | None) -> Restored:
+    if scratch is not None:
+        _loader(loaded.settings.database)  # before reading gigabytes, not after
+    try:
+        # A mydumper backup is unsealed in the verifying pass itself: one read of the backup.
+        verified = verify_backup(loaded, backup_path, extract_to=scratch)
     except VerifyFailed as exc:
         raise VerifyFailed(f"refusing to restore from a backup that failed verification: {exc}") from None
+    except OSError as exc:
+        raise RestoreFailed(f"cannot write the unsealed dump under {scratch}: {exc.strerror or exc}") from None
     manifest, folder = verified.manifest, verified.path
     cfg = loaded.settings
-    client = client_tool(cfg.database)
+    if manifest["engine"].get("name") == mydumper.ENGINE:
+        client = _loader(cfg.database)
+    else:
+        client = client_tool(cfg.database)
     endpoint = endpoint_from(cfg.database)
     conn = connect(endpoint)
     try:
@@ -59,8 +103,13 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
                     "restore into %r: %s", manifest["database"], target, ", ".join(manifest["qualified_references"]))
     started = time.monotonic()
     total = 0
-    for entry in manifest["files"]:
-        total += _load_file(folder / entry["name"], entry, manifest, client, endpoint, target, identities)
+    if manifest["engine"].get("name") == mydumper.ENGINE:
+        if scratch is None:
+            raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
+        total = _load_mydumper(loaded, scratch, manifest, endpoint, target, verified.plain_bytes)
+    else:
+        for entry in manifest["files"]:
+            total += _load_file(folder / entry["name"], entry, manifest, client, endpoint, target, identities)
     duration = time.monotonic() - started
     log.info("restored %s into database %r in %.1fs", folder, target, duration)
     return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
@@ -95,3 +144,33 @@ def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, t
         raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
                             f"{target!r} may be incomplete")
     return result.plain.size
+
+
+def _loader(dcfg) -> str:
+    if not dcfg.mydumper.myloader.enabled:
+        raise RestoreFailed("this backup was made by mydumper and restoring it needs myloader, but "
+                            "database.mydumper.myloader.enabled is false")
+    try:
+        return myloader_tool(dcfg)
+    except ToolMissing as exc:
+        raise RestoreFailed(f"this backup was made by mydumper and restoring it needs myloader: {exc}") from None
+
+
+def _load_mydumper(loaded: LoadedConfig, plain_dir: Path, manifest: dict, endpoint, target: str,
+                   plain_bytes: int) -> int:
+    dcfg = loaded.settings.database
+    binary = _loader(dcfg)
+    mcfg = dcfg.mydumper.myloader
+    login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file else private_defaults_file(endpoint)
+    with login as defaults:
+        argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest["database"], target=target,
+                                  threads=mcfg.threads)
+        with spawn(argv, stdout=subprocess.DEVNULL) as child:
+            status = child.wait()
+    program = Path(binary).name
+    if status != 0:
+        raise RestoreFailed(f"{program} failed to load the backup (exit {status}): {child.error_line()}")
+    if fatal := mydumper.fatal_lines(child.stderr_text()):
+        raise RestoreFailed(f"{program} reported errors; the target database {target!r} may be incomplete: "
+                            f"{fatal[0][:300]}")
+    return plain_bytes

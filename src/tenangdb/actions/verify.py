@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -49,7 +51,13 @@ def identities_for(loaded: LoadedConfig, manifest: dict, folder: Path) -> list |
     return identities
 
 
-def verify_backup(loaded: LoadedConfig, path: str | Path) -> Verified:
+def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | None = None) -> Verified:
+    """Check every file of a backup against its manifest.
+
+    With `extract_to`, the plain bytes of each file are also written there (0600, under the
+    file's plain name) in the same pass, for a loader that needs files on disk: the caller
+    may use them only if this returns, that is once every file has been verified.
+    """
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
     identities = identities_for(loaded, manifest, folder)
@@ -67,7 +75,9 @@ def verify_backup(loaded: LoadedConfig, path: str | Path) -> Verified:
             raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
                                f"{entry['stored_size']} (truncated or damaged)")
         try:
-            result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities)
+            with _extraction(extract_to, entry) as forward:
+                result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities,
+                                forward=forward)
         except VerifyFailed:
             # Say the most precise thing: bytes changed on disk beats "cannot decrypt".
             if _sha256(file_path) != entry["stored_sha256"]:
@@ -81,6 +91,17 @@ def verify_backup(loaded: LoadedConfig, path: str | Path) -> Verified:
         total += result.plain.size
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(listed), "" if len(listed) == 1 else "s", total)
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
+
+
+@contextlib.contextmanager
+def _extraction(folder: Path | None, entry: dict):
+    if folder is None:
+        yield None
+        return
+    name = entry.get("plain_name") or entry["name"]
+    fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        yield out.write
 
 
 def _sha256(path: Path) -> str:

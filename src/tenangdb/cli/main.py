@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -12,7 +13,7 @@ from pathlib import Path
 import click
 import platformdirs
 
-from tenangdb import __version__
+from tenangdb import __version__, logs
 from tenangdb.errors import (EXIT_BACKUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_VERIFY, ConfigError, Interrupted,
                              request_interrupt, TenangDBError)
 
@@ -39,6 +40,18 @@ class State:
 
 def _interactive() -> bool:
     return sys.stdin.isatty() and sys.stderr.isatty()
+
+
+@contextlib.contextmanager
+def _progress_board():
+    """On a terminal, a live board with log lines printed above it; otherwise nothing."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from tenangdb.cli.progress import Board
+
+    with logs.console_stream(Board()) as board, board:
+        yield board
 
 
 def _confirm_factory(assume_yes: bool):
@@ -172,8 +185,8 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
             return
     from tenangdb.actions import observe
 
-    with observe.backup_run(loaded, plan) as observer:
-        results = action.run(loaded, plan, on_result=observer.database_done)
+    with observe.backup_run(loaded, plan) as observer, _progress_board() as board:
+        results = action.run(loaded, plan, on_result=observer.database_done, progress=board)
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
     if not failed:

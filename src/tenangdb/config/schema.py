@@ -81,7 +81,7 @@ class MyloaderConfig(_Section):
 
 
 class MydumperConfig(_Section):
-    """Accepted now so original configs load; the parallel engine honours it."""
+    """The parallel engine (backup.engine: auto or mydumper)."""
 
     enabled: bool = True
     binary_path: str | None = None
@@ -94,6 +94,16 @@ class MydumperConfig(_Section):
     single_table: bool = False
     no_schemas: bool = False
     no_data: bool = False
+    @field_validator("no_schemas", "no_data")
+    @classmethod
+    def _whole_dumps_only(cls, value: bool) -> bool:
+        if value:
+            raise ValueError("true would make backups that cannot be restored into a working "
+                             "database; TenangDB always dumps schemas and data")
+        return value
+
+    max_unsealed_mb: int = Field(1024, ge=16, description="plaintext dump files waiting to be sealed before "
+                                 "mydumper is paused")
     myloader: MyloaderConfig = Field(default_factory=MyloaderConfig)
 
 

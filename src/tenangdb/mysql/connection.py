@@ -6,7 +6,9 @@ from __future__ import annotations
 import contextlib
 import getpass
 import os
+import shutil
 import ssl as ssl_lib
+import tempfile
 from dataclasses import dataclass
 from typing import Iterator
 
@@ -112,6 +114,33 @@ def client_options(ep: Endpoint) -> Iterator[tuple[list[str], list[int]]]:
         if write_fd >= 0:
             os.close(write_fd)
         os.close(read_fd)
+
+
+@contextlib.contextmanager
+def private_defaults_file(ep: Endpoint) -> Iterator[str]:
+    """An option file for tools that read it once per connection (mydumper, myloader).
+
+    A pipe serves one reader only, so these tools get a real file: 0600 inside a fresh 0700
+    folder, in shared memory where there is one (it never reaches a disk), removed when the
+    tool is done. With `database.defaults_file` the operator's own file is used as it is.
+    """
+    if ep.defaults_file:
+        if not os.access(ep.defaults_file, os.R_OK):
+            raise ConnectionFailed(f"database.defaults_file {ep.defaults_file} does not exist or is not readable")
+        yield ep.defaults_file
+        return
+    shm = "/dev/shm"
+    parent = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
+    folder = tempfile.mkdtemp(prefix="tenangdb-login-", dir=parent)
+    try:
+        os.chmod(folder, 0o700)
+        path = os.path.join(folder, "client.cnf")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(option_file_text(ep))
+        yield path
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _ssl_context(ep: Endpoint) -> dict | None:

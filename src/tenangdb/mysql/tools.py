@@ -12,7 +12,8 @@ from tenangdb.runner import run
 _EXTRA_PATHS = "/usr/bin:/usr/local/bin:/usr/sbin:/usr/local/sbin:/opt/homebrew/bin:/snap/bin"
 
 
-def find_tool(configured: str | None, candidates: tuple[str, ...], what: str, key: str) -> str:
+def find_tool(configured: str | None, candidates: tuple[str, ...], what: str, key: str,
+              package: str = "mariadb-client") -> str:
     if configured:
         found = shutil.which(configured)
         if not found:
@@ -23,12 +24,22 @@ def find_tool(configured: str | None, candidates: tuple[str, ...], what: str, ke
         if found:
             return found
     raise ToolMissing(f"{what} is not installed (looked for {', '.join(candidates)}); "
-                      f"install mariadb-client or set {key}")
+                      f"install {package} or set {key}")
 
 
 def dump_tool(cfg) -> str:
     return find_tool(cfg.mysqldump_path, ("mariadb-dump", "mysqldump"), "the dump tool",
                      "database.mysqldump_path")
+
+
+def mydumper_tool(cfg) -> str:
+    return find_tool(cfg.mydumper.binary_path, ("mydumper",), "mydumper", "database.mydumper.binary_path",
+                     package="mydumper")
+
+
+def myloader_tool(cfg) -> str:
+    return find_tool(cfg.mydumper.myloader.binary_path, ("myloader",), "myloader",
+                     "database.mydumper.myloader.binary_path", package="mydumper")
 
 
 def client_tool(cfg) -> str:

@@ -58,6 +58,10 @@ def load(folder: Path) -> dict[str, Any]:
             raise VerifyFailed(f"{path}: file entry {name!r} has a missing or malformed SHA-256")
         if "/" in name or "\x00" in name or name in ("", ".", "..") or name == MANIFEST:
             raise VerifyFailed(f"{path}: file entry {name!r} is not a plain file name")
+        plain_name = entry.get("plain_name")
+        if plain_name is not None and (not isinstance(plain_name, str) or "/" in plain_name or "\x00" in plain_name
+                                       or plain_name in ("", ".", "..")):
+            raise VerifyFailed(f"{path}: file entry {name!r} has an unusable plain_name")
         if name in names:
             raise VerifyFailed(f"{path}: file {name!r} is listed twice")
         names.add(name)

@@ -95,6 +95,15 @@ class Staging:
     def discard(self) -> None:
         shutil.rmtree(self.path, ignore_errors=True)
 
+    def scratch(self) -> Path:
+        """A private (0700) folder beside the staging one, for plaintext a dump tool writes to
+        disk. It is named like a staging folder, so a run killed outright leaves nothing that
+        the next run will not remove."""
+        path = self.final.parent / f".{self.name}.dump.partial"
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)
+        return path
+
 
 def begin(root: Path, database: str, when: datetime) -> Staging:
     month = root / folder_name(database) / month_folder(when)

@@ -1,0 +1,68 @@
+"""FolderSealer against real producer processes: files are sealed once closed, plaintext is
+removed, the producer is paused when the unsealed backlog grows, rewrites are refused."""
+
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from tenangdb.errors import BackupFailed
+from tenangdb.runner import spawn
+from tenangdb.stream.folder import FolderSealer
+from tenangdb.stream.pipeline import unseal
+
+
+def producer(tmp_path, script: str):
+    source = tmp_path / "dump"
+    code = textwrap.dedent(script).format(out=str(source))
+    return source, spawn([sys.executable, "-c", code], stdout=subprocess.DEVNULL)
+
+
+def test_every_closed_file_is_sealed_and_backpressure_pauses_the_producer(tmp_path):
+    source, child = producer(tmp_path, """
+        import os
+        os.mkdir({out!r})
+        for i in range(12):
+            with open(os.path.join({out!r}, f"part{{i:02}}.sql"), "wb") as fh:
+                fh.write(bytes([i]) * (1 << 20) + os.urandom(1 << 20))
+    """)
+    dest = tmp_path / "sealed"
+    dest.mkdir()
+    sealer = FolderSealer(source, dest, compression="zstd", level=3, recipients=None, suffix=".zst",
+                          max_unsealed=2 << 20)
+    with child:
+        sealed = sealer.run(child)
+        assert child.wait() == 0
+    assert [f.plain_name for f in sealed] == [f"part{i:02}.sql" for i in range(12)]
+    assert list(source.iterdir()) == []  # no plaintext left
+    assert sealer.pauses > 0  # it wrote 24 MiB far faster than we seal: it had to wait
+    for f in sealed:
+        out = bytearray()
+        result = unseal(dest / f.name, compression="zstd", identities=None, forward=out.extend)
+        assert result.plain.sha256 == f.result.plain.sha256 == hashlib.sha256(out).hexdigest()
+        assert len(out) == 2 << 20
+
+
+def test_a_file_written_again_after_sealing_is_refused(tmp_path):
+    source, child = producer(tmp_path, """
+        import os, time
+        os.mkdir({out!r})
+        path = os.path.join({out!r}, "a.sql")
+        with open(path, "wb") as fh:
+            fh.write(b"first")
+        while os.path.exists(path):
+            time.sleep(0.01)
+        with open(path, "wb") as fh:
+            fh.write(b"second")
+        time.sleep(1)
+    """)
+    dest = tmp_path / "sealed"
+    dest.mkdir()
+    sealer = FolderSealer(source, dest, compression="none", level=0, recipients=None, suffix="",
+                          max_unsealed=1 << 30)
+    with child, pytest.raises(BackupFailed, match="wrote a.sql again"):
+        sealer.run(child)
