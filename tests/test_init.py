@@ -369,3 +369,25 @@ def test_init_deploy_keeps_existing_units_without_force(env, server, sample_db):
     forced = env.cli(*argv, "--force", env={"TENANGDB_DB_PASSWORD": PASSWORD})
     assert forced.returncode == 0, forced.stderr
     assert (units / "tenangdb.service").exists()
+
+
+@pytest.mark.skipif(not shutil.which("mydumper"), reason="mydumper is not installed")
+def test_printed_grants_suffice_for_mydumper(env, server):
+    """With mydumper installed `auto` picks it; the GRANTs init prints must let it run."""
+    import json
+    db = unique("plain")
+    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, v TEXT); "
+               f"INSERT INTO `{db}`.t VALUES (1, 'a'), (2, 'b');")
+    user = make_user(server)
+    done = env.cli(*init_argv(env, user, db, "--encryption", "none"), env={"TENANGDB_DB_PASSWORD": PASSWORD})
+    assert done.returncode == 0, done.stderr
+    statements = re.findall(r"^\s+(GRANT .*;)$", done.stderr, re.M)
+    assert any("RELOAD" in s for s in statements)
+    for statement in statements:
+        server.sql(statement)
+    backup = env.cli("backup", "--yes", config=env.root / "etc" / "config.yaml")
+    assert backup.returncode == 0, backup.stderr
+    [folder] = env.backups_of(db)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    assert manifest["engine"]["name"] == "mydumper" and manifest["binlog"]["position"] > 0
+    server.sql(f"DROP DATABASE `{db}`")

@@ -286,7 +286,11 @@ def database(loaded: LoadedConfig) -> list[Check]:
     try:
         server = inventory.server_info(conn)
         names = loaded.settings.backup.databases or ["all"]
-        engine = "mydumper" if loaded.settings.backup.engine == "mydumper" else "mysqldump"
+        from tenangdb.actions.backup import choose_engine
+        try:
+            engine = choose_engine(loaded.settings)
+        except TenangDBError:
+            engine = "mysqldump"
         report, statements = grant_advice(conn, server, names, engine)
         if tls is None:
             with conn.cursor() as cur:

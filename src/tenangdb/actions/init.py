@@ -295,7 +295,10 @@ def run(a: Answers, q: Questions) -> dict:
         found = inventory.all_databases(conn, include_mysql=False)
         q.say(f"Connected: {server.flavour} {server.version}, binary log {'on' if server.log_bin else 'off'}")
         databases = _choose_databases(q, a.databases, found)
-        report, statements = grant_advice(conn, server, databases)
+        # backup.engine: auto (what init writes) picks mydumper when it is installed.
+        import shutil
+        engine = "mydumper" if shutil.which("mydumper") else "mysqldump"
+        report, statements = grant_advice(conn, server, databases, engine)
     finally:
         conn.close()
     _say_grants(q, report, statements)

@@ -9,8 +9,10 @@ The needs follow what the engines actually execute:
   8.0.20+); the binlog position needs RELOAD (the brief FLUSH TABLES WITH READ LOCK) and BINLOG
   MONITOR (MariaDB 10.5+; REPLICATION CLIENT before and on MySQL). MySQL 8.0.21+ also wants
   PROCESS for the tablespace query. No LOCK TABLES: a single transaction needs none.
-- mydumper additionally takes FLUSH TABLES WITH READ LOCK (RELOAD), reads the process list
-  (PROCESS) and on MySQL 8 uses LOCK INSTANCE FOR BACKUP (BACKUP_ADMIN).
+- mydumper (which `backup.engine: auto` picks when it is installed) cannot start without
+  FLUSH TABLES WITH READ LOCK (RELOAD, measured with 0.10 on MariaDB 10.11), on MySQL 8 uses
+  LOCK INSTANCE FOR BACKUP (BACKUP_ADMIN), and falls back to the streaming engine for
+  databases it cannot carry, so it needs that engine's privileges too.
 """
 
 from __future__ import annotations
@@ -162,7 +164,8 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 def requirements(engine: str, flavour: str, version: str, *, binlog: bool) -> list[Need]:
-    """What the account needs for the engine against this server."""
+    """What the account needs for the engine against this server. The mydumper engine falls
+    back to the streaming one for databases it cannot carry, so it needs both sets."""
     ver = _version_tuple(version)
     needs = [
         Need("SELECT", "database", "read the tables"),
@@ -179,22 +182,21 @@ def requirements(engine: str, flavour: str, version: str, *, binlog: bool) -> li
         needs.append(Need("SHOW_ROUTINE", "global", "dump the text of stored routines"))
     else:
         needs.append(Need("SELECT", "mysql.proc", "dump the text of stored routines"))
+    if flavour == "mysql" and ver >= (8, 0, 21):
+        needs.append(Need("PROCESS", "global", "the tablespace query of mysqldump 8.0.21+"))
     binlog_priv = "BINLOG MONITOR" if flavour == "mariadb" and ver >= (10, 5) else "REPLICATION CLIENT"
     if engine == "mydumper":
-        needs.append(Need("RELOAD", "global", "FLUSH TABLES WITH READ LOCK for a consistent start"))
-        needs.append(Need("PROCESS", "global", "watch for long queries before locking"))
+        # Measured with mydumper 0.10 on MariaDB 10.11: without RELOAD it stops ("Couldn't
+        # acquire global lock"); PROCESS is not needed.
+        needs.append(Need("RELOAD", "global", "FLUSH TABLES WITH READ LOCK for mydumper's consistent start"))
         if flavour == "mysql" and ver >= (8, 0):
             needs.append(Need("BACKUP_ADMIN", "global", "LOCK INSTANCE FOR BACKUP"))
-        if binlog:
-            needs.append(Need(binlog_priv, "global", "record the binlog position", required=False))
-    else:
-        if flavour == "mysql" and ver >= (8, 0, 21):
-            needs.append(Need("PROCESS", "global", "the tablespace query of mysqldump 8.0.21+"))
-        if binlog:
-            needs.append(Need("RELOAD", "global", "record the binlog position (a brief FLUSH TABLES WITH "
-                              "READ LOCK)", required=False))
-            needs.append(Need(binlog_priv, "global", "record the binlog position (SHOW MASTER STATUS)",
-                              required=False))
+    elif binlog:
+        needs.append(Need("RELOAD", "global", "record the binlog position (a brief FLUSH TABLES WITH "
+                          "READ LOCK)", required=False))
+    if binlog:
+        needs.append(Need(binlog_priv, "global", "record the binlog position (SHOW MASTER STATUS)",
+                          required=False))
     return needs
 
 
