@@ -252,12 +252,19 @@ def service_unit(unit_dir: str, loaded: LoadedConfig | None = None) -> Check | N
 
 
 def tools(loaded: LoadedConfig) -> Check:
-    from tenangdb.mysql.tools import dump_tool, tool_version
+    from tenangdb.actions.backup import choose_engine
+    from tenangdb.mysql.tools import dump_tool, myloader_tool, tool_version
     try:
         path = dump_tool(loaded.settings.database)
+        seen = [f"{path} {tool_version(path)}"]
+        if choose_engine(loaded.settings) == "mydumper":
+            from tenangdb.mysql.tools import mydumper_tool
+            seen.append(f"{mydumper_tool(loaded.settings.database)} and "
+                        f"{myloader_tool(loaded.settings.database)} (the mydumper engine)")
     except TenangDBError as exc:
-        return Check("tools", FAIL, str(exc), "apt-get install mariadb-client")
-    return Check("tools", PASS, f"{path} {tool_version(path)}")
+        return Check("tools", FAIL, str(exc), "apt-get install mariadb-client (and mydumper for the parallel "
+                     "engine)")
+    return Check("tools", PASS, "; ".join(seen))
 
 
 def database(loaded: LoadedConfig) -> list[Check]:
