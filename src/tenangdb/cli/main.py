@@ -310,7 +310,8 @@ def _default_init_config() -> str:
 @click.option("--config", "local_config", type=click.Path(dir_okay=False),
               help="Where to write the config (as tenangdb --config; default /etc/tenangdb/config.yaml as root, "
               "else the user config dir).")
-@click.option("--force", is_flag=True, help="Overwrite an existing config, secrets file and key.")
+@click.option("--force", is_flag=True, help="Overwrite an existing config, secrets file and units (an existing "
+              "age identity is always kept).")
 @click.option("--dry-run", is_flag=True, help="Check and print what would be written; write nothing.")
 @click.option("--deploy-systemd", is_flag=True, help="Also create the service user and install hardened "
               "systemd units (as root).")
@@ -328,7 +329,8 @@ def _default_init_config() -> str:
 @click.option("--backup-dir", help="Backup directory.")
 @click.option("--compression", type=click.Choice(["zstd", "gzip", "xz", "none"]), help="Compression (zstd).")
 @click.option("--encryption", type=click.Choice(["generate", "recipients", "none"]),
-              help="generate: a new age identity beside the config; recipients: encrypt to --recipient keys.")
+              help="generate: an age identity beside the config (an existing one is reused); recipients: encrypt "
+              "to --recipient keys whose identity is kept elsewhere.")
 @click.option("--recipient", "recipients", multiple=True, help="An age public key to encrypt to (repeatable).")
 @click.option("--key-file", help="Where a generated identity goes (default: beside the config).")
 @click.option("--secrets-file", help="Where the secrets go (default: secrets.env beside the config).")
