@@ -66,3 +66,31 @@ def test_a_file_written_again_after_sealing_is_refused(tmp_path):
                           max_unsealed=1 << 30)
     with child, pytest.raises(BackupFailed, match="wrote a.sql again"):
         sealer.run(child)
+
+
+def test_a_first_chunk_waits_for_its_rename_or_its_second_chunk(tmp_path):
+    # mydumper's way: a table that fits one chunk is renamed from t.00001.sql to t.sql after
+    # closing; a bigger one goes on with t.00002.sql. Neither may be sealed twice or lost.
+    source, child = producer(tmp_path, """
+        import os, time
+        os.mkdir({out!r})
+        def write(name, data):
+            with open(os.path.join({out!r}, name), "wb") as fh:
+                fh.write(data)
+        write("small.00001.sql", b"small")
+        time.sleep(0.5)
+        os.rename(os.path.join({out!r}, "small.00001.sql"), os.path.join({out!r}, "small.sql"))
+        write("big.00001.sql", b"first")
+        time.sleep(0.5)
+        write("big.00002.sql", b"second")
+        time.sleep(0.5)
+    """)
+    dest = tmp_path / "sealed"
+    dest.mkdir()
+    sealer = FolderSealer(source, dest, compression="none", level=0, recipients=None, suffix="",
+                          max_unsealed=1 << 30)
+    with child:
+        sealed = sealer.run(child)
+        assert child.wait() == 0
+    assert {f.plain_name: (dest / f.name).read_bytes() for f in sealed} == {
+        "small.sql": b"small", "big.00001.sql": b"first", "big.00002.sql": b"second"}
