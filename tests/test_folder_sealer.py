@@ -24,22 +24,23 @@ def producer(tmp_path, script: str):
 
 def test_every_closed_file_is_sealed_and_backpressure_pauses_the_producer(tmp_path):
     source, child = producer(tmp_path, """
-        import os
+        import os, time
         os.mkdir({out!r})
         for i in range(12):
             with open(os.path.join({out!r}, f"part{{i:02}}.sql"), "wb") as fh:
                 fh.write(bytes([i]) * (1 << 20) + os.urandom(1 << 20))
+            time.sleep(0.05)  # still running when the sealer first looks
     """)
     dest = tmp_path / "sealed"
     dest.mkdir()
     sealer = FolderSealer(source, dest, compression="zstd", level=3, recipients=None, suffix=".zst",
-                          max_unsealed=2 << 20)
+                          max_unsealed=1 << 20)
     with child:
         sealed = sealer.run(child)
         assert child.wait() == 0
     assert [f.plain_name for f in sealed] == [f"part{i:02}.sql" for i in range(12)]
     assert list(source.iterdir()) == []  # no plaintext left
-    assert sealer.pauses > 0  # it wrote 24 MiB far faster than we seal: it had to wait
+    assert sealer.pauses > 0  # every closed file is over the limit: it had to wait
     for f in sealed:
         out = bytearray()
         result = unseal(dest / f.name, compression="zstd", identities=None, forward=out.extend)
