@@ -24,22 +24,23 @@ def producer(tmp_path, script: str):
 
 def test_every_closed_file_is_sealed_and_backpressure_pauses_the_producer(tmp_path):
     source, child = producer(tmp_path, """
-        import os
+        import os, time
         os.mkdir({out!r})
         for i in range(12):
             with open(os.path.join({out!r}, f"part{{i:02}}.sql"), "wb") as fh:
                 fh.write(bytes([i]) * (1 << 20) + os.urandom(1 << 20))
+            time.sleep(0.05)  # still running when the sealer first looks
     """)
     dest = tmp_path / "sealed"
     dest.mkdir()
     sealer = FolderSealer(source, dest, compression="zstd", level=3, recipients=None, suffix=".zst",
-                          max_unsealed=2 << 20)
+                          max_unsealed=1 << 20)
     with child:
         sealed = sealer.run(child)
         assert child.wait() == 0
     assert [f.plain_name for f in sealed] == [f"part{i:02}.sql" for i in range(12)]
     assert list(source.iterdir()) == []  # no plaintext left
-    assert sealer.pauses > 0  # it wrote 24 MiB far faster than we seal: it had to wait
+    assert sealer.pauses > 0  # every closed file is over the limit: it had to wait
     for f in sealed:
         out = bytearray()
         result = unseal(dest / f.name, compression="zstd", identities=None, forward=out.extend)
@@ -66,3 +67,31 @@ def test_a_file_written_again_after_sealing_is_refused(tmp_path):
                           max_unsealed=1 << 30)
     with child, pytest.raises(BackupFailed, match="wrote a.sql again"):
         sealer.run(child)
+
+
+def test_a_first_chunk_waits_for_its_rename_or_its_second_chunk(tmp_path):
+    # mydumper's way: a table that fits one chunk is renamed from t.00001.sql to t.sql after
+    # closing; a bigger one goes on with t.00002.sql. Neither may be sealed twice or lost.
+    source, child = producer(tmp_path, """
+        import os, time
+        os.mkdir({out!r})
+        def write(name, data):
+            with open(os.path.join({out!r}, name), "wb") as fh:
+                fh.write(data)
+        write("small.00001.sql", b"small")
+        time.sleep(0.5)
+        os.rename(os.path.join({out!r}, "small.00001.sql"), os.path.join({out!r}, "small.sql"))
+        write("big.00001.sql", b"first")
+        time.sleep(0.5)
+        write("big.00002.sql", b"second")
+        time.sleep(0.5)
+    """)
+    dest = tmp_path / "sealed"
+    dest.mkdir()
+    sealer = FolderSealer(source, dest, compression="none", level=0, recipients=None, suffix="",
+                          max_unsealed=1 << 30)
+    with child:
+        sealed = sealer.run(child)
+        assert child.wait() == 0
+    assert {f.plain_name: (dest / f.name).read_bytes() for f in sealed} == {
+        "small.sql": b"small", "big.00001.sql": b"first", "big.00002.sql": b"second"}

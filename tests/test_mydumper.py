@@ -9,6 +9,7 @@ import signal
 import stat
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -239,3 +240,21 @@ def test_live_progress_on_a_terminal_and_event_lines_without(env, plain_db):
     done = env.cli("backup", "--force", config=cfg)  # no terminal: no board, one line per event
     assert done.returncode == 0 and "\x1b[" not in done.stderr and "tables 2/2" not in done.stderr
     assert f"{plain_db}: backup started" in done.stderr and f"{plain_db}: backup completed" in done.stderr
+
+
+def test_an_option_file_left_by_a_killed_run_is_removed_by_the_next(env, server, plain_db):
+    # What a run killed with SIGKILL leaves: its login folder, named after its (now dead) PID.
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = Path("/dev/shm") / f"tenangdb-login-{dead.pid}-x1"
+    orphan.mkdir(mode=0o700)
+    (orphan / "client.cnf").write_text("[client]\npassword=secret\n")
+    alive = Path("/dev/shm") / f"tenangdb-login-{os.getpid()}-x2"  # a live run's: left alone
+    alive.mkdir(mode=0o700)
+    try:
+        cfg = env.write_config({"backup": {"databases": [plain_db], "engine": "mydumper"}})
+        assert env.cli("backup", config=cfg).returncode == 0
+        assert not orphan.exists() and alive.exists()
+    finally:
+        shutil.rmtree(orphan, ignore_errors=True)
+        shutil.rmtree(alive, ignore_errors=True)

@@ -130,8 +130,9 @@ def private_defaults_file(ep: Endpoint) -> Iterator[str]:
         yield ep.defaults_file
         return
     shm = "/dev/shm"
-    parent = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else None
-    folder = tempfile.mkdtemp(prefix="tenangdb-login-", dir=parent)
+    parent = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir()
+    _remove_orphaned_logins(parent)
+    folder = tempfile.mkdtemp(prefix=f"{_LOGIN_PREFIX}{os.getpid()}-", dir=parent)
     try:
         os.chmod(folder, 0o700)
         path = os.path.join(folder, "client.cnf")
@@ -141,6 +142,28 @@ def private_defaults_file(ep: Endpoint) -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(folder, ignore_errors=True)
+
+
+_LOGIN_PREFIX = "tenangdb-login-"
+
+
+def _remove_orphaned_logins(parent: str) -> None:
+    """A run killed outright (SIGKILL, power loss on a disk-backed /tmp) cannot remove its
+    option file; the next run does, once the process that made it is gone."""
+    try:
+        entries = list(os.scandir(parent))
+    except OSError:
+        return
+    for entry in entries:
+        if not entry.name.startswith(_LOGIN_PREFIX):
+            continue
+        pid = entry.name[len(_LOGIN_PREFIX):].split("-", 1)[0]
+        try:
+            owned = entry.stat(follow_symlinks=False).st_uid == os.getuid() and entry.is_dir(follow_symlinks=False)
+        except OSError:
+            continue
+        if owned and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(entry.path, ignore_errors=True)
 
 
 def _ssl_context(ep: Endpoint) -> dict | None:

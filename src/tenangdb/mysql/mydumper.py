@@ -1,7 +1,8 @@
 """The parallel engine: command lines for mydumper/myloader, what mydumper cannot carry,
 and what we read back from its output folder.
 
-Tested with mydumper/myloader 0.10.0 (Debian 12 ships 0.10.x). That release loses or
+Tested with Debian 12's mydumper/myloader 0.10.1 (which reports itself as 0.10.0; Debian has no
+newer release, and this machine reaches no other source). That release loses or
 mangles several kinds of objects (measured with the fidelity corpus, docs/fidelity.md):
 it crashes or writes unusable files for identifiers that need quoting, drops the
 sql_mode of triggers, routines and events (so ANSI_QUOTES bodies fail to load), treats
