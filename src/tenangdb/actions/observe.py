@@ -103,3 +103,34 @@ def restore_run(loaded: LoadedConfig, backup_path: str | Path) -> Iterator[None]
     finally:
         recorder.restore(database_of(backup_path), ok, time.monotonic() - started)
         recorder.write_textfile()
+
+
+def uploaded(loaded: LoadedConfig, results) -> None:
+    """Upload outcomes into the metrics (never changing the upload's own outcome)."""
+    if not results:
+        return
+    recorder = Recorder(loaded.settings.metrics)
+    for result in results:
+        recorder.upload(result.database, result.ok, result.duration, result.size if result.ok else 0)
+    recorder.write_textfile()
+
+
+def cleaned(loaded: LoadedConfig, the_plan, outcome) -> None:
+    """Deleted and still-kept backups per database and place."""
+    recorder = Recorder(loaded.settings.metrics)
+    deleted: dict[tuple[str, str], int] = {}
+    for decision in outcome.deleted:
+        if decision.item.kind == "backup":
+            key = (decision.item.database, decision.item.location)
+            deleted[key] = deleted.get(key, 0) + 1
+    for (database, location), count in sorted(deleted.items()):
+        recorder.cleanup_deleted(database, location, count)
+    kept: dict[tuple[str, str], int] = {}
+    gone = {d.item.key for d in outcome.deleted}
+    for decision in the_plan.decisions:
+        item = decision.item
+        if item.kind == "backup" and item.key not in gone:
+            kept[(item.database, item.location)] = kept.get((item.database, item.location), 0) + 1
+    for (database, location), count in sorted(kept.items()):
+        recorder.retained(database, location, count)
+    recorder.write_textfile()
