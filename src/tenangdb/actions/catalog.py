@@ -10,7 +10,7 @@ import logging
 import re
 import shutil
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -43,6 +43,7 @@ class Entry:
     uploaded: str | None = None       # local: "yes (sha256)", "failed", or None
     remote_verified: bool = False
     problem: str | None = None
+    files: list[str] = field(default_factory=list)  # remote: the stored files, relative to the folder
 
     @property
     def name(self) -> str:
@@ -55,6 +56,7 @@ class Entry:
 
     def as_json(self) -> dict:
         data = asdict(self)
+        data.pop("files")
         data["name"] = self.name
         data["time"] = self.time.isoformat() if self.time else None
         return data
@@ -174,7 +176,7 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, rel: str, files: dict[s
     if when is None:
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size, problem="manifest has no valid started_at")
     entry = Entry(str(manifest["database"]), REMOTE, rel, key, time=when, size=size,
-                  encrypted=bool(manifest["encryption"].get("enabled")))
+                  encrypted=bool(manifest["encryption"].get("enabled")), files=sorted(files))
     expected = {e["name"]: e["stored_size"] for e in manifest["files"]}
     stored = {name: sz for name, sz in files.items() if name != manifest_mod.MANIFEST}
     if stored == expected:

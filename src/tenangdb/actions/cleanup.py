@@ -18,7 +18,7 @@ from tenangdb.actions import catalog
 from tenangdb.actions.upload import PROVING_METHODS, now_iso, verify_remote
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import CleanupFailed, TenangDBError
-from tenangdb.remote.rclone import Rclone
+from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import records
 from tenangdb.repository.lock import DirectoryLock
@@ -137,25 +137,22 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
     recheck = loaded.settings.cleanup.verify_cloud_exists
     with DirectoryLock(root) if root.is_dir() else _Nothing():
         # Remote first: a local copy is never removed while its own remote deletion is pending.
-        for decision in sorted(the_plan.deletions, key=lambda d: d.item.location != REMOTE):
+        _delete_remote(the_plan, root, outcome)
+        for decision in the_plan.deletions:
             item = decision.item
+            if item.location != LOCAL:
+                continue
             entry = the_plan.entries[item.key]
             try:
-                if item.location == REMOTE:
-                    assert the_plan.rc is not None
-                    the_plan.rc.purge(item.key)
-                    records.remove(root.joinpath(*item.rel.split("/")[:2]) / f".{entry.name}.upload.json")
-                else:
-                    if (item.kind == BACKUP and item.remote_verified and recheck and the_plan.rc is not None):
-                        why = _reverify(loaded, the_plan.rc, entry)
-                        if why:
-                            _mark_not_uploaded(Path(item.key), why)
-                            log.warning("kept %s: its remote copy failed the check before deletion: %s",
-                                        item.key, why)
-                            outcome.kept_back.append((decision, why))
-                            continue
-                    _remove_local(Path(item.key), item.kind)
-                log.info("deleted %s %s (%s)", item.location, item.key, decision.reason)
+                if item.kind == BACKUP and item.remote_verified and recheck and the_plan.rc is not None:
+                    why = _reverify(loaded, the_plan.rc, entry)
+                    if why:
+                        _mark_not_uploaded(Path(item.key), why)
+                        log.warning("kept %s: its remote copy failed the check before deletion: %s", item.key, why)
+                        outcome.kept_back.append((decision, why))
+                        continue
+                _remove_local(Path(item.key), item.kind)
+                log.info("deleted local %s (%s)", item.key, decision.reason)
                 outcome.deleted.append(decision)
             except (OSError, TenangDBError) as exc:
                 message = getattr(exc, "strerror", None) or str(exc)
@@ -163,6 +160,36 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
                 outcome.failed.append((decision, str(message)))
         _forget_orphan_records(root, the_plan)
     return outcome
+
+
+def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
+    """All expired remote copies in three rclone calls: their manifests first (so an interrupted
+    cleanup never leaves a folder that looks whole), then their other files, then the folders."""
+    doomed = [d for d in the_plan.deletions if d.item.location == REMOTE]
+    if not doomed or the_plan.rc is None:
+        return
+    rc = the_plan.rc
+    manifests, others, months = [], [], set()
+    for decision in doomed:
+        entry = the_plan.entries[decision.item.key]
+        for name in entry.files:
+            (manifests if name == manifest_mod.MANIFEST else others).append(f"{entry.rel}/{name}")
+        months.add(entry.rel.rsplit("/", 1)[0])
+    try:
+        rc.delete_listed(manifests)
+        rc.delete_listed(others)
+        for month in sorted(months):
+            rc.remove_empty_folders(join(rc.destination, month))
+    except TenangDBError as exc:
+        for decision in doomed:
+            outcome.failed.append((decision, str(exc)))
+        log.error("could not delete the expired remote copies: %s", exc)
+        return
+    for decision in doomed:
+        entry = the_plan.entries[decision.item.key]
+        records.remove(root.joinpath(*entry.rel.split("/")[:2]) / f".{entry.name}.upload.json")
+        log.info("deleted remote %s (%s)", decision.item.key, decision.reason)
+        outcome.deleted.append(decision)
 
 
 class _Nothing:

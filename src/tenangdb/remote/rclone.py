@@ -15,6 +15,7 @@ import logging
 import os
 import re
 import shutil
+import tempfile
 import threading
 from dataclasses import dataclass
 from pathlib import Path
@@ -210,6 +211,21 @@ class Rclone:
 
     def delete_file(self, remote: str) -> None:
         self._call(["deletefile", remote], f"delete of {remote}", ok_codes=(0, NOT_FOUND_EXIT, FILE_NOT_FOUND_EXIT))
+
+    def delete_listed(self, paths: list[str]) -> None:
+        """Delete these files (paths relative to the destination) in one call."""
+        if not paths:
+            return
+        with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="tenangdb-delete-", suffix=".txt") as fh:
+            fh.write("".join(f"{path}\n" for path in paths))
+            fh.flush()
+            self._call(["delete", self.destination, "--files-from-raw", fh.name],
+                       f"delete of {len(paths)} file(s) under {self.destination}", ok_codes=(0, NOT_FOUND_EXIT))
+
+    def remove_empty_folders(self, remote: str) -> None:
+        """Remove `remote` and the folders below it that are empty (object stores have none)."""
+        self._call(["rmdirs", remote], f"removal of empty folders under {remote}",
+                   ok_codes=(0, NOT_FOUND_EXIT))
 
     def purge(self, remote: str) -> None:
         """Delete a remote folder and everything in it (a missing folder is already gone)."""
