@@ -138,13 +138,17 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
     with DirectoryLock(root) if root.is_dir() else _Nothing():
         # Remote first: a local copy is never removed while its own remote deletion is pending.
         _delete_remote(the_plan, root, outcome)
+        remote_gone = {d.item.rel for d in the_plan.deletions if d.item.location == REMOTE}
         for decision in the_plan.deletions:
             item = decision.item
             if item.location != LOCAL:
                 continue
             entry = the_plan.entries[item.key]
             try:
-                if item.kind == BACKUP and item.remote_verified and recheck and the_plan.rc is not None:
+                # The remote copy is what this backup will live on as: prove it again first
+                # (unless it expires in this same cleanup, when nothing relies on it).
+                if (item.kind == BACKUP and item.remote_verified and recheck and the_plan.rc is not None
+                        and item.rel not in remote_gone):
                     why = _reverify(loaded, the_plan.rc, entry)
                     if why:
                         _mark_not_uploaded(Path(item.key), why)
