@@ -168,9 +168,12 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path,
                     known[entry["name"]] = {hash_type: other or ""}
             log.info("%s: uploading %s to %s", database, folder.name, rpath)
             rc.copy_folder(folder, rpath, exclude=[f"/{manifest_mod.MANIFEST}"], check=mode in ("off", "size"))
-            verify_remote(rc, rpath, manifest, mode, known, with_manifest=False)
+            check = verify_remote(rc, rpath, manifest, mode, known, with_manifest=False)
             rc.copy_file(folder / manifest_mod.MANIFEST, join(rpath, manifest_mod.MANIFEST))  # last
-            check = verify_remote(rc, rpath, manifest, mode, known, manifest_bytes=manifest_bytes)
+            # The data files are proven; now the whole folder: exactly the files, their sizes,
+            # and the manifest byte for byte (no second hashing of the dump).
+            verify_remote(rc, rpath, manifest, "off" if mode == "off" else "size", known,
+                          manifest_bytes=manifest_bytes)
             break
         except UploadFailed as exc:
             if not exc.retryable or attempt >= cfg.retry_count:

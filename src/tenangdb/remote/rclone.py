@@ -17,6 +17,7 @@ import re
 import shutil
 import tempfile
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -101,6 +102,7 @@ class Rclone:
         argv = self.argv(*args)
         log.debug("running %s", " ".join(argv))
         limit = timeout or self.timeout
+        started = time.monotonic()
         with spawn(argv) as child:
             expired = threading.Event()
 
@@ -116,6 +118,7 @@ class Rclone:
                 status = child.wait()
             finally:
                 timer.cancel()
+        log.debug("rclone %s: exit %s after %.2fs", what, status, time.monotonic() - started)
         if interrupt_requested():
             raise Interrupted("interrupted; the local backups are untouched")
         if expired.is_set():
