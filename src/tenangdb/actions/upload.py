@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -81,7 +82,8 @@ def verify_remote(rc: Rclone, rpath: str, manifest: dict, mode: str, known: dict
     (e.g. MD5 for S3), keyed by file name then hash type. `manifest_bytes`, when given, is
     compared with the stored manifest byte for byte.
     """
-    hash_type = rc.best_hash() if mode == "hash" else None
+    read_back = mode == "download" or (mode == "hash" and rc.hashing_reads)
+    hash_type = rc.best_hash() if mode == "hash" and not read_back else None
     listing = rc.list(rpath, hash_type=hash_type)
     if listing is None:
         raise UploadFailed(f"{rpath}: the remote copy is missing", retryable=True)
@@ -104,14 +106,15 @@ def verify_remote(rc: Rclone, rpath: str, manifest: dict, mode: str, known: dict
     if manifest_bytes is not None and with_manifest and remote[manifest_mod.MANIFEST].size != len(manifest_bytes):
         check.bad_files.append(manifest_mod.MANIFEST)
         raise _bad(check, f"{join(rpath, manifest_mod.MANIFEST)}: remote size differs from the local manifest")
-    if mode == "download":
+    if read_back:
         for name, entry in expected.items():
             digest, _ = rc.sha256_of(join(rpath, name))
             if digest != entry["stored_sha256"]:
                 check.bad_files.append(name)
                 raise _bad(check, f"{join(rpath, name)}: SHA-256 of the remote copy (read back) does not "
                                   "match the manifest (damaged)")
-        check.method = "download"
+        # On a local filesystem "hash" is a read-back too, and says which hash it compared.
+        check.method = "download" if mode == "download" else "sha256"
     elif hash_type:
         proven = True
         for name, entry in expected.items():
@@ -156,24 +159,24 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path,
     while True:
         try:
             mode = cfg.verify
-            hash_type = rc.best_hash() if mode == "hash" else None
-            if hash_type and hash_type != "sha256" and not known:
-                # The remote reports e.g. MD5 and the manifest holds SHA-256: hash the local
-                # files once, proving them against the manifest while taking the MD5.
-                for entry in manifest["files"]:
-                    sha, other, _ = local_hashes(folder / entry["name"], hash_type)
-                    if sha != entry["stored_sha256"]:
-                        raise UploadFailed(f"{folder / entry['name']}: local copy does not match its manifest "
-                                           "(damaged); not uploaded — run tenangdb verify", retryable=False)
-                    known[entry["name"]] = {hash_type: other or ""}
+            hash_type = rc.best_hash() if mode == "hash" and not rc.hashing_reads else None
             log.info("%s: uploading %s to %s", database, folder.name, rpath)
-            rc.copy_folder(folder, rpath, exclude=[f"/{manifest_mod.MANIFEST}"], check=mode in ("off", "size"))
+            with ThreadPoolExecutor(max_workers=1) as pool:
+                # The remote reports e.g. MD5 and the manifest holds SHA-256: hash the local
+                # files once, proving them against the manifest while taking the MD5 — on
+                # another core while rclone copies.
+                hashing = pool.submit(_local_hashes, folder, manifest, hash_type) \
+                    if hash_type and hash_type != "sha256" and not known else None
+                rc.copy_folder(folder, rpath, exclude=[f"/{manifest_mod.MANIFEST}"],
+                               check=mode in ("off", "size"))
+                if hashing is not None:
+                    known.update(hashing.result())
             check = verify_remote(rc, rpath, manifest, mode, known, with_manifest=False)
             rc.copy_file(folder / manifest_mod.MANIFEST, join(rpath, manifest_mod.MANIFEST))  # last
-            # The data files are proven; now the whole folder: exactly the files, their sizes,
-            # and the manifest byte for byte (no second hashing of the dump).
-            verify_remote(rc, rpath, manifest, "off" if mode == "off" else "size", known,
-                          manifest_bytes=manifest_bytes)
+            # The data files are proven and nothing else was copied since: the manifest is
+            # checked byte for byte (no second hashing of the dump).
+            if mode != "off" and rc.cat(join(rpath, manifest_mod.MANIFEST)) != manifest_bytes:
+                raise UploadFailed(f"{join(rpath, manifest_mod.MANIFEST)}: differs from the local manifest")
             break
         except UploadFailed as exc:
             if not exc.retryable or attempt >= cfg.retry_count:
@@ -199,6 +202,17 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path,
     })
     log.info("%s: uploaded %s in %.1fs, remote copy verified (%s)", database, folder.name, duration, check.method)
     return UploadResult(database, folder, rpath, True, size=size, duration=duration, method=check.method)
+
+
+def _local_hashes(folder: Path, manifest: dict, hash_type: str) -> dict[str, dict[str, str]]:
+    known = {}
+    for entry in manifest["files"]:
+        sha, other, _ = local_hashes(folder / entry["name"], hash_type)
+        if sha != entry["stored_sha256"]:
+            raise UploadFailed(f"{folder / entry['name']}: local copy does not match its manifest "
+                               "(damaged); not uploaded — run tenangdb verify", retryable=False)
+        known[entry["name"]] = {hash_type: other or ""}
+    return known
 
 
 def _failed(folder: Path, rpath: str, database: str, started: float, message: str,

@@ -57,6 +57,14 @@ def join(base: str, *parts: str) -> str:
     return path
 
 
+_REMOTE_PREFIX = re.compile(r"^:?[\w.+@ -]+:")
+
+
+def is_local_path(path: str) -> bool:
+    """A plain filesystem path rather than `remote:path` (rclone's own rule, roughly)."""
+    return path.startswith(("/", "./", "../")) or not _REMOTE_PREFIX.match(path)
+
+
 def register_config_secrets(config_path: str) -> None:
     """Teach the redactor the credentials in the rclone config, so an rclone message that
     quotes one (a URL with a token, an auth error) never shows it."""
@@ -89,6 +97,7 @@ class Rclone:
         self.timeout = cfg.timeout
         register_config_secrets(self.config_path)
         self._hashes: list[str] | None = None
+        self._local: bool | None = None
 
     # Command lines ---------------------------------------------------------------------
 
@@ -130,16 +139,35 @@ class Rclone:
 
     # Operations ------------------------------------------------------------------------
 
+    def _features(self) -> None:
+        if is_local_path(self.destination):
+            # A plain path: rclone's local backend, which has every hash but must read the
+            # file to compute one. No need to ask.
+            self._hashes, self._local = ["md5", "sha1", "sha256"], True
+            return
+        _, out = self._call(["backend", "features", self.destination], "backend features")
+        try:
+            data = json.loads(out)
+            names = [str(h).lower() for h in data.get("Hashes") or []]
+            local = str(data.get("String", "")).startswith("Local file system")
+        except (ValueError, AttributeError):
+            names, local = [], False
+        self._hashes, self._local = names, local
+
     def hashes(self) -> list[str]:
         """The hash types the destination's backend can report, as rclone names them."""
         if self._hashes is None:
-            _, out = self._call(["backend", "features", self.destination], "backend features")
-            try:
-                names = [str(h).lower() for h in json.loads(out).get("Hashes") or []]
-            except (ValueError, AttributeError):
-                names = []
-            self._hashes = names
-        return self._hashes
+            self._features()
+        return self._hashes or []
+
+    @property
+    def hashing_reads(self) -> bool:
+        """True when a hash of a stored file costs a full read of it (a local filesystem):
+        then reading it back and hashing SHA-256 ourselves is as cheap and checks the manifest
+        directly."""
+        if self._hashes is None:
+            self._features()
+        return bool(self._local)
 
     def best_hash(self) -> str | None:
         have = self.hashes()
