@@ -119,7 +119,9 @@ def test_cleanup_respects_weekend_only_and_flags(offline_env, tmp_path):
     env = offline_env
     now = datetime.now(timezone.utc)
     folders = [make_backup(env.backups, "shop", now - timedelta(days=n)) for n in (0, 10, 20)]
-    cfg = env.write_config({"cleanup": {"weekend_only": True, "max_age_days": 15}})
+    cfg = env.write_config({"cleanup": {"weekend_only": True, "max_age_days": 15},
+                            "metrics": {"enabled": True, "storage_path": str(env.root / "m.json"),
+                                        "textfile": str(env.root / "t.prom")}})
     weekend = datetime.now().astimezone().weekday() >= 5
     done = env.cli("cleanup", "--yes", config=cfg)
     assert done.returncode == 0
@@ -132,6 +134,9 @@ def test_cleanup_respects_weekend_only_and_flags(offline_env, tmp_path):
     assert done.returncode == 0, done.stderr
     assert [f.exists() for f in folders] == [True, False, False]
     assert "older than 5 days" in done.stdout
+    prom = (env.root / "t.prom").read_text()
+    assert 'tenangdb_cleanup_deleted_total{database="shop",location="local"} 2.0' in prom
+    assert 'tenangdb_backups_retained{database="shop",location="local"} 1.0' in prom
     bad = env.cli("cleanup", "--max-age-days", "0", config=cfg)
     assert bad.returncode == 2 and "max-age-days" in bad.stderr
     bad = env.cli("cleanup", config=env.write_config({"cleanup": {"keep_daily": -1}}))

@@ -105,9 +105,13 @@ def now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+def metrics(env) -> dict:
+    return {"enabled": True, "storage_path": str(env.root / "metrics.json"), "textfile": str(env.root / "t.prom")}
+
+
 def test_upload_verifies_the_remote_copy(offline_env, remote):
     env = offline_env
-    cfg = upload_config(env, remote)
+    cfg = upload_config(env, remote, metrics=metrics(env))
     first = make_backup(env.backups, "shop", now())
     second = make_backup(env.backups, "billing", now())
     done = env.cli("upload", config=cfg)
@@ -125,6 +129,10 @@ def test_upload_verifies_the_remote_copy(offline_env, remote):
         assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0
     again = env.cli("upload", config=cfg)
     assert again.returncode == 0 and "nothing to upload" in again.stdout
+    prom = (env.root / "t.prom").read_text()
+    assert 'tenangdb_upload_success_total{database="shop"} 1.0' in prom
+    assert f'tenangdb_upload_bytes_total{{database="billing",provider="rclone"}} {float(sum(p.stat().st_size for p in second.iterdir()))}' in prom
+    assert 'tenangdb_upload_duration_seconds_count{database="shop",status="success"} 1.0' in prom
 
     listed = env.cli("list", "--json", config=cfg)
     assert listed.returncode == 0, listed.stderr
@@ -195,7 +203,7 @@ def test_cleanup_uploaded_files_never_deletes_without_the_remote_copy(offline_en
 def test_upload_interrupted_then_completed(offline_env, s3, tmp_path):
     env = offline_env
     remote = Remote("s3", s3.destination, s3.config, s3)
-    cfg = upload_config(env, remote, {"retry_count": 2})
+    cfg = upload_config(env, remote, {"retry_count": 2}, metrics=metrics(env))
     folder = make_backup(env.backups, "shop", now(), payload=bytes(range(256)) * 12 * 1024)  # 3 MiB
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
     s3.proxy.cut_after(256 * 1024)  # the remote goes away in the middle of the upload
@@ -207,6 +215,7 @@ def test_upload_interrupted_then_completed(offline_env, s3, tmp_path):
     assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0
     listed = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]
     assert listed[0]["uploaded"] == "failed"
+    assert 'tenangdb_upload_failed_total{database="shop"} 1.0' in (env.root / "t.prom").read_text()
 
     s3.proxy.cut_after(None)
     s3.proxy.start()  # the remote is back
