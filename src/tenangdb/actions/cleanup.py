@@ -85,7 +85,8 @@ def make_plan(loaded: LoadedConfig, *, databases: list[str] | None = None, max_a
     settings = loaded.settings
     root = Path(settings.backup.directory)
     policy = policy_from(loaded, databases=databases, max_age_days=max_age_days)
-    destination = settings.upload.destination if settings.upload.enabled else None
+    # The remote is the upload destination, whether uploads run after each backup or by hand.
+    destination = settings.upload.destination
     entries = catalog.local_entries(root, destination)
     rc = None
     remote_error = None

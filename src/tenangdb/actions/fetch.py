@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Iterator
 
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import ConfigError, VerifyFailed
+from tenangdb.errors import ConfigError, UploadFailed, VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository.naming import month_folder, parse_backup_name
@@ -54,7 +54,11 @@ def fetched(loaded: LoadedConfig, spec: str) -> Iterator[Path]:
     try:
         folder = scratch / location.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         log.info("downloading %s to a private temporary folder", location)
-        rc.download(location, folder)
+        try:
+            rc.download(location, folder)
+        except UploadFailed as exc:
+            # A backup that cannot be fetched cannot be verified: restore and verify refuse it (7).
+            raise VerifyFailed(f"cannot download {location}: {exc}") from None
         if not (folder / manifest_mod.MANIFEST).is_file():
             raise VerifyFailed(f"{location}: no {manifest_mod.MANIFEST} on the remote, so this is not a "
                                "complete backup")
