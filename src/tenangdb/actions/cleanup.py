@@ -116,6 +116,8 @@ def _reverify(loaded: LoadedConfig, rc: Rclone, entry: catalog.Entry) -> str | N
     """Check the remote copy of a local backup again; None when it is whole, else why not."""
     folder = Path(entry.key)
     record = records.read(records.upload_path(folder)) or {}
+    if not record.get("remote_path"):
+        return "no upload record names the remote copy"
     mode = loaded.settings.upload.verify
     if mode in ("off", "size"):
         mode = "hash"  # deleting the local copy needs more than sizes

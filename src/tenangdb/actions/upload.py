@@ -182,8 +182,14 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path,
             if not exc.retryable or attempt >= cfg.retry_count:
                 message = f"{exc} (after {attempt} attempts)" if attempt > 1 else str(exc)
                 return _failed(folder, rpath, database, started, message, rc.destination)
-            for name in getattr(exc, "bad_files", []):
-                try:  # a damaged remote file must be copied again, whatever its size and time
+            bad = list(getattr(exc, "bad_files", []))
+            if bad:
+                # A damaged remote file must be copied again, whatever its size and time; and a
+                # manifest left by an earlier attempt goes too, so the folder is not taken for a
+                # backup until its files are proven again.
+                bad.append(manifest_mod.MANIFEST)
+            for name in dict.fromkeys(bad):
+                try:
                     rc.delete_file(join(rpath, name))
                 except TenangDBError:
                     pass
@@ -207,7 +213,11 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path,
 def _local_hashes(folder: Path, manifest: dict, hash_type: str) -> dict[str, dict[str, str]]:
     known = {}
     for entry in manifest["files"]:
-        sha, other, _ = local_hashes(folder / entry["name"], hash_type)
+        try:
+            sha, other, _ = local_hashes(folder / entry["name"], hash_type)
+        except OSError as exc:
+            raise UploadFailed(f"{folder / entry['name']}: cannot read it: {exc.strerror or exc}",
+                               retryable=False) from None
         if sha != entry["stored_sha256"]:
             raise UploadFailed(f"{folder / entry['name']}: local copy does not match its manifest "
                                "(damaged); not uploaded — run tenangdb verify", retryable=False)
