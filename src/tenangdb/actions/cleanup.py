@@ -185,8 +185,9 @@ def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
     try:
         rc.delete_listed(manifests)
         rc.delete_listed(others)
-        for month in sorted(months):
-            rc.remove_empty_folders(join(rc.destination, month))
+        if rc.has_folders:
+            for month in sorted(months):
+                rc.remove_empty_folders(join(rc.destination, month))
     except TenangDBError as exc:
         for decision in doomed:
             outcome.failed.append((decision, str(exc)))

@@ -98,6 +98,7 @@ class Rclone:
         register_config_secrets(self.config_path)
         self._hashes: list[str] | None = None
         self._local: bool | None = None
+        self._buckets: bool | None = None
 
     # Command lines ---------------------------------------------------------------------
 
@@ -143,22 +144,30 @@ class Rclone:
         if is_local_path(self.destination):
             # A plain path: rclone's local backend, which has every hash but must read the
             # file to compute one. No need to ask.
-            self._hashes, self._local = ["md5", "sha1", "sha256"], True
+            self._hashes, self._local, self._buckets = ["md5", "sha1", "sha256"], True, False
             return
         _, out = self._call(["backend", "features", self.destination], "backend features")
         try:
             data = json.loads(out)
             names = [str(h).lower() for h in data.get("Hashes") or []]
             local = str(data.get("String", "")).startswith("Local file system")
+            buckets = bool((data.get("Features") or {}).get("BucketBased"))
         except (ValueError, AttributeError):
-            names, local = [], False
-        self._hashes, self._local = names, local
+            names, local, buckets = [], False, False
+        self._hashes, self._local, self._buckets = names, local, buckets
 
     def hashes(self) -> list[str]:
         """The hash types the destination's backend can report, as rclone names them."""
         if self._hashes is None:
             self._features()
         return self._hashes or []
+
+    @property
+    def has_folders(self) -> bool:
+        """False for object stores, where a folder is only a prefix and vanishes with its files."""
+        if self._hashes is None:
+            self._features()
+        return not self._buckets
 
     @property
     def hashing_reads(self) -> bool:
@@ -191,7 +200,7 @@ class Rclone:
         """Files under `remote`; None when the folder does not exist (and missing_ok)."""
         args = ["lsjson", "--files-only", "--no-mimetype", remote]
         if recursive:
-            args.append("-R")
+            args += ["-R", "--fast-list"]  # object stores: one listing instead of one per folder
         if hash_type:
             args += ["--hash-type", hash_type]
         codes = (0, NOT_FOUND_EXIT) if missing_ok else (0,)
@@ -237,7 +246,7 @@ class Rclone:
     def fetch_manifests(self, local: Path, depth: int = 3, name: str = "manifest.json") -> None:
         """Copy every `{db}/{month}/{backup}/manifest.json` below the destination in one call."""
         pattern = "/" + "/".join(["*"] * depth) + "/" + name
-        self._call(["copy", self.destination, str(local), "--include", pattern],
+        self._call(["copy", self.destination, str(local), "--include", pattern, "--fast-list"],
                    "download of the remote manifests", ok_codes=(0, NOT_FOUND_EXIT))
 
     def delete_file(self, remote: str) -> None:
@@ -250,7 +259,7 @@ class Rclone:
         with tempfile.NamedTemporaryFile("w", encoding="utf-8", prefix="tenangdb-delete-", suffix=".txt") as fh:
             fh.write("".join(f"{path}\n" for path in paths))
             fh.flush()
-            self._call(["delete", self.destination, "--files-from-raw", fh.name],
+            self._call(["delete", self.destination, "--files-from-raw", fh.name, "--fast-list"],
                        f"delete of {len(paths)} file(s) under {self.destination}", ok_codes=(0, NOT_FOUND_EXIT))
 
     def remove_empty_folders(self, remote: str) -> None:
