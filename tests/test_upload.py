@@ -316,3 +316,20 @@ def test_restore_from_a_missing_remote_backup_is_refused(offline_env, remote):
     assert done.returncode == 7 and "shop/2026-01/shop-2026-01-01_00-00-00" in done.stderr, done.stderr
     done = env.cli("verify", "-b", "remote:../etc", config=cfg)
     assert done.returncode == 7 and "not a remote backup path" in done.stderr
+
+
+def test_rclone_errors_are_summarised_and_redacted(tmp_path):
+    from tenangdb.remote.rclone import is_local_path, join, register_config_secrets, summarise
+
+    secret = new_secret()
+    config = s3_config(tmp_path, 9, secret)
+    register_config_secrets(str(config))
+    stderr = ("2026/11/29 02:00:01 NOTICE: something harmless\n"
+              f"2026/11/29 02:00:02 ERROR : shop.sql: Failed to copy: SignatureDoesNotMatch for key {secret}\n"
+              "2026/11/29 02:00:02 NOTICE: done\n")
+    line = summarise(stderr)
+    assert line.startswith("shop.sql: Failed to copy: SignatureDoesNotMatch") and secret not in line
+    assert "AKIATENANGDBTEST" in summarise("ERROR : AKIATENANGDBTEST denied")  # the key id is not a secret
+    assert join("s3:bucket/x/", "db", "2026-11", "n") == "s3:bucket/x/db/2026-11/n"
+    assert join("remote:", "db") == "remote:db" and join("/mnt/off", "db") == "/mnt/off/db"
+    assert is_local_path("/mnt/offsite") and is_local_path("relative/dir") and not is_local_path("s3:bucket")
