@@ -271,7 +271,10 @@ class UploadConfig(_Section):
             return "hash"
         if value is False or value is None:
             return "off"
-        return value.lower() if isinstance(value, str) else value
+        if isinstance(value, str):  # e.g. from TENANGDB_UPLOAD_VERIFY=false
+            value = value.strip().lower()
+            return {"true": "hash", "yes": "hash", "on": "hash", "false": "off", "no": "off"}.get(value, value)
+        return value
 
     @field_validator("timeout", "retry_delay", mode="before")
     @classmethod
