@@ -166,6 +166,7 @@ def test_failed_deletion_exits_6(offline_env):
                 pytest.skip("cannot make a folder undeletable as root here")
         done = env.cli("cleanup", "--yes", config=cfg)
         assert done.returncode == 6 and "deletion(s) failed" in done.stderr, done.stdout + done.stderr
+        assert (old / "manifest.json").is_file()  # nothing half-deleted
     finally:
         subprocess.run(["chattr", "-i", str(old)], capture_output=True)
         os.chmod(old.parent, 0o750)

@@ -9,6 +9,7 @@ the local folder and is marked for the next upload.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -212,9 +213,12 @@ def _remove_local(path: Path, kind: str) -> None:
     if kind == PARTIAL:
         shutil.rmtree(path)
         return
-    # Remove the manifest first: an interrupted delete never leaves something that looks whole.
-    (path / manifest_mod.MANIFEST).unlink(missing_ok=True)
-    shutil.rmtree(path)
+    # Rename it to a staging name first (atomic): a delete that fails or is interrupted leaves
+    # either the whole backup or an unfinished-looking `.partial` folder that a later cleanup
+    # removes — never a damaged folder that still looks like a backup.
+    doomed = path.parent / f".{path.name}.deleting.partial"
+    os.rename(path, doomed)
+    shutil.rmtree(doomed)
     records.remove(records.verify_path(path))
     month = path.parent
     try:
