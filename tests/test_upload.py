@@ -15,6 +15,7 @@ from conftest import unique
 from fabricate import make_backup
 from remotes import CuttingProxy, S3Remote, free_port, new_secret, s3_config
 from test_backup_restore import checksums
+from test_notify import TOKEN, receiver  # noqa: F401 (fixture)
 from test_secrets import spy_tool
 
 
@@ -333,3 +334,20 @@ def test_rclone_errors_are_summarised_and_redacted(tmp_path):
     assert join("s3:bucket/x/", "db", "2026-11", "n") == "s3:bucket/x/db/2026-11/n"
     assert join("remote:", "db") == "remote:db" and join("/mnt/off", "db") == "/mnt/off/db"
     assert is_local_path("/mnt/offsite") and is_local_path("relative/dir") and not is_local_path("s3:bucket")
+
+
+def test_upload_outcomes_are_notified(offline_env, tmp_path, receiver):
+    env = offline_env
+    config = tmp_path / "rclone.conf"
+    config.write_text("")
+    blocker = tmp_path / "offsite"
+    blocker.write_text("not a folder")
+    cfg = upload_config(env, Remote("local", str(blocker), config), {"retry_count": 1},
+                        notify={"webhook": f"{receiver.url}/hook/{TOKEN}", "retries": 0})
+    make_backup(env.backups, "shop", now())
+    assert env.cli("upload", config=cfg).returncode == 5
+    blocker.unlink()
+    assert env.cli("upload", config=cfg).returncode == 0
+    events = receiver.events()
+    assert [(e["event"], e["database"]) for e in events] == [("upload.failure", "shop"), ("upload.success", "shop")]
+    assert events[0]["error"] and events[1]["size"] > 0

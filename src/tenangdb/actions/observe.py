@@ -110,8 +110,12 @@ def uploaded(loaded: LoadedConfig, results) -> None:
     if not results:
         return
     recorder = Recorder(loaded.settings.metrics)
+    notifier = Notifier(loaded.settings.notify, on_failure=recorder.notify_failed)
     for result in results:
         recorder.upload(result.database, result.ok, result.duration, result.size if result.ok else 0)
+        notifier.event("upload.success" if result.ok else "upload.failure", database=result.database,
+                       status="success" if result.ok else "failed", error=result.error,
+                       duration=result.duration, size=result.size if result.ok else None)
     recorder.write_textfile()
 
 
