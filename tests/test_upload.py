@@ -351,3 +351,21 @@ def test_upload_outcomes_are_notified(offline_env, tmp_path, receiver):
     events = receiver.events()
     assert [(e["event"], e["database"]) for e in events] == [("upload.failure", "shop"), ("upload.success", "shop")]
     assert events[0]["error"] and events[1]["size"] > 0
+
+
+def test_backup_with_a_failing_upload_exits_5_and_pings_fail(env, sample_db, tmp_path, receiver):
+    config = tmp_path / "rclone.conf"
+    config.write_text("")
+    blocker = tmp_path / "offsite"
+    blocker.write_text("not a folder")
+    cfg = upload_config(env, Remote("local", str(blocker), config), {"retry_count": 1},
+                        backup={"databases": [sample_db]},
+                        notify={"ping": f"{receiver.url}/ping/{TOKEN}", "retries": 0})
+    done = env.cli("backup", "--yes", config=cfg)
+    assert done.returncode == 5, done.stderr
+    [folder] = env.backups_of(sample_db)
+    assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0  # the backup itself is fine
+    assert receiver.pings() == [f"/ping/{TOKEN}/start", f"/ping/{TOKEN}/fail"]
+    blocker.unlink()
+    done = env.cli("upload", config=cfg)
+    assert done.returncode == 0 and folder.name in done.stdout

@@ -25,6 +25,7 @@ class BackupObserver:
         self.metrics = Recorder(loaded.settings.metrics)
         self.notify = Notifier(loaded.settings.notify, on_failure=self.metrics.notify_failed)
         self.results: list[Result] = []
+        self.problems: list[str] = []  # failures after the backups (uploads): the ping says fail
 
     def database_done(self, result: Result) -> None:
         self.results.append(result)
@@ -66,8 +67,9 @@ def backup_run(loaded: LoadedConfig, plan: Plan) -> Iterator[BackupObserver]:
             observer.notify.event("backup.finish", status=status, error=summary or None,
                                   duration=time.monotonic() - started,
                                   size=sum(r.size for r in observer.results if r.ok))
-            observer.notify.ping("fail" if failed else "success",
-                                 summary or f"{len(observer.results)} database backup(s) succeeded")
+            observer.notify.ping("fail" if failed or observer.problems else "success",
+                                 "; ".join([summary] * bool(summary) + observer.problems)
+                                 or f"{len(observer.results)} database backup(s) succeeded")
 
 
 def database_of(path: str | Path) -> str:

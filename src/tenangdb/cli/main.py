@@ -172,21 +172,25 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
             return
     from tenangdb.actions import observe
 
+    # After the backups: ship them off-site (inside the run, so the ping reports a failed
+    # upload), then expire old ones. The most serious failure decides the exit code:
+    # a backup (4), then an upload (5), then the cleanup (6).
     with observe.backup_run(loaded, plan) as observer:
         results = action.run(loaded, plan, on_result=observer.database_done)
-    ok = [r for r in results if r.ok]
-    failed = [r for r in results if not r.ok]
-    if not failed:
-        log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
-    elif ok:
-        log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
-    else:
-        log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
-    # After the backups: ship them off-site, then expire old ones. The most serious failure
-    # decides the exit code: a backup (4), then an upload (5), then the cleanup (6).
-    code = EXIT_BACKUP if failed else 0
-    if up.enabled and ok:
-        code = code or _upload_after_backup(loaded, sorted({r.database for r in ok}))
+        ok = [r for r in results if r.ok]
+        failed = [r for r in results if not r.ok]
+        if not failed:
+            log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
+        elif ok:
+            log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
+        else:
+            log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
+        code = EXIT_BACKUP if failed else 0
+        if up.enabled and ok:
+            upload_code = _upload_after_backup(loaded, sorted({r.database for r in ok}))
+            if upload_code:
+                observer.problems.append("upload to the remote failed; the local backups are kept")
+            code = code or upload_code
     if loaded.settings.cleanup.enabled and ok:
         code = code or _cleanup_after_backup(loaded)
     if code:
