@@ -401,7 +401,7 @@ class KeepConfig(_Section):
     keep_yearly: int | None = Field(None, ge=0)
 
 
-class CleanupConfig(KeepConfig):
+class CleanupConfig(_Section):
     enabled: bool = Field(False, description="run cleanup after every backup")
     max_age_days: int = Field(7, ge=1, description="local backups older than this may be deleted")
     remote_retention_days: int = Field(30, ge=1, description="remote backups older than this may be deleted")
@@ -410,7 +410,12 @@ class CleanupConfig(KeepConfig):
     weekend_only: bool = Field(False, description="cleanup runs only on Saturday and Sunday unless --force")
     age_based_cleanup: bool = Field(True, description="false: local backups are never deleted for their age")
     databases: list[str] = Field(default_factory=list)
-    # keep_* above apply to both places; `remote` overrides them for the remote copies.
+    # A GFS policy for both places; `remote` overrides any of them for the remote copies.
+    keep_last: int | None = Field(None, ge=0)
+    keep_daily: int | None = Field(None, ge=0)
+    keep_weekly: int | None = Field(None, ge=0)
+    keep_monthly: int | None = Field(None, ge=0)
+    keep_yearly: int | None = Field(None, ge=0)
     remote: KeepConfig = Field(default_factory=KeepConfig)
 
     @field_validator("databases", mode="before")
