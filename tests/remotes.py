@@ -46,15 +46,15 @@ class CuttingProxy:
             self.was_cut.clear()
 
     def stop(self) -> None:
-        if self._listener is not None:
+        with self._lock:  # several pumps may cut at once
+            listener, self._listener = self._listener, None
+            conns, self._conns = self._conns, []
+        if listener is not None:
             try:
-                self._listener.shutdown(socket.SHUT_RDWR)
+                listener.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
-            self._listener.close()
-            self._listener = None
-        with self._lock:
-            conns, self._conns = self._conns, []
+            listener.close()
         for conn in conns:
             try:
                 conn.shutdown(socket.SHUT_RDWR)
