@@ -9,14 +9,16 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from tenangdb.actions.backup import Plan, Result
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.metrics import Recorder
 from tenangdb.notify import Notifier
 from tenangdb.repository import store
 from tenangdb.repository.naming import parse_backup_name
+
+if TYPE_CHECKING:  # the upload and cleanup hooks need not load the backup engine
+    from tenangdb.actions.backup import Plan, Result
 
 
 class BackupObserver:
@@ -38,6 +40,8 @@ class BackupObserver:
 
     def run_failed(self, error: str) -> None:
         """The run stopped early: every database it did not report on has no backup."""
+        from tenangdb.actions.backup import Result
+
         reported = {r.database for r in self.results}
         for name in self.plan.known_databases:
             if name not in reported:

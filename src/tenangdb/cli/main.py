@@ -242,9 +242,13 @@ def _weekend() -> bool:
 
 
 def _size(size: int) -> str:
-    from tenangdb.actions.backup import human_size
-
-    return human_size(size)
+    """Like actions.backup.human_size, without loading the backup engine for upload/list/cleanup."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 @cli.command()

@@ -219,8 +219,26 @@ class Rclone:
         _, out = self._call(["cat", remote], f"read of {remote}")
         return out
 
+    def local_path(self, remote: str) -> Path | None:
+        """The filesystem path of `remote` when the destination is a plain local path (rclone's
+        local backend stores names like ours, which are plain ASCII, unchanged)."""
+        if is_local_path(self.destination) and (remote == self.destination
+                                                 or remote.startswith(self.destination.rstrip("/") + "/")):
+            return Path(remote)
+        return None
+
     def sha256_of(self, remote: str) -> tuple[str, int]:
         """Read a stored file back and hash it: (sha256 hex, bytes)."""
+        local = self.local_path(remote)
+        if local is not None:
+            # A local filesystem: read the stored bytes straight from disk, no pipe in between.
+            try:
+                digest_hex, _, size = local_hashes(local, None)
+            except FileNotFoundError:
+                raise UploadFailed(f"{remote}: missing on the remote") from None
+            except OSError as exc:
+                raise UploadFailed(f"{remote}: cannot read it back: {exc.strerror or exc}") from None
+            return digest_hex, size
         digest = hashlib.sha256()
         size = 0
         argv = self.argv("cat", remote)
