@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import time
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
@@ -369,3 +370,16 @@ def test_backup_with_a_failing_upload_exits_5_and_pings_fail(env, sample_db, tmp
     blocker.unlink()
     done = env.cli("upload", config=cfg)
     assert done.returncode == 0 and folder.name in done.stdout
+
+
+def test_a_broken_remote_fails_fast_and_leaves_the_rest_pending(offline_env, tmp_path):
+    env = offline_env
+    config = tmp_path / "rclone.conf"
+    config.write_text("")
+    cfg = upload_config(env, Remote("s3", "nosuchremote:bucket", config), {"retry_delay": 30})
+    folders = [make_backup(env.backups, "shop", now()) for _ in range(3)]
+    started = time.monotonic()
+    done = env.cli("upload", config=cfg)
+    assert time.monotonic() - started < 20  # a configuration error is not retried with backoff
+    assert done.returncode == 5 and "didn't find section in config file" in done.stdout, done.stdout
+    assert done.stdout.count("not attempted") == 2 and all(f.is_dir() for f in folders)

@@ -41,6 +41,7 @@ class UploadResult:
     duration: float = 0.0
     method: str = ""
     error: str | None = None
+    remote_failed: bool = False  # the remote side failed (not this backup's local copy)
 
 
 @dataclass
@@ -181,7 +182,8 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path,
         except UploadFailed as exc:
             if not exc.retryable or attempt >= cfg.retry_count:
                 message = f"{exc} (after {attempt} attempts)" if attempt > 1 else str(exc)
-                return _failed(folder, rpath, database, started, message, rc.destination)
+                local_fault = getattr(exc, "local", False)
+                return _failed(folder, rpath, database, started, message, rc.destination, remote=not local_fault)
             bad = list(getattr(exc, "bad_files", []))
             if bad:
                 # A damaged remote file must be copied again, whatever its size and time; and a
@@ -216,23 +218,27 @@ def _local_hashes(folder: Path, manifest: dict, hash_type: str) -> dict[str, dic
         try:
             sha, other, _ = local_hashes(folder / entry["name"], hash_type)
         except OSError as exc:
-            raise UploadFailed(f"{folder / entry['name']}: cannot read it: {exc.strerror or exc}",
-                               retryable=False) from None
+            exc2 = UploadFailed(f"{folder / entry['name']}: cannot read it: {exc.strerror or exc}", retryable=False)
+            exc2.local = True  # type: ignore[attr-defined]
+            raise exc2 from None
         if sha != entry["stored_sha256"]:
-            raise UploadFailed(f"{folder / entry['name']}: local copy does not match its manifest "
-                               "(damaged); not uploaded — run tenangdb verify", retryable=False)
+            damaged = UploadFailed(f"{folder / entry['name']}: local copy does not match its manifest "
+                                   "(damaged); not uploaded — run tenangdb verify", retryable=False)
+            damaged.local = True  # type: ignore[attr-defined]
+            raise damaged
         known[entry["name"]] = {hash_type: other or ""}
     return known
 
 
 def _failed(folder: Path, rpath: str, database: str, started: float, message: str,
-            destination: str | None = None) -> UploadResult:
+            destination: str | None = None, remote: bool = False) -> UploadResult:
     log.error("%s: upload of %s failed: %s", database, folder.name, message)
     if destination is not None:
         records.write(records.upload_path(folder), {"format": 1, "ok": False, "destination": destination,
                                                      "remote_path": rpath, "attempted_at": now_iso(),
                                                      "error": message})
-    return UploadResult(database, folder, rpath, False, duration=time.monotonic() - started, error=message)
+    return UploadResult(database, folder, rpath, False, duration=time.monotonic() - started, error=message,
+                        remote_failed=remote)
 
 
 def pending(root: Path, destination: str, databases: list[str] | None = None) -> list[Path]:
@@ -260,8 +266,19 @@ def run(loaded: LoadedConfig, *, databases: list[str] | None = None, paths: list
         todo = paths if paths is not None else pending(root, rc.destination, databases)
         if not todo:
             log.info("nothing to upload: every backup under %s is already on %s", root, rc.destination)
+        stopped: str | None = None
         for folder in todo:
-            result = upload_backup(loaded, rc, root, folder)
+            if stopped is not None:
+                # The remote failed after every retry: the rest would wait out the same
+                # retries for the same reason. They stay local and pending for the next run.
+                result = UploadResult(folder.parent.parent.name, folder, remote_path(rc, root, folder), False,
+                                      error=f"not attempted: {stopped}", remote_failed=True)
+                log.error("%s: upload of %s not attempted: the remote failed for an earlier backup",
+                          result.database, folder.name)
+            else:
+                result = upload_backup(loaded, rc, root, folder)
+                if not result.ok and result.remote_failed:
+                    stopped = result.error
             results.append(result)
             report(result)
 

@@ -134,8 +134,9 @@ class Rclone:
         if expired.is_set():
             raise UploadFailed(f"rclone {what}: no answer within upload.timeout ({limit:.0f}s)")
         if status not in ok_codes:
-            raise UploadFailed(f"rclone {what} failed (exit {status}): {summarise(child.stderr_text())}",
-                               status=status)
+            stderr = child.stderr_text()
+            raise UploadFailed(f"rclone {what} failed (exit {status}): {summarise(stderr)}",
+                               status=status, retryable=not permanent(status, stderr))
         return status, out
 
     # Operations ------------------------------------------------------------------------
@@ -288,6 +289,16 @@ class Rclone:
     def purge(self, remote: str) -> None:
         """Delete a remote folder and everything in it (a missing folder is already gone)."""
         self._call(["purge", remote], f"delete of {remote}", ok_codes=(0, NOT_FOUND_EXIT))
+
+
+FATAL_EXIT = 7  # rclone: fatal error, retries will not help
+_PERMANENT = re.compile(r"didn't find section in config file|unknown flag|unknown command|unknown backend|"
+                        r"config file .*not found|couldn't decrypt config|Failed to load config", re.I)
+
+
+def permanent(status: int, stderr: str) -> bool:
+    """A failure another attempt cannot fix: rclone says fatal, or the configuration is wrong."""
+    return status == FATAL_EXIT or bool(_PERMANENT.search(stderr))
 
 
 def summarise(stderr: str) -> str:
