@@ -69,7 +69,7 @@ def test_a_file_written_again_after_sealing_is_refused(tmp_path):
         sealer.run(child)
 
 
-def test_a_first_chunk_waits_for_its_rename_or_its_second_chunk(tmp_path):
+def test_files_mydumper_renames_are_sealed_once_under_their_final_name(tmp_path):
     # mydumper's way: a table that fits one chunk is renamed from t.00001.sql to t.sql after
     # closing; a bigger one goes on with t.00002.sql. Neither may be sealed twice or lost.
     source, child = producer(tmp_path, """
@@ -84,7 +84,9 @@ def test_a_first_chunk_waits_for_its_rename_or_its_second_chunk(tmp_path):
         write("big.00001.sql", b"first")
         time.sleep(0.5)
         write("big.00002.sql", b"second")
+        write("metadata.partial", b"done")  # and its metadata, under a temporary name until the end
         time.sleep(0.5)
+        os.rename(os.path.join({out!r}, "metadata.partial"), os.path.join({out!r}, "metadata"))
     """)
     dest = tmp_path / "sealed"
     dest.mkdir()
@@ -94,4 +96,4 @@ def test_a_first_chunk_waits_for_its_rename_or_its_second_chunk(tmp_path):
         sealed = sealer.run(child)
         assert child.wait() == 0
     assert {f.plain_name: (dest / f.name).read_bytes() for f in sealed} == {
-        "small.sql": b"small", "big.00001.sql": b"first", "big.00002.sql": b"second"}
+        "small.sql": b"small", "big.00001.sql": b"first", "big.00002.sql": b"second", "metadata": b"done"}

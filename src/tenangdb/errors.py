@@ -51,6 +51,21 @@ class VerifyFailed(TenangDBError):
     exit_code = EXIT_VERIFY
 
 
+class UploadFailed(TenangDBError):
+    """An off-site copy could not be made or proved whole."""
+
+    exit_code = EXIT_UPLOAD
+
+    def __init__(self, message: str, *, status: int | None = None, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.status = status  # rclone's exit status, when rclone said no
+        self.retryable = retryable
+
+
+class CleanupFailed(TenangDBError):
+    exit_code = EXIT_CLEANUP
+
+
 class ToolMissing(TenangDBError):
     """An external program we drive is not installed."""
 

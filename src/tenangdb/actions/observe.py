@@ -9,14 +9,16 @@ from __future__ import annotations
 import time
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import TYPE_CHECKING, Iterator
 
-from tenangdb.actions.backup import Plan, Result
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.metrics import Recorder
 from tenangdb.notify import Notifier
 from tenangdb.repository import store
 from tenangdb.repository.naming import parse_backup_name
+
+if TYPE_CHECKING:  # the upload and cleanup hooks need not load the backup engine
+    from tenangdb.actions.backup import Plan, Result
 
 
 class BackupObserver:
@@ -25,6 +27,7 @@ class BackupObserver:
         self.metrics = Recorder(loaded.settings.metrics)
         self.notify = Notifier(loaded.settings.notify, on_failure=self.metrics.notify_failed)
         self.results: list[Result] = []
+        self.problems: list[str] = []  # failures after the backups (uploads): the ping says fail
 
     def database_done(self, result: Result) -> None:
         self.results.append(result)
@@ -37,6 +40,8 @@ class BackupObserver:
 
     def run_failed(self, error: str) -> None:
         """The run stopped early: every database it did not report on has no backup."""
+        from tenangdb.actions.backup import Result
+
         reported = {r.database for r in self.results}
         for name in self.plan.known_databases:
             if name not in reported:
@@ -66,8 +71,9 @@ def backup_run(loaded: LoadedConfig, plan: Plan) -> Iterator[BackupObserver]:
             observer.notify.event("backup.finish", status=status, error=summary or None,
                                   duration=time.monotonic() - started,
                                   size=sum(r.size for r in observer.results if r.ok))
-            observer.notify.ping("fail" if failed else "success",
-                                 summary or f"{len(observer.results)} database backup(s) succeeded")
+            observer.notify.ping("fail" if failed or observer.problems else "success",
+                                 "; ".join([summary] * bool(summary) + observer.problems)
+                                 or f"{len(observer.results)} database backup(s) succeeded")
 
 
 def database_of(path: str | Path) -> str:
@@ -103,3 +109,38 @@ def restore_run(loaded: LoadedConfig, backup_path: str | Path) -> Iterator[None]
     finally:
         recorder.restore(database_of(backup_path), ok, time.monotonic() - started)
         recorder.write_textfile()
+
+
+def uploaded(loaded: LoadedConfig, results) -> None:
+    """Upload outcomes into the metrics (never changing the upload's own outcome)."""
+    if not results:
+        return
+    recorder = Recorder(loaded.settings.metrics)
+    notifier = Notifier(loaded.settings.notify, on_failure=recorder.notify_failed)
+    for result in results:
+        recorder.upload(result.database, result.ok, result.duration, result.size if result.ok else 0)
+        notifier.event("upload.success" if result.ok else "upload.failure", database=result.database,
+                       status="success" if result.ok else "failed", error=result.error,
+                       duration=result.duration, size=result.size if result.ok else None)
+    recorder.write_textfile()
+
+
+def cleaned(loaded: LoadedConfig, the_plan, outcome) -> None:
+    """Deleted and still-kept backups per database and place."""
+    recorder = Recorder(loaded.settings.metrics)
+    deleted: dict[tuple[str, str], int] = {}
+    for decision in outcome.deleted:
+        if decision.item.kind == "backup":
+            key = (decision.item.database, decision.item.location)
+            deleted[key] = deleted.get(key, 0) + 1
+    for (database, location), count in sorted(deleted.items()):
+        recorder.cleanup_deleted(database, location, count)
+    kept: dict[tuple[str, str], int] = {}
+    gone = {d.item.key for d in outcome.deleted}
+    for decision in the_plan.decisions:
+        item = decision.item
+        if item.kind == "backup" and item.key not in gone:
+            kept[(item.database, item.location)] = kept.get((item.database, item.location), 0) + 1
+    for (database, location), count in sorted(kept.items()):
+        recorder.retained(database, location, count)
+    recorder.write_textfile()

@@ -112,5 +112,26 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def record_result(folder: str | Path, ok: bool, error: str | None = None) -> None:
+    """Remember the outcome beside a local backup (never inside the sealed folder), for
+    `tenangdb list` and for cleanup, which never deletes the newest verified backup."""
+    from datetime import datetime, timezone
+
+    from tenangdb.repository import records
+
+    path = Path(folder)
+    if path.is_file():
+        path = path.parent
+    if not (path.is_dir() and (path / manifest_mod.MANIFEST).is_file()):
+        return
+    data = {"format": 1, "ok": ok, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    if error:
+        data["error"] = error
+    try:
+        records.write(records.verify_path(path), data)
+    except OSError as exc:  # a read-only user may still verify
+        log.debug("could not record the verify result beside %s: %s", path, exc)
+
+
 def all_backups(loaded: LoadedConfig) -> list[Path]:
     return list(store.iter_backups(Path(loaded.settings.backup.directory)))

@@ -14,8 +14,8 @@ import click
 import platformdirs
 
 from tenangdb import __version__, logs
-from tenangdb.errors import (EXIT_BACKUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_VERIFY, ConfigError, Interrupted,
-                             request_interrupt, TenangDBError)
+from tenangdb.errors import (EXIT_BACKUP, EXIT_CLEANUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
+                             ConfigError, Interrupted, TenangDBError, request_interrupt)
 
 log = logging.getLogger("tenangdb")
 
@@ -185,32 +185,115 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
             return
     from tenangdb.actions import observe
 
-    with observe.backup_run(loaded, plan) as observer, _progress_board() as board:
-        results = action.run(loaded, plan, on_result=observer.database_done, progress=board)
-    ok = [r for r in results if r.ok]
+    # After the backups: ship them off-site (inside the run, so the ping reports a failed
+    # upload), then expire old ones. The most serious failure decides the exit code:
+    # a backup (4), then an upload (5), then the cleanup (6).
+    with observe.backup_run(loaded, plan) as observer:
+        with _progress_board() as board:
+            results = action.run(loaded, plan, on_result=observer.database_done, progress=board)
+        ok = [r for r in results if r.ok]
+        failed = [r for r in results if not r.ok]
+        if not failed:
+            log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
+        elif ok:
+            log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
+        else:
+            log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
+        code = EXIT_BACKUP if failed else 0
+        if up.enabled and ok:
+            upload_code = _upload_after_backup(loaded, sorted({r.database for r in ok}))
+            if upload_code:
+                observer.problems.append("upload to the remote failed; the local backups are kept")
+            code = code or upload_code
+    if loaded.settings.cleanup.enabled and ok:
+        code = code or _cleanup_after_backup(loaded)
+    if code:
+        raise SystemExit(code)
+
+
+def _upload_after_backup(loaded, databases: list[str]) -> int:
+    """Upload every backup of these databases not yet on the remote (earlier failures too)."""
+    from tenangdb.actions import observe
+    from tenangdb.actions import upload as uploader
+
+    try:
+        results = uploader.run(loaded, databases=databases)
+    except TenangDBError as exc:
+        log.error("upload failed: %s", exc)
+        return EXIT_UPLOAD
+    observe.uploaded(loaded, results)
     failed = [r for r in results if not r.ok]
-    if not failed:
-        log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
-        return
-    if ok:
-        log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
-    else:
-        log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
-    raise SystemExit(EXIT_BACKUP)
+    if failed:
+        log.error("%d of %d upload%s failed; the local backups are kept and the next run retries",
+                  len(failed), len(results), "" if len(results) == 1 else "s")
+        return EXIT_UPLOAD
+    return 0
+
+
+def _cleanup_after_backup(loaded) -> int:
+    from tenangdb.actions import cleanup as action
+    from tenangdb.actions import observe
+
+    if loaded.settings.cleanup.weekend_only and not _weekend():
+        log.info("cleanup after backup skipped: cleanup.weekend_only and today is not Saturday or Sunday")
+        return 0
+    try:
+        the_plan = action.make_plan(loaded)
+        outcome = action.execute(loaded, the_plan)
+        observe.cleaned(loaded, the_plan, outcome)
+        log.info("cleanup: deleted %d, freed %s", len(outcome.deleted), _size(outcome.freed))
+        action.check_outcome(outcome, the_plan)
+    except TenangDBError as exc:
+        log.error("cleanup after backup failed: %s", exc)
+        return EXIT_CLEANUP
+    return 0
+
+
+def _weekend() -> bool:
+    from datetime import datetime
+
+    return datetime.now().astimezone().weekday() >= 5
+
+
+def _size(size: int) -> str:
+    """Like actions.backup.human_size, without loading the backup engine for upload/list/cleanup."""
+    value = float(size)
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{size} B"
 
 
 @cli.command()
 @click.option("--backup-path", "-b", help="Backup folder (or its manifest).")
 @click.option("--all", "all_", is_flag=True, help="Verify every backup under backup.directory.")
+@click.option("--from-remote", is_flag=True, help="The backup path names a remote backup "
+              "(remote:{db}/{YYYY-MM}/{name}, or its name): download it to a private temporary folder first.")
 @click.pass_obj
-def verify(state: State, backup_path: str | None, all_: bool) -> None:
+def verify(state: State, backup_path: str | None, all_: bool, from_remote: bool) -> None:
     """Check checksums, decryption and completeness of a backup."""
-    from tenangdb.actions import observe
+    from tenangdb.actions import fetch, observe
     from tenangdb.actions import verify as action
 
     loaded = state.load()
     if bool(backup_path) == all_:
         raise click.UsageError("give either --backup-path or --all")
+    if from_remote or (backup_path and fetch.is_remote_spec(backup_path, loaded)):
+        if not backup_path:
+            raise click.UsageError("--from-remote needs --backup-path (remote:{db}/{YYYY-MM}/{name} or a name)")
+        try:
+            with fetch.fetched(loaded, backup_path) as folder:
+                try:
+                    verified = action.verify_backup(loaded, folder)
+                except TenangDBError:
+                    observe.verified(loaded, folder, False)
+                    raise
+                observe.verified(loaded, folder, True)
+                click.echo(f"OK {backup_path} (downloaded and verified)")
+        finally:
+            observe.verify_done(loaded)
+        return
     paths = [Path(backup_path)] if backup_path else action.all_backups(loaded)
     if all_ and not paths:
         click.echo(f"no backups under {loaded.settings.backup.directory}", err=True)
@@ -221,9 +304,11 @@ def verify(state: State, backup_path: str | None, all_: bool) -> None:
             try:
                 verified = action.verify_backup(loaded, path)
                 observe.verified(loaded, path, True)
+                action.record_result(path, True)
                 click.echo(f"OK {verified.path}")
             except TenangDBError as exc:
                 observe.verified(loaded, path, False)
+                action.record_result(path, False, str(exc))
                 if not all_:
                     raise
                 failures += 1
@@ -240,15 +325,161 @@ def verify(state: State, backup_path: str | None, all_: bool) -> None:
 @click.option("--target-database", "--database", "-d", "target", required=True,
               help="Database to restore into (created if missing).")
 @click.option("--yes", "-y", is_flag=True, help="Restore into a non-empty database without asking.")
+@click.option("--from-remote", is_flag=True, help="The backup path names a remote backup "
+              "(remote:{db}/{YYYY-MM}/{name}, or its name): download, verify, restore, remove the download.")
 @click.pass_obj
-def restore(state: State, backup_path: str, target: str, yes: bool) -> None:
+def restore(state: State, backup_path: str, target: str, yes: bool, from_remote: bool) -> None:
     """Verify a backup, then restore it into a database."""
-    from tenangdb.actions import observe
+    from tenangdb.actions import fetch, observe
     from tenangdb.actions import restore as action
 
     loaded = state.load()
     with observe.restore_run(loaded, backup_path):
-        action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
+        if from_remote or fetch.is_remote_spec(backup_path, loaded):
+            with fetch.fetched(loaded, backup_path) as folder:
+                action.run(loaded, folder, target, confirm=_confirm_factory(yes))
+        else:
+            action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
+
+
+@cli.command()
+@click.option("--databases", help="Comma-separated databases; only their backups.")
+@click.option("--backup-path", "-b", "backup_paths", multiple=True, help="One backup folder (may be repeated).")
+@click.pass_obj
+def upload(state: State, databases: str | None, backup_paths: tuple[str, ...]) -> None:
+    """Copy backups that are not yet off-site to upload.destination, and verify the copies."""
+    from tenangdb.actions import observe
+    from tenangdb.actions import upload as action
+
+    loaded = state.load()
+    root = Path(loaded.settings.backup.directory)
+    paths = [action.resolve_local(root, p) for p in backup_paths] if backup_paths else None
+    results = action.run(loaded, databases=_split(databases), paths=paths)
+    observe.uploaded(loaded, results)
+    for r in results:
+        rel = r.path.relative_to(root).as_posix() if r.path.is_relative_to(root) else str(r.path)
+        if r.ok:
+            click.echo(f"OK     {rel} -> {r.remote} ({_size(r.size)}, verified: {r.method})")
+        else:
+            click.echo(f"FAILED {rel}: {r.error}")
+    if not results:
+        click.echo(f"nothing to upload: every backup is already on {loaded.settings.upload.destination}")
+    failed = [r for r in results if not r.ok]
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(results)} uploads failed; the local backups are kept "
+                   "(run tenangdb upload again)", err=True)
+        raise SystemExit(EXIT_UPLOAD)
+
+
+def _when(value) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+@cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per backup) instead of a table.")
+@click.option("--databases", help="Comma-separated databases to show.")
+@click.option("--local", "only_local", is_flag=True, help="Only the local backups (no rclone call).")
+@click.pass_obj
+def list_backups(state: State, as_json: bool, databases: str | None, only_local: bool) -> None:
+    """Show local and remote backups per database: name, time, size, encryption, verification, upload."""
+    import json as json_mod
+
+    from tenangdb.actions import catalog
+    from tenangdb.remote.rclone import Rclone
+
+    loaded = state.load()
+    cfg = loaded.settings
+    root = Path(cfg.backup.directory)
+    destination = cfg.upload.destination
+    entries = catalog.local_entries(root, destination)
+    remote_error = None
+    if destination and not only_local:
+        try:
+            entries += catalog.remote_entries(Rclone(cfg.upload), root)
+        except TenangDBError as exc:
+            remote_error = str(exc)
+    wanted = set(_split(databases) or [])
+    if wanted:
+        entries = [e for e in entries if e.database in wanted]
+    entries.sort(key=lambda e: (e.database, e.time.isoformat() if e.time else "", e.location, e.rel))
+    if as_json:
+        click.echo(json_mod.dumps({"backups": [e.as_json() for e in entries],
+                                   "remote_error": remote_error}, indent=2))
+    else:
+        backups = [e for e in entries if e.kind == "backup"]
+        rows = [("DATABASE", "WHERE", "NAME", "TIME (UTC)", "SIZE", "ENC", "VERIFIED", "UPLOADED")]
+        for e in backups:
+            verified = ("yes" if e.verified else "no") + (f" ({e.verified_how})" if e.verified_how else "")
+            if e.problem:
+                verified = "DAMAGED"
+            uploaded = "-" if e.location == "remote" else (e.uploaded or "no")
+            rows.append((e.database, e.location, e.name, _when(e.time), _size(e.size),
+                         "age" if e.encrypted else "no", verified, uploaded))
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        for row in rows:
+            click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if not backups:
+            click.echo(f"no backups under {root}" + (f" or on {destination}" if destination and not only_local else ""))
+        for e in entries:
+            if e.kind != "backup" or e.problem:
+                what = {"partial": "unfinished backup", "foreign": "not a backup"}.get(e.kind, "damaged")
+                click.echo(f"note: {e.location} {e.rel}: {what}" + (f" ({e.problem})" if e.problem else ""),
+                           err=True)
+    if remote_error:
+        click.echo(f"error: cannot list the remote backups: {remote_error}", err=True)
+        raise SystemExit(EXIT_UPLOAD)
+
+
+@cli.command()
+@click.option("--dry-run", is_flag=True, help="Print the plan and delete nothing.")
+@click.option("--yes", "-y", is_flag=True, help="Delete without asking (for timers and scripts).")
+@click.option("--force", is_flag=True, help="Run even on a weekday when cleanup.weekend_only is set.")
+@click.option("--databases", help="Comma-separated databases; replaces cleanup.databases.")
+@click.option("--max-age-days", type=click.IntRange(min=1), help="Local age limit; replaces cleanup.max_age_days.")
+@click.pass_obj
+def cleanup(state: State, dry_run: bool, yes: bool, force: bool, databases: str | None,
+            max_age_days: int | None) -> None:
+    """Delete expired backups, locally and remotely, by the cleanup policy (shows the plan first)."""
+    from tenangdb.actions import cleanup as action
+    from tenangdb.actions import observe
+    from tenangdb.errors import CleanupFailed
+
+    loaded = state.load()
+    if loaded.settings.cleanup.weekend_only and not force and not dry_run and not _weekend():
+        click.echo("cleanup runs only on Saturday and Sunday (cleanup.weekend_only); use --force to run now",
+                   err=True)
+        return
+    the_plan = action.make_plan(loaded, databases=_split(databases), max_age_days=max_age_days)
+    _show_plan(the_plan, dry_run)
+    if dry_run:
+        if the_plan.remote_error:
+            raise CleanupFailed(f"cannot list the remote backups: {the_plan.remote_error}")
+        return
+    if the_plan.deletions and not yes:
+        if not _interactive():
+            raise CleanupFailed("nothing deleted: no terminal to confirm on; pass --yes to delete without asking")
+        if not click.confirm(f"Delete {len(the_plan.deletions)} item(s), freeing {_size(the_plan.freed)}?",
+                             default=False, err=True):
+            click.echo("cleanup cancelled; nothing was deleted", err=True)
+            return
+    outcome = action.execute(loaded, the_plan)
+    observe.cleaned(loaded, the_plan, outcome)
+    for decision, why in outcome.kept_back:
+        click.echo(f"kept   {decision.item.location:6} {decision.item.rel}: {why}")
+    click.echo(f"deleted {len(outcome.deleted)} item(s), freed {_size(outcome.freed)}")
+    action.check_outcome(outcome, the_plan)
+
+
+def _show_plan(the_plan, dry_run: bool) -> None:
+    head = "dry run: nothing will be deleted\n" if dry_run else ""
+    click.echo(f"{head}cleanup plan:")
+    for decision in sorted(the_plan.decisions, key=lambda d: (d.item.database, d.item.location, d.item.rel)):
+        item = decision.item
+        action_word = "DELETE" if decision.delete else "keep"
+        size = _size(item.size) if decision.delete else ""
+        click.echo(f"  {action_word:6} {item.location:6} {item.rel}  {size + '  ' if size else ''}({decision.reason})")
+    kept = sum(1 for d in the_plan.decisions if not d.delete)
+    click.echo(f"to delete: {len(the_plan.deletions)} item(s), {_size(the_plan.freed)}; kept: {kept}")
 
 
 @cli.command()

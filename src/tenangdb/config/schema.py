@@ -254,24 +254,62 @@ class BackupConfig(_Section):
         return parse_duration(value)
 
 
+UploadVerify = Literal["hash", "size", "download", "off"]
+
+
+def default_rclone_config() -> str:
+    """rclone's own default, spelled out so that it is always passed explicitly."""
+    return os.path.join(os.path.expanduser("~"), ".config", "rclone", "rclone.conf")
+
+
 class UploadConfig(_Section):
     enabled: bool = False
-    destination: str | None = None
+    destination: str | None = Field(None, description="rclone path, e.g. s3backup:bucket/tenangdb")
     rclone_path: str | None = None
     rclone_config_path: str | None = None
-    timeout: float = Field(300, gt=0)
+    timeout: float = Field(300, gt=0, description="per rclone call")
     retry_count: int = Field(3, ge=1)
+    retry_delay: float = Field(10, ge=0, description="first wait between attempts; doubles each time")
+    # true/hash: sizes, and hashes where the backend has them; size: sizes only;
+    # download: read every stored file back and hash it; false/off: rclone's exit status only.
+    verify: UploadVerify = "hash"
 
-    @field_validator("timeout", mode="before")
+    @field_validator("verify", mode="before")
+    @classmethod
+    def _verify(cls, value: Any) -> Any:
+        if value is True:
+            return "hash"
+        if value is False or value is None:
+            return "off"
+        if isinstance(value, str):  # e.g. from TENANGDB_UPLOAD_VERIFY=false
+            value = value.strip().lower()
+            return {"true": "hash", "yes": "hash", "on": "hash", "false": "off", "no": "off"}.get(value, value)
+        return value
+
+    @field_validator("timeout", "retry_delay", mode="before")
     @classmethod
     def _duration(cls, value: Any) -> float:
         return parse_duration(value)
+
+    @field_validator("destination")
+    @classmethod
+    def _destination(cls, value: str | None) -> str | None:
+        if value is not None:
+            value = value.strip()
+            if not value or any(ch in value for ch in "\n\r\x00"):
+                raise ValueError("must be an rclone path such as remote:bucket/prefix or /mnt/offsite")
+            value = value.rstrip("/") or "/"
+        return value
 
     @model_validator(mode="after")
     def _need_destination(self) -> "UploadConfig":
         if self.enabled and not self.destination:
             raise ValueError("upload is enabled but upload.destination is not set")
         return self
+
+    @property
+    def config_path(self) -> str:
+        return os.path.expanduser(self.rclone_config_path) if self.rclone_config_path else default_rclone_config()
 
 
 LogLevel = Literal["debug", "info", "warning", "error"]
@@ -363,15 +401,39 @@ class NotifyConfig(_Section):
         return parse_duration(value)
 
 
+class KeepConfig(_Section):
+    """A grandfather-father-son policy: how many of the newest, and one per day/week/month/year."""
+
+    keep_last: int | None = Field(None, ge=0)
+    keep_daily: int | None = Field(None, ge=0)
+    keep_weekly: int | None = Field(None, ge=0)
+    keep_monthly: int | None = Field(None, ge=0)
+    keep_yearly: int | None = Field(None, ge=0)
+
+
 class CleanupConfig(_Section):
-    enabled: bool = False
-    max_age_days: int = Field(7, ge=1)
-    remote_retention_days: int = Field(30, ge=1)
-    cleanup_uploaded_files: bool = False
-    verify_cloud_exists: bool = True
-    weekend_only: bool = False
-    age_based_cleanup: bool = True
+    enabled: bool = Field(False, description="run cleanup after every backup")
+    max_age_days: int = Field(7, ge=1, description="local backups older than this may be deleted")
+    remote_retention_days: int = Field(30, ge=1, description="remote backups older than this may be deleted")
+    cleanup_uploaded_files: bool = Field(False, description="delete a local copy once its remote copy is verified")
+    verify_cloud_exists: bool = Field(True, description="re-check the remote copy before deleting a local one")
+    weekend_only: bool = Field(False, description="cleanup runs only on Saturday and Sunday unless --force")
+    age_based_cleanup: bool = Field(True, description="false: local backups are never deleted for their age")
     databases: list[str] = Field(default_factory=list)
+    # A GFS policy for both places; `remote` overrides any of them for the remote copies.
+    keep_last: int | None = Field(None, ge=0)
+    keep_daily: int | None = Field(None, ge=0)
+    keep_weekly: int | None = Field(None, ge=0)
+    keep_monthly: int | None = Field(None, ge=0)
+    keep_yearly: int | None = Field(None, ge=0)
+    remote: KeepConfig = Field(default_factory=KeepConfig)
+
+    @field_validator("databases", mode="before")
+    @classmethod
+    def _split(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
 
 
 class Settings(_Section):

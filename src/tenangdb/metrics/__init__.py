@@ -85,6 +85,17 @@ class Recorder:
                 record["size_bytes"] = size
         self._update(change)
 
+    def upload(self, database: str, ok: bool, duration: float, size: int) -> None:
+        def change(state: dict[str, Any]) -> None:
+            record = _outcome(state, "upload", database, ok, duration, time.time())
+            if ok:
+                _count(record, "bytes_total", size)
+        self._update(change)
+
+    def cleanup_deleted(self, database: str, location: str, count: int) -> None:
+        if count:
+            self._update(lambda state: _count(_record(state, "cleanup", database), location, count))
+
     def retained(self, database: str, location: str, count: int) -> None:
         self._update(lambda state: _record(state, "retained", database).__setitem__(location, count))
 

@@ -129,10 +129,13 @@ def start_sandbox(
     os.chmod(base, 0o700)
     datadir = base / "data"
     sock = base / "mysqld.sock"
+    # Its own temporary folder too: a shared /tmp lets other programs (or servers) touch its files.
+    tmpdir = base / "tmp"
+    tmpdir.mkdir(mode=0o700)
     run_as = ["--user=root"] if os.geteuid() == 0 else []
     init = subprocess.run(
         [install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-         "--skip-test-db", *run_as],
+         "--skip-test-db", f"--tmpdir={tmpdir}", *run_as],
         capture_output=True, text=True, check=False,
     )
     if init.returncode != 0:
@@ -140,7 +143,7 @@ def start_sandbox(
         raise SandboxError(f"mariadb-install-db failed: {init.stderr.strip()[-500:]}")
     port = _free_port()
     argv = [
-        server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
+        server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}", f"--tmpdir={tmpdir}",
         f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={base / 'mysqld.pid'}",
         f"--log-error={base / 'server.log'}", "--innodb-buffer-pool-size=256M",
         "--innodb-log-file-size=256M", "--skip-name-resolve", "--event-scheduler=OFF",

@@ -1,0 +1,192 @@
+"""What backups exist, locally and on the remote, and what is known about each.
+
+Used by `list` (to show) and `cleanup` (to decide). Times come from each manifest's
+`started_at`; a folder without a valid manifest is reported as not a backup, never guessed.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tenangdb.actions.upload import PROVING_METHODS, check_local
+from tenangdb.errors import VerifyFailed
+from tenangdb.remote.rclone import Rclone, join
+from tenangdb.repository import manifest as manifest_mod
+from tenangdb.repository import records
+from tenangdb.repository.naming import is_staging, parse_backup_name
+from tenangdb.retention import BACKUP, FOREIGN, LOCAL, PARTIAL, REMOTE, Item
+
+log = logging.getLogger("tenangdb.catalog")
+_MONTH = re.compile(r"^\d{4}-\d{2}$")
+
+
+@dataclass
+class Entry:
+    database: str
+    location: str
+    rel: str                 # {db}/{YYYY-MM}/{name}
+    key: str                 # local path or rclone path
+    kind: str = BACKUP
+    time: datetime | None = None
+    size: int = 0
+    encrypted: bool | None = None
+    complete: bool = False
+    verified: bool = False
+    verified_how: str | None = None   # local: "verify"; remote: sha256/md5/sha1/download/size
+    verified_at: str | None = None
+    uploaded: str | None = None       # local: "yes (sha256)", "failed", or None
+    remote_verified: bool = False
+    problem: str | None = None
+    files: list[str] = field(default_factory=list)  # remote: the stored files, relative to the folder
+
+    @property
+    def name(self) -> str:
+        return self.rel.rsplit("/", 1)[-1]
+
+    def item(self) -> Item:
+        return Item(key=self.key, database=self.database, location=self.location, rel=self.rel, kind=self.kind,
+                    time=self.time, size=self.size, complete=self.complete, verified=self.verified,
+                    remote_verified=self.remote_verified)
+
+    def as_json(self) -> dict:
+        data = asdict(self)
+        data.pop("files")
+        data["name"] = self.name
+        data["time"] = self.time.isoformat() if self.time else None
+        return data
+
+
+def _manifest_time(manifest: dict) -> datetime | None:
+    try:
+        when = datetime.fromisoformat(str(manifest["started_at"]))
+    except (KeyError, ValueError):
+        return None
+    return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.stat().st_mtime, timezone.utc)
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+
+
+def local_entries(root: Path, destination: str | None) -> list[Entry]:
+    """Every entry of the layout `{db}/{YYYY-MM}/{entry}` under the backup directory."""
+    found: list[Entry] = []
+    if not root.is_dir():
+        return found
+    for db_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for month in sorted(db_dir.iterdir()):
+            if not month.is_dir() or not _MONTH.match(month.name):
+                found.append(Entry(db_dir.name, LOCAL, f"{db_dir.name}/{month.name}", str(month), kind=FOREIGN,
+                                   problem="not a month folder"))
+                continue
+            for entry in sorted(month.iterdir()):
+                if entry.is_file() and records.parse_record_name(entry.name):
+                    continue  # our own records, shown through their backups
+                found.append(_local_entry(root, db_dir.name, entry, destination))
+    return found
+
+
+def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None) -> Entry:
+    rel = path.relative_to(root).as_posix()
+    if path.is_dir() and is_staging(path.name):
+        return Entry(db_folder, LOCAL, rel, str(path), kind=PARTIAL, time=_mtime(path), size=_size(path))
+    if not path.is_dir() or not parse_backup_name(path.name):
+        return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path),
+                     problem="not a backup folder name")
+    try:
+        manifest = manifest_mod.load(path)
+    except VerifyFailed as exc:
+        return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path), problem=str(exc))
+    entry = Entry(str(manifest["database"]), LOCAL, rel, str(path), time=_manifest_time(manifest),
+                  size=_size(path), encrypted=bool(manifest["encryption"].get("enabled")))
+    if entry.time is None:
+        return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=entry.size,
+                     problem="manifest has no valid started_at")
+    try:
+        check_local(path)
+        entry.complete = True
+    except (VerifyFailed, OSError) as exc:
+        entry.problem = str(exc)
+    checked = records.read(records.verify_path(path))
+    if checked and entry.complete:
+        entry.verified = bool(checked.get("ok"))
+        entry.verified_how = "verify" if checked.get("ok") else "verify failed"
+        entry.verified_at = checked.get("at")
+    if destination:
+        upload = records.read(records.upload_path(path))
+        if upload and upload.get("destination") == destination:
+            if upload.get("ok"):
+                entry.uploaded = f"yes ({upload.get('verify')})"
+                entry.remote_verified = upload.get("verify") in PROVING_METHODS
+            else:
+                entry.uploaded = "failed"
+    return entry
+
+
+def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
+    """The backups under the destination, read from one listing and one download of the manifests."""
+    listing = rc.list(rc.destination) or []
+    folders: dict[str, dict[str, int]] = {}
+    found: list[Entry] = []
+    for remote_file in listing:
+        parts = remote_file.path.split("/")
+        if len(parts) < 4:
+            found.append(Entry(parts[0] if len(parts) > 1 else "", REMOTE, remote_file.path,
+                               join(rc.destination, remote_file.path), kind=FOREIGN, size=remote_file.size,
+                               problem="a file outside any backup folder"))
+            continue
+        rel = "/".join(parts[:3])
+        folders.setdefault(rel, {})["/".join(parts[3:])] = remote_file.size
+    if not folders:
+        return found
+    scratch = Path(tempfile.mkdtemp(prefix="tenangdb-manifests-"))
+    try:
+        rc.fetch_manifests(scratch)
+        for rel, files in sorted(folders.items()):
+            found.append(_remote_entry(rc, root, scratch, rel, files))
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    return found
+
+
+def _remote_entry(rc: Rclone, root: Path, scratch: Path, rel: str, files: dict[str, int]) -> Entry:
+    db_folder = rel.split("/")[0]
+    key = join(rc.destination, rel)
+    size = sum(files.values())
+    if manifest_mod.MANIFEST not in files:
+        return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size,
+                     problem="no manifest: an unfinished upload or not a backup")
+    try:
+        manifest = manifest_mod.load(scratch / rel)
+    except VerifyFailed as exc:
+        return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size, problem=str(exc))
+    when = _manifest_time(manifest)
+    if when is None:
+        return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size, problem="manifest has no valid started_at")
+    entry = Entry(str(manifest["database"]), REMOTE, rel, key, time=when, size=size,
+                  encrypted=bool(manifest["encryption"].get("enabled")), files=sorted(files))
+    expected = {e["name"]: e["stored_size"] for e in manifest["files"]}
+    stored = {name: sz for name, sz in files.items() if name != manifest_mod.MANIFEST}
+    if stored == expected:
+        entry.complete = True
+    else:
+        wrong = sorted(set(expected) ^ set(stored)) or sorted(n for n in expected if expected[n] != stored.get(n))
+        entry.problem = f"{wrong[0]}: missing, unexpected or of the wrong size"
+    upload = records.read(root.joinpath(*rel.split("/")[:2]) / f".{rel.split('/')[2]}.upload.json")
+    if upload and upload.get("ok") and upload.get("destination") == rc.destination:
+        entry.verified_how = upload.get("verify")
+        entry.verified_at = upload.get("verified_at")
+        entry.verified = entry.complete and upload.get("verify") in PROVING_METHODS
+    return entry

@@ -1,0 +1,199 @@
+"""Which backups to keep and which to delete, and why. Pure: no files, no clock, no rclone.
+
+The caller lists what exists (local folders and remote copies, with the time each backup was
+taken as its manifest says) and what is known about each; `plan` returns one decision with a
+reason for every item. The rules, in order:
+
+1. Folders that are not backups (no valid manifest) are reported and kept. Unfinished staging
+   folders (`.name.partial`) are deleted once older than a day, kept before that.
+2. Databases outside the selection are kept.
+3. Per database and place (local, remote), the newest verified backup and the newest complete
+   backup are always kept.
+4. A backup younger than the age window (local: max_age_days, remote: remote_retention_days)
+   is kept, as is one picked by keep_last / keep_daily / keep_weekly / keep_monthly /
+   keep_yearly (the newest backup of each of the N most recent days, weeks, ...).
+   Local copies whose remote copy is verified are deleted when cleanup_uploaded_files is on,
+   unless a keep_* rule or rule 3 keeps them.
+5. Everything else is deleted — except a local copy whose remote copy is not verified while
+   uploads are on and verify_cloud_exists is set: it stays until it is safely off-site.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Iterable
+
+LOCAL, REMOTE = "local", "remote"
+BACKUP, PARTIAL, FOREIGN = "backup", "partial", "foreign"
+DAY = 86400.0
+UPLOADED_REASON = "its remote copy is verified"
+
+
+@dataclass(frozen=True)
+class Item:
+    key: str                 # a path or remote path: unique among the items
+    database: str
+    location: str            # LOCAL or REMOTE
+    rel: str = ""            # {db}/{YYYY-MM}/{name}: the same backup in both places shares it
+    kind: str = BACKUP       # BACKUP, PARTIAL or FOREIGN
+    time: datetime | None = None   # backups: when it was taken (manifest); partials: last change
+    size: int = 0
+    complete: bool = True    # every listed file present at its size
+    verified: bool = False   # proven whole: a passed verify, or a remote copy checked by hash/read-back
+    remote_verified: bool = False  # local backups: the remote copy is verified
+
+
+@dataclass(frozen=True)
+class Keep:
+    last: int = 0
+    daily: int = 0
+    weekly: int = 0
+    monthly: int = 0
+    yearly: int = 0
+
+    @property
+    def any(self) -> bool:
+        return any((self.last, self.daily, self.weekly, self.monthly, self.yearly))
+
+
+@dataclass(frozen=True)
+class Policy:
+    local_max_age_days: float | None = 7     # None: local backups never expire by age
+    remote_max_age_days: float | None = 30
+    local_keep: Keep = field(default_factory=Keep)
+    remote_keep: Keep = field(default_factory=Keep)
+    cleanup_uploaded: bool = False
+    require_remote: bool = False   # a local copy is deleted only once its remote copy is verified
+    databases: frozenset[str] | None = None
+    partial_after: float = DAY
+
+
+@dataclass(frozen=True)
+class Decision:
+    item: Item
+    delete: bool
+    reason: str
+
+
+_PERIODS = (
+    ("daily", lambda t: t.strftime("%Y-%m-%d")),
+    ("weekly", lambda t: "%d-W%02d" % t.isocalendar()[:2]),
+    ("monthly", lambda t: t.strftime("%Y-%m")),
+    ("yearly", lambda t: t.strftime("%Y")),
+)
+
+
+def _days(value: float) -> str:
+    return f"{value:g} day{'' if value == 1 else 's'}"
+
+
+def plan(items: Iterable[Item], policy: Policy, now: datetime) -> list[Decision]:
+    items = list(items)
+    decisions: dict[str, Decision] = {}
+    groups: dict[tuple[str, str], list[Item]] = {}
+    for item in items:
+        if item.kind == FOREIGN:
+            decisions[item.key] = Decision(item, False, "not a backup (no valid manifest): left alone")
+        elif item.kind == PARTIAL:
+            age = (now - item.time).total_seconds() if item.time else 0.0
+            if age > policy.partial_after:
+                decisions[item.key] = Decision(item, True, "unfinished backup left by a stopped run, "
+                                                           "older than a day")
+            else:
+                decisions[item.key] = Decision(item, False, "unfinished backup less than a day old "
+                                                            "(a run may still be writing it)")
+        elif policy.databases is not None and item.database not in policy.databases:
+            decisions[item.key] = Decision(item, False, "database not selected for cleanup")
+        else:
+            groups.setdefault((item.database, item.location), []).append(item)
+    for (database, location), members in groups.items():
+        for decision in _plan_group(database, location, members, policy, now):
+            decisions[decision.item.key] = decision
+    # A local copy deleted because it is safe off-site must not lose that remote copy in the
+    # same cleanup: then it stays local until its own age says otherwise.
+    remote_deleted = {d.item.rel for d in decisions.values()
+                      if d.delete and d.item.location == REMOTE and d.item.kind == BACKUP and d.item.rel}
+    for key, decision in list(decisions.items()):
+        item = decision.item
+        if (decision.delete and item.location == LOCAL and item.kind == BACKUP and item.rel in remote_deleted
+                and decision.reason.startswith(UPLOADED_REASON)):
+            decisions[key] = Decision(item, False, "its remote copy expires in this cleanup, so the local "
+                                                   "copy stays")
+    return [decisions[item.key] for item in items]
+
+
+def _newest_first(members: list[Item]) -> list[Item]:
+    return sorted(members, key=lambda i: (i.time or datetime.min, i.key), reverse=True)
+
+
+def _plan_group(database: str, location: str, members: list[Item], policy: Policy,
+                now: datetime) -> list[Decision]:
+    local = location == LOCAL
+    max_age = policy.local_max_age_days if local else policy.remote_max_age_days
+    rules = policy.local_keep if local else policy.remote_keep
+    ordered = _newest_first(members)
+    complete = [i for i in ordered if i.complete]
+    guarded: dict[str, str] = {}
+    verified = [i for i in complete if i.verified]
+    if verified:
+        guarded[verified[0].key] = f"newest verified backup of {database} ({location})"
+    if complete and complete[0].key not in guarded:
+        guarded[complete[0].key] = f"newest complete backup of {database} ({location})"
+
+    kept_by_rule: dict[str, str] = {}
+    for item in complete[:rules.last]:
+        kept_by_rule.setdefault(item.key, f"keep_last {rules.last}")
+    for name, bucket_of in _PERIODS:
+        wanted = getattr(rules, name)
+        if not wanted:
+            continue
+        last_bucket, count = None, 0
+        for item in complete:
+            bucket = bucket_of(item.time)
+            if bucket == last_bucket:
+                continue
+            last_bucket = bucket
+            if count >= wanted:
+                break
+            count += 1
+            kept_by_rule.setdefault(item.key, f"keep_{name} {wanted} (newest of {bucket})")
+
+    out: list[Decision] = []
+    for item in ordered:
+        age = (now - item.time).total_seconds() if item.time else 0.0
+        if item.key in guarded:
+            out.append(Decision(item, False, guarded[item.key]))
+            continue
+        if item.key in kept_by_rule:
+            out.append(Decision(item, False, kept_by_rule[item.key]))
+            continue
+        young = max_age is not None and age < max_age * DAY
+        if local and policy.cleanup_uploaded and item.remote_verified and item.complete:
+            out.append(Decision(item, True, f"{UPLOADED_REASON} (cleanup_uploaded_files)"))
+            continue
+        if young:
+            out.append(Decision(item, False, f"younger than {_days(max_age)}"))
+            continue
+        if max_age is None and not rules.any:
+            out.append(Decision(item, False, "no retention rule applies"))
+            continue
+        if local and policy.require_remote and not item.remote_verified:
+            out.append(Decision(item, False, "would expire, but its remote copy is not verified "
+                                             "(verify_cloud_exists)"))
+            continue
+        why = f"older than {_days(max_age)}" if max_age is not None else "older than the keep_* rules cover"
+        if rules.any:
+            why += " and not kept by a keep_* rule"
+        if not item.complete:
+            why += " (incomplete backup)"
+        out.append(Decision(item, True, why))
+    return out
+
+
+def explain_keep(rules: Keep) -> str:
+    parts = [f"{name} {getattr(rules, name)}" for name in ("last", "daily", "weekly", "monthly", "yearly")
+             if getattr(rules, name)]
+    return ", ".join(f"keep_{p}" for p in parts) or "no keep_* rules"
+
+
