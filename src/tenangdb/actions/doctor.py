@@ -371,7 +371,7 @@ def upload(loaded: LoadedConfig) -> list[Check]:
     if not up.enabled or not up.destination:
         return [Check("upload", WARN, "upload is off: the only copies are on this machine",
                       "set upload.enabled, upload.destination and upload.rclone_config_path")]
-    config = up.rclone_config_path or remote.default_config_path()
+    config = up.config_path  # the file the uploads use
     checks = []
     # It holds the cloud credentials: root:<service group> 0640 at most.
     conf = secret_file("rclone-config", config, group_ok=True)

@@ -20,7 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from tenangdb.config.loader import secrets_file_text
-from tenangdb.config.schema import Settings
+from tenangdb.config.schema import Settings, default_rclone_config
 from tenangdb.deploy import host
 from tenangdb.deploy.systemd import ENABLE, UnitParams, render_units
 from tenangdb.errors import ConfigError, ConnectionFailed, TenangDBError
@@ -342,7 +342,7 @@ def run(a: Answers, q: Questions) -> dict:
     rclone_config = None
     if destination:
         default_conf = a.rclone_config or (os.path.join(os.path.dirname(layout.config), "rclone.conf")
-                                           if _is_root() else remote.default_config_path())
+                                           if _is_root() else default_rclone_config())
         rclone_config = a.rclone_config or (q.ask("rclone config file", default_conf) if q.interactive
                                             else default_conf)
         rclone_config = os.path.abspath(rclone_config)

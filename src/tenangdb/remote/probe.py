@@ -16,14 +16,6 @@ class RemoteUnusable(TenangDBError):
     exit_code = EXIT_UPLOAD
 
 
-def default_config_path() -> str:
-    """Where rclone looks when told nothing (RCLONE_CONFIG, else ~/.config/rclone/rclone.conf)."""
-    if os.environ.get("RCLONE_CONFIG"):
-        return os.environ["RCLONE_CONFIG"]
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "rclone", "rclone.conf")
-
-
 def find_rclone(configured: str | None = None) -> str | None:
     if configured:
         return shutil.which(configured)
@@ -47,6 +39,8 @@ def probe(destination: str, config: str, rclone: str | None = None, timeout: flo
         raise RemoteUnusable("rclone is not installed (install the rclone package or set upload.rclone_path)")
     if not os.path.isfile(config):
         raise RemoteUnusable(f"rclone config {config} does not exist")
+    from tenangdb.remote.rclone import register_config_secrets
+    register_config_secrets(config)  # rclone's error lines never show a credential from it
     base = [tool, "--config", config, "--low-level-retries", "1", "--retries", "1",
             "--contimeout", "15s", "--timeout", "30s"]
     status, out, err = run([tool, "version"], timeout=timeout)
