@@ -15,7 +15,7 @@ import platformdirs
 
 from tenangdb import __version__, logs
 from tenangdb.errors import (EXIT_BACKUP, EXIT_CLEANUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
-                             Interrupted, TenangDBError, request_interrupt)
+                             ConfigError, Interrupted, TenangDBError, request_interrupt)
 
 log = logging.getLogger("tenangdb")
 
@@ -506,6 +506,158 @@ def show_config(state: State) -> None:
         click.echo("# no config file found; searched: " + ", ".join(str(p) for p in loaded.searched))
     for key, value, source in effective_items(loaded):
         click.echo(f"{key} = {value}    # {source}")
+
+
+class _Questions:
+    """Prompts on a terminal; without one every question takes its default and nothing waits."""
+
+    def __init__(self, interactive: bool) -> None:
+        self.interactive = interactive
+
+    def ask(self, question: str, default: str | None = None, *, secret: bool = False) -> str:
+        if not self.interactive:
+            if default is None:
+                raise ConfigError(f"no terminal to ask {question!r}: give it as a flag")
+            return default
+        return click.prompt(question, default=default, hide_input=secret, show_default=not secret and bool(default),
+                            err=True)
+
+    def confirm(self, question: str, default: bool) -> bool:
+        if not self.interactive:
+            return default
+        return click.confirm(question, default=default, err=True)
+
+    def say(self, line: str = "") -> None:
+        click.echo(line, err=True)
+
+
+def _default_init_config() -> str:
+    if os.geteuid() == 0:
+        return "/etc/tenangdb/config.yaml"
+    return str(Path(platformdirs.user_config_dir("tenangdb")) / "config.yaml")
+
+
+@cli.command()
+@click.option("--config", "local_config", type=click.Path(dir_okay=False),
+              help="Where to write the config (as tenangdb --config; default /etc/tenangdb/config.yaml as root, "
+              "else the user config dir).")
+@click.option("--force", is_flag=True, help="Overwrite an existing config, secrets file and units (an existing "
+              "age identity is always kept).")
+@click.option("--dry-run", is_flag=True, help="Check and print what would be written; write nothing.")
+@click.option("--deploy-systemd", is_flag=True, help="Also create the service user and install hardened "
+              "systemd units (as root).")
+@click.option("--systemd-user", default="tenangdb", show_default=True, help="The account the units run as.")
+@click.option("--root", "root", type=click.Path(file_okay=False), default="/", show_default=True,
+              help="Write every file under this folder instead of / (packaging); nothing is enabled.")
+@click.option("--binary", help="The tenangdb executable the units run (default: this one).")
+@click.option("--host", help="Database host (default localhost: the local socket).")
+@click.option("--port", type=click.IntRange(1, 65535), help="Database port (default 3306).")
+@click.option("--socket", help="Database unix socket.")
+@click.option("--db-user", help="Database user for backups.")
+@click.option("--password-stdin", is_flag=True, help="Read the database password from stdin (or set "
+              "TENANGDB_DB_PASSWORD); passwords are never taken as arguments.")
+@click.option("--databases", help="Comma-separated databases, or all.")
+@click.option("--backup-dir", help="Backup directory.")
+@click.option("--compression", type=click.Choice(["zstd", "gzip", "xz", "none"]), help="Compression (zstd).")
+@click.option("--encryption", type=click.Choice(["generate", "recipients", "none"]),
+              help="generate: an age identity beside the config (an existing one is reused); recipients: encrypt "
+              "to --recipient keys whose identity is kept elsewhere.")
+@click.option("--recipient", "recipients", multiple=True, help="An age public key to encrypt to (repeatable).")
+@click.option("--key-file", help="Where a generated identity goes (default: beside the config).")
+@click.option("--secrets-file", help="Where the secrets go (default: secrets.env beside the config).")
+@click.option("--state-dir", help="Tracking and metrics folder (default /var/lib/tenangdb as root).")
+@click.option("--log-file", help="Log file (default /var/log/tenangdb/tenangdb.log as root; empty for none).")
+@click.option("--upload", help="rclone destination remote:path (tested now); empty for none.")
+@click.option("--rclone-config", help="rclone config file for uploads.")
+@click.option("--metrics/--no-metrics", default=None, help="Record metrics for the exporter.")
+@click.option("--metrics-listen", help="Exporter address (default 127.0.0.1; elsewhere basic auth is set up).")
+@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Exporter port (default 9090).")
+@click.option("--metrics-user", help="Basic auth user for the exporter; its password is generated (or "
+              "TENANGDB_METRICS_BASIC_AUTH_PASSWORD).")
+@click.pass_obj
+def init(state: State, local_config: str | None, force: bool, dry_run: bool, deploy_systemd: bool, systemd_user: str, root: str,
+         binary: str | None, host: str | None, port: int | None, socket: str | None, db_user: str | None,
+         password_stdin: bool, databases: str | None, backup_dir: str | None, compression: str | None,
+         encryption: str | None, recipients: tuple[str, ...], key_file: str | None, secrets_file: str | None,
+         state_dir: str | None, log_file: str | None, upload: str | None, rclone_config: str | None, metrics: bool | None, metrics_listen: str | None,
+         metrics_port: int | None, metrics_user: str | None) -> None:
+    """Set up TenangDB: check the database, tools and grants; write the config (0640), the secrets
+    (0600) and the folders; with --deploy-systemd, the service user and hardened units.
+
+    On a terminal it asks; without one every answer comes from a flag or its default, and a
+    missing required answer (--db-user, --databases) is an error (exit 2)."""
+    from tenangdb.actions import init as action
+    from tenangdb.logs import setup
+
+    setup(state.log_level or "info")
+    interactive = _interactive() and not password_stdin
+    password = os.environ.get(action.DB_PASSWORD_VAR)
+    if password_stdin:
+        if sys.stdin.isatty():  # never echo a password typed on a terminal
+            password = click.prompt("Database password", hide_input=True, default="", show_default=False,
+                                    err=True)
+        else:
+            password = sys.stdin.readline().rstrip("\r\n")
+    if not interactive:
+        missing = [flag for flag, value in (("--db-user", db_user), ("--databases", databases)) if not value]
+        if missing:
+            raise ConfigError(f"no terminal to ask on: give {' and '.join(missing)} (see tenangdb init --help)")
+    answers = action.Answers(
+        config=local_config or state.config_path or _default_init_config(), root=Path(os.path.abspath(root)), force=force, dry_run=dry_run,
+        deploy_systemd=deploy_systemd, systemd_user=systemd_user, host=host, port=port, socket=socket,
+        user=db_user, password=password, databases=_split(databases) if databases else None,
+        backup_dir=backup_dir, compression=compression, encryption=encryption, recipients=list(recipients),
+        key_file=key_file, upload=upload, rclone_config=rclone_config, metrics=metrics,
+        metrics_listen=metrics_listen, metrics_port=metrics_port, metrics_user=metrics_user,
+        metrics_password=os.environ.get(action.METRICS_PASSWORD_VAR), secrets_file=secrets_file, binary=binary,
+        state_dir=state_dir, log_file=log_file)
+    done = action.run(answers, _Questions(interactive))
+    layout = done["layout"]
+    if dry_run:
+        click.echo(f"# dry run: nothing was written\n# --- {layout.config} (0640)")
+        click.echo(done["config"], nl=False)
+        if done["secrets"]:
+            click.echo(f"# --- {layout.secrets} (0600): {', '.join(done['secrets'])} (values not shown)")
+        for name, text in done["units"].items():
+            click.echo(f"# --- /etc/systemd/system/{name}")
+            click.echo(text, nl=False)
+        return
+    click.echo("wrote: " + ", ".join(done["files"]), err=True)
+    click.echo(f"next: tenangdb --config {layout.config} doctor", err=True)
+
+
+@cli.command()
+@click.option("--json", "as_json", is_flag=True, help="One JSON document on stdout.")
+@click.option("--max-age", default="26h", show_default=True, help="Oldest acceptable last successful backup.")
+@click.option("--config", "local_config", type=click.Path(dir_okay=False), help="Same as tenangdb --config.")
+@click.option("--unit-dir", default="/etc/systemd/system", hidden=True)
+@click.pass_obj
+def doctor(state: State, as_json: bool, max_age: str, local_config: str | None, unit_dir: str) -> None:
+    """Check this installation against the security checklist; exit 1 if any check fails."""
+    import json
+
+    from tenangdb.actions import doctor as action
+    from tenangdb.config.schema import parse_duration
+
+    try:
+        limit = parse_duration(max_age)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--max-age") from None
+    if local_config:
+        state.config_path = local_config
+    checks = action.run(state.load(), max_age=limit, unit_dir=unit_dir)
+    failed = [c for c in checks if c.status == action.FAIL]
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}, indent=2))
+    else:
+        for c in checks:
+            click.echo(f"{c.status.upper():4}  {c.name:17} {c.message}")
+            if c.fix and c.status != action.PASS:
+                click.echo(f"{'':23}fix: {c.fix}")
+        warned = sum(c.status == action.WARN for c in checks)
+        click.echo(f"{len(checks) - len(failed) - warned} passed, {warned} warnings, {len(failed)} failed")
+    if failed:
+        raise SystemExit(EXIT_GENERAL)
 
 
 @cli.command()

@@ -98,8 +98,7 @@ def _only_references(value: Any) -> bool:
 
 
 def _check_secret_permissions(path: Path, raw: dict[str, Any], insecure: bool) -> None:
-    plaintext = [key for key, value in _walk(raw) if key in SECRET_KEYS
-                 and value not in (None, "") and not _only_references(value)]
+    plaintext = plaintext_secrets(raw)
     if not plaintext:
         return
     mode = path.stat().st_mode
@@ -109,6 +108,88 @@ def _check_secret_permissions(path: Path, raw: dict[str, Any], insecure: bool) -
             f"by other users; run: chmod o-rwx {path}  (or move the secret to an environment "
             f"variable referenced as ${{VAR}}, or pass --insecure)"
         )
+
+
+_SECRET_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_ESCAPED = '"\\$`'  # what a backslash escapes inside double quotes (shell and systemd agree)
+
+
+def read_secrets_file(path: str | os.PathLike) -> dict[str, str]:
+    """NAME="value" lines, as systemd's EnvironmentFile= and a shell's `set -a; . file` read them.
+
+    Values are never shown in errors: only the line number is."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"secrets file {path} does not exist") from None
+    except PermissionError:
+        raise ConfigError(f"secrets file {path} is not readable by this user (run as root, or through the "
+                          "systemd units, which hand it over as a credential)") from None
+    except (IsADirectoryError, UnicodeDecodeError):
+        raise ConfigError(f"secrets file {path} is not a UTF-8 text file") from None
+    values: dict[str, str] = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        if stripped.startswith("export "):
+            stripped = stripped[len("export "):].lstrip()
+        name, sep, rest = stripped.partition("=")
+        if not sep or not _SECRET_NAME.fullmatch(name):
+            raise ConfigError(f"secrets file {path}, line {number}: expected NAME=\"value\"")
+        value = _secret_value(rest, path, number)
+        values[name] = value
+        redact.add(value)
+    return values
+
+
+def _secret_value(rest: str, path: Path, number: int) -> str:
+    if rest.startswith("'"):
+        end = rest.find("'", 1)
+        if end < 0 or rest[end + 1:].strip():
+            raise ConfigError(f"secrets file {path}, line {number}: unbalanced single quote")
+        return rest[1:end]
+    if not rest.startswith('"'):
+        return rest.strip()
+    out, i = [], 1
+    while i < len(rest):
+        char = rest[i]
+        if char == "\\" and i + 1 < len(rest) and rest[i + 1] in _ESCAPED:
+            out.append(rest[i + 1])
+            i += 2
+            continue
+        if char == '"':
+            if rest[i + 1:].strip():
+                break
+            return "".join(out)
+        out.append(char)
+        i += 1
+    raise ConfigError(f"secrets file {path}, line {number}: unbalanced double quote")
+
+
+def secrets_file_text(values: Mapping[str, str], header: str = "") -> str:
+    """The inverse of read_secrets_file: one NAME="value" line per secret."""
+    lines = [f"# {line}" if line else "#" for line in header.splitlines()]
+    for name, value in values.items():
+        if not _SECRET_NAME.fullmatch(name):
+            raise ConfigError(f"{name!r} cannot name a secret (letters, digits and _ only)")
+        if any(c in value for c in "\n\r\0"):
+            raise ConfigError(f"the value of {name} holds a line break or NUL, which a secrets file cannot carry")
+        escaped = "".join("\\" + c if c in _ESCAPED else c for c in value)
+        lines.append(f'{name}="{escaped}"')
+    return "\n".join(lines) + "\n"
+
+
+def plaintext_secrets(raw: dict[str, Any]) -> list[str]:
+    """The secret keys of a raw config mapping whose value is written out rather than ${VAR}."""
+    return [key for key, value in _walk(raw) if key in SECRET_KEYS
+            and value not in (None, "") and not _only_references(value)]
+
+
+def read_raw(path: Path) -> dict[str, Any]:
+    """The config file as YAML data, before expansion or validation."""
+    return _read_yaml(path)
 
 
 def _expand(data: Any, environ: Mapping[str, str], key: str, used: dict[str, list[str]]) -> Any:
@@ -229,7 +310,24 @@ def load_config(
         raw = _read_yaml(path)
         _check_secret_permissions(path, raw, insecure)
         used: dict[str, list[str]] = {}
-        data = _expand(raw, env, "", used)
+        lookup: Mapping[str, str] = env
+        secrets_path = env.get("TENANGDB_SECRETS_FILE") or raw.get("secrets_file")
+        unreadable: ConfigError | None = None
+        if secrets_path:
+            if not isinstance(secrets_path, str):
+                raise ConfigError(f"configuration error in {path}: secrets_file must be a path")
+            try:
+                # The environment wins, so one variable can override the file.
+                secrets_at = Path(_expand(secrets_path, env, "secrets_file", {}))
+                if not secrets_at.is_absolute():
+                    secrets_at = path.parent / secrets_at  # beside the config, wherever we run
+                lookup = {**read_secrets_file(secrets_at), **env}
+            except ConfigError as exc:
+                unreadable = exc
+        try:
+            data = _expand(raw, lookup, "", used)
+        except ConfigError as exc:
+            raise (unreadable or exc) from None
         for key, _ in _walk(raw):
             sources[key] = f"file {path}"
         for key, names in used.items():

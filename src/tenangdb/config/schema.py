@@ -437,6 +437,10 @@ class CleanupConfig(_Section):
 
 
 class Settings(_Section):
+    # Read by the loader before ${VAR} expansion; see config/loader.py.
+    secrets_file: str | None = Field(
+        None, description="NAME=\"value\" file (mode 0600) where ${NAME} references are looked up when "
+        "the environment does not set them; TENANGDB_SECRETS_FILE overrides it")
     database: DatabaseConfig = Field(default_factory=DatabaseConfig)
     backup: BackupConfig = Field(default_factory=BackupConfig)
     upload: UploadConfig = Field(default_factory=UploadConfig)

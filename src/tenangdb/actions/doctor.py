@@ -1,0 +1,496 @@
+"""`tenangdb doctor`: the pre-production checklist of docs/SECURITY.md as a command.
+
+Each check says pass, warn or fail, what it saw, and the fix to apply. A check never changes
+anything on the machine (the upload check writes one probe object and deletes it again).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from tenangdb.config.loader import LoadedConfig, plaintext_secrets, read_raw
+from tenangdb.errors import TenangDBError
+
+PASS, WARN, FAIL = "pass", "warn", "fail"
+LOOPBACK = ("127.0.0.1", "::1", "localhost")
+
+
+@dataclass
+class Check:
+    name: str
+    status: str
+    message: str
+    fix: str | None = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _owner(st: os.stat_result) -> str:
+    import grp
+    import pwd
+    try:
+        user = pwd.getpwuid(st.st_uid).pw_name
+    except KeyError:
+        user = str(st.st_uid)
+    try:
+        group = grp.getgrgid(st.st_gid).gr_name
+    except KeyError:
+        group = str(st.st_gid)
+    return f"{user}:{group}"
+
+
+def _mode(st: os.stat_result) -> str:
+    return f"{stat.S_IMODE(st.st_mode):04o}"
+
+
+def config_file(loaded: LoadedConfig) -> Check:
+    if loaded.path is None:
+        return Check("config-file", WARN, "no config file: only defaults and environment variables",
+                     "write one with `tenangdb init`")
+    path = loaded.path.resolve()
+    st = path.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    seen = f"{path} is {_mode(st)} {_owner(st)}"
+    if mode & 0o022:
+        return Check("config-file", FAIL, f"{seen}: others can change what the backups do",
+                     f"chmod 0640 {path}")
+    if mode & 0o004:
+        # A plaintext secret in it would have stopped the loader; what is left is the layout.
+        return Check("config-file", WARN, f"{seen}: every user can read it (which server, account and "
+                     "folders)", f"chmod 0640 {path}")
+    if os.geteuid() == 0 and st.st_uid != 0:
+        return Check("config-file", WARN, f"{seen}: the account that runs backups could rewrite its own config",
+                     f"chown root:{_owner(st).split(':')[1]} {path}")
+    return Check("config-file", PASS, seen)
+
+
+def plaintext(loaded: LoadedConfig) -> Check:
+    if loaded.path is None:
+        return Check("plaintext-secrets", PASS, "no config file")
+    found = plaintext_secrets(read_raw(loaded.path))
+    if found:
+        return Check("plaintext-secrets", FAIL, f"{loaded.path} holds {', '.join(found)} in plain text",
+                     "move each value to the secrets file (NAME=\"value\", mode 0600, named by secrets_file) "
+                     "and write ${NAME} in the config")
+    return Check("plaintext-secrets", PASS, f"no plaintext secret in {loaded.path}")
+
+
+def _secrets_path(loaded: LoadedConfig) -> str | None:
+    raw = os.environ.get("TENANGDB_SECRETS_FILE") or loaded.settings.secrets_file
+    if not raw:
+        return None
+    path = Path(raw)
+    if not path.is_absolute() and loaded.path is not None:
+        path = loaded.path.parent / path  # as the loader reads it
+    return str(path)
+
+
+def secret_file(name: str, path: str | None, *, group_ok: bool = False) -> Check | None:
+    """A file holding a secret: 0600 (0640 where a group must read it), never other-readable."""
+    if not path:
+        return None
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        return Check(name, FAIL, f"{path} does not exist", f"create it, mode 0600 (see `tenangdb init`)")
+    except PermissionError:
+        return Check(name, WARN, f"cannot examine {path} as this user", "run tenangdb doctor as root")
+    mode = stat.S_IMODE(st.st_mode)
+    seen = f"{path} is {_mode(st)} {_owner(st)}"
+    allowed = 0o640 if group_ok else 0o600
+    if mode & ~allowed & 0o777:
+        return Check(name, FAIL, f"{seen}: readable or writable beyond its owner{' and group' if group_ok else ''}",
+                     f"chmod {allowed:04o} {path}")
+    return Check(name, PASS, seen)
+
+
+def folder(name: str, path: str | None, *, required: bool) -> Check | None:
+    if not path:
+        return None
+    p = Path(path)
+    if not p.exists():
+        if required:
+            return Check(name, FAIL, f"{p} does not exist", f"mkdir -m 0750 {p} (then chown it to the "
+                         "account that runs backups)")
+        return None
+    st = p.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    seen = f"{p} is {_mode(st)} {_owner(st)}"
+    if mode & 0o007:
+        return Check(name, FAIL, f"{seen}: other users can get in",
+                     f"chmod 0750 {p}; find {p} -type d -exec chmod 0750 {{}} +; "
+                     f"find {p} -type f -exec chmod 0640 {{}} +")
+    if mode & 0o020:
+        return Check(name, WARN, f"{seen}: the group can write into it", f"chmod 0750 {p}")
+    if not os.access(p, os.W_OK):
+        return Check(name, WARN, f"{seen}: not writable by this user", "run as the account that runs backups")
+    return Check(name, PASS, seen)
+
+
+def _unsafe_path(path: Path) -> str | None:
+    """Why someone other than root (or us) could replace this file, or None."""
+    me = os.geteuid()
+    probe = path
+    while True:
+        try:
+            st = probe.stat()
+        except OSError:
+            return f"cannot examine {probe}"
+        mode = stat.S_IMODE(st.st_mode)
+        if st.st_uid not in (0, me):
+            return f"{probe} belongs to uid {st.st_uid}"
+        sticky = bool(mode & stat.S_ISVTX) and probe != path
+        if mode & 0o022 and not sticky:
+            return f"{probe} is {mode:04o}: writable by {'others' if mode & 0o002 else 'its group'}"
+        if probe.parent == probe:
+            return None
+        probe = probe.parent
+
+
+def binary(paths: list[Path] | None = None) -> Check:
+    """The program that runs as the service, its Python and its package: nobody but root may
+    be able to replace them, or a backup run would run their code."""
+    import tenangdb
+    if paths is None:
+        exe = shutil.which("tenangdb") or str(Path(sys.executable).parent / "tenangdb")
+        paths = [Path(exe), Path(os.path.realpath(sys.executable)), Path(tenangdb.__file__).resolve().parent]
+    paths = [p for p in paths if p.exists()]
+    for path in paths:
+        why = _unsafe_path(path)
+        if why:
+            return Check("binary", FAIL, f"{path}: {why}",
+                         "install tenangdb into a root-owned location (for example a venv under /opt/tenangdb) "
+                         "with no group or world write permission on it or its parents")
+    return Check("binary", PASS, "only root can replace " + ", ".join(str(p) for p in paths))
+
+
+# What the guide asks of the backup service, and what `init --deploy-systemd` writes.
+UNIT_REQUIRED = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes"}
+UNIT_RECOMMENDED = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups",
+                    "RestrictSUIDSGID", "RestrictRealtime", "RestrictAddressFamilies", "ReadWritePaths",
+                    "CapabilityBoundingSet", "LimitNOFILE")
+
+
+def _can(uid: int, gids: set[int], path: Path, want: int) -> bool:
+    """Would this account get `want` (4 read, 2 write, 1 search) on path by its mode bits?"""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    mode = stat.S_IMODE(st.st_mode)
+    if uid == 0:
+        return True
+    if st.st_uid == uid:
+        return mode >> 6 & want == want
+    if st.st_gid in gids:
+        return mode >> 3 & want == want
+    return mode & want == want
+
+
+def _reachable(uid: int, gids: set[int], path: Path) -> bool:
+    return all(_can(uid, gids, parent, 1) for parent in path.parents)
+
+
+def _service_access(user: str, loaded: LoadedConfig | None) -> str | None:
+    """Why the service account cannot read its config or write its folders, or None."""
+    import grp
+    import pwd
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return f"User={user} does not exist on this machine"
+    if loaded is None or loaded.path is None:
+        return None
+    gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem}
+    config = loaded.path.resolve()
+    if not (_reachable(entry.pw_uid, gids, config) and _can(entry.pw_uid, gids, config, 4)):
+        return f"{user} cannot read {config}"
+    directory = Path(loaded.settings.backup.directory)
+    if directory.exists() and not (_reachable(entry.pw_uid, gids, directory)
+                                   and _can(entry.pw_uid, gids, directory, 3)):
+        return f"{user} cannot write into {directory}"
+    return None
+
+
+def service_unit(unit_dir: str, loaded: LoadedConfig | None = None) -> Check | None:
+    """The installed tenangdb.service: a non-root user, the hardening, no hard database dependency."""
+    path = Path(unit_dir) / "tenangdb.service"
+    if not path.is_file():
+        return None
+    values: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+        key, sep, value = line.strip().partition("=")
+        if sep and not key.startswith(("#", ";", "[")):
+            values[key.strip()] = value.strip()
+    user = values.get("User", "")
+    if user in ("", "root", "0"):
+        return Check("service-unit", FAIL, f"{path} runs backups as root",
+                     f"set User=tenangdb in {path} (or rerun: tenangdb init --deploy-systemd --force)")
+    wrong = [f"{k}={values.get(k, '(unset)')}" for k, v in UNIT_REQUIRED.items() if values.get(k) != v]
+    if wrong:
+        return Check("service-unit", FAIL, f"{path}: {', '.join(wrong)}",
+                     "; ".join(f"set {k}={v}" for k, v in UNIT_REQUIRED.items()) + f" in {path}")
+    denied = _service_access(user, loaded)
+    if denied:
+        return Check("service-unit", FAIL, f"{path}: {denied}: the timer's runs will fail",
+                     f"chgrp {values.get('Group', user)} on the config and chmod 0640 it; chown {user} the "
+                     "backup folders (tenangdb init --deploy-systemd --force does both)")
+    problems = [k for k in UNIT_RECOMMENDED if k not in values]
+    if "Requires" in values and "mysql" in values["Requires"] + values.get("BindsTo", ""):
+        problems.append(f"Requires={values['Requires']} (a remote or differently named server breaks it)")
+    if problems:
+        return Check("service-unit", WARN, f"{path} lacks {', '.join(problems)}",
+                     "rewrite the units: tenangdb init --deploy-systemd --force")
+    return Check("service-unit", PASS, f"{path} runs as {user}, hardened")
+
+
+def tools(loaded: LoadedConfig) -> Check:
+    from tenangdb.actions.backup import choose_engine
+    from tenangdb.mysql.tools import dump_tool, myloader_tool, tool_version
+    try:
+        path = dump_tool(loaded.settings.database)
+        seen = [f"{path} {tool_version(path)}"]
+        if choose_engine(loaded.settings) == "mydumper":
+            from tenangdb.mysql.tools import mydumper_tool
+            seen.append(f"{mydumper_tool(loaded.settings.database)} and "
+                        f"{myloader_tool(loaded.settings.database)} (the mydumper engine)")
+    except TenangDBError as exc:
+        return Check("tools", FAIL, str(exc), "apt-get install mariadb-client (and mydumper for the parallel "
+                     "engine)")
+    return Check("tools", PASS, "; ".join(seen))
+
+
+def database(loaded: LoadedConfig) -> list[Check]:
+    """Grants (least privilege) and TLS, over one connection."""
+    from tenangdb.actions.init import grant_advice
+    from tenangdb.mysql import inventory
+    from tenangdb.mysql.connection import connect, endpoint_from
+
+    db = loaded.settings.database
+    ep = endpoint_from(db)
+    local = bool(ep.socket) or ep.host in LOOPBACK
+    checks: list[Check] = []
+    tls: Check | None = None
+    if local:
+        tls = Check("database-tls", PASS, f"{ep.describe()} is on this machine")
+    elif db.ssl_mode in ("DISABLED", "PREFERRED"):
+        tls = Check("database-tls", FAIL, f"{ep.describe()} is remote and database.ssl_mode is {db.ssl_mode}: "
+                    "the password and the data may cross the network in clear",
+                    "set database.ssl_mode: VERIFY_IDENTITY and database.ssl_ca to the server's CA")
+    try:
+        conn = connect(ep)
+    except TenangDBError as exc:
+        checks.append(Check("database-grants", FAIL, str(exc), "check database.* in the config"))
+        checks.append(tls or Check("database-tls", FAIL, f"cannot connect to check TLS: {exc}"))
+        return checks
+    try:
+        server = inventory.server_info(conn)
+        names = loaded.settings.backup.databases or ["all"]
+        from tenangdb.actions.backup import choose_engine
+        try:
+            engine = choose_engine(loaded.settings)
+        except TenangDBError:
+            engine = "mysqldump"
+        report, statements = grant_advice(conn, server, names, engine)
+        if tls is None:
+            with conn.cursor() as cur:
+                cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+                row = cur.fetchone()
+            cipher = row[1] if row else ""
+            if not cipher:
+                tls = Check("database-tls", FAIL, f"the connection to {ep.describe()} is not encrypted",
+                            "enable TLS on the server and set database.ssl_mode: VERIFY_IDENTITY")
+            elif db.ssl_mode == "REQUIRED":
+                tls = Check("database-tls", WARN, f"encrypted ({cipher}) but the server's certificate is not "
+                            "verified", "set database.ssl_mode: VERIFY_IDENTITY and database.ssl_ca")
+            else:
+                tls = Check("database-tls", PASS, f"encrypted ({cipher}), certificate verified")
+    finally:
+        conn.close()
+    account = f"'{report.user}'@'{report.host}'"
+    fix = "run as an administrator: " + " ".join(statements)
+    if report.missing_required:
+        missing = "; ".join(f"{n.privilege} on {w}" for n, w in report.missing_required)
+        checks.append(Check("database-grants", FAIL, f"{account} lacks {missing}", fix))
+    elif report.excess:
+        checks.append(Check("database-grants", WARN, f"{account} holds more than backups need: "
+                            + "; ".join(report.excess), fix + " and REVOKE the rest"))
+    elif report.missing_optional:
+        missing = "; ".join(f"{n.privilege} on {w}" for n, w in report.missing_optional)
+        checks.append(Check("database-grants", WARN, f"{account} lacks {missing}: backups will not record "
+                            "the binlog position", fix))
+    else:
+        checks.append(Check("database-grants", PASS, f"{account} has what backups need and nothing more"))
+    checks.append(tls)
+    return checks
+
+
+def encryption(loaded: LoadedConfig) -> Check:
+    enc = loaded.settings.backup.encryption
+    if not enc.enabled:
+        return Check("encryption", WARN, "backups are not encrypted (backup.encryption.enabled is false)",
+                     "tenangdb key generate, then set backup.encryption.enabled: true and key_file")
+    import pyrage
+
+    from tenangdb.stream.crypto import load_keys
+    try:
+        keys = load_keys(enc)
+    except TenangDBError as exc:
+        return Check("encryption", FAIL, str(exc), "fix backup.encryption (tenangdb key generate writes a new "
+                     "identity)")
+    if not keys.identities:
+        return Check("encryption", WARN, f"encrypting to {len(keys.recipients)} recipient(s), but no identity is "
+                     "configured here, so this host cannot verify or restore its backups",
+                     "keep the identity safe elsewhere, or set backup.encryption.key_file for verify runs")
+    blob = os.urandom(64)
+    try:
+        sealed = pyrage.encrypt(blob, keys.recipients)
+        opened = pyrage.decrypt(sealed, keys.identities)
+    except Exception as exc:  # noqa: BLE001 - pyrage raises its own error types
+        return Check("encryption", FAIL, f"a test blob encrypted to the recipients cannot be decrypted with the "
+                     f"identity ({type(exc).__name__}): backups could not be restored with it",
+                     "make backup.encryption.recipients include the identity's public key "
+                     "(the `# public key:` line of the key file)")
+    if opened != blob:
+        return Check("encryption", FAIL, "the test blob came back different", "reinstall pyrage")
+    return Check("encryption", PASS, f"age, {len(keys.recipients)} recipient(s); a test blob round-trips "
+                 "through the identity")
+
+
+def upload(loaded: LoadedConfig) -> list[Check]:
+    from tenangdb.remote import probe as remote
+
+    up = loaded.settings.upload
+    if not up.enabled or not up.destination:
+        return [Check("upload", WARN, "upload is off: the only copies are on this machine",
+                      "set upload.enabled, upload.destination and upload.rclone_config_path")]
+    config = up.config_path  # the file the uploads use
+    checks = []
+    # It holds the cloud credentials: root:<service group> 0640 at most.
+    conf = secret_file("rclone-config", config, group_ok=True)
+    if conf is not None:
+        checks.append(conf)
+    try:
+        version = remote.probe(up.destination, config, up.rclone_path, timeout=min(up.timeout, 120))
+    except TenangDBError as exc:
+        checks.append(Check("upload", FAIL, str(exc), f"check the remote with: rclone --config {config} "
+                            f"lsd {up.destination}"))
+        return checks
+    checks.append(Check("upload", PASS, f"{up.destination}: a probe was written, read back and deleted "
+                        f"({version}, --config {config})"))
+    return checks
+
+
+def metrics(loaded: LoadedConfig) -> Check:
+    m = loaded.settings.metrics
+    if not m.enabled:
+        return Check("metrics", PASS, "metrics are off")
+    where = f"{m.listen}:{m.port}"
+    if m.listen in LOOPBACK:
+        return Check("metrics", PASS, f"the exporter listens on {where}, this machine only")
+    if not m.basic_auth.enabled:
+        return Check("metrics", FAIL, f"the exporter listens on {where} without authentication",
+                     "set metrics.listen: 127.0.0.1, or metrics.basic_auth with the password as ${VAR}")
+    if not (m.tls_cert and m.tls_key):
+        return Check("metrics", WARN, f"the exporter on {where} asks for a password but sends it in clear",
+                     "set metrics.tls_cert and metrics.tls_key")
+    return Check("metrics", PASS, f"the exporter on {where} uses basic auth over TLS")
+
+
+def _latest_sizes(directory: Path) -> tuple[int, int]:
+    """(stored bytes of the newest backup of every database, number of databases)."""
+    from tenangdb.repository import store
+    newest: dict[str, Path] = {}
+    for folder_path in store.iter_backups(directory):
+        key = folder_path.parent.parent.name
+        if key not in newest or folder_path.name > newest[key].name:
+            newest[key] = folder_path
+    total = 0
+    for folder_path in newest.values():
+        total += sum(f.stat().st_size for f in folder_path.iterdir() if f.is_file())
+    return total, len(newest)
+
+
+def _human(size: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if size < 1024 or unit == "TiB":
+            return f"{size:.0f} {unit}" if unit == "B" else f"{size:.1f} {unit}"
+        size /= 1024
+    return f"{size:.1f} TiB"
+
+
+def free_space(loaded: LoadedConfig) -> Check | None:
+    directory = Path(loaded.settings.backup.directory)
+    probe = directory
+    while not probe.exists() and probe.parent != probe:
+        probe = probe.parent
+    fs = os.statvfs(probe)
+    free = fs.f_bavail * fs.f_frsize
+    need, count = _latest_sizes(directory)
+    if count == 0:
+        return Check("free-space", PASS, f"{_human(free)} free at {probe}; no backup yet to compare with")
+    seen = f"{_human(free)} free at {probe}; the latest backups of {count} database(s) take {_human(need)}"
+    if free < need:
+        return Check("free-space", FAIL, f"{seen}: the next run will not fit",
+                     "free space, move backup.directory, or run tenangdb cleanup")
+    if free < 2 * need:
+        return Check("free-space", WARN, f"{seen}: less than two runs' worth left",
+                     "free space or run tenangdb cleanup")
+    return Check("free-space", PASS, seen)
+
+
+def last_backup(loaded: LoadedConfig, max_age: float) -> Check:
+    from tenangdb.actions.backup import tracking_file
+    from tenangdb.repository import tracking
+
+    known = tracking.load(tracking_file(loaded))
+    wanted = [d for d in loaded.settings.backup.databases if d != "all"] or sorted(known)
+    if not wanted:
+        return Check("last-backup", WARN, "no successful backup yet", "run: tenangdb backup --yes")
+    now = time.time()
+    never = [d for d in wanted if d not in known]
+    old = [(d, now - known[d].timestamp()) for d in wanted if d in known and now - known[d].timestamp() > max_age]
+    limit = f"{max_age / 3600:g}h"
+    if old:
+        listed = ", ".join(f"{d} ({age / 3600:.0f}h ago)" for d, age in old)
+        return Check("last-backup", FAIL, f"last successful backup older than {limit}: {listed}",
+                     "see journalctl -u tenangdb.service; run: tenangdb backup --yes")
+    if never:
+        return Check("last-backup", WARN, f"never backed up successfully: {', '.join(never)}",
+                     "run: tenangdb backup --yes")
+    youngest = max(now - known[d].timestamp() for d in wanted)
+    return Check("last-backup", PASS, f"every database backed up within {limit} (oldest {youngest / 3600:.1f}h ago)")
+
+
+def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/etc/systemd/system") -> list[Check]:
+    from tenangdb.config.schema import default_state_directory
+
+    cfg = loaded.settings
+    checks: list[Check | None] = [
+        config_file(loaded),
+        plaintext(loaded),
+        secret_file("secrets-file", _secrets_path(loaded)),
+        secret_file("key-file", cfg.backup.encryption.key_file),
+        secret_file("defaults-file", cfg.database.defaults_file, group_ok=True),
+        folder("backup-dir", cfg.backup.directory, required=True),
+        folder("state-dir", cfg.backup.tracking_directory or default_state_directory(), required=False),
+        folder("log-dir", os.path.dirname(cfg.logging.file_path) if cfg.logging.file_path else None,
+               required=False),
+        binary(),
+        service_unit(unit_dir, loaded),
+        tools(loaded),
+        *database(loaded),
+        encryption(loaded),
+        *upload(loaded),
+        metrics(loaded),
+        free_space(loaded),
+        last_backup(loaded, max_age),
+    ]
+    return [c for c in checks if c is not None]
