@@ -114,3 +114,34 @@ def _sha256(path: Path) -> str:
 
 def all_backups(loaded: LoadedConfig) -> list[Path]:
     return list(store.iter_backups(Path(loaded.settings.backup.directory)))
+
+
+def select_backups(loaded: LoadedConfig, *, mode: str, databases: list[str] | None = None,
+                   sample: int = 0, rng=None) -> list[Path]:
+    """The backups a `verify --all|--latest|--sample N` run covers, oldest database first.
+
+    latest: the newest backup of each database; all: every backup; sample: N backups picked at
+    random among those that are not the newest of their database (spot checks of older ones).
+    """
+    import random
+
+    root = Path(loaded.settings.backup.directory)
+    by_db: dict[str, list[Path]] = {}
+    for folder in store.iter_backups(root):
+        by_db.setdefault(folder.parent.parent.name, []).append(folder)
+    if databases:
+        from tenangdb.repository.naming import folder_name
+
+        wanted = {folder_name(name) for name in databases}
+        if unknown := sorted(n for n in databases if folder_name(n) not in by_db):
+            raise VerifyFailed(f"no backups of {', '.join(unknown)} under {root}")
+        by_db = {k: v for k, v in by_db.items() if k in wanted}
+    for folders in by_db.values():
+        folders.sort(key=lambda p: p.name)  # names carry the UTC time: sorted is chronological
+    if mode == "latest":
+        return [folders[-1] for _, folders in sorted(by_db.items()) if folders]
+    if mode == "all":
+        return [f for _, folders in sorted(by_db.items()) for f in folders]
+    older = [f for _, folders in sorted(by_db.items()) for f in folders[:-1]]
+    picked = (rng or random.SystemRandom()).sample(older, min(sample, len(older)))
+    return sorted(picked)

@@ -202,37 +202,72 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
 @cli.command()
 @click.option("--backup-path", "-b", help="Backup folder (or its manifest).")
 @click.option("--all", "all_", is_flag=True, help="Verify every backup under backup.directory.")
+@click.option("--latest", is_flag=True, help="Verify the newest backup of each database (for a timer).")
+@click.option("--sample", type=click.IntRange(1), metavar="N",
+              help="Verify N backups picked at random among the older ones (spot checks).")
+@click.option("--databases", help="Comma-separated databases for --latest, --all or --sample.")
+@click.option("--test-restore", is_flag=True, help="Also restore each backup into a scratch target and check "
+              "objects, exact row counts and content checksums (verify.target).")
+@click.option("--target", type=click.Choice(["sandbox", "server"]), help="Scratch target of --test-restore; "
+              "overrides verify.target.")
 @click.pass_obj
-def verify(state: State, backup_path: str | None, all_: bool) -> None:
-    """Check checksums, decryption and completeness of a backup."""
+def verify(state: State, backup_path: str | None, all_: bool, latest: bool, sample: int | None,
+           databases: str | None, test_restore: bool, target: str | None) -> None:
+    """Check checksums, decryption and completeness of backups; with --test-restore, restore and check them."""
     from tenangdb.actions import observe
+    from tenangdb.actions import testrestore
     from tenangdb.actions import verify as action
 
+    chosen = [name for name, on in (("--backup-path", bool(backup_path)), ("--all", all_), ("--latest", latest),
+                                    ("--sample", sample is not None)) if on]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --backup-path, --all, --latest or --sample N")
+    if databases and backup_path:
+        raise click.UsageError("--databases goes with --all, --latest or --sample, not --backup-path")
+    if target and not test_restore:
+        raise click.UsageError("--target needs --test-restore")
     loaded = state.load()
-    if bool(backup_path) == all_:
-        raise click.UsageError("give either --backup-path or --all")
-    paths = [Path(backup_path)] if backup_path else action.all_backups(loaded)
-    if all_ and not paths:
-        click.echo(f"no backups under {loaded.settings.backup.directory}", err=True)
+    if backup_path:
+        paths = [Path(backup_path)]
+    else:
+        mode = "all" if all_ else "latest" if latest else "sample"
+        paths = action.select_backups(loaded, mode=mode, databases=_split(databases), sample=sample or 0)
+    if not paths:
+        click.echo(f"no backups to verify under {loaded.settings.backup.directory}", err=True)
         return
-    failures = 0
+    failures = []
     try:
         for path in paths:
-            try:
-                verified = action.verify_backup(loaded, path)
-                observe.verified(loaded, path, True)
-                click.echo(f"OK {verified.path}")
-            except TenangDBError as exc:
-                observe.verified(loaded, path, False)
-                if not all_:
-                    raise
-                failures += 1
-                click.echo(f"FAILED {exc}")
+            if test_restore:
+                outcome = testrestore.test_restore(loaded, path, target=target)
+            else:
+                outcome = testrestore.check_files(loaded, path)
+            observe.verification(loaded, outcome)
+            if outcome.ok:
+                click.echo(_verified_line(outcome))
+                for note in outcome.notes:
+                    log.warning("%s: %s", outcome.name, note)
+            else:
+                failures.append(outcome)
+                if len(paths) > 1:
+                    click.echo(f"FAILED {outcome.reason}")
     finally:
         observe.verify_done(loaded)
-    if failures:
-        click.echo(f"error: {failures} of {len(paths)} backups failed verification", err=True)
-        raise SystemExit(EXIT_VERIFY)
+    if not failures:
+        return
+    if len(paths) == 1:
+        click.echo(f"error: {failures[0].reason}", err=True)
+    else:
+        click.echo(f"error: {len(failures)} of {len(paths)} backups failed verification", err=True)
+    raise SystemExit(EXIT_VERIFY)
+
+
+def _verified_line(outcome) -> str:
+    if not outcome.method.startswith("test-restore"):
+        return f"OK {outcome.path}"
+    return (f"OK {outcome.path} ({outcome.method}: restored {outcome.restored_rows} rows in "
+            f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables matched their recorded checksums, "
+            f"{outcome.duration:.1f}s in all)")
 
 
 @cli.command()

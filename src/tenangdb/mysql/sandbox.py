@@ -127,6 +127,16 @@ def start_sandbox(
         )
     base = Path(tempfile.mkdtemp(prefix="tenangdb-sandbox-", dir=parent))
     os.chmod(base, 0o700)
+    try:
+        return _start(server, install_db, base, extra_args, binlog, startup_timeout)
+    except BaseException:
+        # An interrupt while starting must not leave a server or its folder behind.
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+
+
+def _start(server: str, install_db: str, base: Path, extra_args: list[str] | None, binlog: bool,
+           startup_timeout: float) -> Sandbox:
     datadir = base / "data"
     sock = base / "mysqld.sock"
     run_as = ["--user=root"] if os.geteuid() == 0 else []
@@ -154,6 +164,15 @@ def start_sandbox(
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
     box = Sandbox(base=base, socket_path=sock, port=port, pid=proc.pid, process=proc)
+    try:
+        return _wait_ready(box, proc, sock, startup_timeout)
+    except BaseException:
+        box.stop()
+        raise
+
+
+def _wait_ready(box: Sandbox, proc: subprocess.Popen, sock: Path, startup_timeout: float) -> Sandbox:
+    base = box.base
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
