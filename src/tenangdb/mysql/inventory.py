@@ -160,5 +160,15 @@ def create_new_database(conn, name: str, charset: str | None, collation: str | N
 
 
 def drop_database(conn, name: str) -> None:
+    """Drop a database we created, first ending every other session using it: a loader killed
+    on our side may leave its statement running on the server, holding locks DROP would wait on."""
+    import pymysql
+
     with conn.cursor() as cur:
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()", (name,))
+        for (session,) in cur.fetchall():
+            try:
+                cur.execute(f"KILL {int(session)}")
+            except pymysql.err.Error:
+                pass  # gone already, or not ours to kill: DROP will wait for it
         cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")

@@ -25,6 +25,9 @@ class SandboxError(TenangDBError):
     exit_code = 1
 
 
+SOCKET_PATH_MAX = 100
+
+
 def _find(*names: str) -> str | None:
     for name in names:
         found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/usr/bin")
@@ -62,6 +65,7 @@ class Sandbox:
     host: str = "127.0.0.1"
     user: str = "root"
     password: str = ""
+    socket_dir: Path | None = None  # a short private folder when `base` is too deep for a socket path
 
     @property
     def log_path(self) -> Path:
@@ -102,6 +106,8 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             pass
         shutil.rmtree(self.base, ignore_errors=True)
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -139,6 +145,22 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
            startup_timeout: float) -> Sandbox:
     datadir = base / "data"
     sock = base / "mysqld.sock"
+    socket_dir = None
+    if len(str(sock).encode()) > SOCKET_PATH_MAX:
+        # A unix socket path is limited to 107 bytes: use a short private folder instead.
+        socket_dir = Path(tempfile.mkdtemp(prefix="tdb-", dir="/tmp"))
+        os.chmod(socket_dir, 0o700)
+        sock = socket_dir / "mysqld.sock"
+    try:
+        return _start_in(server, install_db, base, datadir, sock, socket_dir, extra_args, binlog, startup_timeout)
+    except BaseException:
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+        raise
+
+
+def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Path, socket_dir: Path | None,
+              extra_args: list[str] | None, binlog: bool, startup_timeout: float) -> Sandbox:
     run_as = ["--user=root"] if os.geteuid() == 0 else []
     init = subprocess.run(
         [install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
@@ -147,7 +169,7 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
     )
     if init.returncode != 0:
         shutil.rmtree(base, ignore_errors=True)
-        raise SandboxError(f"mariadb-install-db failed: {init.stderr.strip()[-500:]}")
+        raise SandboxError("mariadb-install-db failed: " + " ".join(init.stderr.split())[-500:])
     port = _free_port()
     argv = [
         server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
@@ -163,7 +185,7 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
     argv += list(extra_args or [])
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    box = Sandbox(base=base, socket_path=sock, port=port, pid=proc.pid, process=proc)
+    box = Sandbox(base=base, socket_path=sock, port=port, pid=proc.pid, process=proc, socket_dir=socket_dir)
     try:
         return _wait_ready(box, proc, sock, startup_timeout)
     except BaseException:
@@ -176,9 +198,11 @@ def _wait_ready(box: Sandbox, proc: subprocess.Popen, sock: Path, startup_timeou
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log = box.log_path.read_text(errors="replace")[-800:] if box.log_path.exists() else ""
-            shutil.rmtree(base, ignore_errors=True)
-            raise SandboxError(f"mariadbd exited during start-up: {log.strip()}")
+            log = box.log_path.read_text(errors="replace") if box.log_path.exists() else ""
+            errors = [line.split("[ERROR]", 1)[1].strip() for line in log.splitlines() if "[ERROR]" in line]
+            box.stop()
+            raise SandboxError("mariadbd exited during start-up: "
+                               + ("; ".join(errors[-3:]) if errors else "see its error log")[-500:])
         if sock.exists():
             probe = subprocess.run(box.client_argv("-e", "SELECT 1"), capture_output=True, check=False)
             if probe.returncode == 0:
