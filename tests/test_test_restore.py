@@ -107,13 +107,13 @@ def _verify(env, cfg, folder, *extra):
     return env.cli("verify", "--test-restore", "-b", str(folder), *extra, config=cfg)
 
 
-@pytest.mark.parametrize("target", ["sandbox", "server"])
-def test_good_backup_passes_and_matches_the_source(env, server, sample_db, target):
-    cfg = _config(env, sample_db, target=target)
+@pytest.mark.parametrize("target, algorithm", [("sandbox", "checksum-table"), ("server", "md5")])
+def test_good_backup_passes_and_matches_the_source(env, server, sample_db, target, algorithm):
+    cfg = _config(env, sample_db, target=target, extra_verify={"checksum": algorithm})
     folder = _backup(env, cfg, sample_db)
     manifest = json.loads((folder / "manifest.json").read_text())
     recorded = manifest["content_checks"]
-    assert recorded["method"] == "snapshot" and recorded["algorithm"] == checksum.ALGORITHM
+    assert recorded["method"] == "snapshot" and recorded["algorithm"] == checksum.ALGORITHMS[algorithm]
     assert recorded["tables"]["customer"]["rows"] == 2003  # exact, not an estimate
 
     # A quiet database: the recorded checksum is the source's own.
@@ -121,7 +121,8 @@ def test_good_backup_passes_and_matches_the_source(env, server, sample_db, targe
     conn = connect(endpoint_from(loaded.settings.database))
     try:
         checksum.prepare_session(conn)
-        assert checksum.table_checksum(conn, sample_db, "customer") == recorded["tables"]["customer"]
+        assert checksum.table_checksum(conn, sample_db, "customer", recorded["algorithm"]) == \
+            recorded["tables"]["customer"]
     finally:
         conn.close()
 
@@ -131,7 +132,7 @@ def test_good_backup_passes_and_matches_the_source(env, server, sample_db, targe
     record = _sidecar(folder)
     assert record["ok"] is True and record["method"] == f"test-restore:{target}"
     assert record["restored_rows"] == 2003 and record["tables_checked"] == 1
-    assert record["checksums"]["customer"] == recorded["tables"]["customer"]
+    assert record["checksums"]["tables"]["customer"] == recorded["tables"]["customer"]
     assert record["restore_seconds"] > 0 and record["failures"] == []
     # The sealed folder is untouched: plain verification still passes.
     assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0
@@ -170,7 +171,7 @@ def _sql_with_changed_byte(sql: str) -> str:
     ("wrong_key", r"wrong decryption key"),
     ("trigger", r"trigger 'customer_bi' is listed in the manifest but missing after the restore"),
     ("rows", r"table 'customer' has 2002 rows after the restore, 2003 were recorded while dumping"),
-    ("byte", r"table 'customer': content checksum after the restore differs"),
+    ("byte", r"table 'customer': content checksum \(checksum-table\) after the restore differs"),
 ])
 def test_damage_is_caught_with_exit_7(env, server, sample_db, damage, reason):
     target = "sandbox" if damage in ("trigger", "byte") else "server"
@@ -251,3 +252,75 @@ def _sandbox_sleeping(env, tag: str) -> bool:
         if tag in done.stdout:
             return True
     return False
+
+
+def test_mydumper_backup_test_restore(env, server, needs_mydumper):
+    name = unique("plain")
+    server.sql(f"""
+        CREATE DATABASE `{name}`; USE `{name}`;
+        CREATE TABLE item (id INT PRIMARY KEY, label VARCHAR(20) CHARACTER SET latin1, price DECIMAL(8,2),
+                           seen TIMESTAMP NULL, raw VARBINARY(8)) ENGINE=InnoDB;
+        INSERT INTO item SELECT seq, CONCAT('caf', CHAR(233 USING latin1)), seq / 7, FROM_UNIXTIME(1700000000 + seq),
+                                UNHEX(HEX(seq)) FROM seq_1_to_3000;
+        CREATE TABLE empty_one (id INT PRIMARY KEY) ENGINE=InnoDB;
+        CREATE VIEW cheap AS SELECT id FROM item WHERE price < 10;
+    """)
+    try:
+        cfg = env.write_config({"backup": {"databases": [name], "engine": "mydumper"},
+                                "verify": {"database_prefix": PREFIX, "sandbox": {"parent": str(env.sandboxes)}}})
+        folder = _backup(env, cfg, name)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["engine"]["name"] == "mydumper"
+        assert manifest["content_checks"]["tables"]["item"]["rows"] == 3000
+        assert manifest["content_checks"]["tables"]["empty_one"]["rows"] == 0
+        for target in ("sandbox", "server"):
+            done = _verify(env, cfg, folder, "--target", target)
+            assert done.returncode == 0, done.stderr
+            assert "2 tables matched" in done.stdout
+        assert _left_behind(env, server) == []
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_backup_runs_the_test_restore_and_a_failing_one_exits_7(env, server, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db], "test_restore": True},
+                            "verify": {"target": "server", "database_prefix": PREFIX}})
+    done = env.cli("backup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stderr
+    [folder] = env.backups_of(sample_db)
+    assert _sidecar(folder)["method"] == "test-restore:server" and _sidecar(folder)["ok"] is True
+
+    # A sandbox that cannot start: the backup is kept, the run says it is unproven.
+    cfg = env.write_config({"backup": {"databases": [sample_db], "test_restore": True, "min_backup_interval": 0},
+                            "verify": {"target": "sandbox", "sandbox": {"parent": str(env.sandboxes),
+                                                                        "options": ["--no-such-option"]}}})
+    done = env.cli("backup", "--yes", config=cfg)
+    assert done.returncode == 7, done.stderr
+    assert "verification failed:" in done.stderr and "mariadbd exited during start-up" in done.stderr
+    assert len(env.backups_of(sample_db)) == 2
+    assert _left_behind(env, server) == []
+
+
+def test_latest_sample_and_bad_input(env, server, sample_db):
+    cfg = env.write_config({"backup": {"databases": [sample_db], "min_backup_interval": 0}})
+    for _ in range(3):
+        assert env.cli("backup", "--yes", config=cfg).returncode == 0
+    folders = env.backups_of(sample_db)
+    done = env.cli("verify", "--latest", "--databases", sample_db, config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["OK", str(folders[-1])]
+    done = env.cli("verify", "--sample", "5", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert sorted(line.split()[1] for line in done.stdout.splitlines()) == [str(f) for f in folders[:-1]]
+    # One damaged backup among several: exit 7, the others still verified.
+    os.truncate(next(p for p in folders[0].iterdir() if p.name != "manifest.json"), 10)
+    done = env.cli("verify", "--all", config=cfg)
+    assert done.returncode == 7
+    assert done.stdout.count("OK ") == 2 and f"FAILED {sample_db}: backup {folders[0].name}: " in done.stdout
+    assert "1 of 3 backups failed verification" in done.stderr
+    for args, code, said in ((["--latest", "--all"], 2, "Error: give exactly one of"),
+                             (["--target", "server", "--latest"], 2, "Error: --target needs --test-restore"),
+                             (["--latest", "--databases", "nope"], 7, "error: no backups of nope under")):
+        done = env.cli("verify", *args, config=cfg)
+        assert done.returncode == code, (args, done.stderr)
+        assert done.stderr.strip().splitlines()[-1].startswith(said), done.stderr

@@ -329,7 +329,8 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         if engine != "mydumper" and tools.dump is None:
             raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
         # Opened before the dump's own snapshot; see _content_checks.
-        snapshot = checksum.Snapshot(endpoint, name) if settings.verify.record_checksums else None
+        vcfg = settings.verify
+        snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum]) if vcfg.record else None
         try:
             if engine == "mydumper":
                 dumped = _dump_mydumper(endpoint, server, tools.mydumper, name, the_plan, keys, settings, staging,
@@ -382,7 +383,7 @@ def _content_checks(snapshot, name: str, dump_binlog: dict | None, tables: list[
     the dump's data (the same binary log position); see docs/verification.md.
     """
     if snapshot is None:
-        return {"method": None, "algorithm": checksum.ALGORITHM, "reason": "verify.record_checksums is false"}
+        return {"method": None, "reason": "verify.record is false"}
     started = time.monotonic()
     try:
         recorded = snapshot.record(dump_binlog, tables)
@@ -392,7 +393,7 @@ def _content_checks(snapshot, name: str, dump_binlog: dict | None, tables: list[
         if interrupt_requested():
             raise Interrupted("interrupted; unfinished work was removed") from None
         log.warning("%s: could not record row counts and checksums: %s", name, redact(str(exc)))
-        return {"method": None, "algorithm": checksum.ALGORITHM, "reason": f"checksum failed: {redact(str(exc))}"}
+        return {"method": None, "algorithm": snapshot.algorithm, "reason": f"checksum failed: {redact(str(exc))}"}
     recorded["seconds"] = round(time.monotonic() - started, 3)
     if recorded.get("method") is None:
         log.warning("%s: no row counts or checksums recorded for test restores: %s", name, recorded["reason"])

@@ -283,14 +283,22 @@ def _check_objects(conn, target: str, objects: dict, outcome: Outcome) -> None:
 def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
     recorded = manifest.get("content_checks") or {}
     tables = recorded.get("tables") if recorded.get("method") == "snapshot" else None
-    if recorded.get("algorithm") not in (None, checksum.ALGORITHM):
+    algorithm = recorded.get("algorithm") or checksum.CHECKSUM_TABLE
+    compare_checksums = True
+    if algorithm not in checksum.ALGORITHMS.values():
         tables = None
-        outcome.notes.append(f"checksums recorded with {recorded.get('algorithm')!r}, which this version cannot "
-                             "recompute; row counts and checksums were not compared")
+        outcome.notes.append(f"checksums recorded with {algorithm!r}, which this version cannot recompute; "
+                             "row counts and checksums were not compared")
+        algorithm = checksum.CHECKSUM_TABLE
     elif tables is None:
         outcome.notes.append("no row counts or checksums were recorded at backup time ("
                              + (recorded.get("reason") or "a backup made before they were recorded")
                              + "); only the load and the object list were checked")
+    elif algorithm == checksum.CHECKSUM_TABLE and recorded.get("server_version") != checksum.server_version(conn):
+        compare_checksums = False
+        outcome.notes.append(f"the restoring server ({checksum.server_version(conn)}) is not the version that "
+                             f"recorded the CHECKSUM TABLE values ({recorded.get('server_version')}); only exact "
+                             "row counts were compared (verify.checksum: md5 is portable across versions)")
     for name, why in (recorded.get("skipped") or {}).items():
         outcome.notes.append(f"table {name!r} was not compared: {why}")
     present = {t["name"] for t in inv_mod.inventory(conn, target).tables}
@@ -299,7 +307,7 @@ def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
         name = entry["name"]
         if name not in present:
             continue  # already reported as missing
-        restored[name] = got = checksum.table_checksum(conn, target, name)
+        restored[name] = got = checksum.table_checksum(conn, target, name, algorithm)
         if tables is None or name not in tables:
             continue
         want = tables[name]
@@ -307,8 +315,8 @@ def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
         if got["rows"] != want["rows"]:
             outcome.failures.append(f"table {name!r} has {got['rows']} rows after the restore, "
                                     f"{want['rows']} were recorded while dumping")
-        elif got["checksum"] != want["checksum"]:
-            outcome.failures.append(f"table {name!r}: content checksum after the restore differs from the one "
-                                    f"recorded while dumping (same row count {got['rows']}, different data)")
-    outcome.checksums = restored
+        elif compare_checksums and got["checksum"] != want["checksum"]:
+            outcome.failures.append(f"table {name!r}: content checksum ({algorithm}) after the restore differs from "
+                                    f"the one recorded while dumping (same row count {got['rows']}, different data)")
+    outcome.checksums = {"algorithm": algorithm, "tables": restored}
     outcome.restored_rows = sum(t["rows"] for t in restored.values())

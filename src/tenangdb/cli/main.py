@@ -189,14 +189,42 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
         results = action.run(loaded, plan, on_result=observer.database_done, progress=board)
     ok = [r for r in results if r.ok]
     failed = [r for r in results if not r.ok]
+    unverified = _verify_after_backup(loaded, ok)
     if not failed:
         log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
+        if unverified:
+            log.error("%d of %d new backup%s failed verification", len(unverified), len(ok),
+                      "" if len(ok) == 1 else "s")
+            raise SystemExit(EXIT_VERIFY)
         return
     if ok:
         log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
     else:
         log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
     raise SystemExit(EXIT_BACKUP)
+
+
+def _verify_after_backup(loaded, results) -> list:
+    """backup.test_restore / backup.verify_backup: check each new backup; the failures."""
+    cfg = loaded.settings.backup
+    if not results or not (cfg.test_restore or cfg.verify_backup):
+        return []
+    from tenangdb.actions import observe, testrestore
+
+    failures = []
+    try:
+        for result in results:
+            outcome = (testrestore.test_restore(loaded, result.path) if cfg.test_restore
+                       else testrestore.check_files(loaded, result.path))
+            observe.verification(loaded, outcome)
+            if outcome.ok:
+                log.info("%s: %s passed (%s)", result.database, outcome.name, outcome.method)
+            else:
+                log.error("verification failed: %s", outcome.reason)
+                failures.append(outcome)
+    finally:
+        observe.verify_done(loaded)
+    return failures
 
 
 @cli.command()

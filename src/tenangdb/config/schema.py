@@ -397,8 +397,11 @@ class VerifyConfig(_Section):
         "(a scratch database on the configured server) or auto (sandbox when mariadbd is installed)")
     database_prefix: str = Field("tenangdb_verify_", min_length=1, max_length=40,
                                  description="name prefix of the scratch database (target: server)")
-    record_checksums: bool = Field(True, description="count and checksum every table in the dump's snapshot "
-                                   "during each backup, for test restores to compare against")
+    record: bool = Field(True, description="count and checksum every table in the dump's snapshot during "
+                         "each backup, for test restores to compare against")
+    checksum: Literal["checksum-table", "md5"] = Field(
+        "checksum-table", description="checksum-table: the server's CHECKSUM TABLE (fast, 32-bit, compared only "
+        "on the same server version); md5: a portable 128-bit checksum of every row, about ten times the cost")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
 
     @field_validator("database_prefix")

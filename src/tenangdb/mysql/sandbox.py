@@ -162,9 +162,12 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
 def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Path, socket_dir: Path | None,
               extra_args: list[str] | None, binlog: bool, startup_timeout: float) -> Sandbox:
     run_as = ["--user=root"] if os.geteuid() == 0 else []
+    # Its own temporary folder: servers sharing /tmp can collide on temporary table names.
+    tmpdir = base / "tmp"
+    os.mkdir(tmpdir, 0o700)
     init = subprocess.run(
         [install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-         "--skip-test-db", *run_as],
+         "--skip-test-db", f"--tmpdir={tmpdir}", *run_as],
         capture_output=True, text=True, check=False,
     )
     if init.returncode != 0:
@@ -173,7 +176,7 @@ def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Pat
     port = _free_port()
     argv = [
         server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
-        f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={base / 'mysqld.pid'}",
+        f"--port={port}", "--bind-address=127.0.0.1", f"--tmpdir={tmpdir}", f"--pid-file={base / 'mysqld.pid'}",
         f"--log-error={base / 'server.log'}", "--innodb-buffer-pool-size=256M",
         "--innodb-log-file-size=256M", "--skip-name-resolve", "--event-scheduler=OFF",
         "--max-allowed-packet=256M", "--character-set-server=utf8mb4",
