@@ -324,3 +324,27 @@ def test_latest_sample_and_bad_input(env, server, sample_db):
         done = env.cli("verify", *args, config=cfg)
         assert done.returncode == code, (args, done.stderr)
         assert done.stderr.strip().splitlines()[-1].startswith(said), done.stderr
+
+
+def test_writes_between_the_snapshots_mean_no_recorded_counts(env, server, sample_db):
+    """A dump tool that commits a write before dumping: our snapshot and the dump's differ, so
+    nothing is recorded, the reason is, and a test restore says what it could not compare."""
+    wrapper = env.root / "busy-dump"
+    client = shutil.which("mariadb")
+    login = f"--socket={server.socket}" if server.socket else f"--host={server.host} --port={server.port}"
+    wrapper.write_text(f"#!/bin/sh\n{client} --no-defaults {login} -u{server.user} "
+                       f"-e 'INSERT INTO `{sample_db}`.customer (name) VALUES (\"late\")' || exit 9\n"
+                       f"exec {shutil.which('mariadb-dump')} \"$@\"\n")
+    wrapper.chmod(0o755)
+    cfg = env.write_config({"backup": {"databases": [sample_db]},
+                            "database": {**server.config_section(), "mysqldump_path": str(wrapper)},
+                            "verify": {"target": "server", "database_prefix": PREFIX}})
+    folder = _backup(env, cfg, sample_db)
+    recorded = json.loads((folder / "manifest.json").read_text())["content_checks"]
+    assert recorded["method"] is None and "committed writes between our snapshot" in recorded["reason"]
+    done = _verify(env, cfg, folder)
+    assert done.returncode == 0, done.stderr
+    assert "no row counts or checksums were recorded at backup time" in done.stderr
+    record = _sidecar(folder)
+    assert record["ok"] is True and record["tables_checked"] == 0 and record["restored_rows"] == 2004
+    assert _left_behind(env, server) == []

@@ -55,3 +55,9 @@ def write(folder: Path, kind: str, record: dict[str, Any]) -> Path:
     finally:
         os.close(dir_fd)
     return target
+
+
+def verified(folder: Path) -> bool:
+    """True when the latest verification recorded beside the backup passed (for retention)."""
+    record = read(folder, VERIFY)
+    return bool(record and record.get("ok") is True)
