@@ -17,6 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
+import yaml
 
 from conftest import TENANGDB, unique
 from tenangdb.config.loader import load_config
@@ -110,6 +111,10 @@ def _verify(env, cfg, folder, *extra):
 @pytest.mark.parametrize("target, algorithm", [("sandbox", "checksum-table"), ("server", "md5")])
 def test_good_backup_passes_and_matches_the_source(env, server, sample_db, target, algorithm):
     cfg = _config(env, sample_db, target=target, extra_verify={"checksum": algorithm})
+    textfile = env.root / "tenangdb.prom"
+    cfg = env.write_config({**yaml.safe_load(cfg.read_text()),
+                            "metrics": {"enabled": True, "storage_path": str(env.root / "metrics.json"),
+                                        "textfile": str(textfile)}})
     folder = _backup(env, cfg, sample_db)
     manifest = json.loads((folder / "manifest.json").read_text())
     recorded = manifest["content_checks"]
@@ -134,6 +139,12 @@ def test_good_backup_passes_and_matches_the_source(env, server, sample_db, targe
     assert record["restored_rows"] == 2003 and record["tables_checked"] == 1
     assert record["checksums"]["tables"]["customer"] == recorded["tables"]["customer"]
     assert record["restore_seconds"] > 0 and record["failures"] == []
+    # Metrics: the outcome and the measured restore time (RTO).
+    metrics = textfile.read_text()
+    rto = re.search(rf'^tenangdb_restore_test_duration_seconds{{database="{sample_db}"}} (\S+)$', metrics, re.M)
+    assert rto and float(rto.group(1)) == pytest.approx(record["restore_seconds"], abs=0.01)
+    assert f'tenangdb_restore_test_success_total{{database="{sample_db}"}} 1.0' in metrics
+    assert f'tenangdb_verify_last_success_timestamp{{database="{sample_db}"}}' in metrics
     # The sealed folder is untouched: plain verification still passes.
     assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0
     assert _left_behind(env, server) == []
