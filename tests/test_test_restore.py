@@ -183,6 +183,7 @@ def _sql_with_changed_byte(sql: str) -> str:
     ("trigger", r"trigger 'customer_bi' is listed in the manifest but missing after the restore"),
     ("rows", r"table 'customer' has 2002 rows after the restore, 2003 were recorded while dumping"),
     ("byte", r"table 'customer': content checksum \(checksum-table\) after the restore differs"),
+    ("bad_sql", r"the restore did not finish: mariadb failed to load .*\(exit 1\): .*syntax"),
 ])
 def test_damage_is_caught_with_exit_7(env, server, sample_db, damage, reason):
     target = "sandbox" if damage in ("trigger", "byte") else "server"
@@ -202,7 +203,8 @@ def test_damage_is_caught_with_exit_7(env, server, sample_db, damage, reason):
                                                                                   "key_file": str(other)}},
                                 "verify": {"target": target, "database_prefix": PREFIX}}, name="other.yaml")
     else:
-        edit = {"trigger": _sql_without_trigger, "rows": _sql_without_rows, "byte": _sql_with_changed_byte}[damage]
+        edit = {"trigger": _sql_without_trigger, "rows": _sql_without_rows, "byte": _sql_with_changed_byte,
+                "bad_sql": lambda sql: sql.replace("INSERT INTO `customer`", "INSERT INTO INTO `customer`", 1)}[damage]
         _rewrite_dump(cfg, folder, edit)
         # The tampering is invisible to the file checks: only the restore can tell.
         assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0

@@ -133,6 +133,22 @@ def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None
 
 def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, target: str,
                identities) -> int:
+    with loading(manifest, entry, client, endpoint, target) as forward:
+        result = unseal(path, compression=manifest["compression"]["format"], identities=identities,
+                        forward=forward, hash_stored=False)
+    if result.plain.sha256 != entry["plain_sha256"]:
+        raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
+                            f"{target!r} may be incomplete")
+    return result.plain.size
+
+
+@contextlib.contextmanager
+def loading(manifest: dict, entry: dict, client: str, endpoint, target: str):
+    """A mariadb client loading into `target`; yields the callable that takes the plain dump.
+
+    Leaving the block normally ends the input and checks the client's exit status; leaving
+    it with an error kills the client.
+    """
     with client_options(endpoint) as (login, fds):
         argv = mysqldump.restore_argv(client, login, target)
         with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds) as child:
@@ -145,8 +161,7 @@ def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, t
 
             renamer = mysqldump.DatabaseRenamer(manifest["database"], target, write_all)
             try:
-                result = unseal(path, compression=manifest["compression"]["format"], identities=identities,
-                                forward=renamer.write, hash_stored=False)
+                yield renamer.write
                 renamer.close()
                 child.stdin.close()
             except (BrokenPipeError, ConnectionResetError):
@@ -155,11 +170,8 @@ def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, t
                                     f"{child.error_line()}") from None
             status = child.wait()
     if status != 0:
-        raise RestoreFailed(f"{Path(client).name} failed to load {path.name} (exit {status}): {child.error_line()}")
-    if result.plain.sha256 != entry["plain_sha256"]:
-        raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
-                            f"{target!r} may be incomplete")
-    return result.plain.size
+        name = entry.get("plain_name") or entry["name"]
+        raise RestoreFailed(f"{Path(client).name} failed to load {name} (exit {status}): {child.error_line()}")
 
 
 def _loader(dcfg) -> str:

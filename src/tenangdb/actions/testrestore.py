@@ -22,14 +22,15 @@ from pathlib import Path
 from typing import Iterator
 
 from tenangdb.actions import restore as restore_mod
-from tenangdb.actions.verify import resolve_backup_path, verify_backup
+from tenangdb.actions.verify import check_layout, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import (ConnectionFailed, Interrupted, RestoreFailed, TenangDBError, ToolMissing, VerifyFailed,
                              interrupt_requested)
-from tenangdb.mysql import checksum
+from tenangdb.mysql import checksum, mydumper
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, translated_errors
 from tenangdb.mysql.sandbox import SandboxError, start_sandbox
+from tenangdb.mysql.tools import client_tool
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import sidecar
 
@@ -141,16 +142,46 @@ def _save(outcome: Outcome) -> None:
 
 
 def _test_restore(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> None:
+    folder = resolve_backup_path(path)
+    manifest = manifest_mod.load(folder)
+    check_layout(loaded, folder, manifest)  # a wrong key or a cut file fails before any target exists
+    if manifest["engine"].get("name") == mydumper.ENGINE:
+        _test_restore_mydumper(loaded, path, kind, outcome)
+        return
+    client = client_tool(loaded.settings.database)
+    with _scratch(loaded, kind, manifest) as (endpoint, target):
+        started = time.monotonic()
+        # One pass: the files are verified while the scratch target loads them. What was
+        # loaded counts only if verification passes; the target is thrown away regardless.
+        try:
+            verified = verify_backup(loaded, path, sink=lambda m, entry: restore_mod.loading(
+                m, entry, client, endpoint, target))
+        except RestoreFailed as exc:
+            if interrupt_requested():
+                raise Interrupted("interrupted; the scratch target was removed") from None
+            verify_backup(loaded, path)  # damaged files explain a failed load best: say so if they are
+            raise VerifyFailed(f"the restore did not finish: {exc}") from None
+        outcome.restored_bytes = verified.plain_bytes
+        outcome.restore_seconds = time.monotonic() - started
+        _checking(outcome, kind, target)
+        _check(endpoint, target, verified.manifest, outcome)
+
+
+def _checking(outcome: Outcome, kind: str, target: str) -> None:
+    log.info("%s: restored %s into the %s in %.1fs; checking it", outcome.database, outcome.name,
+             "sandbox" if kind == "sandbox" else f"scratch database {target!r}", outcome.restore_seconds)
+
+
+def _test_restore_mydumper(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> None:
+    """myloader reads a folder: the verifying pass unseals into a private one first."""
     plain_dir = restore_mod._mydumper_scratch(path)
     try:
-        if plain_dir is not None:
-            restore_mod._loader(loaded.settings.database)  # before reading the backup, not after
+        restore_mod._loader(loaded.settings.database)  # before reading the backup, not after
         try:
             verified = verify_backup(loaded, path, extract_to=plain_dir)
         except OSError as exc:
             raise RestoreFailed(f"cannot write the unsealed dump under {plain_dir}: {exc.strerror or exc}") from None
-        manifest = verified.manifest
-        with _scratch(loaded, kind, manifest) as (endpoint, target):
+        with _scratch(loaded, kind, verified.manifest) as (endpoint, target):
             started = time.monotonic()
             try:
                 outcome.restored_bytes = restore_mod.load_verified(
@@ -158,9 +189,8 @@ def _test_restore(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> No
             except RestoreFailed as exc:
                 raise VerifyFailed(f"the restore did not finish: {exc}") from None
             outcome.restore_seconds = time.monotonic() - started
-            log.info("%s: restored %s into the %s in %.1fs; checking it", outcome.database, outcome.name,
-                     "sandbox" if kind == "sandbox" else f"scratch database {target!r}", outcome.restore_seconds)
-            _check(endpoint, target, manifest, outcome)
+            _checking(outcome, kind, target)
+            _check(endpoint, target, verified.manifest, outcome)
     finally:
         if plain_dir is not None:
             shutil.rmtree(plain_dir, ignore_errors=True)

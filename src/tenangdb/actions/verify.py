@@ -51,31 +51,26 @@ def identities_for(loaded: LoadedConfig, manifest: dict, folder: Path) -> list |
     return identities
 
 
-def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | None = None) -> Verified:
+def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | None = None,
+                  sink=None) -> Verified:
     """Check every file of a backup against its manifest.
 
     With `extract_to`, the plain bytes of each file are also written there (0600, under the
     file's plain name) in the same pass, for a loader that needs files on disk: the caller
     may use them only if this returns, that is once every file has been verified.
+    With `sink(manifest, entry)`, a context manager yielding a callable, each file's plain
+    bytes are handed to it as they are verified (a test restore loads a scratch target in
+    the verifying pass); what it received is proven only if this returns.
     """
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
-    identities = identities_for(loaded, manifest, folder)
+    identities = check_layout(loaded, folder, manifest)
     listed = {entry["name"] for entry in manifest["files"]}
-    present = {p.name for p in folder.iterdir()} - {manifest_mod.MANIFEST}
-    if missing := sorted(listed - present):
-        raise VerifyFailed(f"{folder / missing[0]}: listed in the manifest but missing")
-    if extra := sorted(present - listed):
-        raise VerifyFailed(f"{folder / extra[0]}: not listed in the manifest (unexpected file in a sealed backup)")
     total = 0
     for entry in manifest["files"]:
         file_path = folder / entry["name"]
-        actual_size = file_path.stat().st_size
-        if actual_size != entry["stored_size"]:
-            raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
-                               f"{entry['stored_size']} (truncated or damaged)")
         try:
-            with _extraction(extract_to, entry) as forward:
+            with (sink(manifest, entry) if sink is not None else _extraction(extract_to, entry)) as forward:
                 result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities,
                                 forward=forward)
         except VerifyFailed:
@@ -91,6 +86,25 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
         total += result.plain.size
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(listed), "" if len(listed) == 1 else "s", total)
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
+
+
+def check_layout(loaded: LoadedConfig, folder: Path, manifest: dict) -> list | None:
+    """The checks that read no file's content: a usable key, exactly the listed files, each of
+    its recorded size. Returns the identities to decrypt with."""
+    identities = identities_for(loaded, manifest, folder)
+    listed = {entry["name"] for entry in manifest["files"]}
+    present = {p.name for p in folder.iterdir()} - {manifest_mod.MANIFEST}
+    if missing := sorted(listed - present):
+        raise VerifyFailed(f"{folder / missing[0]}: listed in the manifest but missing")
+    if extra := sorted(present - listed):
+        raise VerifyFailed(f"{folder / extra[0]}: not listed in the manifest (unexpected file in a sealed backup)")
+    for entry in manifest["files"]:
+        file_path = folder / entry["name"]
+        actual_size = file_path.stat().st_size
+        if actual_size != entry["stored_size"]:
+            raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
+                               f"{entry['stored_size']} (truncated or damaged)")
+    return identities
 
 
 @contextlib.contextmanager
