@@ -238,7 +238,7 @@ def _sandbox(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[Endpoint, s
     finally:
         if box is not None:
             with _no_signals():
-                box.stop()
+                box.stop(graceful=False)  # its data is thrown away: no point flushing it
             log.debug("stopped and removed the sandbox %s", box.base)
 
 
