@@ -303,6 +303,13 @@ def test_backup_runs_the_test_restore_and_a_failing_one_exits_7(env, server, sam
     [folder] = env.backups_of(sample_db)
     assert _sidecar(folder)["method"] == "test-restore:server" and _sidecar(folder)["ok"] is True
 
+    # backup.verify_backup alone: the file checks, recorded the same way.
+    cfg = env.write_config({"backup": {"databases": [sample_db], "verify_backup": True, "min_backup_interval": 0}})
+    done = env.cli("backup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stderr
+    record = _sidecar(env.backups_of(sample_db)[-1])
+    assert record["method"] == "checksums" and record["ok"] is True
+
     # A sandbox that cannot start: the backup is kept, the run says it is unproven.
     cfg = env.write_config({"backup": {"databases": [sample_db], "test_restore": True, "min_backup_interval": 0},
                             "verify": {"target": "sandbox", "sandbox": {"parent": str(env.sandboxes),
@@ -310,7 +317,7 @@ def test_backup_runs_the_test_restore_and_a_failing_one_exits_7(env, server, sam
     done = env.cli("backup", "--yes", config=cfg)
     assert done.returncode == 7, done.stderr
     assert "verification failed:" in done.stderr and "mariadbd exited during start-up" in done.stderr
-    assert len(env.backups_of(sample_db)) == 2
+    assert len(env.backups_of(sample_db)) == 3
     assert _left_behind(env, server) == []
 
 
