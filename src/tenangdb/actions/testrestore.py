@@ -59,7 +59,8 @@ class Outcome:
     def reason(self) -> str:
         first = self.failures[0] if self.failures else "unknown failure"
         more = f" (and {len(self.failures) - 1} more)" if len(self.failures) > 1 else ""
-        return f"{self.database}: backup {self.name}: {first}{more}"
+        who = "" if self.database == "unknown" else f"{self.database}: "
+        return f"{who}backup {self.name}: {first}{more}"
 
     def record(self) -> dict:
         data = {
