@@ -231,8 +231,9 @@ def _sandbox(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[Endpoint, s
         target = str(manifest["database"])
         conn = connect(endpoint)
         try:
-            inv_mod.create_new_database(conn, target, manifest.get("database_charset"),
-                                        manifest.get("database_collation"), manifest.get("database_comment"))
+            with translated_errors(endpoint):
+                inv_mod.create_new_database(conn, target, manifest.get("database_charset"),
+                                            manifest.get("database_collation"), manifest.get("database_comment"))
         finally:
             conn.close()
         yield endpoint, target
