@@ -170,5 +170,6 @@ def drop_database(conn, name: str) -> None:
             try:
                 cur.execute(f"KILL {int(session)}")
             except pymysql.err.Error:
-                pass  # gone already, or not ours to kill: DROP will wait for it
+                pass  # gone already, or not ours to kill: DROP will wait for it, but not forever
+        cur.execute("SET SESSION lock_wait_timeout = 120")
         cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")
