@@ -95,3 +95,24 @@ def test_a_first_chunk_waits_for_its_rename_or_its_second_chunk(tmp_path):
         assert child.wait() == 0
     assert {f.plain_name: (dest / f.name).read_bytes() for f in sealed} == {
         "small.sql": b"small", "big.00001.sql": b"first", "big.00002.sql": b"second"}
+
+
+def test_a_partial_file_renamed_at_the_end_is_sealed_under_its_final_name(tmp_path):
+    # mydumper 0.10 writes metadata.partial, closes it, and renames it to metadata at the end.
+    source, child = producer(tmp_path, """
+        import os, time
+        os.mkdir({out!r})
+        partial = os.path.join({out!r}, "metadata.partial")
+        with open(partial, "wb") as fh:
+            fh.write(b"Started dump")
+        time.sleep(0.5)  # closed but not renamed yet while the sealer sweeps
+        os.rename(partial, os.path.join({out!r}, "metadata"))
+    """)
+    dest = tmp_path / "sealed"
+    dest.mkdir()
+    sealer = FolderSealer(source, dest, compression="zstd", level=3, recipients=None, suffix=".zst",
+                          max_unsealed=1 << 20, hold_until_end=frozenset({"metadata"}))
+    with child:
+        sealed = sealer.run(child)
+        assert child.wait() == 0
+    assert [f.plain_name for f in sealed] == ["metadata"]

@@ -148,11 +148,16 @@ class FolderSealer:
             if name in self.sealed:
                 raise BackupFailed(f"the dump tool wrote {name} again after closing it; "
                                    "the backup would be incomplete")
-            if entry.path in busy or (not final and (name in self.hold_until_end or self._may_be_renamed(name, entries))):
+            if entry.path in busy or (not final and (name in self.hold_until_end or name.endswith(".partial")
+                                                     or self._may_be_renamed(name, entries))):
+                # mydumper writes `metadata.partial` and renames it to `metadata` at the end.
                 continue
             ready.append(entry)
         for entry in ready:
-            size = entry.stat().st_size
+            try:
+                size = entry.stat().st_size
+            except FileNotFoundError:
+                continue  # renamed since the listing: the next sweep sees it under its new name
             self._in_flight[entry.name] = (pool.submit(self._seal_one, Path(entry.path), pid), size)
         # Only closed files count: the ones still open are bounded by threads × chunk size,
         # and pausing the program while they are open would wait forever.
