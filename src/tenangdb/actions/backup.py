@@ -20,7 +20,7 @@ from tenangdb.config.loader import LoadedConfig
 from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
                              interrupt_requested, request_interrupt)
-from tenangdb.mysql import fidelity
+from tenangdb.mysql import checksum, fidelity
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mydumper, mysqldump
 from tenangdb.mysql.connection import (client_options, connect, endpoint_from, private_defaults_file, reconnect,
@@ -326,14 +326,22 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                 log.warning("%s: %s", name, fallback)
                 engine = "mysqldump"
         progress.started(name, engine, len(inventory.tables))
-        if engine == "mydumper":
-            dumped = _dump_mydumper(endpoint, server, tools.mydumper, name, the_plan, keys, settings, staging,
-                                    inventory, progress)
-        else:
-            if tools.dump is None:
-                raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
-            dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys, settings.backup.timeout,
-                                     staging, inventory, progress)
+        if engine != "mydumper" and tools.dump is None:
+            raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
+        # Opened before the dump's own snapshot; see _content_checks.
+        vcfg = settings.verify
+        snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum]) if vcfg.record else None
+        try:
+            if engine == "mydumper":
+                dumped = _dump_mydumper(endpoint, server, tools.mydumper, name, the_plan, keys, settings, staging,
+                                        inventory, progress)
+            else:
+                dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys,
+                                         settings.backup.timeout, staging, inventory, progress)
+            content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables)
+        finally:
+            if snapshot is not None:
+                snapshot.close()
         if fallback:
             dumped.engine["fallback_reason"] = fallback
         finished = _now()
@@ -356,6 +364,7 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             "qualified_references": checked.qualified_references,
             "files": dumped.files,
             "objects": inventory.as_manifest(),
+            "content_checks": content_checks,
             "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]],
         }
         try:
@@ -365,6 +374,33 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
     except BaseException:
         staging.discard()
         raise
+
+
+def _content_checks(snapshot, name: str, dump_binlog: dict | None, tables: list[dict]) -> dict:
+    """Exact row counts and checksums of what the dump holds, or why there are none.
+
+    Taken in our own snapshot after the dump, and kept only when that snapshot provably saw
+    the dump's data (the same binary log position); see docs/verification.md.
+    """
+    if snapshot is None:
+        return {"method": None, "reason": "verify.record is false"}
+    started = time.monotonic()
+    try:
+        recorded = snapshot.record(dump_binlog, tables)
+    except Interrupted:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a checksum we cannot take never fails the backup
+        if interrupt_requested():
+            raise Interrupted("interrupted; unfinished work was removed") from None
+        log.warning("%s: could not record row counts and checksums: %s", name, redact(str(exc)))
+        return {"method": None, "algorithm": snapshot.algorithm, "reason": f"checksum failed: {redact(str(exc))}"}
+    recorded["seconds"] = round(time.monotonic() - started, 3)
+    if recorded.get("method") is None:
+        log.warning("%s: no row counts or checksums recorded for test restores: %s", name, recorded["reason"])
+    else:
+        log.debug("%s: counted and checksummed %d tables in %.1fs", name, len(recorded["tables"]),
+                  recorded["seconds"])
+    return recorded
 
 
 class _Deadline:

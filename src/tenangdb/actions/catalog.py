@@ -122,7 +122,8 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
     checked = records.read(records.verify_path(path))
     if checked and entry.complete:
         entry.verified = bool(checked.get("ok"))
-        entry.verified_how = "verify" if checked.get("ok") else "verify failed"
+        method = checked.get("method", "verify")
+        entry.verified_how = method if checked.get("ok") else f"{method} failed"
         entry.verified_at = checked.get("at")
     if destination:
         upload = records.read(records.upload_path(path))

@@ -94,6 +94,15 @@ def verified(loaded: LoadedConfig, path: str | Path, ok: bool) -> None:
     recorder.verify(database_of(path), ok)
 
 
+def verification(loaded: LoadedConfig, outcome) -> None:
+    """Count one backup's verification (an actions.testrestore.Outcome) and, for a test
+    restore, its result and measured restore time."""
+    recorder = Recorder(loaded.settings.metrics)
+    recorder.verify(outcome.database, outcome.ok)
+    if outcome.method.startswith("test-restore"):
+        recorder.restore_test(outcome.database, outcome.ok, outcome.restore_seconds)
+
+
 def verify_done(loaded: LoadedConfig) -> None:
     Recorder(loaded.settings.metrics).write_textfile()
 

@@ -14,12 +14,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from tenangdb.actions.verify import identities_for, resolve_backup_path, verify_backup
+from tenangdb.actions.verify import Verified, identities_for, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import RestoreFailed, ToolMissing, VerifyFailed
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mydumper, mysqldump
-from tenangdb.mysql.connection import client_options, connect, endpoint_from, private_defaults_file
+from tenangdb.mysql.connection import Endpoint, client_options, connect, endpoint_from, private_defaults_file
 from tenangdb.mysql.tools import client_tool, myloader_tool
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.runner import spawn
@@ -97,26 +97,58 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
                                 manifest.get("database_comment"))
     finally:
         conn.close()
-    identities = identities_for(loaded, manifest, folder)
-    if target != manifest["database"] and manifest.get("qualified_references"):
-        log.warning("these objects name database %r in their own SQL and will keep using it after the "
-                    "restore into %r: %s", manifest["database"], target, ", ".join(manifest["qualified_references"]))
     started = time.monotonic()
-    total = 0
-    if manifest["engine"].get("name") == mydumper.ENGINE:
-        if scratch is None:
-            raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
-        total = _load_mydumper(loaded, scratch, manifest, endpoint, target, verified.plain_bytes)
-    else:
-        for entry in manifest["files"]:
-            total += _load_file(folder / entry["name"], entry, manifest, client, endpoint, target, identities)
+    total = load_verified(loaded, verified, scratch, endpoint, target, client=client)
     duration = time.monotonic() - started
     log.info("restored %s into database %r in %.1fs", folder, target, duration)
     return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
 
 
+def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None, endpoint: Endpoint, target: str,
+                  *, client: str | None = None, configured_login: bool = True) -> int:
+    """Load a verified backup into `target` (which exists) at `endpoint`; the plain bytes loaded.
+
+    No questions asked: the caller decided the target may be written. `configured_login`
+    false ignores database.mydumper.myloader.defaults_file (a sandbox is not that server).
+    """
+    manifest, folder = verified.manifest, verified.path
+    mydumper_backup = manifest["engine"].get("name") == mydumper.ENGINE
+    if client is None:
+        client = _loader(loaded.settings.database) if mydumper_backup else client_tool(loaded.settings.database)
+    identities = identities_for(loaded, manifest, folder)
+    if target != manifest["database"] and manifest.get("qualified_references"):
+        log.warning("these objects name database %r in their own SQL and will keep using it after the "
+                    "restore into %r: %s", manifest["database"], target, ", ".join(manifest["qualified_references"]))
+    total = 0
+    if mydumper_backup:
+        if scratch is None:
+            raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
+        total = _load_mydumper(loaded, scratch, manifest, endpoint, target, verified.plain_bytes,
+                               configured_login=configured_login)
+    else:
+        for entry in manifest["files"]:
+            total += _load_file(folder / entry["name"], entry, manifest, client, endpoint, target, identities)
+    return total
+
+
 def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, target: str,
                identities) -> int:
+    with loading(manifest, entry, client, endpoint, target) as forward:
+        result = unseal(path, compression=manifest["compression"]["format"], identities=identities,
+                        forward=forward, hash_stored=False)
+    if result.plain.sha256 != entry["plain_sha256"]:
+        raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
+                            f"{target!r} may be incomplete")
+    return result.plain.size
+
+
+@contextlib.contextmanager
+def loading(manifest: dict, entry: dict, client: str, endpoint, target: str):
+    """A mariadb client loading into `target`; yields the callable that takes the plain dump.
+
+    Leaving the block normally ends the input and checks the client's exit status; leaving
+    it with an error kills the client.
+    """
     with client_options(endpoint) as (login, fds):
         argv = mysqldump.restore_argv(client, login, target)
         with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds) as child:
@@ -129,8 +161,7 @@ def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, t
 
             renamer = mysqldump.DatabaseRenamer(manifest["database"], target, write_all)
             try:
-                result = unseal(path, compression=manifest["compression"]["format"], identities=identities,
-                                forward=renamer.write, hash_stored=False)
+                yield renamer.write
                 renamer.close()
                 child.stdin.close()
             except (BrokenPipeError, ConnectionResetError):
@@ -139,11 +170,8 @@ def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, t
                                     f"{child.error_line()}") from None
             status = child.wait()
     if status != 0:
-        raise RestoreFailed(f"{Path(client).name} failed to load {path.name} (exit {status}): {child.error_line()}")
-    if result.plain.sha256 != entry["plain_sha256"]:
-        raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
-                            f"{target!r} may be incomplete")
-    return result.plain.size
+        name = entry.get("plain_name") or entry["name"]
+        raise RestoreFailed(f"{Path(client).name} failed to load {name} (exit {status}): {child.error_line()}")
 
 
 def _loader(dcfg) -> str:
@@ -157,11 +185,12 @@ def _loader(dcfg) -> str:
 
 
 def _load_mydumper(loaded: LoadedConfig, plain_dir: Path, manifest: dict, endpoint, target: str,
-                   plain_bytes: int) -> int:
+                   plain_bytes: int, *, configured_login: bool = True) -> int:
     dcfg = loaded.settings.database
     binary = _loader(dcfg)
     mcfg = dcfg.mydumper.myloader
-    login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file else private_defaults_file(endpoint)
+    login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file and configured_login \
+        else private_defaults_file(endpoint)
     with login as defaults:
         argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest["database"], target=target,
                                   threads=mcfg.threads)

@@ -51,31 +51,26 @@ def identities_for(loaded: LoadedConfig, manifest: dict, folder: Path) -> list |
     return identities
 
 
-def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | None = None) -> Verified:
+def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | None = None,
+                  sink=None) -> Verified:
     """Check every file of a backup against its manifest.
 
     With `extract_to`, the plain bytes of each file are also written there (0600, under the
     file's plain name) in the same pass, for a loader that needs files on disk: the caller
     may use them only if this returns, that is once every file has been verified.
+    With `sink(manifest, entry)`, a context manager yielding a callable, each file's plain
+    bytes are handed to it as they are verified (a test restore loads a scratch target in
+    the verifying pass); what it received is proven only if this returns.
     """
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
-    identities = identities_for(loaded, manifest, folder)
+    identities = check_layout(loaded, folder, manifest)
     listed = {entry["name"] for entry in manifest["files"]}
-    present = {p.name for p in folder.iterdir()} - {manifest_mod.MANIFEST}
-    if missing := sorted(listed - present):
-        raise VerifyFailed(f"{folder / missing[0]}: listed in the manifest but missing")
-    if extra := sorted(present - listed):
-        raise VerifyFailed(f"{folder / extra[0]}: not listed in the manifest (unexpected file in a sealed backup)")
     total = 0
     for entry in manifest["files"]:
         file_path = folder / entry["name"]
-        actual_size = file_path.stat().st_size
-        if actual_size != entry["stored_size"]:
-            raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
-                               f"{entry['stored_size']} (truncated or damaged)")
         try:
-            with _extraction(extract_to, entry) as forward:
+            with (sink(manifest, entry) if sink is not None else _extraction(extract_to, entry)) as forward:
                 result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities,
                                 forward=forward)
         except VerifyFailed:
@@ -91,6 +86,25 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
         total += result.plain.size
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(listed), "" if len(listed) == 1 else "s", total)
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
+
+
+def check_layout(loaded: LoadedConfig, folder: Path, manifest: dict) -> list | None:
+    """The checks that read no file's content: a usable key, exactly the listed files, each of
+    its recorded size. Returns the identities to decrypt with."""
+    identities = identities_for(loaded, manifest, folder)
+    listed = {entry["name"] for entry in manifest["files"]}
+    present = {p.name for p in folder.iterdir()} - {manifest_mod.MANIFEST}
+    if missing := sorted(listed - present):
+        raise VerifyFailed(f"{folder / missing[0]}: listed in the manifest but missing")
+    if extra := sorted(present - listed):
+        raise VerifyFailed(f"{folder / extra[0]}: not listed in the manifest (unexpected file in a sealed backup)")
+    for entry in manifest["files"]:
+        file_path = folder / entry["name"]
+        actual_size = file_path.stat().st_size
+        if actual_size != entry["stored_size"]:
+            raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
+                               f"{entry['stored_size']} (truncated or damaged)")
+    return identities
 
 
 @contextlib.contextmanager
@@ -112,26 +126,36 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def record_result(folder: str | Path, ok: bool, error: str | None = None) -> None:
-    """Remember the outcome beside a local backup (never inside the sealed folder), for
-    `tenangdb list` and for cleanup, which never deletes the newest verified backup."""
-    from datetime import datetime, timezone
-
-    from tenangdb.repository import records
-
-    path = Path(folder)
-    if path.is_file():
-        path = path.parent
-    if not (path.is_dir() and (path / manifest_mod.MANIFEST).is_file()):
-        return
-    data = {"format": 1, "ok": ok, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-    if error:
-        data["error"] = error
-    try:
-        records.write(records.verify_path(path), data)
-    except OSError as exc:  # a read-only user may still verify
-        log.debug("could not record the verify result beside %s: %s", path, exc)
-
-
 def all_backups(loaded: LoadedConfig) -> list[Path]:
     return list(store.iter_backups(Path(loaded.settings.backup.directory)))
+
+
+def select_backups(loaded: LoadedConfig, *, mode: str, databases: list[str] | None = None,
+                   sample: int = 0, rng=None) -> list[Path]:
+    """The backups a `verify --all|--latest|--sample N` run covers, oldest database first.
+
+    latest: the newest backup of each database; all: every backup; sample: N backups picked at
+    random among those that are not the newest of their database (spot checks of older ones).
+    """
+    import random
+
+    root = Path(loaded.settings.backup.directory)
+    by_db: dict[str, list[Path]] = {}
+    for folder in store.iter_backups(root):
+        by_db.setdefault(folder.parent.parent.name, []).append(folder)
+    if databases:
+        from tenangdb.repository.naming import folder_name
+
+        wanted = {folder_name(name) for name in databases}
+        if unknown := sorted(n for n in databases if folder_name(n) not in by_db):
+            raise VerifyFailed(f"no backups of {', '.join(unknown)} under {root}")
+        by_db = {k: v for k, v in by_db.items() if k in wanted}
+    for folders in by_db.values():
+        folders.sort(key=lambda p: p.name)  # names carry the UTC time: sorted is chronological
+    if mode == "latest":
+        return [folders[-1] for _, folders in sorted(by_db.items()) if folders]
+    if mode == "all":
+        return [f for _, folders in sorted(by_db.items()) for f in folders]
+    older = [f for _, folders in sorted(by_db.items()) for f in folders[:-1]]
+    picked = (rng or random.SystemRandom()).sample(older, min(sample, len(older)))
+    return sorted(picked)

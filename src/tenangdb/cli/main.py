@@ -15,7 +15,7 @@ import platformdirs
 
 from tenangdb import __version__, logs
 from tenangdb.errors import (EXIT_BACKUP, EXIT_CLEANUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
-                             ConfigError, Interrupted, TenangDBError, request_interrupt)
+                             ConfigError, Interrupted, TenangDBError, VerifyFailed, request_interrupt)
 
 log = logging.getLogger("tenangdb")
 
@@ -185,9 +185,10 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
             return
     from tenangdb.actions import observe
 
-    # After the backups: ship them off-site (inside the run, so the ping reports a failed
-    # upload), then expire old ones. The most serious failure decides the exit code:
-    # a backup (4), then an upload (5), then the cleanup (6).
+    # After the backups: check them (backup.verify_backup / test_restore), ship them off-site
+    # (inside the run, so the ping reports a failed upload), then expire old ones. The most
+    # serious failure decides the exit code: a backup (4), a verification (7), an upload (5),
+    # then the cleanup (6).
     with observe.backup_run(loaded, plan) as observer:
         with _progress_board() as board:
             results = action.run(loaded, plan, on_result=observer.database_done, progress=board)
@@ -200,6 +201,11 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
         else:
             log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
         code = EXIT_BACKUP if failed else 0
+        unverified = _verify_after_backup(loaded, ok)
+        if unverified:
+            log.error("%d of %d new backup%s failed verification", len(unverified), len(ok),
+                      "" if len(ok) == 1 else "s")
+            code = code or EXIT_VERIFY
         if up.enabled and ok:
             upload_code = _upload_after_backup(loaded, sorted({r.database for r in ok}))
             if upload_code:
@@ -265,59 +271,114 @@ def _size(size: int) -> str:
     return f"{size} B"
 
 
+def _verify_after_backup(loaded, results) -> list:
+    """backup.test_restore / backup.verify_backup: check each new backup; the failures."""
+    cfg = loaded.settings.backup
+    if not results or not (cfg.test_restore or cfg.verify_backup):
+        return []
+    from tenangdb.actions import observe, testrestore
+
+    failures = []
+    try:
+        for result in results:
+            outcome = (testrestore.test_restore(loaded, result.path) if cfg.test_restore
+                       else testrestore.check_files(loaded, result.path))
+            observe.verification(loaded, outcome)
+            if outcome.ok:
+                log.info("%s: %s passed (%s)", result.database, outcome.name, outcome.method)
+            else:
+                log.error("verification failed: %s", outcome.reason)
+                failures.append(outcome)
+    finally:
+        observe.verify_done(loaded)
+    return failures
+
+
 @cli.command()
 @click.option("--backup-path", "-b", help="Backup folder (or its manifest).")
 @click.option("--all", "all_", is_flag=True, help="Verify every backup under backup.directory.")
+@click.option("--latest", is_flag=True, help="Verify the newest backup of each database (for a timer).")
+@click.option("--sample", type=click.IntRange(1), metavar="N",
+              help="Verify N backups picked at random among the older ones (spot checks).")
+@click.option("--databases", help="Comma-separated databases for --latest, --all or --sample.")
+@click.option("--test-restore", is_flag=True, help="Also restore each backup into a scratch target and check "
+              "objects, exact row counts and content checksums (verify.target).")
+@click.option("--target", type=click.Choice(["sandbox", "server"]), help="Scratch target of --test-restore; "
+              "overrides verify.target.")
 @click.option("--from-remote", is_flag=True, help="The backup path names a remote backup "
               "(remote:{db}/{YYYY-MM}/{name}, or its name): download it to a private temporary folder first.")
 @click.pass_obj
-def verify(state: State, backup_path: str | None, all_: bool, from_remote: bool) -> None:
-    """Check checksums, decryption and completeness of a backup."""
+def verify(state: State, backup_path: str | None, all_: bool, latest: bool, sample: int | None,
+           databases: str | None, test_restore: bool, target: str | None, from_remote: bool) -> None:
+    """Check checksums, decryption and completeness of backups; with --test-restore, restore and check them."""
     from tenangdb.actions import fetch, observe
+    from tenangdb.actions import testrestore
     from tenangdb.actions import verify as action
 
+    chosen = [name for name, on in (("--backup-path", bool(backup_path)), ("--all", all_), ("--latest", latest),
+                                    ("--sample", sample is not None)) if on]
+    if len(chosen) != 1:
+        raise click.UsageError("give exactly one of --backup-path, --all, --latest or --sample N")
+    if databases and backup_path:
+        raise click.UsageError("--databases goes with --all, --latest or --sample, not --backup-path")
+    if target and not test_restore:
+        raise click.UsageError("--target needs --test-restore")
     loaded = state.load()
-    if bool(backup_path) == all_:
-        raise click.UsageError("give either --backup-path or --all")
     if from_remote or (backup_path and fetch.is_remote_spec(backup_path, loaded)):
         if not backup_path:
             raise click.UsageError("--from-remote needs --backup-path (remote:{db}/{YYYY-MM}/{name} or a name)")
         try:
             with fetch.fetched(loaded, backup_path) as folder:
-                try:
-                    verified = action.verify_backup(loaded, folder)
-                except TenangDBError:
-                    observe.verified(loaded, folder, False)
-                    raise
-                observe.verified(loaded, folder, True)
-                click.echo(f"OK {backup_path} (downloaded and verified)")
+                outcome = (testrestore.test_restore(loaded, folder, target=target) if test_restore
+                           else testrestore.check_files(loaded, folder))
+                observe.verification(loaded, outcome)
+                if not outcome.ok:
+                    raise VerifyFailed(outcome.reason)  # raised here, so it names the remote copy
         finally:
             observe.verify_done(loaded)
+        click.echo(f"{_verified_line(outcome)} (downloaded from the remote)")
         return
-    paths = [Path(backup_path)] if backup_path else action.all_backups(loaded)
-    if all_ and not paths:
-        click.echo(f"no backups under {loaded.settings.backup.directory}", err=True)
+    if backup_path:
+        paths = [Path(backup_path)]
+    else:
+        mode = "all" if all_ else "latest" if latest else "sample"
+        paths = action.select_backups(loaded, mode=mode, databases=_split(databases), sample=sample or 0)
+    if not paths:
+        click.echo(f"no backups to verify under {loaded.settings.backup.directory}", err=True)
         return
-    failures = 0
+    failures = []
     try:
         for path in paths:
-            try:
-                verified = action.verify_backup(loaded, path)
-                observe.verified(loaded, path, True)
-                action.record_result(path, True)
-                click.echo(f"OK {verified.path}")
-            except TenangDBError as exc:
-                observe.verified(loaded, path, False)
-                action.record_result(path, False, str(exc))
-                if not all_:
-                    raise
-                failures += 1
-                click.echo(f"FAILED {exc}")
+            if test_restore:
+                outcome = testrestore.test_restore(loaded, path, target=target)
+            else:
+                outcome = testrestore.check_files(loaded, path)
+            observe.verification(loaded, outcome)
+            if outcome.ok:
+                click.echo(_verified_line(outcome))
+                for note in outcome.notes:
+                    log.warning("%s: %s", outcome.name, note)
+            else:
+                failures.append(outcome)
+                if len(paths) > 1:
+                    click.echo(f"FAILED {outcome.reason}")
     finally:
         observe.verify_done(loaded)
-    if failures:
-        click.echo(f"error: {failures} of {len(paths)} backups failed verification", err=True)
-        raise SystemExit(EXIT_VERIFY)
+    if not failures:
+        return
+    if len(paths) == 1:
+        click.echo(f"error: {failures[0].reason}", err=True)
+    else:
+        click.echo(f"error: {len(failures)} of {len(paths)} backups failed verification", err=True)
+    raise SystemExit(EXIT_VERIFY)
+
+
+def _verified_line(outcome) -> str:
+    if not outcome.method.startswith("test-restore"):
+        return f"OK {outcome.path}"
+    return (f"OK {outcome.path} ({outcome.method}: restored {outcome.restored_rows} rows in "
+            f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables matched their recorded checksums, "
+            f"{outcome.duration:.1f}s in all)")
 
 
 @cli.command()

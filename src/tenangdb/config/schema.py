@@ -436,6 +436,44 @@ class CleanupConfig(_Section):
         return value
 
 
+class SandboxConfig(_Section):
+    """The throwaway server a test restore starts (verify.target: sandbox)."""
+
+    parent: str | None = Field(None, description="folder for the sandbox's private temp folder "
+                               "(default: the system temp folder); needs room for the restored data")
+    options: list[str] = Field(default_factory=list, description="extra mariadbd options, e.g. "
+                               "--innodb-buffer-pool-size=2G")
+    startup_timeout: float = Field(120, gt=0)
+
+    @field_validator("startup_timeout", mode="before")
+    @classmethod
+    def _duration(cls, value: Any) -> float:
+        return parse_duration(value)
+
+
+class VerifyConfig(_Section):
+    """Test restores (`tenangdb verify --test-restore`, backup.test_restore) and what backups record for them."""
+
+    target: Literal["auto", "sandbox", "server"] = Field(
+        "auto", description="where a test restore loads the backup: sandbox (a throwaway mariadbd), server "
+        "(a scratch database on the configured server) or auto (sandbox when mariadbd is installed)")
+    database_prefix: str = Field("tenangdb_verify_", min_length=1, max_length=40,
+                                 description="name prefix of the scratch database (target: server)")
+    record: bool = Field(True, description="count and checksum every table in the dump's snapshot during "
+                         "each backup, for test restores to compare against")
+    checksum: Literal["checksum-table", "md5"] = Field(
+        "checksum-table", description="checksum-table: the server's CHECKSUM TABLE (fast, 32-bit, compared only "
+        "on the same server version); md5: a portable 128-bit checksum of every row, about ten times the cost")
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+    @field_validator("database_prefix")
+    @classmethod
+    def _prefix(cls, value: str) -> str:
+        if not re.fullmatch(r"[A-Za-z0-9_$]+", value):
+            raise ValueError("use letters, digits, _ and $ only")
+        return value
+
+
 class Settings(_Section):
     # Read by the loader before ${VAR} expansion; see config/loader.py.
     secrets_file: str | None = Field(
@@ -448,3 +486,4 @@ class Settings(_Section):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     notify: NotifyConfig = Field(default_factory=NotifyConfig)
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig)

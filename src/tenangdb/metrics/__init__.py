@@ -102,6 +102,14 @@ class Recorder:
     def verify(self, database: str, ok: bool) -> None:
         self._update(lambda state: _outcome(state, "verify", database, ok, None, time.time()))
 
+    def restore_test(self, database: str, ok: bool, duration: float | None) -> None:
+        """A test restore: its outcome, and on success the measured load time (the RTO)."""
+        def change(state: dict[str, Any]) -> None:
+            record = _outcome(state, "restore_test", database, ok, None, time.time())
+            if ok and duration is not None:
+                record["duration_seconds"] = duration
+        self._update(change)
+
     def restore(self, database: str, ok: bool, duration: float) -> None:
         self._update(lambda state: _outcome(state, "restore", database, ok, duration, time.time()))
 

@@ -92,6 +92,13 @@ def families(state: dict[str, Any], *, running: bool, state_readable: bool = Tru
     yield _per_database(G, "tenangdb_restore_test_duration_seconds",
                         "Duration of the latest test restore (the measured recovery time).",
                         state["restore_test"], "duration_seconds")
+    yield _per_database(C, "tenangdb_restore_test_success_total", "Test restores that passed every check.",
+                        state["restore_test"], "success_total")
+    yield _per_database(C, "tenangdb_restore_test_failed_total", "Test restores that failed a check.",
+                        state["restore_test"], "failed_total")
+    yield _per_database(G, "tenangdb_restore_test_last_success_timestamp",
+                        "Unix time the latest passing test restore ended.", state["restore_test"],
+                        "last_success_timestamp")
 
     yield _per_database(C, "tenangdb_verify_success_total", "Backups that passed verification.", verify,
                         "success_total")

@@ -131,3 +131,45 @@ def inventory(conn, name: str) -> Inventory:
                     (name,))
         inv.events = [row[0] for row in cur.fetchall()]
     return inv
+
+
+class DatabaseExists(Exception):
+    """CREATE DATABASE found the name taken: the database is not ours to use or drop."""
+
+
+def create_new_database(conn, name: str, charset: str | None, collation: str | None,
+                        comment: str | None = None) -> None:
+    """CREATE DATABASE without IF NOT EXISTS: succeeds only for a name nobody holds, so a
+    database created here is one we may drop. DatabaseExists if the name is taken."""
+    import pymysql
+
+    sql = f"CREATE DATABASE {quote_identifier(name)}"
+    if charset:
+        sql += f" CHARACTER SET {quote_identifier(charset)}"
+    if collation:
+        sql += f" COLLATE {quote_identifier(collation)}"
+    if comment:
+        sql += f" COMMENT {conn.escape(comment)}"
+    try:
+        with conn.cursor() as cur:
+            cur.execute(sql)
+    except pymysql.err.ProgrammingError as exc:
+        if exc.args and exc.args[0] == 1007:
+            raise DatabaseExists(name) from None
+        raise
+
+
+def drop_database(conn, name: str) -> None:
+    """Drop a database we created, first ending every other session using it: a loader killed
+    on our side may leave its statement running on the server, holding locks DROP would wait on."""
+    import pymysql
+
+    with conn.cursor() as cur:
+        cur.execute("SELECT ID FROM information_schema.PROCESSLIST WHERE DB = %s AND ID <> CONNECTION_ID()", (name,))
+        for (session,) in cur.fetchall():
+            try:
+                cur.execute(f"KILL {int(session)}")
+            except pymysql.err.Error:
+                pass  # gone already, or not ours to kill: DROP will wait for it, but not forever
+        cur.execute("SET SESSION lock_wait_timeout = 120")
+        cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")

@@ -25,6 +25,9 @@ class SandboxError(TenangDBError):
     exit_code = 1
 
 
+SOCKET_PATH_MAX = 100
+
+
 def _find(*names: str) -> str | None:
     for name in names:
         found = shutil.which(name) or shutil.which(name, path="/usr/sbin:/usr/local/sbin:/usr/bin")
@@ -62,6 +65,7 @@ class Sandbox:
     host: str = "127.0.0.1"
     user: str = "root"
     password: str = ""
+    socket_dir: Path | None = None  # a short private folder when `base` is too deep for a socket path
 
     @property
     def log_path(self) -> Path:
@@ -83,7 +87,14 @@ class Sandbox:
             raise SandboxError(f"SQL failed on the sandbox server: {out.stderr.strip()}")
         return out.stdout
 
-    def stop(self, timeout: float = 60.0) -> None:
+    def stop(self, timeout: float = 60.0, *, graceful: bool = True) -> None:
+        """Stop the server and remove its folder. `graceful=False` kills it outright: for a
+        server whose data is thrown away, a clean shutdown only spends time flushing it."""
+        if not graceful and _alive(self.pid):
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
         if _alive(self.pid):
             try:
                 os.kill(self.pid, signal.SIGTERM)
@@ -102,6 +113,8 @@ class Sandbox:
         except subprocess.TimeoutExpired:
             pass
         shutil.rmtree(self.base, ignore_errors=True)
+        if self.socket_dir is not None:
+            shutil.rmtree(self.socket_dir, ignore_errors=True)
 
     def __enter__(self) -> "Sandbox":
         return self
@@ -127,12 +140,38 @@ def start_sandbox(
         )
     base = Path(tempfile.mkdtemp(prefix="tenangdb-sandbox-", dir=parent))
     os.chmod(base, 0o700)
+    try:
+        return _start(server, install_db, base, extra_args, binlog, startup_timeout)
+    except BaseException:
+        # An interrupt while starting must not leave a server or its folder behind.
+        shutil.rmtree(base, ignore_errors=True)
+        raise
+
+
+def _start(server: str, install_db: str, base: Path, extra_args: list[str] | None, binlog: bool,
+           startup_timeout: float) -> Sandbox:
     datadir = base / "data"
     sock = base / "mysqld.sock"
-    # Its own temporary folder too: a shared /tmp lets other programs (or servers) touch its files.
-    tmpdir = base / "tmp"
-    tmpdir.mkdir(mode=0o700)
+    socket_dir = None
+    if len(str(sock).encode()) > SOCKET_PATH_MAX:
+        # A unix socket path is limited to 107 bytes: use a short private folder instead.
+        socket_dir = Path(tempfile.mkdtemp(prefix="tdb-", dir="/tmp"))
+        os.chmod(socket_dir, 0o700)
+        sock = socket_dir / "mysqld.sock"
+    try:
+        return _start_in(server, install_db, base, datadir, sock, socket_dir, extra_args, binlog, startup_timeout)
+    except BaseException:
+        if socket_dir is not None:
+            shutil.rmtree(socket_dir, ignore_errors=True)
+        raise
+
+
+def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Path, socket_dir: Path | None,
+              extra_args: list[str] | None, binlog: bool, startup_timeout: float) -> Sandbox:
     run_as = ["--user=root"] if os.geteuid() == 0 else []
+    # Its own temporary folder: servers sharing /tmp can collide on temporary table names.
+    tmpdir = base / "tmp"
+    os.mkdir(tmpdir, 0o700)
     init = subprocess.run(
         [install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
          "--skip-test-db", f"--tmpdir={tmpdir}", *run_as],
@@ -140,11 +179,11 @@ def start_sandbox(
     )
     if init.returncode != 0:
         shutil.rmtree(base, ignore_errors=True)
-        raise SandboxError(f"mariadb-install-db failed: {init.stderr.strip()[-500:]}")
+        raise SandboxError("mariadb-install-db failed: " + " ".join(init.stderr.split())[-500:])
     port = _free_port()
     argv = [
-        server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}", f"--tmpdir={tmpdir}",
-        f"--port={port}", "--bind-address=127.0.0.1", f"--pid-file={base / 'mysqld.pid'}",
+        server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
+        f"--port={port}", "--bind-address=127.0.0.1", f"--tmpdir={tmpdir}", f"--pid-file={base / 'mysqld.pid'}",
         f"--log-error={base / 'server.log'}", "--innodb-buffer-pool-size=256M",
         "--innodb-log-file-size=256M", "--skip-name-resolve", "--event-scheduler=OFF",
         "--max-allowed-packet=256M", "--character-set-server=utf8mb4",
@@ -156,13 +195,24 @@ def start_sandbox(
     argv += list(extra_args or [])
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)
-    box = Sandbox(base=base, socket_path=sock, port=port, pid=proc.pid, process=proc)
+    box = Sandbox(base=base, socket_path=sock, port=port, pid=proc.pid, process=proc, socket_dir=socket_dir)
+    try:
+        return _wait_ready(box, proc, sock, startup_timeout)
+    except BaseException:
+        box.stop()
+        raise
+
+
+def _wait_ready(box: Sandbox, proc: subprocess.Popen, sock: Path, startup_timeout: float) -> Sandbox:
+    base = box.base
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            log = box.log_path.read_text(errors="replace")[-800:] if box.log_path.exists() else ""
-            shutil.rmtree(base, ignore_errors=True)
-            raise SandboxError(f"mariadbd exited during start-up: {log.strip()}")
+            log = box.log_path.read_text(errors="replace") if box.log_path.exists() else ""
+            errors = [line.split("[ERROR]", 1)[1].strip() for line in log.splitlines() if "[ERROR]" in line]
+            box.stop()
+            raise SandboxError("mariadbd exited during start-up: "
+                               + ("; ".join(errors[-3:]) if errors else "see its error log")[-500:])
         if sock.exists():
             probe = subprocess.run(box.client_argv("-e", "SELECT 1"), capture_output=True, check=False)
             if probe.returncode == 0:
