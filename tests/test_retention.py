@@ -40,7 +40,7 @@ policies = st.builds(
     local_max_age_days=st.one_of(st.none(), st.integers(1, 60)),
     remote_max_age_days=st.one_of(st.none(), st.integers(1, 90)),
     local_keep=keeps(), remote_keep=keeps(),
-    cleanup_uploaded=st.booleans(), require_remote=st.booleans(),
+    cleanup_uploaded=st.booleans(), require_remote=st.booleans(), require_verified=st.booleans(),
     databases=st.one_of(st.none(), st.frozensets(st.sampled_from(["shop", "billing", "crm"]), min_size=1)),
 )
 
@@ -88,6 +88,12 @@ def test_invariants(things, policy):
         rules = policy.local_keep if item.location == LOCAL else policy.remote_keep
         if max_age is None and not rules.any:
             assert decision.reason.startswith(UPLOADED_REASON)
+
+    # With require_verified, nothing unverified is kept because of a keep_* rule.
+    if policy.require_verified:
+        for decision in decisions:
+            if decision.reason.startswith("keep_"):
+                assert decision.item.verified, decision
 
     # A backup deleted locally because it is safe off-site keeps that remote copy.
     remote_gone = {d.item.rel for d in deleted.values() if d.item.location == REMOTE and d.item.kind == BACKUP}
@@ -150,3 +156,15 @@ def test_local_copy_waits_for_a_verified_remote_copy():
     uploaded = Item(key="a", database="shop", location=LOCAL, time=NOW - timedelta(days=2), remote_verified=True)
     [first, _] = plan([uploaded, new], Policy(local_max_age_days=7, cleanup_uploaded=True), NOW)
     assert first.delete and first.reason.startswith(UPLOADED_REASON)
+
+
+def test_require_verified_fills_keep_slots_with_verified_backups_only():
+    # Ten daily backups; only every third one passed verification.
+    history = [Item(key=f"b{d}", database="shop", location=LOCAL, rel=f"shop/x/{d}", time=NOW - timedelta(days=d),
+                    verified=d % 3 == 0) for d in range(10)]
+    rules = Policy(local_max_age_days=None, local_keep=Keep(last=3))
+    assert [d.item.key for d in plan(history, rules, NOW) if not d.delete] == ["b0", "b1", "b2"]
+    strict = Policy(local_max_age_days=None, local_keep=Keep(last=3), require_verified=True)
+    kept = {d.item.key: d.reason for d in plan(history, strict, NOW) if not d.delete}
+    assert set(kept) == {"b0", "b3", "b6"}  # b0 is also the newest complete; b1, b2 no longer count
+    assert kept["b3"] == "keep_last 3 (verified)"

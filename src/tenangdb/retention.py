@@ -12,6 +12,7 @@ reason for every item. The rules, in order:
 4. A backup younger than the age window (local: max_age_days, remote: remote_retention_days)
    is kept, as is one picked by keep_last / keep_daily / keep_weekly / keep_monthly /
    keep_yearly (the newest backup of each of the N most recent days, weeks, ...).
+   With require_verified, the keep_* rules count only verified backups.
    Local copies whose remote copy is verified are deleted when cleanup_uploaded_files is on,
    unless a keep_* rule or rule 3 keeps them.
 5. Everything else is deleted — except a local copy whose remote copy is not verified while
@@ -65,6 +66,7 @@ class Policy:
     remote_keep: Keep = field(default_factory=Keep)
     cleanup_uploaded: bool = False
     require_remote: bool = False   # a local copy is deleted only once its remote copy is verified
+    require_verified: bool = False  # keep_* rules count only verified backups
     databases: frozenset[str] | None = None
     partial_after: float = DAY
 
@@ -141,15 +143,19 @@ def _plan_group(database: str, location: str, members: list[Item], policy: Polic
     if complete and complete[0].key not in guarded:
         guarded[complete[0].key] = f"newest complete backup of {database} ({location})"
 
+    # With require_verified an unverified backup never fills one of the kept slots: a week
+    # of backups nobody restored does not count as a week of backups.
+    candidates = verified if policy.require_verified else complete
+    which = "verified " if policy.require_verified else ""
     kept_by_rule: dict[str, str] = {}
-    for item in complete[:rules.last]:
-        kept_by_rule.setdefault(item.key, f"keep_last {rules.last}")
+    for item in candidates[:rules.last]:
+        kept_by_rule.setdefault(item.key, f"keep_last {rules.last}{' (verified)' if which else ''}")
     for name, bucket_of in _PERIODS:
         wanted = getattr(rules, name)
         if not wanted:
             continue
         last_bucket, count = None, 0
-        for item in complete:
+        for item in candidates:
             bucket = bucket_of(item.time)
             if bucket == last_bucket:
                 continue
@@ -157,7 +163,7 @@ def _plan_group(database: str, location: str, members: list[Item], policy: Polic
             if count >= wanted:
                 break
             count += 1
-            kept_by_rule.setdefault(item.key, f"keep_{name} {wanted} (newest of {bucket})")
+            kept_by_rule.setdefault(item.key, f"keep_{name} {wanted} (newest {which}of {bucket})")
 
     out: list[Decision] = []
     for item in ordered:

@@ -77,6 +77,7 @@ def policy_from(loaded: LoadedConfig, *, databases: list[str] | None = None,
         remote_keep=_keep(cfg, cfg.remote),
         cleanup_uploaded=cfg.cleanup_uploaded_files,
         require_remote=loaded.settings.upload.enabled and cfg.verify_cloud_exists,
+        require_verified=cfg.require_verified,
         databases=frozenset(selected) if selected else None,
     )
 

@@ -419,6 +419,8 @@ class CleanupConfig(_Section):
     verify_cloud_exists: bool = Field(True, description="re-check the remote copy before deleting a local one")
     weekend_only: bool = Field(False, description="cleanup runs only on Saturday and Sunday unless --force")
     age_based_cleanup: bool = Field(True, description="false: local backups are never deleted for their age")
+    require_verified: bool = Field(False, description="keep_* rules count only backups that passed verify "
+                                   "(or verify --test-restore)")
     databases: list[str] = Field(default_factory=list)
     # A GFS policy for both places; `remote` overrides any of them for the remote copies.
     keep_last: int | None = Field(None, ge=0)
