@@ -332,10 +332,14 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         vcfg = settings.verify
         snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum]) if vcfg.record else None
         try:
+            # The counts and checksums overlap the backup: for mydumper once the dump tool is done
+            # with the server (sealing goes on for a while), for the streaming dump from the start.
+            measure = (lambda: snapshot.start(inventory.tables)) if snapshot is not None else (lambda: None)
             if engine == "mydumper":
                 dumped = _dump_mydumper(endpoint, server, tools.mydumper, name, the_plan, keys, settings, staging,
-                                        inventory, progress)
+                                        inventory, progress, on_dump_done=measure)
             else:
+                measure()
                 dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys,
                                          settings.backup.timeout, staging, inventory, progress)
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables)
@@ -484,7 +488,7 @@ def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout:
 
 
 def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings, staging, inventory,
-                   progress: Progress) -> _Dumped:
+                   progress: Progress, on_dump_done=lambda: None) -> _Dumped:
     mcfg = settings.database.mydumper
     timeout = settings.backup.timeout
     program = Path(tool).name
@@ -509,6 +513,7 @@ def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings,
                     tables_seen.add(table)
                 progress.advanced(name, sealer.plain_bytes, len(tables_seen))
             sealer.on_sealed = on_sealed
+            sealer.on_child_exit = on_dump_done
             # umask 077: the plaintext files are the operator's data, readable by us alone.
             with spawn(argv, stdout=subprocess.DEVNULL, umask=0o077) as child, \
                     _Deadline(child, timeout) as deadline:

@@ -22,6 +22,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import threading
 
 from tenangdb.mysql.connection import connect, quote_identifier
 
@@ -113,6 +114,8 @@ class Snapshot:
         self.conn = connect(endpoint)
         self.position: tuple[str, int] | None = None
         self.unavailable: str | None = None
+        self._measuring: threading.Thread | None = None
+        self._measured: tuple | BaseException | None = None
         try:
             prepare_session(self.conn)
             with self.conn.cursor() as cur:
@@ -131,8 +134,34 @@ class Snapshot:
         else:
             self.position = (_binlog_name(status["binlog_snapshot_file"]), int(status["binlog_snapshot_position"]))
 
+    def start(self, tables: list[dict]) -> None:
+        """Count and checksum in a thread while the backup goes on (the read view is fixed, so
+        when the work happens does not change what it sees); `record` waits for it."""
+        if self.position is None or self._measuring is not None:
+            return
+        self._measuring = threading.Thread(target=self._measure_into, args=(tables,), daemon=True,
+                                           name="content-checks")
+        self._measuring.start()
+
+    def _measure_into(self, tables: list[dict]) -> None:
+        try:
+            self._measured = self._measure(tables)
+        except BaseException as exc:  # handed to record()
+            self._measured = exc
+
+    def _measure(self, tables: list[dict]) -> tuple[dict, tuple[str, int] | None]:
+        out = {table["name"]: table_checksum(self.conn, self.database, table["name"], self.algorithm)
+               for table in tables}
+        return out, self._current_position()
+
     def record(self, dump_binlog: dict | None, tables: list[dict]) -> dict:
         """What goes into manifest["content_checks"]: counts and checksums, or why there are none."""
+        measured = None
+        if self._measuring is not None:
+            self._measuring.join()
+            if isinstance(self._measured, BaseException):
+                raise self._measured
+            measured = self._measured
         result: dict = {"algorithm": self.algorithm, "server_version": server_version(self.conn)}
         if self.position is None:
             return {**result, "method": None, "reason": self.unavailable}
@@ -147,13 +176,11 @@ class Snapshot:
                     "reason": f"the server committed writes between our snapshot ({snapshot['file']}:"
                               f"{snapshot['position']}) and the dump's ({dump_binlog.get('file')}:"
                               f"{dump_binlog['position']}), so counts taken here would not describe the dump"}
-        out: dict = {}
         skipped: list[str] = []
         non_transactional = [t["name"] for t in tables
                              if str(t.get("engine") or "").lower() not in TRANSACTIONAL]
-        for table in tables:
-            out[table["name"]] = table_checksum(self.conn, self.database, table["name"], self.algorithm)
-        if non_transactional and self._current_position() != self.position:
+        out, position_after = measured if measured is not None else self._measure(tables)
+        if non_transactional and position_after != self.position:
             # A snapshot does not cover MyISAM/Aria: trust those only if nothing was written at all.
             for name in non_transactional:
                 out.pop(name, None)
@@ -174,6 +201,15 @@ class Snapshot:
         return (_binlog_name(row[0]), int(row[1])) if row else None
 
     def close(self) -> None:
+        if self._measuring is not None and self._measuring.is_alive():
+            # Ending the connection under a running query makes the thread fail fast.
+            sock = getattr(self.conn, "_sock", None)
+            try:
+                if sock is not None:
+                    sock.shutdown(2)
+            except OSError:
+                pass
+            self._measuring.join(timeout=10)
         try:
             self.conn.close()
         except Exception:  # noqa: BLE001 - closing a dead connection

@@ -90,6 +90,7 @@ class FolderSealer:
         self._in_flight: dict[str, tuple[Future, int]] = {}
         self._lock = threading.Lock()
         self.on_sealed = lambda plain_name: None
+        self.on_child_exit = lambda: None
 
     def run(self, child, stop=lambda: False) -> list[SealedFile]:
         """Seal while `child` runs, then what is left once it has exited normally.
@@ -110,6 +111,7 @@ class FolderSealer:
             self._resume()
             if stop() or child.popen.returncode != 0:
                 return []  # the caller reports the failure; nothing here is worth sealing
+            self.on_child_exit()
             self._collect(wait=True)
             self._sweep(pool, None, final=True)
             self._collect(wait=True)
