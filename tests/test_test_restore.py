@@ -306,6 +306,8 @@ def test_backup_runs_the_test_restore_and_a_failing_one_exits_7(env, server, sam
     assert done.returncode == 0, done.stderr
     [folder] = env.backups_of(sample_db)
     assert _sidecar(folder)["method"] == "test-restore:server" and _sidecar(folder)["ok"] is True
+    listed = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]
+    assert [(b["verified"], b["verified_how"]) for b in listed] == [(True, "test-restore:server")]
 
     # backup.verify_backup alone: the file checks, recorded the same way.
     cfg = env.write_config({"backup": {"databases": [sample_db], "verify_backup": True, "min_backup_interval": 0}})

@@ -38,7 +38,7 @@ class Entry:
     encrypted: bool | None = None
     complete: bool = False
     verified: bool = False
-    verified_how: str | None = None   # local: "verify"; remote: sha256/md5/sha1/download/size
+    verified_how: str | None = None   # local: checksums or test-restore:sandbox|server; remote: sha256/md5/sha1/download/size
     verified_at: str | None = None
     uploaded: str | None = None       # local: "yes (sha256)", "failed", or None
     remote_verified: bool = False
