@@ -374,3 +374,40 @@ def test_writes_between_the_snapshots_mean_no_recorded_counts(env, server, sampl
     record = _sidecar(folder)
     assert record["ok"] is True and record["tables_checked"] == 0 and record["restored_rows"] == 2004
     assert _left_behind(env, server) == []
+
+
+def test_sigterm_during_a_mydumper_test_restore_leaves_nothing(env, server, needs_mydumper, tmp_path):
+    name = unique("plain")
+    server.sql(f"CREATE DATABASE `{name}`; USE `{name}`; CREATE TABLE t (id INT PRIMARY KEY) ENGINE=InnoDB; "
+               "INSERT INTO t SELECT seq FROM seq_1_to_100")
+    started = tmp_path / "loader-started"
+    # A myloader that hangs: the plaintext folder and the scratch database exist when the signal lands.
+    loader = tmp_path / "hanging-myloader"
+    loader.write_text(f"#!/bin/sh\ncase \"$*\" in *--directory*) touch {started}; exec sleep 120;; esac\n"
+                      f"exec {shutil.which('myloader')} \"$@\"\n")
+    loader.chmod(0o755)
+    try:
+        cfg = env.write_config({"backup": {"databases": [name], "engine": "mydumper"},
+                                "verify": {"target": "server", "database_prefix": PREFIX}},
+                               database=dict(server.config_section(), mydumper={"myloader": {"binary_path": str(loader)}}))
+        folder = _backup(env, cfg, name)
+        env_vars = {k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")}
+        proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "verify", "--test-restore", "-b", str(folder)],
+                                cwd=env.root, env=env_vars, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            deadline = time.monotonic() + 60
+            while not started.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert started.exists(), "myloader was never started"
+            assert [p for p in folder.parent.iterdir() if p.name.startswith(".tenangdb-restore-")]  # plaintext exists
+            proc.send_signal(signal.SIGTERM)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        assert proc.returncode == 130, err
+        assert not [p for p in folder.parent.iterdir() if p.name.startswith(".tenangdb-restore-")]
+        assert _left_behind(env, server) == []
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`")
