@@ -97,3 +97,30 @@ def test_files_mydumper_renames_are_sealed_once_under_their_final_name(tmp_path)
         assert child.wait() == 0
     assert {f.plain_name: (dest / f.name).read_bytes() for f in sealed} == {
         "small.sql": b"small", "big.00001.sql": b"first", "big.00002.sql": b"second", "metadata": b"done"}
+
+
+def test_a_symlinked_backup_directory_still_sees_open_files(tmp_path):
+    # /proc/<pid>/fd shows resolved paths; through a symlink, a file still being written must
+    # not look closed (it would be sealed short and its plaintext unlinked under the writer).
+    real = tmp_path / "real"
+    real.mkdir()
+    (tmp_path / "link").symlink_to(real)
+    source = tmp_path / "link" / "dump"
+    code = textwrap.dedent(f"""
+        import os, time
+        os.mkdir({str(source)!r})
+        with open(os.path.join({str(source)!r}, "slow.sql"), "wb") as fh:
+            for _ in range(15):
+                fh.write(b"x" * 1000 + b"\\n")
+                fh.flush()
+                time.sleep(0.05)
+    """)
+    child = spawn([sys.executable, "-c", code], stdout=subprocess.DEVNULL)
+    dest = tmp_path / "sealed"
+    dest.mkdir()
+    sealer = FolderSealer(source, dest, compression="none", level=0, recipients=None, suffix="",
+                          max_unsealed=1 << 30)
+    with child:
+        sealed = sealer.run(child)
+        assert child.wait() == 0
+    assert [(f.plain_name, f.result.plain.size) for f in sealed] == [("slow.sql", 15 * 1001)]

@@ -69,7 +69,9 @@ class FolderSealer:
     def __init__(self, source: Path, dest: Path, *, compression: str, level: int, recipients: list | None,
                  suffix: str, max_unsealed: int, hold_until_end: frozenset[str] = frozenset(),
                  workers: int | None = None) -> None:
-        self.source = source
+        # /proc/<pid>/fd shows resolved absolute paths: a symlinked or relative backup directory
+        # must be compared in that form, or every open file would look closed.
+        self.source = Path(os.path.realpath(source))
         self.dest = dest
         self.compression = compression
         self.level = level
