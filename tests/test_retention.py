@@ -74,8 +74,9 @@ def test_invariants(things, policy):
         decision = deleted.get(item.key)
         if item.kind == FOREIGN:
             assert decision is None  # not a backup: never removed
+        selected = policy.databases is None or item.database in policy.databases
         if item.kind == PARTIAL:
-            assert (decision is not None) == ((NOW - item.time).total_seconds() > DAY)
+            assert (decision is not None) == (selected and (NOW - item.time).total_seconds() > DAY)
         if item.kind == BACKUP and policy.databases is not None and item.database not in policy.databases:
             assert decision is None
         if decision is None or item.kind != BACKUP:

@@ -97,6 +97,8 @@ def plan(items: Iterable[Item], policy: Policy, now: datetime) -> list[Decision]
     for item in items:
         if item.kind == FOREIGN:
             decisions[item.key] = Decision(item, False, "not a backup (no valid manifest): left alone")
+        elif policy.databases is not None and item.database not in policy.databases:
+            decisions[item.key] = Decision(item, False, "database not selected for cleanup")
         elif item.kind == PARTIAL:
             age = (now - item.time).total_seconds() if item.time else 0.0
             if age > policy.partial_after:
@@ -105,8 +107,6 @@ def plan(items: Iterable[Item], policy: Policy, now: datetime) -> list[Decision]
             else:
                 decisions[item.key] = Decision(item, False, "unfinished backup less than a day old "
                                                             "(a run may still be writing it)")
-        elif policy.databases is not None and item.database not in policy.databases:
-            decisions[item.key] = Decision(item, False, "database not selected for cleanup")
         else:
             groups.setdefault((item.database, item.location), []).append(item)
     for (database, location), members in groups.items():

@@ -75,9 +75,15 @@ def _mtime(path: Path) -> datetime:
 
 
 def _size(path: Path) -> int:
+    # A running backup deletes files under us (mydumper's sealed plaintext): gone counts as 0.
+    def size_of(p: Path) -> int:
+        try:
+            return p.stat().st_size if p.is_file() and not p.is_symlink() else 0
+        except FileNotFoundError:
+            return 0
     if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file() and not p.is_symlink())
+        return size_of(path)
+    return sum(size_of(p) for p in path.rglob("*"))
 
 
 def local_entries(root: Path, destination: str | None) -> list[Entry]:
@@ -132,7 +138,7 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
                 entry.uploaded = f"yes ({upload.get('verify')})"
                 entry.remote_verified = upload.get("verify") in PROVING_METHODS
             else:
-                entry.uploaded = "failed"
+                entry.uploaded = "expired" if upload.get("expired") else "failed"
     return entry
 
 

@@ -212,7 +212,8 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
                 observer.problems.append("upload to the remote failed; the local backups are kept")
             code = code or upload_code
     if loaded.settings.cleanup.enabled and ok:
-        code = code or _cleanup_after_backup(loaded)
+        cleanup_code = _cleanup_after_backup(loaded)  # runs whatever failed before: the disk must not fill
+        code = code or cleanup_code
     if code:
         raise SystemExit(code)
 

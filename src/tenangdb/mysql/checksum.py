@@ -24,6 +24,7 @@ import os
 import re
 import threading
 
+from tenangdb.errors import Interrupted, interrupt_requested
 from tenangdb.mysql.connection import connect, quote_identifier
 
 log = logging.getLogger("tenangdb.checksum")
@@ -158,7 +159,10 @@ class Snapshot:
         """What goes into manifest["content_checks"]: counts and checksums, or why there are none."""
         measured = None
         if self._measuring is not None:
-            self._measuring.join()
+            while self._measuring.is_alive():
+                self._measuring.join(0.5)
+                if interrupt_requested():  # close() then breaks the connection under the query
+                    raise Interrupted("interrupted; unfinished work was removed")
             if isinstance(self._measured, BaseException):
                 raise self._measured
             measured = self._measured
