@@ -263,3 +263,19 @@ def test_an_option_file_left_by_a_killed_run_is_removed_by_the_next(env, server,
     finally:
         shutil.rmtree(orphan, ignore_errors=True)
         shutil.rmtree(alive, ignore_errors=True)
+
+
+def test_plaintext_left_by_a_killed_restore_is_removed_by_the_next_run(env, server, plain_db):
+    cfg = env.write_config({"backup": {"databases": [plain_db], "engine": "mydumper"}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(plain_db)
+    dead = subprocess.Popen(["true"])
+    dead.wait()
+    orphan = folder.parent / f".tenangdb-restore-{dead.pid}-x1"  # what a SIGKILLed restore leaves
+    (orphan / "dump").mkdir(parents=True)
+    (orphan / "dump" / "metadata").write_text("plaintext")
+    live = folder.parent / f".tenangdb-restore-{os.getpid()}-x2"  # a restore still running: left alone
+    live.mkdir()
+    assert env.cli("backup", "--force", config=cfg).returncode == 0
+    assert not orphan.exists() and live.exists()
+    live.rmdir()

@@ -22,6 +22,7 @@ from tenangdb.mysql import mydumper, mysqldump
 from tenangdb.mysql.connection import Endpoint, client_options, connect, endpoint_from, private_defaults_file
 from tenangdb.mysql.tools import client_tool, myloader_tool
 from tenangdb.repository import manifest as manifest_mod
+from tenangdb.repository import store
 from tenangdb.runner import spawn
 from tenangdb.stream.pipeline import unseal
 
@@ -62,7 +63,8 @@ def _mydumper_scratch(backup_path: str | Path) -> Path | None:
     if engine != mydumper.ENGINE:
         return None
     try:
-        scratch = Path(tempfile.mkdtemp(prefix=".tenangdb-restore-", dir=folder.parent))
+        store.remove_orphaned_restores(folder.parent)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{store.RESTORE_PREFIX}{os.getpid()}-", dir=folder.parent))
     except OSError as exc:
         raise RestoreFailed(f"cannot create a private folder beside {folder}: {exc.strerror or exc}") from None
     os.chmod(scratch, 0o700)

@@ -123,6 +123,27 @@ def begin(root: Path, database: str, when: datetime) -> Staging:
     raise StorageError(f"cannot find a free backup name under {month}")
 
 
+RESTORE_PREFIX = ".tenangdb-restore-"
+
+
+def remove_orphaned_restores(month: Path) -> list[Path]:
+    """Plaintext folders of restores killed outright (`.tenangdb-restore-{pid}-…`), once that
+    process is gone; a restore takes no lock, so a live one's folder is recognised by its PID."""
+    removed = []
+    try:
+        entries = list(month.iterdir())
+    except OSError:
+        return removed
+    for entry in entries:
+        if not entry.name.startswith(RESTORE_PREFIX) or not entry.is_dir() or entry.is_symlink():
+            continue
+        pid = entry.name[len(RESTORE_PREFIX):].split("-", 1)[0]
+        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
+            shutil.rmtree(entry, ignore_errors=True)
+            removed.append(entry)
+    return removed
+
+
 def remove_stale_partials(root: Path, database: str, *, older_than: float = 0.0) -> list[Path]:
     """Remove staging folders left by killed runs. Only called while no run of this
     database is active, so any staging folder found is stale."""
@@ -134,6 +155,7 @@ def remove_stale_partials(root: Path, database: str, *, older_than: float = 0.0)
     for month in base.iterdir():
         if not month.is_dir():
             continue
+        removed += remove_orphaned_restores(month)
         for entry in month.iterdir():
             if entry.is_dir() and is_staging(entry.name) and now - entry.stat().st_mtime >= older_than:
                 shutil.rmtree(entry, ignore_errors=True)
