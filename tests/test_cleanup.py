@@ -170,3 +170,28 @@ def test_failed_deletion_exits_6(offline_env):
     finally:
         subprocess.run(["chattr", "-i", str(old)], capture_output=True)
         os.chmod(old.parent, 0o750)
+
+
+def test_a_remote_copy_expired_by_retention_is_not_uploaded_again(offline_env, tmp_path):
+    env = offline_env
+    local_remote = tmp_path / "remote"
+    local_remote.mkdir()
+    now = datetime.now(timezone.utc)
+    folders = [make_backup(env.backups, "shop", now - timedelta(days=n, hours=1), payload=f"shop {n}\n".encode())
+               for n in range(6)]
+    # Local copies live longer than remote ones: the older backups stay here, their remote copies go.
+    cfg = env.write_config({"upload": {"enabled": True, "destination": str(local_remote)},
+                            "cleanup": {"max_age_days": 30, "remote_retention_days": 2}})
+    assert env.cli("upload", config=cfg).returncode == 0
+    done = env.cli("cleanup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stderr + done.stdout
+    assert all(f.is_dir() for f in folders)
+    expired = [f for f in folders if not (local_remote / f.relative_to(env.backups)).exists()]
+    assert len(expired) == 4  # older than 2 days
+    for folder in expired:
+        record = json.loads((folder.parent / f".{folder.name}.upload.json").read_text())
+        assert record["expired"] is True and record["ok"] is False
+    again = env.cli("upload", config=cfg)  # nothing to send: they expired on purpose
+    assert again.returncode == 0 and not any((local_remote / f.relative_to(env.backups)).exists() for f in expired)
+    listed = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]
+    assert [b["uploaded"] for b in listed].count("expired") == 4

@@ -197,7 +197,15 @@ def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
         return
     for decision in doomed:
         entry = the_plan.entries[decision.item.key]
-        records.remove(root.joinpath(*entry.rel.split("/")[:2]) / f".{entry.name}.upload.json")
+        record = root.joinpath(*entry.rel.split("/")[:2]) / f".{entry.name}.upload.json"
+        if root.joinpath(*entry.rel.split("/")).is_dir():
+            # The local copy stays: remember that its remote copy expired on purpose, or every
+            # backup run would upload it again and the next cleanup delete it again.
+            data = records.read(record) or {}
+            records.write(record, {**data, "format": 1, "ok": False, "expired": True,
+                                   "expired_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+        else:
+            records.remove(record)
         log.info("deleted remote %s (%s)", decision.item.key, decision.reason)
         outcome.deleted.append(decision)
 

@@ -241,12 +241,18 @@ def _failed(folder: Path, rpath: str, database: str, started: float, message: st
                         remote_failed=remote)
 
 
+def _expired_remotely(folder: Path, destination: str) -> bool:
+    """Cleanup deleted this backup's remote copy by the retention policy: not to be sent again."""
+    record = records.read(records.upload_path(folder))
+    return bool(record and record.get("expired") and record.get("destination") == destination)
+
+
 def pending(root: Path, destination: str, databases: list[str] | None = None) -> list[Path]:
     """Committed local backups with no successful upload to this destination, oldest first."""
     found: list[Path] = []
     for name in databases or [None]:  # type: ignore[list-item]
         for folder in store.iter_backups(root, name):
-            if records.upload_for(folder, destination) is None:
+            if records.upload_for(folder, destination) is None and not _expired_remotely(folder, destination):
                 found.append(folder)
     return sorted(found, key=lambda p: p.name)
 
