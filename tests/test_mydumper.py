@@ -279,3 +279,18 @@ def test_plaintext_left_by_a_killed_restore_is_removed_by_the_next_run(env, serv
     assert env.cli("backup", "--force", config=cfg).returncode == 0
     assert not orphan.exists() and live.exists()
     live.rmdir()
+
+
+def test_damage_in_one_of_many_files_is_named(env, plain_db):
+    cfg = env.write_config({"backup": {"databases": [plain_db], "engine": "mydumper"}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(plain_db)
+    files = manifest_of(folder)["files"]
+    assert len(files) > 3  # checked two at a time: the failure must still name its file
+    victim = folder / files[len(files) // 2]["name"]
+    data = bytearray(victim.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    victim.write_bytes(bytes(data))
+    done = env.cli("verify", "-b", str(folder), config=cfg)
+    assert done.returncode == 7 and victim.name in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

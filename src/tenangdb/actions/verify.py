@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import logging
 import os
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -66,26 +67,55 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
     manifest = manifest_mod.load(folder)
     identities = check_layout(loaded, folder, manifest)
     listed = {entry["name"] for entry in manifest["files"]}
-    total = 0
-    for entry in manifest["files"]:
-        file_path = folder / entry["name"]
-        try:
-            with (sink(manifest, entry) if sink is not None else _extraction(extract_to, entry)) as forward:
-                result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities,
-                                forward=forward)
-        except VerifyFailed:
-            # Say the most precise thing: bytes changed on disk beats "cannot decrypt".
-            if _sha256(file_path) != entry["stored_sha256"]:
-                raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest "
-                                   "(the file was damaged or modified)") from None
-            raise
-        if result.stored.sha256 != entry["stored_sha256"]:
-            raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest (damaged)")
-        if result.plain.size != entry["plain_size"] or result.plain.sha256 != entry["plain_sha256"]:
-            raise VerifyFailed(f"{file_path}: the decrypted dump does not match the manifest's SHA-256")
-        total += result.plain.size
+
+    def one(entry: dict) -> int:
+        opened = sink(manifest, entry) if sink is not None else _extraction(extract_to, entry)
+        return _verify_file(folder / entry["name"], entry, manifest, identities, opened)
+
+    files = manifest["files"]
+    if sink is not None or len(files) < 2 or VERIFY_WORKERS < 2:
+        total = sum(one(entry) for entry in files)  # a sink takes the files in order
+    else:
+        total = _in_parallel(one, files)
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(listed), "" if len(listed) == 1 else "s", total)
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
+
+
+# A backup of many files (mydumper's) is checked two files at a time: decryption, decompression
+# and hashing of one file keep about one core busy.
+VERIFY_WORKERS = min(2, os.cpu_count() or 1)
+
+
+def _in_parallel(one, files: list[dict]) -> int:
+    """Run `one` over the files with VERIFY_WORKERS threads; the first failure in manifest
+    order is raised, once every started check has ended."""
+    pool = ThreadPoolExecutor(max_workers=VERIFY_WORKERS, thread_name_prefix="verify")
+    futures = [pool.submit(one, entry) for entry in files]
+    try:
+        total = 0
+        for future in futures:
+            total += future.result()
+        return total
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+def _verify_file(file_path: Path, entry: dict, manifest: dict, identities, opened) -> int:
+    try:
+        with opened as forward:
+            result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities,
+                            forward=forward)
+    except VerifyFailed:
+        # Say the most precise thing: bytes changed on disk beats "cannot decrypt".
+        if _sha256(file_path) != entry["stored_sha256"]:
+            raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest "
+                               "(the file was damaged or modified)") from None
+        raise
+    if result.stored.sha256 != entry["stored_sha256"]:
+        raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest (damaged)")
+    if result.plain.size != entry["plain_size"] or result.plain.sha256 != entry["plain_sha256"]:
+        raise VerifyFailed(f"{file_path}: the decrypted dump does not match the manifest's SHA-256")
+    return result.plain.size
 
 
 def check_layout(loaded: LoadedConfig, folder: Path, manifest: dict) -> list | None:
