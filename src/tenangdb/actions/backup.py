@@ -30,6 +30,7 @@ from tenangdb.repository import store, tracking
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import dump_file_name
 from tenangdb.runner import kill_all_children, spawn
+from tenangdb.fileio import human_size
 from tenangdb.secrets import redact
 from tenangdb.stream.codec import SUFFIX
 from tenangdb.stream.crypto import load_keys
@@ -548,12 +549,3 @@ def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings,
         warnings=[line.strip() for line in stderr.splitlines()
                   if line.strip() and "binlog coordinates will not be accurate" not in line],
     )
-
-
-def human_size(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"

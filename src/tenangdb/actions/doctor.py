@@ -99,7 +99,7 @@ def secret_file(name: str, path: str | None, *, group_ok: bool = False) -> Check
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        return Check(name, FAIL, f"{path} does not exist", f"create it, mode 0600 (see `tenangdb init`)")
+        return Check(name, FAIL, f"{path} does not exist", "create it, mode 0600 (see `tenangdb init`)")
     except PermissionError:
         return Check(name, WARN, f"cannot examine {path} as this user", "run tenangdb doctor as root")
     mode = stat.S_IMODE(st.st_mode)

@@ -14,6 +14,7 @@ import click
 import platformdirs
 
 from tenangdb import __version__, logs
+from tenangdb.fileio import human_size
 from tenangdb.errors import (EXIT_BACKUP, EXIT_CLEANUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
                              ConfigError, Interrupted, TenangDBError, VerifyFailed, request_interrupt)
 
@@ -248,7 +249,7 @@ def _cleanup_after_backup(loaded) -> int:
         the_plan = action.make_plan(loaded)
         outcome = action.execute(loaded, the_plan)
         observe.cleaned(loaded, the_plan, outcome)
-        log.info("cleanup: deleted %d, freed %s", len(outcome.deleted), _size(outcome.freed))
+        log.info("cleanup: deleted %d, freed %s", len(outcome.deleted), human_size(outcome.freed))
         action.check_outcome(outcome, the_plan)
     except TenangDBError as exc:
         log.error("cleanup after backup failed: %s", exc)
@@ -260,16 +261,6 @@ def _weekend() -> bool:
     from datetime import datetime
 
     return datetime.now().astimezone().weekday() >= 5
-
-
-def _size(size: int) -> str:
-    """Like actions.backup.human_size, without loading the backup engine for upload/list/cleanup."""
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if value < 1024 or unit == "TiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    return f"{size} B"
 
 
 def _verify_after_backup(loaded, results) -> list:
@@ -421,7 +412,7 @@ def upload(state: State, databases: str | None, backup_paths: tuple[str, ...]) -
     for r in results:
         rel = r.path.relative_to(root).as_posix() if r.path.is_relative_to(root) else str(r.path)
         if r.ok:
-            click.echo(f"OK     {rel} -> {r.remote} ({_size(r.size)}, verified: {r.method})")
+            click.echo(f"OK     {rel} -> {r.remote} ({human_size(r.size)}, verified: {r.method})")
         else:
             click.echo(f"FAILED {rel}: {r.error}")
     if not results:
@@ -475,7 +466,7 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
             if e.problem:
                 verified = "DAMAGED"
             uploaded = "-" if e.location == "remote" else (e.uploaded or "no")
-            rows.append((e.database, e.location, e.name, _when(e.time), _size(e.size),
+            rows.append((e.database, e.location, e.name, _when(e.time), human_size(e.size),
                          "age" if e.encrypted else "no", verified, uploaded))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
@@ -520,7 +511,7 @@ def cleanup(state: State, dry_run: bool, yes: bool, force: bool, databases: str 
     if the_plan.deletions and not yes:
         if not _interactive():
             raise CleanupFailed("nothing deleted: no terminal to confirm on; pass --yes to delete without asking")
-        if not click.confirm(f"Delete {len(the_plan.deletions)} item(s), freeing {_size(the_plan.freed)}?",
+        if not click.confirm(f"Delete {len(the_plan.deletions)} item(s), freeing {human_size(the_plan.freed)}?",
                              default=False, err=True):
             click.echo("cleanup cancelled; nothing was deleted", err=True)
             return
@@ -528,7 +519,7 @@ def cleanup(state: State, dry_run: bool, yes: bool, force: bool, databases: str 
     observe.cleaned(loaded, the_plan, outcome)
     for decision, why in outcome.kept_back:
         click.echo(f"kept   {decision.item.location:6} {decision.item.rel}: {why}")
-    click.echo(f"deleted {len(outcome.deleted)} item(s), freed {_size(outcome.freed)}")
+    click.echo(f"deleted {len(outcome.deleted)} item(s), freed {human_size(outcome.freed)}")
     action.check_outcome(outcome, the_plan)
 
 
@@ -538,10 +529,10 @@ def _show_plan(the_plan, dry_run: bool) -> None:
     for decision in sorted(the_plan.decisions, key=lambda d: (d.item.database, d.item.location, d.item.rel)):
         item = decision.item
         action_word = "DELETE" if decision.delete else "keep"
-        size = _size(item.size) if decision.delete else ""
+        size = human_size(item.size) if decision.delete else ""
         click.echo(f"  {action_word:6} {item.location:6} {item.rel}  {size + '  ' if size else ''}({decision.reason})")
     kept = sum(1 for d in the_plan.decisions if not d.delete)
-    click.echo(f"to delete: {len(the_plan.deletions)} item(s), {_size(the_plan.freed)}; kept: {kept}")
+    click.echo(f"to delete: {len(the_plan.deletions)} item(s), {human_size(the_plan.freed)}; kept: {kept}")
 
 
 @cli.command()

@@ -12,7 +12,8 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-from tenangdb.actions.backup import Progress, human_size
+from tenangdb.actions.backup import Progress
+from tenangdb.fileio import human_size
 
 
 @dataclass

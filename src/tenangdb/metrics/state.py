@@ -16,11 +16,12 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator
+
+from tenangdb.fileio import write_atomically
 
 log = logging.getLogger("tenangdb.metrics")
 
@@ -196,34 +197,9 @@ class StateFile:
         return False
 
 
+
 def _ensure_dir(folder: Path) -> None:
     if not folder.is_dir():
         folder.mkdir(parents=True, mode=DIR_MODE, exist_ok=True)
 
 
-def write_atomically(path: Path, data: bytes, mode: int) -> None:
-    """temp file in the same folder → fsync → chmod → rename → fsync the folder."""
-    _ensure_dir(path.parent)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, mode)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        os.fsync(fd)
-        os.close(fd)
-        fd = -1
-        os.replace(tmp, path)
-    except BaseException:
-        if fd >= 0:
-            os.close(fd)
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dir_fd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)

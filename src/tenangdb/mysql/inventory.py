@@ -86,11 +86,7 @@ def database_object_count(conn, name: str) -> int:
         return int(cur.fetchone()[0])
 
 
-def create_database(conn, name: str, charset: str | None, collation: str | None,
-                    comment: str | None = None) -> bool:
-    """Create the database with the given attributes unless it exists; True if created."""
-    if database_exists(conn, name):
-        return False
+def _create_sql(conn, name: str, charset: str | None, collation: str | None, comment: str | None) -> str:
     sql = f"CREATE DATABASE {quote_identifier(name)}"
     if charset:
         sql += f" CHARACTER SET {quote_identifier(charset)}"
@@ -100,8 +96,16 @@ def create_database(conn, name: str, charset: str | None, collation: str | None,
         # Escaped here, not passed as a parameter: parameters would make every '%' in the
         # database name a format directive.
         sql += f" COMMENT {conn.escape(comment)}"
+    return sql
+
+
+def create_database(conn, name: str, charset: str | None, collation: str | None,
+                    comment: str | None = None) -> bool:
+    """Create the database with the given attributes unless it exists; True if created."""
+    if database_exists(conn, name):
+        return False
     with conn.cursor() as cur:
-        cur.execute(sql)
+        cur.execute(_create_sql(conn, name, charset, collation, comment))
     return True
 
 
@@ -143,16 +147,9 @@ def create_new_database(conn, name: str, charset: str | None, collation: str | N
     database created here is one we may drop. DatabaseExists if the name is taken."""
     import pymysql
 
-    sql = f"CREATE DATABASE {quote_identifier(name)}"
-    if charset:
-        sql += f" CHARACTER SET {quote_identifier(charset)}"
-    if collation:
-        sql += f" COLLATE {quote_identifier(collation)}"
-    if comment:
-        sql += f" COMMENT {conn.escape(comment)}"
     try:
         with conn.cursor() as cur:
-            cur.execute(sql)
+            cur.execute(_create_sql(conn, name, charset, collation, comment))
     except pymysql.err.ProgrammingError as exc:
         if exc.args and exc.args[0] == 1007:
             raise DatabaseExists(name) from None

@@ -204,7 +204,6 @@ def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Pat
 
 
 def _wait_ready(box: Sandbox, proc: subprocess.Popen, sock: Path, startup_timeout: float) -> Sandbox:
-    base = box.base
     deadline = time.monotonic() + startup_timeout
     while time.monotonic() < deadline:
         if proc.poll() is not None:

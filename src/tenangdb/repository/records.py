@@ -18,7 +18,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from tenangdb.metrics.state import write_atomically
+from tenangdb.fileio import write_atomically
 
 log = logging.getLogger("tenangdb.records")
 

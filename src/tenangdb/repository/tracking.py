@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from datetime import datetime
 from pathlib import Path
+
+from tenangdb.fileio import write_atomically
 
 log = logging.getLogger("tenangdb.tracking")
 
@@ -44,18 +44,4 @@ def record(path: Path, successes: dict[str, datetime]) -> None:
     body = json.dumps({"last_backup_time": latest.isoformat(),
                        "databases": {name: when.isoformat() for name, when in sorted(known.items())}},
                       indent=2) + "\n"
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-    fd, temp = tempfile.mkstemp(dir=path.parent, prefix=".tracking-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            os.fchmod(fh.fileno(), 0o640)
-            fh.write(body)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        try:
-            os.unlink(temp)
-        except FileNotFoundError:
-            pass
-        raise
+    write_atomically(path, body.encode("utf-8"), 0o640)
