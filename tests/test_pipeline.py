@@ -5,13 +5,17 @@ from __future__ import annotations
 import io
 import os
 import random
+import shutil
+import time
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings, strategies as st
 from pyrage import x25519
 
-from tenangdb.errors import VerifyFailed
+from tenangdb.errors import ToolMissing, VerifyFailed
 from tenangdb.mysql.mysqldump import DatabaseRenamer, binlog_coordinates, is_complete
+from tenangdb.runner import spawn
 from tenangdb.repository.naming import folder_name, parse_backup_name, backup_name
 from tenangdb.stream.pipeline import seal, unseal
 
@@ -115,3 +119,23 @@ def test_backup_names_parse_back():
     when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
     assert backup_name("my db", when) == "my%20db-2026-03-04_05-06-07"
     assert parse_backup_name(backup_name("a-b", when, 2)) == ("a-b", when)
+
+
+@pytest.mark.skipif(not shutil.which("stdbuf"), reason="coreutils stdbuf is not installed")
+def test_dump_tool_output_buffer_is_widened_and_missing_tool_named():
+    # The dump tool's stdio buffer decides how many write() calls a dump costs; stdbuf must
+    # exec the tool itself (same PID) so kills and /proc checks reach the real tool.
+    with spawn(["seq", "1", "3000000"], stdout_buffer=1 << 20) as child:
+        proc = Path("/proc") / str(child.pid)
+        deadline = time.monotonic() + 10
+        # Until stdbuf has exec'd the tool, the PID shows stdbuf; the tool then blocks on the
+        # full pipe, so it is still there to be read.
+        while not (proc / "cmdline").read_bytes().startswith(b"seq\0") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        environ = (proc / "environ").read_bytes().split(b"\0")
+        out = child.stdout.read()
+    assert child.popen.returncode == 0
+    assert out.splitlines()[-1] == b"3000000" and len(out.splitlines()) == 3000000
+    assert b"_STDBUF_O=1048576" in environ
+    with pytest.raises(ToolMissing, match="no-such-dump-tool is not installed"):
+        spawn(["no-such-dump-tool", "x"], stdout_buffer=1 << 20)

@@ -67,6 +67,8 @@ def test_password_never_in_argv_env_logs_or_backup(env, server, sample_db, secre
         for secret in (PASSWORD, "Pa\"ss", "AGE-SECRET-KEY"):
             assert secret not in argv and secret not in environ, seen
         assert "BACKUP_PW" not in environ and "TENANGDB_" not in environ and "MYSQL_PWD" not in environ
+    if shutil.which("stdbuf"):  # the dump tool writes through a 1 MiB stdio buffer (runner)
+        assert "_STDBUF_O=1048576" in dump_seen.read_text().split("ENVIRON")[1]
 
     outputs = done.stdout + done.stderr + done2.stdout + done2.stderr + log_file.read_text()
     assert "Pa\"ss" not in outputs and "NOTUSEDBUTSECRET" not in outputs

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shutil
 import signal
 import subprocess
 import threading
@@ -147,6 +148,21 @@ def _widen_pipe(fd: int) -> None:
         pass  # not Linux, or above /proc/sys/fs/pipe-max-size: the default pipe still works
 
 
+def _with_stdout_buffer(argv: list[str], size: int) -> list[str]:
+    """`argv` run under coreutils' stdbuf with a `size`-byte stdout buffer, when stdbuf exists.
+
+    mysqldump and mariadb-dump write their output through stdio, which gives a pipe a
+    4 KiB buffer: about 400,000 write() calls for a 1.5 GB dump, and the dump tool, which
+    is the slowest stage of the whole backup, spends a third of its CPU time in them
+    (bench/backup_vs_raw, measured with strace -c and time). stdbuf execs the tool itself,
+    so its PID, process group and file descriptors are the tool's.
+    """
+    stdbuf = shutil.which("stdbuf")
+    if stdbuf is None:
+        return argv
+    return [stdbuf, f"--output={size}", "--", *argv]
+
+
 def spawn(
     argv: Sequence[str],
     *,
@@ -155,11 +171,17 @@ def spawn(
     pass_fds: Sequence[int] = (),
     cwd: str | None = None,
     umask: int = -1,
+    stdout_buffer: int = 0,
 ) -> Child:
+    """Start `argv` in its own process group. `stdout_buffer` > 0 widens a stdio-buffered
+    tool's output buffer to that many bytes (see _with_stdout_buffer)."""
     argv = [str(part) for part in argv]
+    if stdout_buffer > 0 and shutil.which(argv[0]) is None:
+        # stdbuf would report the missing tool itself, as its own exit status 127.
+        raise ToolMissing(f"{argv[0]} is not installed or not executable")
     try:
         popen = subprocess.Popen(
-            argv,
+            _with_stdout_buffer(argv, stdout_buffer) if stdout_buffer > 0 else argv,
             stdin=stdin,
             stdout=stdout,
             stderr=subprocess.PIPE,

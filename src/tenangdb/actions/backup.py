@@ -38,6 +38,8 @@ from tenangdb.stream.folder import FolderSealer
 from tenangdb.stream.pipeline import ReadAhead, seal
 
 log = logging.getLogger("tenangdb.backup")
+# The dump tool's stdout buffer: as wide as the pipe it writes into (runner.PIPE_SIZE).
+DUMP_STDOUT_BUFFER = 1 << 20
 
 
 @dataclass
@@ -456,7 +458,8 @@ def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout:
         argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=server.flavour,
                                    dump_history=bool(inventory.system_versioned))
         log.debug("running %s", " ".join(argv))
-        with spawn(argv, pass_fds=fds) as child, _Deadline(child, timeout) as deadline:
+        with spawn(argv, pass_fds=fds, stdout_buffer=DUMP_STDOUT_BUFFER) as child, \
+                _Deadline(child, timeout) as deadline:
             reader = ReadAhead(child.stdout)
             done = 0
 
