@@ -139,3 +139,27 @@ def test_dump_tool_output_buffer_is_widened_and_missing_tool_named():
     assert b"_STDBUF_O=1048576" in environ
     with pytest.raises(ToolMissing, match="no-such-dump-tool is not installed"):
         spawn(["no-such-dump-tool", "x"], stdout_buffer=1 << 20)
+
+
+def test_a_failed_last_write_of_the_encryptor_fails_the_seal(tmp_path, monkeypatch):
+    # pyrage writes the last piece of an age file when its own buffer is dropped, and Rust
+    # ignores errors there: a disk that fills up on exactly that write must still fail.
+    import errno
+
+    from tenangdb.stream import pipeline
+
+    real_write = os.write
+    sizes = []
+
+    def write(fd, data):
+        sizes.append(len(data))
+        if len(sizes) > 2:  # the header, one full 64 KiB chunk, then the short last one
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real_write(fd, data)
+
+    monkeypatch.setattr(pipeline.os, "write", write)
+    data = os.urandom(65536 + 100)
+    with pytest.raises(OSError, match="No space left"):
+        seal(io.BytesIO(data).read, tmp_path / "dump", compression="none", level=0,
+             recipients=[IDENTITY.to_public()])
+    assert len(sizes) == 3 and sizes[2] < 8192

@@ -215,6 +215,12 @@ def seal(read: Callable[[int], bytes], dest: Path, *, compression: str, level: i
                     if cause is not None:
                         raise cause from None
                 raise TenangDBError(f"encryption failed: {exc}") from None
+            # pyrage's last write happens when its BufWriter is dropped, which ignores
+            # errors: a write that failed there (the disk filling up on the last piece)
+            # is known only to our writer, and the file would be short.
+            for cause in (source.error, writer.error):
+                if cause is not None:
+                    raise cause
         else:
             while chunk := source.read(CHUNK):
                 writer.write(chunk)
@@ -273,6 +279,8 @@ class _PlainSink:
                 self._forward(plain)
 
     def write(self, data) -> int:
+        if self.error is not None:  # pyrage may write again after a failure; drop it
+            return len(data)
         self._pending += data
         if len(self._pending) >= self.BATCH:
             self._decompress_pending()
@@ -336,6 +344,8 @@ def unseal(path: Path, *, compression: str, identities: list | None,
                 if "No matching keys" in text or "no identity matched" in text.lower():
                     raise VerifyFailed(f"{name}: the configured age identity cannot decrypt it (wrong key)") from None
                 raise VerifyFailed(f"{name}: decryption failed, the file is damaged or truncated ({text})") from None
+            if sink.error is not None:  # raised in pyrage's last write, whose errors it ignores
+                raise sink.error
         else:
             while chunk := reader.read(CHUNK):
                 sink.write(chunk)
