@@ -163,3 +163,29 @@ def test_a_failed_last_write_of_the_encryptor_fails_the_seal(tmp_path, monkeypat
         seal(io.BytesIO(data).read, tmp_path / "dump", compression="none", level=0,
              recipients=[IDENTITY.to_public()])
     assert len(sizes) == 3 and sizes[2] < 8192
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_failing_consumer_stops_unseal_and_its_worker(tmp_path, encrypted):
+    # Decompression runs in a worker thread: the consumer's own error must come back to the
+    # caller (not a decryption or decompression error), and the worker must not outlive it.
+    import threading
+
+    path = tmp_path / "dump"
+    data = os.urandom(1 << 20) * 3 + DATA  # several 1 MiB batches
+    seal(io.BytesIO(data).read, path, compression="zstd", level=1,
+         recipients=[IDENTITY.to_public()] if encrypted else None)
+    calls = []
+
+    def forward(chunk: bytes) -> None:
+        calls.append(len(chunk))
+        if len(calls) == 2:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    with pytest.raises(BrokenPipeError):
+        unseal(path, compression="zstd", identities=[IDENTITY] if encrypted else None, forward=forward)
+    deadline = time.monotonic() + 5
+    while any(t.name == "decompress" for t in threading.enumerate()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not any(t.name == "decompress" for t in threading.enumerate())
+    assert len(calls) == 2  # nothing was forwarded after the failure
