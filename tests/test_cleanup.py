@@ -195,3 +195,24 @@ def test_a_remote_copy_expired_by_retention_is_not_uploaded_again(offline_env, t
     assert again.returncode == 0 and not any((local_remote / f.relative_to(env.backups)).exists() for f in expired)
     listed = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]
     assert [b["uploaded"] for b in listed].count("expired") == 4
+
+
+def test_cleanup_databases_limits_which_stale_partials_go(offline_env):
+    # `--databases crm` must not touch another database's folders, unfinished ones included
+    # (that other database may have a backup running under another directory lock).
+    env = offline_env
+    now = datetime.now(timezone.utc)
+    partials = {}
+    for name in ("shop", "crm"):
+        month = make_backup(env.backups, name, now).parent
+        partials[name] = month / f".{name}-2020-01-01_00-00-00.partial"
+        partials[name].mkdir()
+        old = time.time() - 2 * 86400
+        os.utime(partials[name], (old, old))
+    cfg = env.write_config({"cleanup": {"max_age_days": 30}})
+    done = env.cli("cleanup", "--yes", "--databases", "crm", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert not partials["crm"].exists() and partials["shop"].exists()
+    done = env.cli("cleanup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert not partials["shop"].exists()
