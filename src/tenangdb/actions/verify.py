@@ -68,15 +68,19 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
     identities = check_layout(loaded, folder, manifest)
     listed = {entry["name"] for entry in manifest["files"]}
 
+    files = manifest["files"]
+    parallel = sink is None and len(files) >= 2 and VERIFY_WORKERS >= 2
+
     def one(entry: dict) -> int:
         opened = sink(manifest, entry) if sink is not None else _extraction(extract_to, entry)
-        return _verify_file(folder / entry["name"], entry, manifest, identities, opened)
+        # Files checked side by side already keep every core busy; one file alone gets a
+        # second thread for decompression.
+        return _verify_file(folder / entry["name"], entry, manifest, identities, opened, threaded=not parallel)
 
-    files = manifest["files"]
-    if sink is not None or len(files) < 2 or VERIFY_WORKERS < 2:
-        total = sum(one(entry) for entry in files)  # a sink takes the files in order
-    else:
+    if parallel:
         total = _in_parallel(one, files)
+    else:
+        total = sum(one(entry) for entry in files)  # a sink takes the files in order
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(listed), "" if len(listed) == 1 else "s", total)
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
 
@@ -100,11 +104,12 @@ def _in_parallel(one, files: list[dict]) -> int:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _verify_file(file_path: Path, entry: dict, manifest: dict, identities, opened) -> int:
+def _verify_file(file_path: Path, entry: dict, manifest: dict, identities, opened, *,
+                 threaded: bool = True) -> int:
     try:
         with opened as forward:
             result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities,
-                            forward=forward)
+                            forward=forward, threaded=threaded)
     except VerifyFailed:
         # Say the most precise thing: bytes changed on disk beats "cannot decrypt".
         if _sha256(file_path) != entry["stored_sha256"]:
