@@ -18,6 +18,41 @@ from tenangdb.mysql.sandbox import start_sandbox
 TENANGDB = [sys.executable, "-m", "tenangdb"]
 
 
+def on_a_terminal(argv: list[str], script: list[tuple[bytes, bytes]], cwd, env: dict | None = None,
+                  timeout: float = 120) -> tuple[int, str]:
+    """Run the CLI on a pseudo-terminal (stdin, stdout and stderr), answering each expected
+    prompt in turn when it shows on the last line; (exit status, everything shown)."""
+    import pty
+    import select
+    import time
+
+    if env is None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")}
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([*TENANGDB, *argv], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env)
+    os.close(slave)
+    seen, step, deadline = b"", 0, time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([master], [], [], 0.2)
+        if ready:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:
+                break
+            if not chunk:
+                break
+            seen += chunk
+        if step < len(script) and script[step][0] in seen.split(b"\n")[-1]:
+            os.write(master, script[step][1] + b"\n")
+            seen += b"\n"
+            step += 1
+        if proc.poll() is not None and not ready:
+            break
+    proc.wait(timeout=30)
+    os.close(master)
+    return proc.returncode, seen.decode(errors="replace")
+
+
 @dataclass
 class Server:
     socket: str | None

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from conftest import unique
+from conftest import on_a_terminal, unique
 
 
 def checksums(server, database: str) -> str:
@@ -155,45 +155,12 @@ def test_restore_into_a_name_with_percent_and_a_commented_source(env, server):
     server.sql(f"DROP DATABASE `{source}`; DROP DATABASE `{target}`")
 
 
-def _on_a_terminal(argv: list[str], answer: bytes, cwd) -> tuple[int, str]:
-    """Run the CLI with a pseudo-terminal as stdin/stderr and answer its first question."""
-    import pty
-    import select
-    import time
-
-    from conftest import TENANGDB
-
-    master, slave = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")}
-    proc = subprocess.Popen([*TENANGDB, *argv], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env)
-    os.close(slave)
-    seen, answered, deadline = b"", False, time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if not answered and b"[y/N]" in seen:
-            os.write(master, answer + b"\n")
-            answered = True
-        if proc.poll() is not None and not ready:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, seen.decode(errors="replace")
-
-
 def test_confirmation_on_a_terminal(env, sample_db):
     cfg = env.write_config({"backup": {"databases": [sample_db]}})
-    status, screen = _on_a_terminal(["--config", str(cfg), "backup"], b"n", env.root)
+    status, screen = on_a_terminal(["--config", str(cfg), "backup"], [(b"[y/N]", b"n")], env.root)
     assert status == 0 and "backup cancelled" in screen
     assert f"databases: {sample_db}" in screen and "upload: disabled" in screen and "concurrency 3" in screen
     assert not env.backups_of(sample_db)
-    status, screen = _on_a_terminal(["--config", str(cfg), "backup"], b"y", env.root)
+    status, screen = on_a_terminal(["--config", str(cfg), "backup"], [(b"[y/N]", b"y")], env.root)
     assert status == 0, screen
     assert len(env.backups_of(sample_db)) == 1

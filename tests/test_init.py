@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import TENANGDB, unique
+from conftest import TENANGDB, on_a_terminal, unique
 
 PASSWORD = 'p"w$`x\\1 !'  # everything a shell, YAML or a secrets file could trip on
 
@@ -271,37 +271,6 @@ def test_init_dry_run_writes_nothing(env, server, sample_db):
     assert PASSWORD not in done.stdout + done.stderr
 
 
-def _drive(argv: list[str], script: list[tuple[bytes, bytes]], cwd: Path, env: dict) -> tuple[int, str]:
-    """Run the CLI on a pseudo-terminal, answering each expected prompt in turn."""
-    import pty
-    import select
-    import time
-
-    master, slave = pty.openpty()
-    proc = subprocess.Popen([*TENANGDB, *argv], stdin=slave, stdout=slave, stderr=slave, cwd=cwd, env=env)
-    os.close(slave)
-    seen, step, deadline = b"", 0, time.monotonic() + 120
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([master], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(master, 4096)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if step < len(script) and script[step][0] in seen.split(b"\n")[-1]:
-            os.write(master, script[step][1] + b"\n")
-            seen += b"\n"
-            step += 1
-        if proc.poll() is not None and not ready:
-            break
-    proc.wait(timeout=30)
-    os.close(master)
-    return proc.returncode, seen.decode(errors="replace")
-
-
 def test_init_interactive_on_a_terminal(env, server, sample_db):
     user = make_user(server, [f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `{sample_db}`.* TO {{user}}",
                               "GRANT RELOAD, BINLOG MONITOR ON *.* TO {user}",
@@ -325,7 +294,7 @@ def test_init_interactive_on_a_terminal(env, server, sample_db):
         (b"Enable Prometheus metrics", b"n"),
     ]
     clean = {k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")}
-    status, screen = _drive(["--config", str(env.root / "etc" / "config.yaml"), "init",
+    status, screen = on_a_terminal(["--config", str(env.root / "etc" / "config.yaml"), "init",
                              "--state-dir", str(env.root / "state"), "--log-file", ""], script, env.root, clean)
     assert status == 0, screen
     assert PASSWORD not in screen and "wrong-password" not in screen  # typed, never echoed
