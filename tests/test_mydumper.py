@@ -234,10 +234,10 @@ def test_mydumper_login_never_in_argv_env_or_left_behind(env, server, plain_db, 
 
 
 def test_live_progress_on_a_terminal_and_event_lines_without(env, plain_db):
-    from test_backup_restore import _on_a_terminal
+    from conftest import on_a_terminal
 
     cfg = env.write_config({"backup": {"databases": [plain_db], "skip_confirmation": True}})
-    status, screen = _on_a_terminal(["--config", str(cfg), "backup"], b"", env.root)
+    status, screen = on_a_terminal(["--config", str(cfg), "backup"], [], env.root)  # nothing to answer
     assert status == 0, screen
     board = [line for line in screen.splitlines() if plain_db in line and "mydumper" in line]
     assert any("done" in line and "tables 2/2" in line and "/s" in line for line in board), screen
