@@ -303,3 +303,38 @@ def test_restore_client_failure_is_exit_4_with_its_error(env, server, sample_db,
     assert "failing-client" in done.stderr and "ERROR 1064" in done.stderr
     assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0  # the backup is untouched
     server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+
+
+def test_sigterm_while_content_checks_wait_on_the_server(env, server):
+    # The counts and checksums run on their own connection, here held by another session's
+    # table lock (as a long scan would hold them): SIGTERM must end the run at once, leave
+    # nothing behind, and leave no query of ours waiting on the server.
+    import pymysql
+
+    name = unique("checks")
+    server.sql(f"CREATE DATABASE `{name}`; CREATE TABLE `{name}`.t (id INT PRIMARY KEY); "
+               f"INSERT INTO `{name}`.t VALUES (1), (2)")
+    login = {"unix_socket": server.socket} if server.socket else {"host": server.host, "port": server.port}
+    blocker = pymysql.connect(user=server.user, password=server.password or "", autocommit=True, **login)
+
+    def ours_on_the_server() -> list[str]:
+        rows = server.sql("SELECT INFO FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                          f"'%`{name}`.`t`%' AND INFO NOT LIKE '%PROCESSLIST%'")
+        return [row for row in rows.splitlines() if row.strip()]
+    try:
+        with blocker.cursor() as cur:
+            cur.execute(f"LOCK TABLES `{name}`.t WRITE")
+        cfg = env.write_config({"backup": {"databases": [name], "engine": "mysqldump"}})
+        proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        assert _wait_for(lambda: any("COUNT(*)" in q for q in ours_on_the_server()), timeout=60)
+        started = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert time.monotonic() - started < 5  # not held by the waiting check
+        assert not list(env.backups.rglob("*.partial")) and not env.backups_of(name)
+        assert _wait_for(lambda: not ours_on_the_server(), timeout=5), ours_on_the_server()
+    finally:
+        blocker.close()
+        server.sql(f"DROP DATABASE `{name}`")
