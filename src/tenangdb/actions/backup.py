@@ -29,7 +29,7 @@ from tenangdb.mysql.tools import dump_tool, mydumper_tool, tool_version
 from tenangdb.repository import store, tracking
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import dump_file_name
-from tenangdb.runner import kill_all_children, spawn
+from tenangdb.runner import PIPE_SIZE, kill_all_children, spawn
 from tenangdb.fileio import human_size
 from tenangdb.secrets import redact
 from tenangdb.stream.codec import SUFFIX
@@ -38,8 +38,6 @@ from tenangdb.stream.folder import FolderSealer
 from tenangdb.stream.pipeline import ReadAhead, seal
 
 log = logging.getLogger("tenangdb.backup")
-# The dump tool's stdout buffer: as wide as the pipe it writes into (runner.PIPE_SIZE).
-DUMP_STDOUT_BUFFER = 1 << 20
 
 
 @dataclass
@@ -458,7 +456,7 @@ def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout:
         argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=server.flavour,
                                    dump_history=bool(inventory.system_versioned))
         log.debug("running %s", " ".join(argv))
-        with spawn(argv, pass_fds=fds, stdout_buffer=DUMP_STDOUT_BUFFER) as child, \
+        with spawn(argv, pass_fds=fds, stdout_buffer=PIPE_SIZE) as child, \
                 _Deadline(child, timeout) as deadline:
             reader = ReadAhead(child.stdout)
             done = 0

@@ -271,7 +271,7 @@ def database(loaded: LoadedConfig) -> list[Check]:
     """Grants (least privilege) and TLS, over one connection."""
     from tenangdb.actions.init import grant_advice
     from tenangdb.mysql import inventory
-    from tenangdb.mysql.connection import connect, endpoint_from
+    from tenangdb.mysql.connection import connect, endpoint_from, tls_cipher
 
     db = loaded.settings.database
     ep = endpoint_from(db)
@@ -300,10 +300,7 @@ def database(loaded: LoadedConfig) -> list[Check]:
             engine = "mysqldump"
         report, statements = grant_advice(conn, server, names, engine)
         if tls is None:
-            with conn.cursor() as cur:
-                cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
-                row = cur.fetchone()
-            cipher = row[1] if row else ""
+            cipher = tls_cipher(conn)
             if not cipher:
                 tls = Check("database-tls", FAIL, f"the connection to {ep.describe()} is not encrypted",
                             "enable TLS on the server and set database.ssl_mode: VERIFY_IDENTITY")

@@ -214,6 +214,14 @@ def connect(ep: Endpoint, database: str | None = None) -> pymysql.connections.Co
         raise ConnectionFailed(f"cannot connect to the database server at {ep.describe()}: {redact(str(exc))}") from None
 
 
+def tls_cipher(conn) -> str:
+    """The cipher this connection is encrypted with; empty when it is not encrypted."""
+    with conn.cursor() as cur:
+        cur.execute("SHOW SESSION STATUS LIKE 'Ssl_cipher'")
+        row = cur.fetchone()
+    return row[1] if row and row[1] else ""
+
+
 def reconnect(conn, ep: Endpoint):
     """The same connection if it still answers, else a new one (after a server restart)."""
     try:
