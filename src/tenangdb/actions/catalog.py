@@ -191,7 +191,7 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, rel: str, files: dict[s
     else:
         wrong = sorted(set(expected) ^ set(stored)) or sorted(n for n in expected if expected[n] != stored.get(n))
         entry.problem = f"{wrong[0]}: missing, unexpected or of the wrong size"
-    upload = records.read(root.joinpath(*rel.split("/")[:2]) / f".{rel.split('/')[2]}.upload.json")
+    upload = records.read(records.upload_path(root.joinpath(*rel.split("/"))))
     if upload and upload.get("ok") and upload.get("destination") == rc.destination:
         entry.verified_how = upload.get("verify")
         entry.verified_at = upload.get("verified_at")

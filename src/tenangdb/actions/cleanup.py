@@ -197,7 +197,7 @@ def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
         return
     for decision in doomed:
         entry = the_plan.entries[decision.item.key]
-        record = root.joinpath(*entry.rel.split("/")[:2]) / f".{entry.name}.upload.json"
+        record = records.upload_path(root.joinpath(*entry.rel.split("/")))
         if root.joinpath(*entry.rel.split("/")).is_dir():
             # The local copy stays: remember that its remote copy expired on purpose, or every
             # backup run would upload it again and the next cleanup delete it again.
@@ -248,7 +248,7 @@ def _forget_orphan_records(root: Path, the_plan: Plan) -> None:
         return
     remote_alive = {e.rel for e in the_plan.entries.values() if e.location == REMOTE} - {
         d.item.rel for d in the_plan.decisions if d.delete and d.item.location == REMOTE}
-    for path in root.glob("*/*/.*.upload.json"):
+    for path in records.upload_records(root):
         parsed = records.parse_record_name(path.name)
         if not parsed:
             continue

@@ -34,6 +34,11 @@ def verify_path(folder: Path) -> Path:
     return folder.parent / f".{folder.name}.verify.json"
 
 
+def upload_records(root: Path) -> list[Path]:
+    """Every upload record under the backup directory `root`."""
+    return sorted(root.glob("*/*/.*.upload.json"))
+
+
 def parse_record_name(name: str) -> tuple[str, str] | None:
     """(backup name, kind) for a record file name, else None."""
     match = _RECORD.match(name)
