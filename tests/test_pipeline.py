@@ -165,8 +165,9 @@ def test_a_failed_last_write_of_the_encryptor_fails_the_seal(tmp_path, monkeypat
     assert len(sizes) == 3 and sizes[2] < 8192
 
 
+@pytest.mark.parametrize("threaded", [True, False])
 @pytest.mark.parametrize("encrypted", [False, True])
-def test_a_failing_consumer_stops_unseal_and_its_worker(tmp_path, encrypted):
+def test_a_failing_consumer_stops_unseal_and_its_worker(tmp_path, encrypted, threaded):
     # Decompression runs in a worker thread: the consumer's own error must come back to the
     # caller (not a decryption or decompression error), and the worker must not outlive it.
     import threading
@@ -183,7 +184,8 @@ def test_a_failing_consumer_stops_unseal_and_its_worker(tmp_path, encrypted):
             raise BrokenPipeError(32, "Broken pipe")
 
     with pytest.raises(BrokenPipeError):
-        unseal(path, compression="zstd", identities=[IDENTITY] if encrypted else None, forward=forward)
+        unseal(path, compression="zstd", identities=[IDENTITY] if encrypted else None, forward=forward,
+               threaded=threaded)
     deadline = time.monotonic() + 5
     while any(t.name == "decompress" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
