@@ -301,8 +301,101 @@ def test_restore_client_failure_is_exit_4_with_its_error(env, server, sample_db,
     done = env.cli("restore", "-b", str(folder), "-d", target, config=broken)
     assert done.returncode == 4, done.stderr
     assert "failing-client" in done.stderr and "ERROR 1064" in done.stderr
+    assert f"the partly loaded database '{target}', created by this restore, was dropped" in done.stderr
+    assert not _database_exists(server, target)
     assert env.cli("verify", "-b", str(folder), config=cfg).returncode == 0  # the backup is untouched
     server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+
+
+def _database_exists(server, name: str) -> bool:
+    return bool(server.sql(f"SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{name}'").strip())
+
+
+def _real_client() -> str:
+    import shutil
+
+    found = shutil.which("mariadb") or shutil.which("mysql")
+    assert found, "the MariaDB client is needed"
+    return found
+
+
+def _backup_and_a_client_that_gets_only(env, server, sample_db, tmp_path, after_first_row: int):
+    """A plain backup of sample_db, and a config whose client is the real one fed only the dump
+    up to `after_first_row` bytes past the end of the first row of the first INSERT (the rest
+    is read and thrown away, so tenangdb sees every byte taken)."""
+    cfg = env.write_config({"backup": {"databases": [sample_db], "engine": "mysqldump",
+                                       "compression": {"format": "none"}}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(sample_db)
+    data = next(p for p in folder.iterdir() if p.name.endswith(".sql")).read_bytes()
+    cut = data.index(b"),\n", data.index(b"INSERT INTO")) + 1 + after_first_row
+    wrapper = tmp_path / "cutting-client"
+    wrapper.write_text(f"#!/bin/sh\nhead -c {cut} | {_real_client()} \"$@\"\nstatus=$?\ncat >/dev/null\nexit $status\n")
+    wrapper.chmod(0o755)
+    return folder, env.write_config({"backup": {"databases": [sample_db]}}, name="cutting.yaml",
+                                    database=dict(server.config_section(), mysql_path=str(wrapper)))
+
+
+def test_a_half_loaded_restore_drops_only_a_database_it_created(env, server, sample_db, tmp_path):
+    # Cut after the first row and its comma: the real client creates the table, runs the
+    # unfinished INSERT at end of input and fails. A database that looks restored but is not.
+    folder, cutting = _backup_and_a_client_that_gets_only(env, server, sample_db, tmp_path, after_first_row=2)
+    target = unique("half")
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=cutting)
+    assert done.returncode == 4, done.stderr
+    assert "ERROR" in done.stderr and "was dropped" in done.stderr, done.stderr
+    assert not _database_exists(server, target)
+
+    # A database that existed before is somebody's: it stays, and the message says what it may hold.
+    server.sql(f"CREATE DATABASE `{target}`")
+    try:
+        done = env.cli("restore", "-b", str(folder), "-d", target, config=cutting)
+        assert done.returncode == 4, done.stderr
+        assert f"database '{target}' existed before this restore and may now be partly loaded" in done.stderr
+        assert _database_exists(server, target)
+        assert server.sql(f"SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = '{target}'").strip() != "0"
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+
+
+def test_a_load_that_exits_0_but_lost_statements_is_not_a_restore(env, server, sample_db, tmp_path):
+    # Cut right after the first row: the real client runs what it got as a complete INSERT
+    # and exits 0. The table exists with one row; the view, routine and trigger do not.
+    folder, cutting = _backup_and_a_client_that_gets_only(env, server, sample_db, tmp_path, after_first_row=0)
+    target = unique("quiet")
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=cutting)
+    assert done.returncode == 4, done.stderr
+    line = only_line(done.stderr)
+    assert f"the load into '{target}' ended without error but is incomplete" in line, line
+    assert "missing after the restore" in line and "was dropped" in line, line
+    assert not _database_exists(server, target)
+
+
+def test_sigterm_during_restore_drops_the_database_it_created(env, server, sample_db, tmp_path):
+    cfg = env.write_config({"backup": {"databases": [sample_db]}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(sample_db)
+    # The client loads everything, then the load is still "running" when SIGTERM comes.
+    wrapper = tmp_path / "slow-client"
+    wrapper.write_text(f"#!/bin/sh\n{_real_client()} \"$@\" || exit $?\nexec sleep 120\n")
+    wrapper.chmod(0o755)
+    slow = env.write_config({"backup": {"databases": [sample_db]}}, name="slow.yaml",
+                            database=dict(server.config_section(), mysql_path=str(wrapper)))
+    target = unique("stopped")
+    proc = subprocess.Popen([*TENANGDB, "--config", str(slow), "restore", "-b", str(folder), "-d", target],
+                            cwd=env.root, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        assert _wait_for(lambda: server.sql(f"SELECT COUNT(*) FROM information_schema.TABLES "
+                                            f"WHERE TABLE_SCHEMA = '{target}'").strip() not in ("", "0"), timeout=60)
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 130 and "Traceback" not in err, err
+        assert "was dropped" in err, err
+        assert not _database_exists(server, target)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
 
 
 def test_sigterm_while_content_checks_wait_on_the_server(env, server):

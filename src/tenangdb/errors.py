@@ -8,6 +8,10 @@ Exit codes (documented in the README):
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from typing import Iterator
+
 EXIT_OK = 0
 EXIT_GENERAL = 1
 EXIT_CONFIG = 2
@@ -89,3 +93,13 @@ def request_interrupt() -> None:
 
 def interrupt_requested() -> bool:
     return _interrupt_requested
+
+
+@contextlib.contextmanager
+def signals_deferred() -> Iterator[None]:
+    """For cleanup that must finish: a SIGTERM/SIGINT arriving meanwhile waits until it has."""
+    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, old)

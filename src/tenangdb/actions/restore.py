@@ -16,10 +16,11 @@ from typing import Callable
 
 from tenangdb.actions.verify import Verified, identities_for, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import RestoreFailed, ToolMissing, VerifyFailed
+from tenangdb.errors import RestoreFailed, ToolMissing, VerifyFailed, signals_deferred
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mydumper, mysqldump
-from tenangdb.mysql.connection import Endpoint, client_options, connect, endpoint_from, private_defaults_file
+from tenangdb.mysql.connection import (Endpoint, client_options, connect, endpoint_from, private_defaults_file,
+                                       translated_errors)
 from tenangdb.mysql.tools import client_tool, myloader_tool
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import store
@@ -95,15 +96,76 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
                            f"replace those of the same name. Restore {manifest['database']!r} into it?"):
                 raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
                                     "(pass --yes to restore into it)")
-        inv_mod.create_database(conn, target, manifest.get("database_charset"), manifest.get("database_collation"),
-                                manifest.get("database_comment"))
+        created = _create_target(conn, target, manifest)
     finally:
         conn.close()
     started = time.monotonic()
-    total = load_verified(loaded, verified, scratch, endpoint, target, client=client)
+    try:
+        total = load_verified(loaded, verified, scratch, endpoint, target, client=client)
+        _check_objects(endpoint, target, manifest)
+    except BaseException as exc:
+        # A half-loaded database looks like a restored one. One this restore created holds
+        # nothing else, so it goes; one that existed before is not ours to drop.
+        if created:
+            with signals_deferred():
+                dropped = drop_created_database(endpoint, target)
+            note = (f"the partly loaded database {target!r}, created by this restore, was dropped" if dropped
+                    else f"the partly loaded database {target!r} could not be dropped; drop it by hand")
+        else:
+            note = f"database {target!r} existed before this restore and may now be partly loaded"
+        if isinstance(exc, RestoreFailed):
+            raise RestoreFailed(f"{exc}; {note}") from None
+        log.error("restore stopped: %s", note)
+        raise
     duration = time.monotonic() - started
     log.info("restored %s into database %r in %.1fs", folder, target, duration)
     return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
+
+
+def _check_objects(endpoint: Endpoint, target: str, manifest: dict) -> None:
+    """A loader's exit status is not proof (a dump cut between two rows still ends in a valid
+    INSERT, and the client exits 0): every object the manifest lists must be there."""
+    conn = connect(endpoint)
+    try:
+        with translated_errors(endpoint):
+            missing = inv_mod.missing_objects(conn, target, manifest.get("objects") or {})
+    finally:
+        conn.close()
+    if missing:
+        more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+        raise RestoreFailed(f"the load into {target!r} ended without error but is incomplete: {missing[0]}{more}")
+
+
+def _create_target(conn, target: str, manifest: dict) -> bool:
+    """Create the target unless it exists; True only when this call created it (the name
+    was free at CREATE DATABASE time, so the database is ours to drop again)."""
+    if inv_mod.database_exists(conn, target):
+        return False
+    try:
+        inv_mod.create_new_database(conn, target, manifest.get("database_charset"),
+                                    manifest.get("database_collation"), manifest.get("database_comment"))
+    except inv_mod.DatabaseExists:
+        return False  # somebody else's, created a moment ago
+    return True
+
+
+def drop_created_database(endpoint: Endpoint, name: str) -> bool:
+    """Drop a database this run created, on a fresh connection (the old one may be the
+    reason we are here); one retry. False, logged, when it could not be dropped."""
+    last: Exception | None = None
+    for _ in range(2):
+        try:
+            conn = connect(endpoint)
+            try:
+                inv_mod.drop_database(conn, name)
+            finally:
+                conn.close()
+            log.debug("dropped database %r", name)
+            return True
+        except Exception as exc:  # noqa: BLE001 - retried once on a fresh connection, then reported
+            last = exc
+    log.error("could not drop database %r: %s; drop it by hand", name, last)
+    return False
 
 
 def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None, endpoint: Endpoint, target: str,

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import secrets
 import shutil
-import signal
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -25,7 +24,7 @@ from tenangdb.actions import restore as restore_mod
 from tenangdb.actions.verify import check_layout, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import (ConnectionFailed, Interrupted, RestoreFailed, TenangDBError, ToolMissing, VerifyFailed,
-                             interrupt_requested)
+                             interrupt_requested, signals_deferred)
 from tenangdb.mysql import checksum, mydumper
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, translated_errors
@@ -199,16 +198,6 @@ def _test_restore_mydumper(loaded: LoadedConfig, path, kind: str, outcome: Outco
 
 
 @contextlib.contextmanager
-def _no_signals() -> Iterator[None]:
-    """Cleanup must finish: a second SIGTERM/SIGINT waits until it has."""
-    old = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})
-    try:
-        yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, old)
-
-
-@contextlib.contextmanager
 def _scratch(loaded: LoadedConfig, kind: str, manifest: dict) -> Iterator[tuple[Endpoint, str]]:
     if kind == "sandbox":
         with _sandbox(loaded, manifest) as found:
@@ -240,7 +229,7 @@ def _sandbox(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[Endpoint, s
         yield endpoint, target
     finally:
         if box is not None:
-            with _no_signals():
+            with signals_deferred():
                 box.stop(graceful=False)  # its data is thrown away: no point flushing it
             log.debug("stopped and removed the sandbox %s", box.base)
 
@@ -268,22 +257,9 @@ def _scratch_database(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[En
         yield endpoint, created
     finally:
         if created is not None:
-            with _no_signals():
-                _drop(endpoint, conn, created)
+            with signals_deferred():
+                restore_mod.drop_created_database(endpoint, created)
         conn.close()
-
-
-def _drop(endpoint: Endpoint, conn, name: str) -> None:
-    for attempt in range(2):
-        try:
-            if attempt:
-                conn = connect(endpoint)
-            inv_mod.drop_database(conn, name)
-            log.debug("dropped scratch database %r", name)
-            return
-        except Exception as exc:  # noqa: BLE001 - retried once on a fresh connection, then reported
-            last = exc
-    log.error("could not drop the scratch database %r: %s; drop it by hand", name, last)
 
 
 def _check(endpoint: Endpoint, target: str, manifest: dict, outcome: Outcome) -> None:
@@ -291,26 +267,10 @@ def _check(endpoint: Endpoint, target: str, manifest: dict, outcome: Outcome) ->
     try:
         with translated_errors(endpoint):
             checksum.prepare_session(conn)
-            _check_objects(conn, target, manifest.get("objects") or {}, outcome)
+            outcome.failures += inv_mod.missing_objects(conn, target, manifest.get("objects") or {})
             _check_tables(conn, target, manifest, outcome)
     finally:
         conn.close()
-
-
-def _check_objects(conn, target: str, objects: dict, outcome: Outcome) -> None:
-    have = inv_mod.inventory(conn, target)
-    wanted = [
-        ("table", [t["name"] for t in objects.get("tables", [])], {t["name"] for t in have.tables}),
-        ("view", list(objects.get("views", [])), set(have.views)),
-        ("sequence", list(objects.get("sequences", [])), set(have.sequences)),
-        ("routine", [f"{r['type']} {r['name']}" for r in objects.get("routines", [])],
-         {f"{r['type']} {r['name']}" for r in have.routines}),
-        ("trigger", [t["name"] for t in objects.get("triggers", [])], {t["name"] for t in have.triggers}),
-        ("event", list(objects.get("events", [])), set(have.events)),
-    ]
-    for kind, names, present in wanted:
-        for missing in (n for n in names if n not in present):
-            outcome.failures.append(f"{kind} {missing!r} is listed in the manifest but missing after the restore")
 
 
 def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:

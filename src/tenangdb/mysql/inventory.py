@@ -99,16 +99,6 @@ def _create_sql(conn, name: str, charset: str | None, collation: str | None, com
     return sql
 
 
-def create_database(conn, name: str, charset: str | None, collation: str | None,
-                    comment: str | None = None) -> bool:
-    """Create the database with the given attributes unless it exists; True if created."""
-    if database_exists(conn, name):
-        return False
-    with conn.cursor() as cur:
-        cur.execute(_create_sql(conn, name, charset, collation, comment))
-    return True
-
-
 def inventory(conn, name: str) -> Inventory:
     with conn.cursor() as cur:
         cur.execute("SELECT DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME FROM information_schema.SCHEMATA "
@@ -135,6 +125,22 @@ def inventory(conn, name: str) -> Inventory:
                     (name,))
         inv.events = [row[0] for row in cur.fetchall()]
     return inv
+
+
+def missing_objects(conn, target: str, objects: dict) -> list[str]:
+    """One line for each object a manifest lists (`objects`) that database `target` lacks."""
+    have = inventory(conn, target)
+    wanted = [
+        ("table", [t["name"] for t in objects.get("tables", [])], {t["name"] for t in have.tables}),
+        ("view", list(objects.get("views", [])), set(have.views)),
+        ("sequence", list(objects.get("sequences", [])), set(have.sequences)),
+        ("routine", [f"{r['type']} {r['name']}" for r in objects.get("routines", [])],
+         {f"{r['type']} {r['name']}" for r in have.routines}),
+        ("trigger", [t["name"] for t in objects.get("triggers", [])], {t["name"] for t in have.triggers}),
+        ("event", list(objects.get("events", [])), set(have.events)),
+    ]
+    return [f"{kind} {name!r} is listed in the manifest but missing after the restore"
+            for kind, names, present in wanted for name in names if name not in present]
 
 
 class DatabaseExists(Exception):
