@@ -122,6 +122,30 @@ def test_restore_without_myloader_is_a_clear_error(env, server, plain_db):
         assert done.returncode == 4 and "restoring it needs myloader" in done.stderr and expected in done.stderr
 
 
+def test_a_failed_myloader_run_drops_the_database_the_restore_created(env, server, plain_db, tmp_path):
+    cfg = env.write_config({"backup": {"databases": [plain_db]}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(plain_db)
+    # The real myloader loads everything, then the run fails: the tables are there, the restore is not done.
+    loader = tmp_path / "failing-myloader"
+    loader.write_text(f"#!/bin/sh\ncase \"$*\" in *--directory*) {shutil.which('myloader')} \"$@\"\n"
+                      "  echo 'lost connection to the server during the load' >&2; exit 1;;\n"
+                      f"*) exec {shutil.which('myloader')} \"$@\";;\nesac\n")
+    loader.chmod(0o755)
+    failing = env.write_config({"backup": {"databases": [plain_db]}}, name="failing.yaml",
+                               database=dict(server.config_section(), mydumper={"myloader": {"binary_path": str(loader)}}))
+    target = unique("halfload")
+    done = env.cli("restore", "-b", str(folder), "-d", target, config=failing)
+    try:
+        assert done.returncode == 4, done.stderr
+        assert "lost connection" in done.stderr and f"database '{target}', created by this restore, was dropped" \
+            in done.stderr, done.stderr
+        assert not server.sql(f"SELECT 1 FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = '{target}'").strip()
+        assert not _scratch_left(folder)
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+
+
 def _lingering_mydumper(tmp_path):
     """Real mydumper, after which the process group lingers: its metadata stays unsealed."""
     wrapper = tmp_path / "lingering-mydumper"
