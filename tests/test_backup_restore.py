@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import subprocess
 import sys
@@ -164,3 +165,48 @@ def test_confirmation_on_a_terminal(env, sample_db):
     status, screen = on_a_terminal(["--config", str(cfg), "backup"], [(b"[y/N]", b"y")], env.root)
     assert status == 0, screen
     assert len(env.backups_of(sample_db)) == 1
+
+
+def test_tables_outside_the_snapshot_are_named_when_written_during_the_dump(env, server, tmp_path):
+    name = unique("mixed")
+    server.sql(f"""
+        CREATE DATABASE `{name}`;
+        USE `{name}`;
+        CREATE TABLE orders (id INT PRIMARY KEY) ENGINE=InnoDB;
+        CREATE TABLE hits (id INT PRIMARY KEY) ENGINE=Aria;
+        CREATE TABLE visits (id INT PRIMARY KEY) ENGINE=MyISAM;
+        INSERT INTO orders VALUES (1); INSERT INTO hits VALUES (1); INSERT INTO visits VALUES (1);
+    """)
+    binlog_readable = server.sql("SHOW MASTER STATUS").strip() != ""
+    try:
+        cfg = env.write_config({"backup": {"databases": [name]}})
+        quiet = env.cli("backup", config=cfg)
+        assert quiet.returncode == 0, quiet.stderr
+        manifest = json.loads((env.backups_of(name)[0] / "manifest.json").read_text())
+        named = [w for w in manifest["warnings"] if "gives no snapshot" in w]
+        if binlog_readable:  # nothing was written: the binary log proves the dump saw one moment
+            assert not named and "gives no snapshot" not in quiet.stderr
+        else:
+            assert named and "cannot be told" in named[0]
+
+        # A dump tool that lets a write happen before it returns: a write during the dump.
+        login = f"--socket={server.socket}" if server.socket else f"--host={server.host} --port={server.port}"
+        writer = tmp_path / "dump-then-write"
+        writer.write_text(
+            "#!/bin/sh\n"
+            f"{shutil.which('mariadb-dump') or shutil.which('mysqldump')} \"$@\" || exit $?\n"
+            f"MYSQL_PWD='{server.password}' mariadb --no-defaults {login} -u{server.user} "
+            f"-e 'INSERT INTO `{name}`.hits VALUES (2)' >&2 || exit 9\n")
+        writer.chmod(0o755)
+        cfg = env.write_config({"backup": {"databases": [name]}},
+                               database=dict(server.config_section(), mysqldump_path=str(writer)))
+        busy = env.cli("backup", config=cfg)
+        assert busy.returncode == 0, busy.stderr
+        newest = sorted(env.backups_of(name))[-1]
+        named = [w for w in json.loads((newest / "manifest.json").read_text())["warnings"] if "gives no snapshot" in w]
+        assert len(named) == 1 and "hits (Aria), visits (MyISAM) use an engine" in named[0]
+        assert "orders" not in named[0]
+        assert ("the server logged writes while the dump ran" if binlog_readable else "cannot be told") in named[0]
+        assert "hits (Aria)" in busy.stderr
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`")

@@ -332,6 +332,8 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         # Opened before the dump's own snapshot; see _content_checks.
         vcfg = settings.verify
         snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum]) if vcfg.record else None
+        loose = inventory.non_transactional
+        position_before = inv_mod.binlog_position(conn) if loose else None
         try:
             # The counts and checksums overlap the backup: for mydumper once the dump tool is done
             # with the server (sealing goes on for a while), for the streaming dump from the start.
@@ -347,6 +349,10 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         finally:
             if snapshot is not None:
                 snapshot.close()
+        consistency = _non_transactional_warning(loose, position_before, _position_after(conn, endpoint)) \
+            if loose else None
+        if consistency:
+            log.warning("%s: %s", name, consistency)
         if fallback:
             dumped.engine["fallback_reason"] = fallback
         finished = _now()
@@ -370,7 +376,8 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             "files": dumped.files,
             "objects": inventory.as_manifest(),
             "content_checks": content_checks,
-            "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]],
+            "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
+                        + ([consistency] if consistency else []),
         }
         try:
             return staging.commit(manifest)
@@ -379,6 +386,38 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
     except BaseException:
         staging.discard()
         raise
+
+
+def _position_after(conn, endpoint) -> tuple[str, int] | None:
+    """The binary log position once the dump is over; the connection may have idled out during a
+    long dump, and a lost connection must not read as "cannot tell"."""
+    position = inv_mod.binlog_position(conn)
+    if position is None:
+        with contextlib.suppress(Exception):
+            fresh = connect(endpoint)
+            try:
+                position = inv_mod.binlog_position(fresh)
+            finally:
+                fresh.close()
+    return position
+
+
+def _non_transactional_warning(tables: list[dict], before, after) -> str | None:
+    """Why tables outside the dump's snapshot may not match it, or None when the binary log shows
+    that nothing at all was written while the dump ran."""
+    shown = ", ".join(f"{t['name']} ({t.get('engine') or 'engine unknown'})" for t in tables[:10])
+    if len(tables) > 10:
+        shown += f" and {len(tables) - 10} more"
+    if before is not None and before == after:
+        log.debug("non-transactional tables %s: no write was logged while the dump ran", shown)
+        return None
+    why = (f"the server logged writes while the dump ran ({before[0]}:{before[1]} to {after[0]}:{after[1]})"
+           if before is not None and after is not None else
+           "whether anything was written while the dump ran cannot be told (the binary log is off or "
+           "its position is not readable by this user)")
+    return (f"table{'s' if len(tables) > 1 else ''} {shown} use{'' if len(tables) > 1 else 's'} an engine that "
+            f"the dump's transaction gives no snapshot, and {why}: their rows may be from a later moment "
+            f"than the other tables' (switch them to InnoDB, or back up while they are not written)")
 
 
 def _content_checks(snapshot, name: str, dump_binlog: dict | None, tables: list[dict]) -> dict:

@@ -26,14 +26,13 @@ import threading
 
 from tenangdb.errors import Interrupted, interrupt_requested
 from tenangdb.mysql.connection import connect, quote_identifier
+from tenangdb.mysql.inventory import TRANSACTIONAL, binlog_position
 
 log = logging.getLogger("tenangdb.checksum")
 
 CHECKSUM_TABLE = "checksum-table"
 MD5_SUM = "md5-sum-v1"
 ALGORITHMS = {"checksum-table": CHECKSUM_TABLE, "md5": MD5_SUM}
-# Engines whose reads inside START TRANSACTION WITH CONSISTENT SNAPSHOT see the snapshot.
-TRANSACTIONAL = {"innodb", "xtradb", "rocksdb", "tokudb"}
 
 
 def columns(conn, database: str, table: str) -> list[str]:
@@ -153,7 +152,7 @@ class Snapshot:
     def _measure(self, tables: list[dict]) -> tuple[dict, tuple[str, int] | None]:
         out = {table["name"]: table_checksum(self.conn, self.database, table["name"], self.algorithm)
                for table in tables}
-        return out, self._current_position()
+        return out, binlog_position(self.conn)
 
     def record(self, dump_binlog: dict | None, tables: list[dict]) -> dict:
         """What goes into manifest["content_checks"]: counts and checksums, or why there are none."""
@@ -194,15 +193,6 @@ class Snapshot:
             result["skipped"] = {name: "non-transactional table written to while it was being read"
                                  for name in skipped}
         return result
-
-    def _current_position(self) -> tuple[str, int] | None:
-        try:
-            with self.conn.cursor() as cur:
-                cur.execute("SHOW MASTER STATUS")
-                row = cur.fetchone()
-        except Exception:  # noqa: BLE001 - without the privilege we cannot tell: assume written
-            return None
-        return (_binlog_name(row[0]), int(row[1])) if row else None
 
     def close(self) -> None:
         if self._measuring is not None and self._measuring.is_alive():

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 
 from tenangdb.mysql.connection import quote_identifier
+
+# Engines whose reads inside START TRANSACTION WITH CONSISTENT SNAPSHOT see the snapshot.
+TRANSACTIONAL = frozenset({"innodb", "xtradb", "rocksdb", "tokudb"})
+# Engines that keep no rows, so there is nothing for a snapshot to miss.
+DATALESS = frozenset({"blackhole"})
+
 
 @dataclass
 class ServerInfo:
@@ -28,6 +35,13 @@ class Inventory:
     @property
     def system_versioned(self) -> list[str]:
         return [t["name"] for t in self.tables if t.get("system_versioned")]
+
+    @property
+    def non_transactional(self) -> list[dict]:
+        """Tables a dump's transaction gives no snapshot (MyISAM, Aria, MEMORY...): a write while
+        the dump runs may be half in it, and nothing ties them to the other tables' moment."""
+        return [t for t in self.tables
+                if str(t.get("engine") or "").lower() not in TRANSACTIONAL | DATALESS]
 
     def as_manifest(self) -> dict:
         return {
@@ -97,6 +111,18 @@ def _create_sql(conn, name: str, charset: str | None, collation: str | None, com
         # database name a format directive.
         sql += f" COMMENT {conn.escape(comment)}"
     return sql
+
+
+def binlog_position(conn) -> tuple[str, int] | None:
+    """The server's current binary log file and position; None when the binary log is off or
+    this user may not read it (then nobody can tell from it whether anything was written)."""
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW MASTER STATUS")
+            row = cur.fetchone()
+    except Exception:  # noqa: BLE001 - no privilege or a dead connection: the same "cannot tell"
+        return None
+    return (os.path.basename(row[0] or ""), int(row[1])) if row else None
 
 
 def inventory(conn, name: str) -> Inventory:
