@@ -432,3 +432,29 @@ def test_sigterm_while_content_checks_wait_on_the_server(env, server):
     finally:
         blocker.close()
         server.sql(f"DROP DATABASE `{name}`")
+
+
+def test_a_restore_that_cannot_drop_what_it_created_says_so(env, server, sample_db):
+    if server.box is None:
+        pytest.skip("creates a database user: only on the suite's own server")
+    cfg = env.write_config({"backup": {"databases": [sample_db], "engine": "mysqldump"}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(sample_db)
+    # A restore user that may create the target but not drop anything in it: the dump's own
+    # DROP TABLE IF EXISTS fails the load, and the clean-up DROP DATABASE fails the same way.
+    user, password, target = unique("nodrop"), unique("pw"), unique("kept")
+    hosts = ("localhost", "127.0.0.1")
+    server.sql("".join(f"CREATE USER '{user}'@'{host}' IDENTIFIED BY '{password}'; "
+                       f"GRANT ALL ON `{target}`.* TO '{user}'@'{host}'; "
+                       f"REVOKE DROP ON `{target}`.* FROM '{user}'@'{host}';" for host in hosts))
+    try:
+        limited = env.write_config({"backup": {"databases": [sample_db]}}, name="limited.yaml",
+                                   database=dict(server.config_section(), username=user, password=password))
+        done = env.cli("restore", "-b", str(folder), "-d", target, config=limited)
+        assert done.returncode == 4, done.stderr
+        assert f"the partly loaded database '{target}' could not be dropped; drop it by hand" in done.stderr
+        assert "Traceback" not in done.stderr and password not in done.stderr
+        assert _database_exists(server, target)
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{target}`;"
+                   + "".join(f"DROP USER IF EXISTS '{user}'@'{host}';" for host in hosts))
