@@ -411,3 +411,45 @@ def test_sigterm_during_a_mydumper_test_restore_leaves_nothing(env, server, need
         assert _left_behind(env, server) == []
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_row_counts_come_from_the_checksum_scan_where_it_reads_each_row_once(env, server):
+    name = unique("kinds")
+    server.sql(f"""
+        CREATE DATABASE `{name}`;
+        USE `{name}`;
+        CREATE TABLE inno (id INT PRIMARY KEY, y INT AS (id * 2) VIRTUAL, z INT AS (id * 3) STORED, KEY (y));
+        INSERT INTO inno (id) SELECT seq FROM seq_1_to_2500; DELETE FROM inno WHERE id % 7 = 0;
+        CREATE TABLE my (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=MyISAM;
+        INSERT INTO my SELECT seq, seq FROM seq_1_to_500; DELETE FROM my WHERE id % 3 = 0;
+        CREATE TABLE ar (id INT PRIMARY KEY, v VARCHAR(10)) ENGINE=Aria;
+        INSERT INTO ar SELECT seq, seq FROM seq_1_to_500; DELETE FROM ar WHERE id % 3 = 0;
+        CREATE TABLE mem (id INT PRIMARY KEY) ENGINE=MEMORY; INSERT INTO mem SELECT seq FROM seq_1_to_77;
+        CREATE TABLE empty_one (id INT PRIMARY KEY);
+        CREATE TABLE parts (id INT PRIMARY KEY) PARTITION BY HASH (id) PARTITIONS 4;
+        INSERT INTO parts SELECT seq FROM seq_1_to_1000;
+        CREATE TABLE versioned (id INT PRIMARY KEY, x INT) WITH SYSTEM VERSIONING;
+        INSERT INTO versioned SELECT seq, seq FROM seq_1_to_100;
+        UPDATE versioned SET x = x + 1 WHERE id <= 30; DELETE FROM versioned WHERE id > 90;
+    """)
+    conn = connect(endpoint_from(load_config(str(env.write_config())).settings.database))
+    try:
+        checksum.prepare_session(conn)
+
+        def rows_read() -> int:
+            with conn.cursor() as cur:
+                cur.execute("SHOW SESSION STATUS LIKE 'Rows_read'")
+                return int(cur.fetchone()[1])
+        for table, one_scan in [("inno", True), ("my", True), ("ar", True), ("mem", True), ("empty_one", True),
+                                ("parts", False), ("versioned", False)]:
+            exact = int(server.sql(f"SELECT COUNT(*) FROM `{name}`.`{table}`"))
+            before = rows_read()
+            got = checksum.table_checksum(conn, name, table)
+            assert got["rows"] == exact, table
+            if one_scan:  # the checksum's own scan was counted: no second scan of the table
+                assert rows_read() - before == exact, table
+            want = server.sql(f"CHECKSUM TABLE `{name}`.`{table}` EXTENDED").split("\t")[1].strip()
+            assert got["checksum"] == f"{int(want):08x}", table
+    finally:
+        conn.close()
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`")
