@@ -216,3 +216,17 @@ def test_cleanup_databases_limits_which_stale_partials_go(offline_env):
     done = env.cli("cleanup", "--yes", config=cfg)
     assert done.returncode == 0, done.stderr
     assert not partials["shop"].exists()
+
+
+def test_a_folder_that_vanishes_while_listed_is_left_out(env, monkeypatch):
+    # The race of `list` with a backup committing: the staging folder it saw is renamed before
+    # it is looked at. It must be left out (the committed backup shows next time), not crash.
+    from tenangdb.actions import catalog
+
+    month = env.backups / "shop" / "2026-11"
+    month.mkdir(parents=True)
+    gone = month / ".shop-2026-11-30_01-00-00.partial"
+    real_children = catalog._children
+    monkeypatch.setattr(catalog, "_children",
+                        lambda folder: real_children(folder) + ([gone] if folder == month else []))
+    assert catalog.local_entries(env.backups, None) == []

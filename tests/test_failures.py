@@ -247,6 +247,12 @@ def test_second_run_is_refused_while_one_holds_the_lock(env, server, sample_db, 
         assert _wait_for(lambda: list(env.backups.rglob("*.partial")) and (tmp_path / "dump.pid").exists())
         done = env.cli("backup", config=cfg)
         assert done.returncode == 1 and f"PID {first.pid}" in done.stderr
+        # `list` never takes the lock; it tells the running backup's folder from a leftover one.
+        listed = env.cli("list", "--local", config=cfg)
+        assert listed.returncode == 0 and "backup in progress" in listed.stderr, listed.stderr
+        assert "unfinished backup" not in listed.stderr
+        entries = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]
+        assert [e["in_progress"] for e in entries if e["kind"] == "partial"] == [True]
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)

@@ -18,7 +18,7 @@ from tenangdb.actions.upload import PROVING_METHODS, check_local
 from tenangdb.errors import VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import records
+from tenangdb.repository import lock, records
 from tenangdb.repository.naming import is_staging, parse_backup_name
 from tenangdb.retention import BACKUP, FOREIGN, LOCAL, PARTIAL, REMOTE, Item
 
@@ -43,6 +43,7 @@ class Entry:
     uploaded: str | None = None       # local: "yes (sha256)", "failed", or None
     remote_verified: bool = False
     problem: str | None = None
+    in_progress: bool = False  # local partials: a run holds the directory lock, so it is being written
     files: list[str] = field(default_factory=list)  # remote: the stored files, relative to the folder
 
     @property
@@ -91,21 +92,38 @@ def local_entries(root: Path, destination: str | None) -> list[Entry]:
     found: list[Entry] = []
     if not root.is_dir():
         return found
+    running = lock.holder(root)
     for db_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-        for month in sorted(db_dir.iterdir()):
+        for month in sorted(_children(db_dir)):
             if not month.is_dir() or not _MONTH.match(month.name):
                 found.append(Entry(db_dir.name, LOCAL, f"{db_dir.name}/{month.name}", str(month), kind=FOREIGN,
                                    problem="not a month folder"))
                 continue
-            for entry in sorted(month.iterdir()):
+            for entry in sorted(_children(month)):
                 if entry.is_file() and records.parse_record_name(entry.name):
                     continue  # our own records, shown through their backups
-                found.append(_local_entry(root, db_dir.name, entry, destination))
+                try:
+                    item = _local_entry(root, db_dir.name, entry, destination)
+                except FileNotFoundError:
+                    # A backup committing (its staging folder renamed) or a cleanup deleting while
+                    # we looked: it is not there now, and a committed one shows on the next look.
+                    continue
+                item.in_progress = item.kind == PARTIAL and running is not None
+                found.append(item)
     return found
+
+
+def _children(folder: Path) -> list[Path]:
+    try:
+        return list(folder.iterdir())
+    except FileNotFoundError:  # removed while we looked (a cleanup of an emptied month)
+        return []
 
 
 def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None) -> Entry:
     rel = path.relative_to(root).as_posix()
+    if not path.exists() and not path.is_symlink():
+        raise FileNotFoundError(str(path))
     if path.is_dir() and is_staging(path.name):
         return Entry(db_folder, LOCAL, rel, str(path), kind=PARTIAL, time=_mtime(path), size=_size(path))
     if not path.is_dir() or not parse_backup_name(path.name):
