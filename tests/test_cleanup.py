@@ -218,15 +218,39 @@ def test_cleanup_databases_limits_which_stale_partials_go(offline_env):
     assert not partials["shop"].exists()
 
 
-def test_a_folder_that_vanishes_while_listed_is_left_out(env, monkeypatch):
-    # The race of `list` with a backup committing: the staging folder it saw is renamed before
-    # it is looked at. It must be left out (the committed backup shows next time), not crash.
+def test_a_folder_that_vanishes_while_listed_is_left_out(offline_env, monkeypatch):
+    # The races of `list` with a backup committing (its staging folder renamed) and with a
+    # cleanup (an emptied month removed) between being listed and being looked at: such
+    # entries must be left out, not reported as foreign folders, and nothing may crash.
     from tenangdb.actions import catalog
 
-    month = env.backups / "shop" / "2026-11"
+    db = offline_env.backups / "shop"
+    month = db / "2026-11"
     month.mkdir(parents=True)
-    gone = month / ".shop-2026-11-30_01-00-00.partial"
+    gone = {month: [month / ".shop-2026-11-30_01-00-00.partial", month / "shop-2026-11-30_01-00-00"],
+            db: [db / "2026-09"]}
     real_children = catalog._children
-    monkeypatch.setattr(catalog, "_children",
-                        lambda folder: real_children(folder) + ([gone] if folder == month else []))
-    assert catalog.local_entries(env.backups, None) == []
+    monkeypatch.setattr(catalog, "_children", lambda folder: real_children(folder) + gone.get(folder, []))
+    assert catalog.local_entries(offline_env.backups, None) == []
+
+
+def test_a_run_waits_out_the_lock_probe_of_list(tmp_path):
+    # `list` probes the directory lock with a shared flock held for an instant; a backup,
+    # upload or cleanup starting in that instant must wait it out, not be refused.
+    import fcntl
+    import threading
+
+    from tenangdb.repository import lock
+
+    probe = os.open(tmp_path / lock.LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o640)
+    fcntl.flock(probe, fcntl.LOCK_SH)
+    release = threading.Timer(0.3, lambda: (fcntl.flock(probe, fcntl.LOCK_UN), os.close(probe)))
+    release.start()
+    started = time.monotonic()
+    with lock.DirectoryLock(tmp_path):
+        waited = time.monotonic() - started
+        held = lock.holder(tmp_path)
+        assert held is not None and held.pid == str(os.getpid())
+    release.join()
+    assert 0.2 < waited < lock.DirectoryLock.PATIENCE
+    assert lock.holder(tmp_path) is None

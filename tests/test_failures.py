@@ -241,18 +241,23 @@ def test_timeout_kills_the_dump(env, server, sample_db, tmp_path):
 def test_second_run_is_refused_while_one_holds_the_lock(env, server, sample_db, tmp_path):
     cfg = env.write_config({"backup": {"databases": [sample_db]}},
                            database=dict(server.config_section(), mysqldump_path=str(_slow_dump(tmp_path))))
+    leftover = env.backups / "olddb" / "2026-11" / ".olddb-2026-11-01_00-00-00.partial"
+    leftover.mkdir(parents=True)
+    os.utime(leftover, (time.time() - 3600, time.time() - 3600))  # left by a run killed an hour ago
     first = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         assert _wait_for(lambda: list(env.backups.rglob("*.partial")) and (tmp_path / "dump.pid").exists())
         done = env.cli("backup", config=cfg)
         assert done.returncode == 1 and f"PID {first.pid}" in done.stderr
-        # `list` never takes the lock; it tells the running backup's folder from a leftover one.
+        # `list` works beside the run; it tells the running backup's folder from a leftover one.
         listed = env.cli("list", "--local", config=cfg)
-        assert listed.returncode == 0 and "backup in progress" in listed.stderr, listed.stderr
-        assert "unfinished backup" not in listed.stderr
+        assert listed.returncode == 0, listed.stderr
+        assert f"{sample_db}/" in listed.stderr and "in progress in a running tenangdb run" in listed.stderr
+        assert "olddb/2026-11/.olddb-2026-11-01_00-00-00.partial: unfinished backup" in listed.stderr
         entries = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]
-        assert [e["in_progress"] for e in entries if e["kind"] == "partial"] == [True]
+        assert sorted((e["database"], e["in_progress"]) for e in entries if e["kind"] == "partial") == \
+            [("olddb", False), (sample_db, True)]
     finally:
         first.send_signal(signal.SIGTERM)
         first.wait(timeout=30)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import stat
 import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
@@ -96,6 +97,8 @@ def local_entries(root: Path, destination: str | None) -> list[Entry]:
     for db_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for month in sorted(_children(db_dir)):
             if not month.is_dir() or not _MONTH.match(month.name):
+                if not month.exists():
+                    continue  # an emptied month removed by a cleanup while we looked
                 found.append(Entry(db_dir.name, LOCAL, f"{db_dir.name}/{month.name}", str(month), kind=FOREIGN,
                                    problem="not a month folder"))
                 continue
@@ -108,7 +111,10 @@ def local_entries(root: Path, destination: str | None) -> list[Entry]:
                     # A backup committing (its staging folder renamed) or a cleanup deleting while
                     # we looked: it is not there now, and a committed one shows on the next look.
                     continue
-                item.in_progress = item.kind == PARTIAL and running is not None
+                # Only what the running run made: a leftover of an earlier, killed run is older
+                # than the lock the current one took.
+                item.in_progress = (item.kind == PARTIAL and running is not None and item.time is not None
+                                    and item.time.timestamp() >= running.since)
                 found.append(item)
     return found
 
@@ -122,16 +128,22 @@ def _children(folder: Path) -> list[Path]:
 
 def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None) -> Entry:
     rel = path.relative_to(root).as_posix()
-    if not path.exists() and not path.is_symlink():
-        raise FileNotFoundError(str(path))
-    if path.is_dir() and is_staging(path.name):
+    try:
+        is_dir = stat.S_ISDIR(path.stat().st_mode)
+    except FileNotFoundError:
+        if not path.is_symlink():
+            raise  # gone while we looked
+        is_dir = False  # a dangling link: shown, as not a backup
+    if is_dir and is_staging(path.name):
         return Entry(db_folder, LOCAL, rel, str(path), kind=PARTIAL, time=_mtime(path), size=_size(path))
-    if not path.is_dir() or not parse_backup_name(path.name):
+    if not is_dir or not parse_backup_name(path.name):
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path),
                      problem="not a backup folder name")
     try:
         manifest = manifest_mod.load(path)
     except VerifyFailed as exc:
+        if not path.exists():
+            raise FileNotFoundError(str(path)) from None  # deleted by a cleanup while we looked
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path), problem=str(exc))
     entry = Entry(str(manifest["database"]), LOCAL, rel, str(path), time=_manifest_time(manifest),
                   size=_size(path), encrypted=bool(manifest["encryption"].get("enabled")))

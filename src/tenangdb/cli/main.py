@@ -475,7 +475,7 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
             click.echo(f"no backups under {root}" + (f" or on {destination}" if destination and not only_local else ""))
         for e in entries:
             if e.kind != "backup" or e.problem:
-                what = "backup in progress" if e.in_progress else \
+                what = "in progress in a running tenangdb run" if e.in_progress else \
                     {"partial": "unfinished backup", "foreign": "not a backup"}.get(e.kind, "damaged")
                 click.echo(f"note: {e.location} {e.rel}: {what}" + (f" ({e.problem})" if e.problem else ""),
                            err=True)
