@@ -210,3 +210,17 @@ def test_tables_outside_the_snapshot_are_named_when_written_during_the_dump(env,
         assert "hits (Aria)" in busy.stderr
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_the_non_transactional_warning_says_what_it_knows():
+    # The branches a server with a readable binary log never takes in the test above.
+    from tenangdb.actions.backup import _non_transactional_warning
+
+    tables = [{"name": f"t{i}", "engine": "MyISAM"} for i in range(12)]
+    assert _non_transactional_warning(tables[:1], ("binlog.000001", 400), ("binlog.000001", 400)) is None
+    for before, after in ((None, None), (("binlog.000001", 400), None), (None, ("binlog.000001", 400))):
+        text = _non_transactional_warning(tables[:1], before, after)
+        assert text.startswith("table t0 (MyISAM) uses an engine") and "cannot be told" in text
+    many = _non_transactional_warning(tables, ("binlog.000001", 400), ("binlog.000002", 4))
+    assert "t9 (MyISAM) and 2 more use an engine" in many and "t10" not in many
+    assert "(binlog.000001:400 to binlog.000002:4)" in many

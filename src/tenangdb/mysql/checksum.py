@@ -20,13 +20,12 @@ The same query runs at backup time and on the restored tables, so the two can be
 from __future__ import annotations
 
 import logging
-import os
 import re
 import threading
 
 from tenangdb.errors import Interrupted, interrupt_requested
 from tenangdb.mysql.connection import connect, quote_identifier
-from tenangdb.mysql.inventory import TRANSACTIONAL, binlog_position
+from tenangdb.mysql.inventory import TRANSACTIONAL, binlog_file_name, binlog_position
 
 log = logging.getLogger("tenangdb.checksum")
 
@@ -127,10 +126,6 @@ def server_version(conn) -> str:
     return (match.group(0) if match else text) + ("-mariadb" if "mariadb" in text.lower() else "-mysql")
 
 
-def _binlog_name(value: str) -> str:
-    return os.path.basename(value or "")
-
-
 class Snapshot:
     """A read view opened before the dump starts, to count and checksum what the dump saw.
 
@@ -164,7 +159,7 @@ class Snapshot:
         elif not status.get("binlog_snapshot_file"):
             self.unavailable = "the binary log is off on the server, so the dump's snapshot cannot be matched"
         else:
-            self.position = (_binlog_name(status["binlog_snapshot_file"]), int(status["binlog_snapshot_position"]))
+            self.position = (binlog_file_name(status["binlog_snapshot_file"]), int(status["binlog_snapshot_position"]))
 
     def start(self, tables: list[dict]) -> None:
         """Count and checksum in a thread while the backup goes on (the read view is fixed, so
@@ -206,7 +201,7 @@ class Snapshot:
             return {**result, "method": None,
                     "reason": "the dump recorded no binary log position (the user lacks RELOAD or binlog "
                               "access), so the dump's snapshot cannot be matched"}
-        if (_binlog_name(dump_binlog.get("file", "")), dump_binlog["position"]) != self.position:
+        if (binlog_file_name(dump_binlog.get("file", "")), dump_binlog["position"]) != self.position:
             return {**result, "method": None,
                     "reason": f"the server committed writes between our snapshot ({snapshot['file']}:"
                               f"{snapshot['position']}) and the dump's ({dump_binlog.get('file')}:"

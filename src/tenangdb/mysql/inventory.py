@@ -122,7 +122,12 @@ def binlog_position(conn) -> tuple[str, int] | None:
             row = cur.fetchone()
     except Exception:  # noqa: BLE001 - no privilege or a dead connection: the same "cannot tell"
         return None
-    return (os.path.basename(row[0] or ""), int(row[1])) if row else None
+    return (binlog_file_name(row[0]), int(row[1])) if row else None
+
+
+def binlog_file_name(value: str | None) -> str:
+    """A binary log file as positions are compared: without the folder some reports include."""
+    return os.path.basename(value or "")
 
 
 def inventory(conn, name: str) -> Inventory:
