@@ -99,7 +99,19 @@ def server():
             host, _, port = spec.partition(":")
             yield Server(socket=None, host=host, port=int(port or 3306), user="root", password=password)
         return
-    box = start_sandbox()
+    # MariaDB's default: the binary log is off. What needs it uses `binlog_server`.
+    box = start_sandbox(binlog=False)
+    try:
+        yield Server(socket=str(box.socket_path), host="127.0.0.1", port=box.port, user="root", password="",
+                     box=box)
+    finally:
+        box.stop()
+
+
+@pytest.fixture(scope="session")
+def binlog_server():
+    """A second throwaway server with the binary log on (ROW), started on first use."""
+    box = start_sandbox(binlog=True)
     try:
         yield Server(socket=str(box.socket_path), host="127.0.0.1", port=box.port, user="root", password="",
                      box=box)

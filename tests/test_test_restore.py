@@ -353,8 +353,9 @@ def test_latest_sample_and_bad_input(env, server, sample_db):
 
 
 def test_writes_between_the_snapshots_mean_no_recorded_counts(env, server, sample_db):
-    """A dump tool that commits a write before dumping: our snapshot and the dump's differ, so
-    nothing is recorded, the reason is, and a test restore says what it could not compare."""
+    """A dump tool that commits a write before dumping: commits are held, so the write waits; once
+    verify.align_deadline lets them go, our snapshot and the dump's differ, so nothing is
+    recorded, the reason is, and a test restore says what it could not compare."""
     wrapper = env.root / "busy-dump"
     client = shutil.which("mariadb")
     login = f"--socket={server.socket}" if server.socket else f"--host={server.host} --port={server.port}"
@@ -364,10 +365,12 @@ def test_writes_between_the_snapshots_mean_no_recorded_counts(env, server, sampl
     wrapper.chmod(0o755)
     cfg = env.write_config({"backup": {"databases": [sample_db]},
                             "database": {**server.config_section(), "mysqldump_path": str(wrapper)},
-                            "verify": {"target": "server", "database_prefix": PREFIX}})
+                            "verify": {"target": "server", "database_prefix": PREFIX, "align_deadline": "1s"}})
+    started = time.monotonic()
     folder = _backup(env, cfg, sample_db)
+    assert time.monotonic() - started < 30
     recorded = json.loads((folder / "manifest.json").read_text())["content_checks"]
-    assert recorded["method"] is None and "committed writes between our snapshot" in recorded["reason"]
+    assert recorded["method"] is None and "had not opened its snapshot after 1s" in recorded["reason"]
     done = _verify(env, cfg, folder)
     assert done.returncode == 0, done.stderr
     assert "no row counts or checksums were recorded at backup time" in done.stderr

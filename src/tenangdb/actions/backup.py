@@ -21,6 +21,8 @@ from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
                              interrupt_requested, request_interrupt)
 from tenangdb.mysql import checksum, fidelity
+from tenangdb.mysql.alignment import Alignment, mydumper_opened, streaming_tool_opened
+from tenangdb.mysql.alignment import mode_for as alignment_mode
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mydumper, mysqldump
 from tenangdb.mysql.connection import (client_options, connect, endpoint_from, private_defaults_file, reconnect,
@@ -329,24 +331,44 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         progress.started(name, engine, len(inventory.tables))
         if engine != "mydumper" and tools.dump is None:
             raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
-        # Opened before the dump's own snapshot; see _content_checks.
+        # Opened before the dump's own snapshot, with commits held until the dump's is open too
+        # (mysql/alignment.py); see _content_checks.
         vcfg = settings.verify
-        snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum]) if vcfg.record else None
+        snapshot = alignment = None
         loose = inventory.non_transactional
         position_before = inv_mod.binlog_position(conn) if loose else None
         try:
-            # The counts and checksums overlap the backup: for mydumper once the dump tool is done
-            # with the server (sealing goes on for a while), for the streaming dump from the start.
-            measure = (lambda: snapshot.start(inventory.tables)) if snapshot is not None else (lambda: None)
+            if vcfg.record:
+                snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum])
+                alignment = Alignment(endpoint, name, mode=alignment_mode(engine, server.flavour, server.version),
+                                      lock_wait=vcfg.align_lock_wait, deadline=vcfg.align_deadline)
+                snapshot.begin()
+            provable = snapshot is not None and (alignment.held or snapshot.position is not None)
+
+            def measure() -> None:
+                # The counts and checksums overlap the backup: for mydumper once the dump tool is
+                # done with the server (sealing goes on for a while), for the streaming dump from
+                # the start.
+                if alignment is not None:
+                    alignment.finish()
+                if provable:
+                    snapshot.start(inventory.tables)
+            if alignment is not None:
+                alignment.arm(mydumper_opened(name) if engine == "mydumper" else streaming_tool_opened(name))
             if engine == "mydumper":
                 dumped = _dump_mydumper(endpoint, server, tools.mydumper, name, the_plan, keys, settings, staging,
                                         inventory, progress, on_dump_done=measure)
             else:
-                measure()
+                if provable:
+                    snapshot.start(inventory.tables)
                 dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys,
                                          settings.backup.timeout, staging, inventory, progress)
-            content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables)
+                if alignment is not None:
+                    alignment.finish()
+            content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables, alignment)
         finally:
+            if alignment is not None:
+                alignment.close()
             if snapshot is not None:
                 snapshot.close()
         consistency = _non_transactional_warning(loose, position_before, _position_after(conn, endpoint)) \
@@ -420,17 +442,18 @@ def _non_transactional_warning(tables: list[dict], before, after) -> str | None:
             f"than the other tables' (switch them to InnoDB, or back up while they are not written)")
 
 
-def _content_checks(snapshot, name: str, dump_binlog: dict | None, tables: list[dict]) -> dict:
+def _content_checks(snapshot, name: str, dump_binlog: dict | None, tables: list[dict], alignment=None) -> dict:
     """Exact row counts and checksums of what the dump holds, or why there are none.
 
-    Taken in our own snapshot after the dump, and kept only when that snapshot provably saw
-    the dump's data (the same binary log position); see docs/verification.md.
+    Taken in our own snapshot while the dump runs, and kept only when that snapshot provably
+    saw the dump's data (commits held while both opened, or the same binary log position);
+    see docs/verification.md.
     """
     if snapshot is None:
         return {"method": None, "reason": "verify.record is false"}
     started = time.monotonic()
     try:
-        recorded = snapshot.record(dump_binlog, tables)
+        recorded = snapshot.record(dump_binlog, tables, alignment)
     except Interrupted:
         raise
     except Exception as exc:  # noqa: BLE001 - a checksum we cannot take never fails the backup

@@ -41,6 +41,7 @@ class Entry:
     verified: bool = False
     verified_how: str | None = None   # local: checksums or test-restore:sandbox|server; remote: sha256/md5/sha1/download/size
     verified_at: str | None = None
+    proof: str | None = None  # a passing test restore: "content proven", "loaded, objects present", ...
     uploaded: str | None = None       # local: "yes (sha256)", "failed", or None
     remote_verified: bool = False
     problem: str | None = None
@@ -160,6 +161,8 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
         entry.verified = bool(checked.get("ok"))
         method = checked.get("method", "verify")
         entry.verified_how = method if checked.get("ok") else f"{method} failed"
+        if checked.get("ok"):
+            entry.proof = checked.get("proof")
         entry.verified_at = checked.get("at")
     if destination:
         upload = records.read(records.upload_path(path))

@@ -100,7 +100,8 @@ def verification(loaded: LoadedConfig, outcome) -> None:
     recorder = Recorder(loaded.settings.metrics)
     recorder.verify(outcome.database, outcome.ok)
     if outcome.method.startswith("test-restore"):
-        recorder.restore_test(outcome.database, outcome.ok, outcome.restore_seconds)
+        recorder.restore_test(outcome.database, outcome.ok, outcome.restore_seconds,
+                              content_proven=outcome.ok and outcome.content_proven)
 
 
 def verify_done(loaded: LoadedConfig) -> None:

@@ -35,6 +35,11 @@ from tenangdb.repository import records
 
 log = logging.getLogger("tenangdb.verify")
 
+CONTENT = "content proven"
+PARTIAL = "content proven for some tables"
+ROWS = "row counts proven"
+OBJECTS = "loaded, objects present"
+
 
 @dataclass
 class Outcome:
@@ -53,6 +58,14 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checksums: dict | None = None
+    # What a passing test restore showed (docs/verification.md): CONTENT (every table's exact
+    # count and checksum equal the dump's), PARTIAL (some tables), ROWS (counts only) or
+    # OBJECTS (the load finished and every object exists: nothing about the rows).
+    proof: str | None = None
+
+    @property
+    def content_proven(self) -> bool:
+        return self.proof == CONTENT
 
     @property
     def reason(self) -> str:
@@ -71,7 +84,7 @@ class Outcome:
         if self.method.startswith("test-restore"):
             data.update(restore_seconds=None if self.restore_seconds is None else round(self.restore_seconds, 3),
                         restored_bytes=self.restored_bytes, restored_rows=self.restored_rows,
-                        tables_checked=self.tables_checked, checksums=self.checksums)
+                        tables_checked=self.tables_checked, checksums=self.checksums, proof=self.proof)
         return data
 
 
@@ -128,6 +141,10 @@ def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None =
         outcome.failures.append(str(exc))
     finally:
         outcome.duration = time.monotonic() - started
+    if (not outcome.failures and outcome.proof not in (CONTENT, None)
+            and loaded.settings.verify.require_content_proof):
+        outcome.failures.append(f"only {outcome.proof!r} could be shown, and verify.require_content_proof is set"
+                                + (f": {outcome.notes[0]}" if outcome.notes else ""))
     outcome.ok = not outcome.failures
     _save(outcome)
     return outcome
@@ -296,8 +313,8 @@ def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
         outcome.notes.append(f"table {name!r} was not compared: {why}")
     present = {t["name"] for t in inv_mod.inventory(conn, target).tables}
     restored: dict[str, dict] = {}
-    for entry in (manifest.get("objects") or {}).get("tables", []):
-        name = entry["name"]
+    listed = [entry["name"] for entry in (manifest.get("objects") or {}).get("tables", [])]
+    for name in listed:
         if name not in present:
             continue  # already reported as missing
         restored[name] = got = checksum.table_checksum(conn, target, name, algorithm)
@@ -312,4 +329,12 @@ def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
             outcome.failures.append(f"table {name!r}: content checksum ({algorithm}) after the restore differs from "
                                     f"the one recorded while dumping (same row count {got['rows']}, different data)")
     outcome.checksums = {"algorithm": algorithm, "tables": restored}
+    if not listed:
+        outcome.proof = CONTENT  # no table: the objects are the whole content
+    elif not outcome.tables_checked:
+        outcome.proof = OBJECTS
+    elif not compare_checksums:
+        outcome.proof = ROWS
+    else:
+        outcome.proof = CONTENT if outcome.tables_checked == len(listed) else PARTIAL
     outcome.restored_rows = sum(t["rows"] for t in restored.values())

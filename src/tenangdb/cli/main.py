@@ -368,9 +368,12 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
 def _verified_line(outcome) -> str:
     if not outcome.method.startswith("test-restore"):
         return f"OK {outcome.path}"
-    return (f"OK {outcome.path} ({outcome.method}: restored {outcome.restored_rows} rows in "
-            f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables matched their recorded checksums, "
-            f"{outcome.duration:.1f}s in all)")
+    line = (f"OK {outcome.path} ({outcome.method}: {outcome.proof}; restored {outcome.restored_rows} rows in "
+            f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables matched their recorded counts and "
+            f"checksums, {outcome.duration:.1f}s in all)")
+    if not outcome.content_proven and outcome.notes:
+        line += f"\n  content NOT proven: {outcome.notes[0]}"
+    return line
 
 
 @cli.command()
@@ -462,7 +465,8 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
         backups = [e for e in entries if e.kind == "backup"]
         rows = [("DATABASE", "WHERE", "NAME", "TIME (UTC)", "SIZE", "ENC", "VERIFIED", "UPLOADED")]
         for e in backups:
-            verified = ("yes" if e.verified else "no") + (f" ({e.verified_how})" if e.verified_how else "")
+            how = "; ".join(part for part in (e.verified_how, e.proof) if part)
+            verified = ("yes" if e.verified else "no") + (f" ({how})" if how else "")
             if e.problem:
                 verified = "DAMAGED"
             uploaded = "-" if e.location == "remote" else (e.uploaded or "no")

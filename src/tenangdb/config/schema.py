@@ -466,7 +466,23 @@ class VerifyConfig(_Section):
     checksum: Literal["checksum-table", "md5"] = Field(
         "checksum-table", description="checksum-table: the server's CHECKSUM TABLE (fast, 32-bit, compared only "
         "on the same server version); md5: a portable 128-bit checksum of every row, about ten times the cost")
+    align_lock_wait: float = Field(
+        5, gt=0, le=3600, description="how long a backup may wait to hold commits (BACKUP STAGE BLOCK_COMMIT, or "
+        "FLUSH TABLES WITH READ LOCK for mydumper) while its snapshots open; past it the backup goes on "
+        "without content proof")
+    align_deadline: float = Field(
+        10, gt=0, le=3600, description="how long commits stay held at most while waiting for the dump tool to "
+        "open its snapshot (it normally takes milliseconds); past it they are let go and the backup goes on "
+        "without content proof")
+    require_content_proof: bool = Field(
+        False, description="a test restore that can only show the load and the objects (no recorded counts "
+        "and checksums to compare) fails with exit 7 instead of passing with a warning")
     sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
+
+    @field_validator("align_lock_wait", "align_deadline", mode="before")
+    @classmethod
+    def _durations(cls, value: Any) -> float:
+        return parse_duration(value)
 
     @field_validator("database_prefix")
     @classmethod

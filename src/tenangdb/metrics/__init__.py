@@ -102,12 +102,15 @@ class Recorder:
     def verify(self, database: str, ok: bool) -> None:
         self._update(lambda state: _outcome(state, "verify", database, ok, None, time.time()))
 
-    def restore_test(self, database: str, ok: bool, duration: float | None) -> None:
-        """A test restore: its outcome, and on success the measured load time (the RTO)."""
+    def restore_test(self, database: str, ok: bool, duration: float | None, content_proven: bool = False) -> None:
+        """A test restore: its outcome, and on success the measured load time (the RTO) and
+        whether every table's content was proven (1) or only the load and the objects (0)."""
         def change(state: dict[str, Any]) -> None:
             record = _outcome(state, "restore_test", database, ok, None, time.time())
             if ok and duration is not None:
                 record["duration_seconds"] = duration
+            if ok:
+                record["content_proven"] = 1 if content_proven else 0
         self._update(change)
 
     def restore(self, database: str, ok: bool, duration: float) -> None:

@@ -96,6 +96,9 @@ def families(state: dict[str, Any], *, running: bool, state_readable: bool = Tru
                         state["restore_test"], "success_total")
     yield _per_database(C, "tenangdb_restore_test_failed_total", "Test restores that failed a check.",
                         state["restore_test"], "failed_total")
+    yield _per_database(G, "tenangdb_restore_test_content_proven",
+                        "1 when the latest passing test restore proved every table's rows and checksum, 0 "
+                        "when it could only show the load and the objects.", state["restore_test"], "content_proven")
     yield _per_database(G, "tenangdb_restore_test_last_success_timestamp",
                         "Unix time the latest passing test restore ended.", state["restore_test"],
                         "last_success_timestamp")

@@ -129,13 +129,14 @@ def server_version(conn) -> str:
 class Snapshot:
     """A read view opened before the dump starts, to count and checksum what the dump saw.
 
-    MariaDB reports the binary log position of a consistent snapshot
-    (`binlog_snapshot_file/position`). When the dump's own recorded coordinates are the same
-    position, no logged write committed between the two snapshots, so both saw the same
-    data and the counts and checksums taken here describe the dump exactly.
+    It describes the dump when no write committed between its opening and the dump's: either
+    commits were held meanwhile (mysql/alignment.py), or MariaDB reports the same binary log
+    position (`binlog_snapshot_file/position`) for both views.
     """
 
     def __init__(self, endpoint, database: str, algorithm: str = CHECKSUM_TABLE) -> None:
+        """Connects and prepares the session; `begin()` opens the read view (while commits are
+        held, so connecting is kept out of that window)."""
         self.database = database
         self.algorithm = algorithm
         self.conn = connect(endpoint)
@@ -147,6 +148,13 @@ class Snapshot:
             prepare_session(self.conn)
             with self.conn.cursor() as cur:
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+        except BaseException:
+            self.close()
+            raise
+
+    def begin(self) -> "Snapshot":
+        try:
+            with self.conn.cursor() as cur:
                 cur.execute("START TRANSACTION WITH CONSISTENT SNAPSHOT")
                 cur.execute("SHOW STATUS LIKE 'binlog_snapshot_%'")
                 status = {name.lower(): value for name, value in cur.fetchall()}
@@ -160,11 +168,12 @@ class Snapshot:
             self.unavailable = "the binary log is off on the server, so the dump's snapshot cannot be matched"
         else:
             self.position = (binlog_file_name(status["binlog_snapshot_file"]), int(status["binlog_snapshot_position"]))
+        return self
 
     def start(self, tables: list[dict]) -> None:
         """Count and checksum in a thread while the backup goes on (the read view is fixed, so
         when the work happens does not change what it sees); `record` waits for it."""
-        if self.position is None or self._measuring is not None:
+        if self._measuring is not None:
             return
         self._measuring = threading.Thread(target=self._measure_into, args=(tables,), daemon=True,
                                            name="content-checks")
@@ -181,8 +190,11 @@ class Snapshot:
                for table in tables}
         return out, binlog_position(self.conn)
 
-    def record(self, dump_binlog: dict | None, tables: list[dict]) -> dict:
-        """What goes into manifest["content_checks"]: counts and checksums, or why there are none."""
+    def record(self, dump_binlog: dict | None, tables: list[dict], alignment=None) -> dict:
+        """What goes into manifest["content_checks"]: counts and checksums, or why there are none.
+
+        Proven when commits were held while this view and the dump's opened (`alignment`), or
+        when both views report the same binary log position."""
         measured = None
         if self._measuring is not None:
             while self._measuring.is_alive():
@@ -193,15 +205,28 @@ class Snapshot:
                 raise self._measured
             measured = self._measured
         result: dict = {"algorithm": self.algorithm, "server_version": server_version(self.conn)}
-        if self.position is None:
-            return {**result, "method": None, "reason": self.unavailable}
-        snapshot = {"file": self.position[0], "position": self.position[1]}
-        result["snapshot_binlog"] = snapshot
-        if not dump_binlog or "position" not in dump_binlog:
+        snapshot = {"file": self.position[0], "position": self.position[1]} if self.position else None
+        if snapshot:
+            result["snapshot_binlog"] = snapshot
+        dump_position = ((binlog_file_name(dump_binlog.get("file", "")), dump_binlog["position"])
+                         if dump_binlog and "position" in dump_binlog else None)
+        aligned = alignment is not None and alignment.aligned
+        if aligned:
+            result["aligned"] = alignment.describe()
+            if self.position and dump_position and dump_position != self.position:
+                # Cannot happen while commits were held; if it does, the proof is not trusted.
+                return {**result, "method": None,
+                        "reason": f"commits were held, yet the dump's snapshot ({dump_binlog.get('file')}:"
+                                  f"{dump_binlog['position']}) is not ours ({snapshot['file']}:"
+                                  f"{snapshot['position']})"}
+        elif self.position is None:
+            why = alignment.reason if alignment is not None and alignment.reason else self.unavailable
+            return {**result, "method": None, "reason": why or "the dump's snapshot could not be matched"}
+        elif dump_position is None:
             return {**result, "method": None,
                     "reason": "the dump recorded no binary log position (the user lacks RELOAD or binlog "
                               "access), so the dump's snapshot cannot be matched"}
-        if (binlog_file_name(dump_binlog.get("file", "")), dump_binlog["position"]) != self.position:
+        elif dump_position != self.position:
             return {**result, "method": None,
                     "reason": f"the server committed writes between our snapshot ({snapshot['file']}:"
                               f"{snapshot['position']}) and the dump's ({dump_binlog.get('file')}:"
@@ -210,15 +235,18 @@ class Snapshot:
         non_transactional = [t["name"] for t in tables
                              if str(t.get("engine") or "").lower() not in TRANSACTIONAL]
         out, position_after = measured if measured is not None else self._measure(tables)
-        if non_transactional and position_after != self.position:
-            # A snapshot does not cover MyISAM/Aria: trust those only if nothing was written at all.
+        if non_transactional and (self.position is None or position_after != self.position):
+            # A snapshot does not cover MyISAM/Aria: trust those only if the binary log shows that
+            # nothing at all was written (without it, nothing can show that).
             for name in non_transactional:
                 out.pop(name, None)
                 skipped.append(name)
         result.update(method="snapshot", tables=out)
         if skipped:
-            result["skipped"] = {name: "non-transactional table written to while it was being read"
-                                 for name in skipped}
+            why = ("non-transactional table written to while it was being read" if self.position is not None
+                   else "non-transactional table, and without the binary log nothing shows it was not "
+                        "written while it was being read")
+            result["skipped"] = {name: why for name in skipped}
         return result
 
     def close(self) -> None:

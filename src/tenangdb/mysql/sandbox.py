@@ -191,7 +191,7 @@ def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Pat
         *run_as,
     ]
     if binlog:
-        argv += [f"--log-bin={base / 'binlog'}", "--server-id=1"]
+        argv += [f"--log-bin={base / 'binlog'}", "--server-id=1", "--binlog-format=ROW"]
     argv += list(extra_args or [])
     proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

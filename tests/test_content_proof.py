@@ -1,0 +1,144 @@
+"""Content proof on every server: counts and checksums that belong to the dump's exact snapshot,
+with the binary log off (MariaDB's default) and on, under a concurrent writer, and what a
+test restore says when the proof could not be recorded."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+
+import pymysql
+import pytest
+
+from conftest import Env, unique
+
+PREFIX = "tproof_"
+
+
+def _make(server, name: str) -> None:
+    server.sql(f"""
+        CREATE DATABASE `{name}`; USE `{name}`;
+        CREATE TABLE t (id INT PRIMARY KEY AUTO_INCREMENT, v INT, pad VARCHAR(200)) ENGINE=InnoDB;
+        INSERT INTO t (v, pad) SELECT seq, REPEAT('p', 150) FROM seq_1_to_60000;
+        CREATE TABLE log (id INT PRIMARY KEY AUTO_INCREMENT, at DATETIME(6)) ENGINE=InnoDB;
+    """)
+
+
+class Writer:
+    """Commits small transactions on its own connection until stopped (bounded in time)."""
+
+    def __init__(self, server, name: str) -> None:
+        kwargs = {"unix_socket": server.socket} if server.socket else {"host": server.host, "port": server.port}
+        self.conn = pymysql.connect(user=server.user, password=server.password, database=name, autocommit=True,
+                                    **kwargs)
+        self.commits = 0
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        until = time.monotonic() + 120
+        with self.conn.cursor() as cur:
+            while not self.stop.is_set() and time.monotonic() < until:
+                cur.execute("UPDATE t SET v = v + 1 WHERE id = 1 + FLOOR(RAND() * 60000)")
+                cur.execute("INSERT INTO log (at) VALUES (NOW(6))")
+                self.commits += 2
+
+    def __enter__(self) -> "Writer":
+        self.thread.start()
+        while self.commits < 50:
+            time.sleep(0.01)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop.set()
+        self.thread.join()
+        self.conn.close()
+
+
+def _config(env: Env, server, name: str, **verify) -> object:
+    return env.write_config({"backup": {"databases": [name], "engine": "mysqldump"},
+                             "verify": {"target": "server", "database_prefix": PREFIX, **verify}},
+                            database=server.config_section())
+
+
+@pytest.mark.parametrize("which", ["binlog_off", "binlog_on"])
+def test_a_backup_under_a_concurrent_writer_is_proven_by_its_test_restore(env, server, which, request):
+    box = server if which == "binlog_off" else request.getfixturevalue("binlog_server")
+    name = unique("proof")
+    _make(box, name)
+    try:
+        cfg = _config(env, box, name)
+        with Writer(box, name) as writer:
+            done = env.cli("backup", "--yes", config=cfg)
+            during = writer.commits
+        assert done.returncode == 0, done.stderr
+        assert during > 100  # the writer really ran through the backup
+        [folder] = env.backups_of(name)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        checks = manifest["content_checks"]
+        assert checks["method"] == "snapshot", checks
+        assert checks["aligned"]["method"] == "backup-stage-block-commit"
+        assert 0 < checks["aligned"]["held_ms"] < 2000
+        assert set(checks["tables"]) == {"t", "log"}
+        if which == "binlog_on":
+            # Both views report the same binary log position: the lock really kept them together.
+            assert manifest["binlog"]["position"] == checks["snapshot_binlog"]["position"]
+        verified = env.cli("verify", "--test-restore", "-b", str(folder), config=cfg)
+        assert verified.returncode == 0, verified.stderr
+        assert "content proven" in verified.stdout
+        record = json.loads((folder.parent / f".{folder.name}.verify.json").read_text())
+        assert record["proof"] == "content proven" and record["tables_checked"] == 2
+        listed = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]
+        assert [b["proof"] for b in listed] == ["content proven"]
+    finally:
+        box.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_without_reload_the_backup_is_made_and_the_test_restore_says_content_is_not_proven(env, server):
+    name = unique("noreload")
+    _make(server, name)
+    user = unique("u")
+    server.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'; "
+               f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `{name}`.* TO '{user}'@'%'; "
+               f"GRANT SELECT ON mysql.proc TO '{user}'@'%'")
+    try:
+        section = {"host": server.host, "port": server.port, "username": user, "password": f"pw-{user}"}
+        cfg = env.write_config({"backup": {"databases": [name], "engine": "mysqldump"}}, database=section)
+        done = env.cli("backup", "--yes", config=cfg)
+        assert done.returncode == 0, done.stderr
+        [folder] = env.backups_of(name)
+        checks = json.loads((folder / "manifest.json").read_text())["content_checks"]
+        assert checks["method"] is None and "RELOAD" in checks["reason"]
+        assert "no row counts or checksums recorded" in done.stderr and "RELOAD" in done.stderr
+
+        # The test restore (as root, who may create scratch databases) passes, saying what it showed.
+        admin = _config(env, server, name)
+        verified = env.cli("verify", "--test-restore", "-b", str(folder), config=admin)
+        assert verified.returncode == 0, verified.stderr
+        assert "loaded, objects present" in verified.stdout and "content NOT proven" in verified.stdout
+        record = json.loads((folder.parent / f".{folder.name}.verify.json").read_text())
+        assert record["ok"] is True and record["proof"] == "loaded, objects present"
+
+        strict = _config(env, server, name, require_content_proof=True)
+        refused = env.cli("verify", "--test-restore", "-b", str(folder), config=strict)
+        assert refused.returncode == 7, refused.stderr
+        assert "verify.require_content_proof" in refused.stderr.strip().splitlines()[-1]
+    finally:
+        server.sql(f"DROP USER IF EXISTS '{user}'@'%'; DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_commits_are_never_left_held(env, server):
+    """However the backup ends, the server's commits go on: a write right after it is not blocked."""
+    name = unique("held")
+    _make(server, name)
+    try:
+        cfg = _config(env, server, name)
+        assert env.cli("backup", "--yes", config=cfg).returncode == 0
+        started = time.monotonic()
+        server.sql(f"SET SESSION lock_wait_timeout = 5; INSERT INTO `{name}`.log (at) VALUES (NOW())")
+        assert time.monotonic() - started < 2
+        assert server.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE '%backup lock%'"
+                          ).strip() == "0"
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`")
