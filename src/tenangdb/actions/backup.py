@@ -20,7 +20,7 @@ from tenangdb.config.loader import LoadedConfig
 from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
                              interrupt_requested, request_interrupt)
-from tenangdb.mysql import checksum, fidelity
+from tenangdb.mysql import checksum, exactfloat, fidelity
 from tenangdb.mysql.alignment import Alignment, mydumper_opened, streaming_tool_opened
 from tenangdb.mysql.alignment import mode_for as alignment_mode
 from tenangdb.mysql import inventory as inv_mod
@@ -323,6 +323,9 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         engine, fallback = the_plan.engine, None
         if engine == "mydumper":
             reasons = mydumper.unsupported(conn, name, inventory, checked.qualified_references)
+            if checked.lossy_floats:
+                reasons.append("FLOAT values that need more than 6 digits, which only the streaming dump is "
+                               "given exactly")
             if reasons:
                 fallback = (f"mydumper {'.'.join(map(str, mydumper.version(tools.mydumper)))} cannot carry "
                             f"everything in this database ({'; '.join(reasons)}); used the streaming engine")
@@ -334,15 +337,21 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         # Opened before the dump's own snapshot, with commits held until the dump's is open too
         # (mysql/alignment.py); see _content_checks.
         vcfg = settings.verify
-        snapshot = alignment = None
+        snapshot = alignment = exact = None
         loose = inventory.non_transactional
         position_before = inv_mod.binlog_position(conn) if loose else None
         try:
             if vcfg.record:
                 snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum])
+            if engine != "mydumper" and checked.floats:
+                exact = exactfloat.ExactFloats(endpoint, name, exactfloat.plans(conn, name, list(checked.floats)))
+            if snapshot is not None or exact is not None:
                 alignment = Alignment(endpoint, name, mode=alignment_mode(engine, server.flavour, server.version),
                                       lock_wait=vcfg.align_lock_wait, deadline=vcfg.align_deadline)
-                snapshot.begin()
+                if snapshot is not None:
+                    snapshot.begin()
+                if exact is not None and alignment.held:
+                    exact.begin()
             provable = snapshot is not None and (alignment.held or snapshot.position is not None)
 
             def measure() -> None:
@@ -361,16 +370,26 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             else:
                 if provable:
                     snapshot.start(inventory.tables)
+                rewrite = None
+                if exact is not None:
+                    # Our view is the dump's while commits are still held, or once they were let go
+                    # after the dump's view opened.
+                    rewrite = lambda read: exact.reader(read, lambda: alignment.held or alignment.aligned).read
                 dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys,
-                                         settings.backup.timeout, staging, inventory, progress)
+                                         settings.backup.timeout, staging, inventory, progress, rewrite)
                 if alignment is not None:
                     alignment.finish()
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables, alignment)
+            losses = _float_losses(checked, exact, alignment)
         finally:
             if alignment is not None:
                 alignment.close()
             if snapshot is not None:
                 snapshot.close()
+            if exact is not None:
+                exact.close()
+        for loss in losses:
+            log.warning("%s: lost: %s: %s (%s)", name, loss["object"], loss["lost"], loss["why"])
         consistency = _non_transactional_warning(loose, position_before, _position_after(conn, endpoint)) \
             if loose else None
         if consistency:
@@ -398,6 +417,8 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             "files": dumped.files,
             "objects": inventory.as_manifest(),
             "content_checks": content_checks,
+            "exact_floats": {"rewritten_rows": exact.rewritten} if exact is not None else None,
+            "losses": losses,
             "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
                         + ([consistency] if consistency else []),
         }
@@ -408,6 +429,28 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
     except BaseException:
         staging.discard()
         raise
+
+
+def _float_losses(checked, exact, alignment) -> list[dict]:
+    """The FLOAT columns whose values restore rounded: tables the rewrite could not do."""
+    why: dict[str, str] = {}
+    if exact is None:
+        why = {table: "the mydumper engine prints FLOAT with 6 significant digits"
+               for table in checked.lossy_floats}
+    else:
+        for table, reason in exact.losses:
+            why[table] = reason
+        if alignment is not None and not alignment.held and not alignment.aligned and not exact.rewritten:
+            for table in checked.floats:
+                why.setdefault(table, f"exact values need the dump's snapshot: {alignment.reason}")
+    losses = []
+    for table, reason in sorted(why.items()):
+        for column, count in sorted(checked.floats.get(table, {}).items()):
+            if count:
+                losses.append({"object": f"column {fidelity.qi(table)}.{fidelity.qi(column)}",
+                               "lost": f"{count} FLOAT value(s) restore rounded to 6 significant digits",
+                               "why": reason})
+    return losses
 
 
 def _position_after(conn, endpoint) -> tuple[str, int] | None:
@@ -510,7 +553,7 @@ def _file_entry(name: str, kind: str, sealed, plain_name: str | None = None) -> 
 
 
 def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout: float, staging,
-                    inventory, progress: Progress) -> _Dumped:
+                    inventory, progress: Progress, rewrite=None) -> _Dumped:
     file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
     binlog = server.can_read_binlog_position
     program = Path(tool).name
@@ -530,7 +573,7 @@ def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout:
                 progress.advanced(name, done)
                 return chunk
             try:
-                sealed = seal(counted, staging.path / file_name,
+                sealed = seal(rewrite(counted) if rewrite else counted, staging.path / file_name,
                               compression=the_plan.compression, level=the_plan.level,
                               recipients=keys.recipients if keys else None)
             except OSError as exc:
