@@ -438,11 +438,10 @@ def _float_losses(checked, exact, alignment) -> list[dict]:
         why = {table: "the mydumper engine prints FLOAT with 6 significant digits"
                for table in checked.lossy_floats}
     else:
+        unaligned = ("exact values must be read in the dump's own snapshot, and "
+                     + (alignment.reason if alignment is not None and alignment.reason else "it could not be had"))
         for table, reason in exact.losses:
-            why[table] = reason
-        if alignment is not None and not alignment.held and not alignment.aligned and not exact.rewritten:
-            for table in checked.floats:
-                why.setdefault(table, f"exact values need the dump's snapshot: {alignment.reason}")
+            why[table] = reason or unaligned
     losses = []
     for table, reason in sorted(why.items()):
         for column, count in sorted(checked.floats.get(table, {}).items()):

@@ -117,7 +117,8 @@ class ExactFloats:
         self.database = database
         self.plans = plans_
         self.conn = connect(endpoint)
-        self.losses: list[tuple[str, str]] = []  # (table, why): the rewrite that could not be done
+        # (table, why) of each rewrite that could not be done; why None: our view is not the dump's
+        self.losses: list[tuple[str, str | None]] = []
         self.rewritten: dict[str, int] = {}  # table -> rows rewritten
         with self.conn.cursor() as cur:
             cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ")
@@ -209,7 +210,7 @@ class Rewriter:
                     if self._aligned():
                         self._table = _TableRewrite(plan, self._source)
                     else:
-                        self._source.losses.append((name, "its rows could not be read in the dump's snapshot"))
+                        self._source.losses.append((name, None))  # the caller knows why
                 continue
             end = data.index(b"\n", start) + 1
             line = data[start:end]
@@ -217,6 +218,10 @@ class Rewriter:
                 out.append(self._table.rewrite_row_line(line))
             elif line.startswith(self._table.prefix):
                 out.append(self._table.rewrite(line))
+            elif b"ENABLE KEYS" in line and line.startswith(b"/*!40000 ALTER TABLE"):
+                out.append(line)  # the last line of the table's data
+                self._table.finish(self._source)
+                self._table = None
             elif line.strip() == b"" or line.startswith(_PREAMBLE):
                 out.append(line)
             else:
