@@ -81,8 +81,8 @@ def test_every_float_comes_back_identical(env, server, float_db, fmt, encrypted)
     if encrypted:
         backup["encryption"] = {"enabled": True, "key_file": str(env.key())}
     manifest = _round_trip(env, server, source, before, {"backup": backup})
-    assert manifest["exact_floats"]["rewritten_rows"]["keyed"] == 3008
-    assert manifest["exact_floats"]["rewritten_rows"]["keyless"] == 7
+    replaced = manifest["exact_floats"]["replaced_values"]
+    assert replaced["keyed"] > 3000 and replaced["keyless"] == 5 and replaced["covered"] > 1000
 
 
 def test_mydumper_hands_such_a_database_to_the_streaming_engine(env, server, float_db, needs_mydumper):

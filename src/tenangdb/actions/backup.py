@@ -27,7 +27,7 @@ from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mydumper, mysqldump
 from tenangdb.mysql.connection import (client_options, connect, endpoint_from, private_defaults_file, reconnect,
                                        translated_errors)
-from tenangdb.mysql.tools import dump_tool, mydumper_tool, tool_version
+from tenangdb.mysql.tools import client_tool, dump_tool, mydumper_tool, tool_version
 from tenangdb.repository import store, tracking
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import dump_file_name
@@ -337,14 +337,18 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         # Opened before the dump's own snapshot, with commits held until the dump's is open too
         # (mysql/alignment.py); see _content_checks.
         vcfg = settings.verify
-        snapshot = alignment = exact = None
+        snapshot = alignment = exact = exact_unavailable = None
         loose = inventory.non_transactional
         position_before = inv_mod.binlog_position(conn) if loose else None
         try:
             if vcfg.record:
                 snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum])
             if engine != "mydumper" and checked.floats:
-                exact = exactfloat.ExactFloats(endpoint, name, exactfloat.plans(conn, name, list(checked.floats)))
+                try:
+                    exact = exactfloat.ExactFloats(endpoint, name, exactfloat.plans(conn, name, list(checked.floats)),
+                                                   client_tool(settings.database))
+                except (ToolMissing, exactfloat.Misaligned) as exc:
+                    exact_unavailable = str(exc)
             if snapshot is not None or exact is not None:
                 alignment = Alignment(endpoint, name, mode=alignment_mode(engine, server.flavour, server.version),
                                       lock_wait=vcfg.align_lock_wait, deadline=vcfg.align_deadline)
@@ -380,7 +384,7 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                 if alignment is not None:
                     alignment.finish()
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables, alignment)
-            losses = _float_losses(checked, exact, alignment)
+            losses = _float_losses(checked, exact, alignment, exact_unavailable)
         finally:
             if alignment is not None:
                 alignment.close()
@@ -417,7 +421,7 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             "files": dumped.files,
             "objects": inventory.as_manifest(),
             "content_checks": content_checks,
-            "exact_floats": {"rewritten_rows": exact.rewritten} if exact is not None else None,
+            "exact_floats": {"replaced_values": exact.rewritten} if exact is not None else None,
             "losses": losses,
             "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
                         + ([consistency] if consistency else []),
@@ -431,12 +435,13 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         raise
 
 
-def _float_losses(checked, exact, alignment) -> list[dict]:
+def _float_losses(checked, exact, alignment, unavailable: str | None = None) -> list[dict]:
     """The FLOAT columns whose values restore rounded: tables the rewrite could not do."""
     why: dict[str, str] = {}
     if exact is None:
-        why = {table: "the mydumper engine prints FLOAT with 6 significant digits"
-               for table in checked.lossy_floats}
+        reason = (f"exact values could not be read: {unavailable}" if unavailable
+                  else "the mydumper engine prints FLOAT with 6 significant digits")
+        why = {table: reason for table in checked.lossy_floats}
     else:
         unaligned = ("exact values must be read in the dump's own snapshot, and "
                      + (alignment.reason if alignment is not None and alignment.reason else "it could not be had"))

@@ -180,10 +180,10 @@ def _ssl_context(ep: Endpoint) -> dict | None:
     return {"ssl": ctx}
 
 
-def connect(ep: Endpoint, database: str | None = None) -> pymysql.connections.Connection:
+def connect(ep: Endpoint, database: str | None = None, *, use_unicode: bool = True) -> pymysql.connections.Connection:
     # Bytes, so a non-Latin-1 password is sent as UTF-8 like the client tools send it.
     kwargs: dict = dict(user=ep.user, password=(ep.password or "").encode("utf-8"), connect_timeout=ep.timeout,
-                        charset="utf8mb4", autocommit=True, database=database)
+                        charset="utf8mb4", autocommit=True, database=database, use_unicode=use_unicode)
     if ep.defaults_file:
         kwargs.update(read_default_file=ep.defaults_file, read_default_group="client")
         kwargs.pop("user")
