@@ -24,6 +24,7 @@ order, and each printed FLOAT is replaced by the exact literal. This is sound on
 from __future__ import annotations
 
 import io
+from itertools import repeat
 import logging
 import re
 import secrets
@@ -62,7 +63,7 @@ class TablePlan:
         already is exact); for dense reads also the value as printed, to check alignment."""
         target = f"{qi(database)}.{qi(self.table)}"
         floats = [qi(self.columns[i]) for i in self.floats]
-        exact = [f"IF({_round_trips(c)}, NULL, CAST(CAST({c} AS DOUBLE) AS CHAR))" for c in floats]
+        exact = [f"IF({_round_trips(c)}, NULL, {_double_literal(c)})" for c in floats]
         if self.sparse:
             key = qi(self.columns[self.int_key])
             ignore = f" IGNORE INDEX ({', '.join(qi(i) for i in self.secondary)})" if self.secondary else ""
@@ -76,6 +77,12 @@ class TablePlan:
             return f"SELECT /*!40001 SQL_NO_CACHE */ {', '.join(printed + exact + rest)} FROM {target}"
         ignore = f" IGNORE INDEX ({', '.join(qi(i) for i in self.secondary)})" if self.secondary else ""
         return f"SELECT /*!40001 SQL_NO_CACHE */ {', '.join(printed + exact)} FROM {target}{ignore}"
+
+
+def _double_literal(column: str) -> str:
+    """The exact value as a DOUBLE literal: with an exponent, so it is never read as DECIMAL."""
+    text = f"CAST(CAST({column} AS DOUBLE) AS CHAR)"
+    return f"IF(LOCATE('e', {text}) > 0, {text}, CONCAT({text}, 'e0'))"
 
 
 def _round_trips(column: str) -> str:
@@ -184,33 +191,32 @@ class ExactFloats:
         return Rewriter(read, self, aligned)
 
     def rows(self, plan: TablePlan):
-        """Each row as a tuple of bytes (None for NULL), in the dump's order."""
+        """Each row as a list of bytes (b"NULL" for NULL), in the dump's order."""
         self._send(plan.query(self.database))
         self._send(f"SELECT '{self._token.decode()}'")
         done = False
         try:
-            while True:
+            while not done:
                 block = self._out.read1(1 << 20)
                 if not block:
                     raise Misaligned(f"the mariadb client ended: {self._child.error_line()}")
-                block = self._carry + block
-                lines = block.split(b"\n")
+                lines = (self._carry + block).split(b"\n")
                 self._carry = lines.pop()
-                for line in lines:
-                    if line == self._token:
-                        done = True
-                        return
-                    yield tuple(None if value == b"NULL" else value for value in line.split(b"\t"))
+                try:
+                    lines = lines[:lines.index(self._token)]
+                    done = True
+                except ValueError:
+                    pass
+                yield from map(bytes.split, lines, repeat(b"\t"))
         finally:
             if not done:  # a rewrite given up: read to the end so the session stays usable
-                while self._carry != self._token and not self._carry.endswith(b"\n" + self._token):
+                end = b"\n" + self._token + b"\n"
+                buffer = b"\n" + self._carry
+                while end not in buffer:
                     more = self._out.read1(1 << 20)
                     if not more:
                         break
-                    self._carry = (self._carry + more).rsplit(b"\n", 1)[-1] if b"\n" in more else \
-                        self._carry + more
-                    if (self._carry + b"").endswith(self._token):
-                        break
+                    buffer = buffer[-len(end):] + more
             self._carry = b""
 
 
@@ -275,24 +281,39 @@ class Rewriter:
                     else:
                         self._source.losses.append((name, None))  # the caller knows why
                 continue
-            end = data.index(b"\n", start) + 1
-            line = data[start:end]
-            if line.startswith(b"("):  # one row per line (mariadb-dump 10.x)
-                out.append(self._table.rewrite_row_line(line))
-            elif line.startswith(self._table.prefix):
-                out.append(self._table.rewrite(line))
-            elif b"ENABLE KEYS" in line and line.startswith(b"/*!40000 ALTER TABLE"):
-                out.append(line)  # the last line of the table's data
-                self._table.finish(self._source)
-                self._table = None
-            elif line.strip() == b"" or line.startswith(_PREAMBLE):
-                out.append(line)
-            else:
-                self._table.finish(self._source)
-                self._table = None
-                continue  # this line is read again outside the table
-            start = end
+            start = self._table_lines(data, start, out)
         return b"".join(out)
+
+    def _table_lines(self, data: bytes, start: int, out: list) -> int:
+        """Lines of the current table's data from `start`; returns where they end: the end of
+        `data`, or the first line that is no longer the table's (read again outside it)."""
+        table = self._table
+        lines = data[start:].split(b"\n")
+        lines.pop()  # data ends with a newline
+        done = []
+        row = table.rewrite_row_line
+        position = start
+        for line in lines:
+            if line[:1] == b"(":  # one row per line (mariadb-dump 10.x): the hot path
+                done.append(row(line))
+            elif line.startswith(table.prefix):
+                done.append(table.rewrite(line))
+            elif line.startswith(b"/*!40000 ALTER TABLE") and b"ENABLE KEYS" in line:
+                done.append(line)  # the last line of the table's data
+                position += len(line) + 1
+                table.finish(self._source)
+                self._table = None
+                break
+            elif not line.strip() or line.startswith(_PREAMBLE):
+                done.append(line)
+            else:
+                table.finish(self._source)
+                self._table = None
+                break
+            position += len(line) + 1
+        if done:
+            out.append(b"\n".join(done) + b"\n")
+        return position
 
 
 class _TableRewrite:
@@ -304,6 +325,8 @@ class _TableRewrite:
         self.changed = 0
         self.failed: str | None = None
         self.last = max(plan.floats + ([plan.int_key] if plan.int_key is not None else []))
+        self.fast_key = plan.int_key == 0
+        self._row = self._sparse_row if plan.sparse else self._dense_row
         self.pending = self._next() if plan.sparse else None
 
     def _next(self):
@@ -338,7 +361,7 @@ class _TableRewrite:
         except Misaligned as exc:
             self.failed = f"row {self.count}: {exc}"
             return line
-        return line[:head] + b",".join(out) + b";\n"
+        return line[:head] + b",".join(out) + b";"
 
     def _split(self, inner: bytes) -> list[bytes]:
         """The fields up to the last one we touch, then the rest of the row as one piece.
@@ -358,34 +381,36 @@ class _TableRewrite:
             raise Misaligned(f"{len(parts)} values where {len(self.plan.columns)} columns were expected")
         return parts
 
-    def _row(self, inner: bytes) -> bytes:
+    def _sparse_row(self, inner: bytes) -> bytes:
         self.count += 1
-        plan = self.plan
-        if plan.sparse:
-            if self.pending is None:
-                return inner
-            if plan.int_key == 0 and self.count > 1 and inner[:inner.find(b",")] != self.pending[0]:
-                return inner  # a row that needs nothing
-            fields = self._split(inner)
-            if fields[plan.int_key] != self.pending[0]:
-                return inner
-            exact = self.pending[1]
-            self.pending = self._next()
-        else:
-            fields = self._split(inner)
-            ours = self._next()
-            if ours is None:
-                raise Misaligned("the dump has more rows than our snapshot")
-            n = len(plan.floats)
-            for position, printed in zip(plan.floats, ours[:n]):
-                if fields[position] != (b"NULL" if printed is None else printed):
-                    raise Misaligned(f"{fields[position]!r} in the dump, {printed!r} in our snapshot")
-            exact = ours[n:2 * n]
-        for position, value in zip(plan.floats, exact):
-            if value is not None:
-                fields[position] = value if b"e" in value else value + b"e0"
-                self.changed += 1
+        pending = self.pending
+        if pending is None or (self.fast_key and self.count > 1 and inner[:inner.find(b",")] != pending[0]):
+            return inner  # a row that needs nothing
+        fields = self._split(inner)
+        if fields[self.plan.int_key] != pending[0]:
+            return inner
+        self._replace(fields, pending[1])
+        self.pending = self._next()
         return b",".join(fields)
+
+    def _dense_row(self, inner: bytes) -> bytes:
+        self.count += 1
+        fields = self._split(inner)
+        ours = self._next()
+        if ours is None:
+            raise Misaligned("the dump has more rows than our snapshot")
+        n = len(self.plan.floats)
+        for position, printed in zip(self.plan.floats, ours[:n]):
+            if fields[position] != printed:
+                raise Misaligned(f"{fields[position]!r} in the dump, {printed!r} in our snapshot")
+        self._replace(fields, ours[n:2 * n])
+        return b",".join(fields)
+
+    def _replace(self, fields: list[bytes], exact) -> None:
+        for position, value in zip(self.plan.floats, exact):
+            if value != b"NULL":
+                fields[position] = value
+                self.changed += 1
 
     def finish(self, source: ExactFloats) -> None:
         if not self.failed:
