@@ -181,8 +181,8 @@ def test_kill_9_during_a_throttle_pause_leaves_no_stopped_dumper_and_no_transact
                                          mydumper={"chunk_filesize": 1, "max_unsealed_mb": 16, "threads": 2}))
     proc = _start(env, cfg, "backup", "--yes")
     try:
-        [dumper] = _wait_for(lambda: _children(proc.pid, "mydumper"), timeout=60) or [None]
-        assert dumper, "mydumper never started"
+        [dumper] = _wait_for(lambda: _children(proc.pid, "mydumper") or proc.poll() is not None, timeout=60) or [None]
+        assert proc.poll() is None, proc.stderr.read()
         assert _wait_for(lambda: _state(dumper) == "T", timeout=60, step=0.01), "the throttle never paused mydumper"
         assert _open_trx(server) > 0  # its snapshot is open while it is paused
         _kill9(proc)
@@ -208,9 +208,11 @@ def test_kill_9_of_a_mydumper_restore_leaves_nothing_the_next_run_keeps(env, ser
     assert env.cli("backup", "--yes", config=cfg).returncode == 0
     [folder] = env.backups_of(big_db)
     target = unique("restored")
-    proc = _start(env, cfg, "restore", str(folder), target, "--yes")
+    proc = _start(env, cfg, "restore", "-b", str(folder), "-d", target, "--yes")
     try:
-        [loader] = _wait_for(lambda: _children(proc.pid, "myloader"), timeout=120, step=0.01) or [None]
+        [loader] = _wait_for(lambda: _children(proc.pid, "myloader") or proc.poll() is not None,
+                             timeout=120, step=0.01) or [None]
+        assert proc.poll() is None, proc.stderr.read()
         assert loader, "myloader never started"
         _kill9(proc)
         assert _wait_for(lambda: _state(loader) is None, timeout=5), "myloader outlived the restore"
@@ -253,7 +255,7 @@ def test_kill_9_of_a_remote_download_leaves_nothing_the_next_run_keeps(env, serv
     # rclone itself, except that a download hangs once it has copied the files (a slow remote).
     hanging = tmp_path / "hanging-rclone"
     hanging.write_text(f"#!/bin/sh\n{shutil.which('rclone')} \"$@\" || exit $?\n"
-                       f"case \"$1\" in copy) echo $$ > {tmp_path / 'rclone.pid'}; exec sleep 120;; esac\n")
+                       f"case \" $* \" in *\" copy \"*) echo $$ > {tmp_path / 'rclone.pid'}; exec sleep 120;; esac\n")
     hanging.chmod(0o755)
     upload = {"enabled": True, "destination": str(tmp_path / "remote"), "verify": "size"}
     cfg = env.write_config({"backup": {"databases": [sample_db]}, "upload": upload})
@@ -263,7 +265,8 @@ def test_kill_9_of_a_remote_download_leaves_nothing_the_next_run_keeps(env, serv
                              "upload": dict(upload, rclone_path=str(hanging))}, name="slow.yaml")
     proc = _start(env, slow, "verify", "--from-remote", "--backup-path", folder.name, tmpdir=tmp)
     try:
-        assert _wait_for(lambda: (tmp_path / "rclone.pid").exists(), timeout=60)
+        assert _wait_for(lambda: (tmp_path / "rclone.pid").exists() or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, proc.stderr.read()
         rclone = int((tmp_path / "rclone.pid").read_text())
         [download] = [p for p in tmp.iterdir() if p.name.startswith(orphans.REMOTE_PREFIX)]
         assert any(download.rglob("manifest.json"))
