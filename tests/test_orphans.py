@@ -138,7 +138,8 @@ def test_an_escaped_sandbox_server_is_killed_only_if_it_serves_that_folder(env, 
         cfg = env.write_config()
         done = env.cli("doctor", "--json", config=cfg, env={"TMPDIR": str(tmp)})
         [check] = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "leftovers"]
-        assert check["status"] == "warn" and "2 left behind" in check["message"], check
+        # Its own temp folder is looked at first, so ours lead the list whatever else is left on this machine.
+        assert check["status"] == "warn" and all(str(box) in check["message"] for box in boxes), check
         assert boxes[0].exists() and _state(servers[0].pid)  # doctor only reports
         done = env.cli("cleanup", "--yes", "--force", config=cfg, env={"TMPDIR": str(tmp)})
         assert done.returncode == 0, done.stderr
@@ -185,9 +186,12 @@ def test_kill_9_during_a_throttle_pause_leaves_no_stopped_dumper_and_no_transact
         assert proc.poll() is None, proc.stderr.read()
         assert _wait_for(lambda: _state(dumper) == "T", timeout=60, step=0.01), "the throttle never paused mydumper"
         assert _open_trx(server) > 0  # its snapshot is open while it is paused
+        killed = time.monotonic()
         _kill9(proc)
         assert _wait_for(lambda: _state(dumper) is None, timeout=5), f"mydumper is left {_state(dumper)}"
-        assert _wait_for(lambda: _open_trx(server) == 0, timeout=5, step=0.2), "its transaction stays open"
+        gone = time.monotonic() - killed
+        assert _wait_for(lambda: _open_trx(server) == 0, timeout=5, step=0.1), "its transaction stays open"
+        print(f"after kill -9: mydumper gone in {gone:.2f}s, no open transaction in {time.monotonic() - killed:.2f}s")
         server.sql("SET SESSION lock_wait_timeout = 5; ALTER TABLE t ADD COLUMN c INT", database=big_db)
     finally:
         if proc.poll() is None:
@@ -291,7 +295,10 @@ def test_a_login_file_of_a_dead_run_is_reported_and_removed(env, tmp_path):
         cfg = env.write_config()
         done = env.cli("doctor", "--json", config=cfg)
         [check] = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "leftovers"]
-        assert str(login) in check["message"] and str(live) not in check["message"]
+        assert check["status"] == "warn" and login.exists()
+        done = env.cli("cleanup", "--dry-run", config=cfg)
+        assert f"would remove login file {login}" in done.stdout and str(live) not in done.stdout
+        assert login.exists()
         done = env.cli("cleanup", "--yes", "--force", config=cfg)
         assert f"removed login file {login}" in done.stdout and not login.exists() and live.exists()
     finally:
