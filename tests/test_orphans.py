@@ -304,3 +304,33 @@ def test_a_login_file_of_a_dead_run_is_reported_and_removed(env, tmp_path):
     finally:
         shutil.rmtree(login, ignore_errors=True)
         shutil.rmtree(live, ignore_errors=True)
+
+
+def test_what_a_child_started_itself_is_ended_by_the_next_run(env, server, sample_db, tmp_path):
+    # A dump tool behind a wrapper script that does not exec it: the death signal reaches the
+    # script only, its own child lives on (here stopped, as the sealing throttle leaves one).
+    wrapper = tmp_path / "wrapped-dump"
+    wrapper.write_text(f"#!/bin/sh\nsleep 120 &\necho $! > {tmp_path / 'tool.pid'}\necho '-- MariaDB dump'\nwait\n")
+    wrapper.chmod(0o755)
+    cfg = env.write_config({"backup": {"databases": [sample_db]}},
+                           database=dict(server.config_section(), mysqldump_path=str(wrapper)))
+    proc = _start(env, cfg, "backup", "--yes")
+    try:
+        assert _wait_for(lambda: (tmp_path / "tool.pid").exists() or proc.poll() is not None, timeout=60)
+        assert proc.poll() is None, proc.stderr.read()
+        tool = int((tmp_path / "tool.pid").read_text())
+        record = [p for p in Path(orphans.login_parent()).iterdir() if p.name.startswith(f"{orphans.RUN_PREFIX}{proc.pid}.")]
+        assert len(record) == 1
+        _kill9(proc)
+        os.kill(tool, signal.SIGSTOP)
+        assert _wait_for(lambda: _state(tool) == "T", timeout=5)
+        time.sleep(0.5)
+        assert _state(tool) == "T"  # out of the death signal's reach
+        done = env.cli("list", "--local", config=cfg)  # the next run of any command
+        assert done.returncode == 0 and f"PID {tool}" in done.stderr, done.stderr
+        assert _wait_for(lambda: _state(tool) is None, timeout=5) and not record[0].exists()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        if (tmp_path / "tool.pid").exists() and _state(int((tmp_path / "tool.pid").read_text())):
+            os.kill(int((tmp_path / "tool.pid").read_text()), signal.SIGKILL)

@@ -13,18 +13,27 @@ run of any command finds folders whose owner is gone, by that record and never b
 (a folder whose name records no owner is left alone), and removes them; a sandbox server
 whose owner is gone is killed first, by the PID its folder records, once /proc/PID/cmdline
 shows it serves that folder. `cleanup` reports what it removed, `doctor` what it would.
+
+Only the child we start gets the death signal; what it starts in turn (a wrapper script's
+tool, a tool's helpers) stays in the child's session. So every child's session is recorded
+(`record_session`, a file `{pid}.{starttime}` in the run's own `tenangdb-run-{owner}-…`
+folder), and the next run kills, stopped or running, what is still in the session of a dead
+run's child. The kernel never hands out a PID that is still a session id, so a process in
+session S belongs to the session we started unless S's leader is a different, later process.
 """
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
 import re
 import shutil
 import signal
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 log = logging.getLogger("tenangdb.orphans")
@@ -34,6 +43,7 @@ REMOTE_PREFIX = "tenangdb-remote-"  # in the temp folder
 SANDBOX_PREFIX = "tenangdb-sandbox-"  # in the temp folder or verify.sandbox.parent
 SOCKET_PREFIX = "tdb-"  # in /tmp, when a sandbox folder is too deep for a socket path
 LOGIN_PREFIX = "tenangdb-login-"  # in /dev/shm, else the temp folder
+RUN_PREFIX = "tenangdb-run-"  # the sessions of a run's children; beside the login files
 SHM = "/dev/shm"
 
 # What follows a prefix: the owner, then "-" and mkdtemp's random part (which has no "-").
@@ -101,6 +111,65 @@ def _gone(pid_text: str, start: str | None, boot: str | None) -> int | None:
     return None if alive(pid, int(start)) else pid
 
 
+_run: tuple[int, str] | None = None
+_run_lock = threading.Lock()
+
+
+def _run_folder() -> str:
+    global _run
+    with _run_lock:
+        if _run is None or _run[0] != os.getpid():
+            path = tempfile.mkdtemp(prefix=f"{RUN_PREFIX}{token()}-", dir=login_parent())
+            atexit.register(shutil.rmtree, path, True)  # a run that ends normally has ended its children
+            _run = (os.getpid(), path)
+        return _run[1]
+
+
+def record_session(pid: int) -> None:
+    """Note child `pid`, the leader of a session of its own, so that what it started can be
+    found and ended by the next run if we are killed outright."""
+    fields = _stat_fields(pid)
+    if not fields or len(fields) <= 19:
+        return  # already gone
+    try:
+        with open(os.path.join(_run_folder(), f"{pid}.{int(fields[19])}"), "x"):
+            pass
+    except OSError:
+        pass  # best effort: the child itself still dies with us
+
+
+def session_members(sid: int, start: int) -> list[int]:
+    """Live processes of ours in the session that process `sid`, started at `start`, began."""
+    leader = _stat_fields(sid)
+    if leader and len(leader) > 19 and int(leader[19]) != start:
+        return []  # that PID is a later process's now: not the session we started
+    members = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        fields = _stat_fields(int(entry))
+        try:
+            if (fields and len(fields) > 19 and int(fields[3]) == sid and fields[0] not in (b"Z", b"X")
+                    and int(fields[19]) >= start and os.stat(f"/proc/{entry}").st_uid == os.getuid()):
+                members.append(int(entry))
+        except OSError:
+            continue
+    return members
+
+
+def _sessions(folder: Path) -> list[int]:
+    found: list[int] = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return found
+    for name in names:
+        match = re.fullmatch(r"(\d+)\.(\d+)", name)
+        if match:
+            found += session_members(int(match.group(1)), int(match.group(2)))
+    return found
+
+
 @dataclass
 class Leftover:
     kind: str
@@ -108,9 +177,13 @@ class Leftover:
     owner: int  # the dead run's PID
     server: int | None = None  # a sandbox server still running in it
     error: str | None = None  # why it could not be removed
+    processes: list[int] = field(default_factory=list)  # still running (or stopped) in a dead run's sessions
 
     def describe(self) -> str:
         server = f"; its server (PID {self.server}) was still running" if self.server else ""
+        if self.processes:
+            server += f"; {len(self.processes)} process(es) of its children were left: " + \
+                ", ".join(f"PID {pid}" for pid in self.processes)
         return f"{self.kind} {self.path} left by a dead run (PID {self.owner}){server}"
 
 
@@ -187,9 +260,12 @@ def find(backup_directory: str | Path | None, sandbox_parent: str | Path | None 
     found += _scan("/tmp", SOCKET_PREFIX, "sandbox socket folder")
     for parent in dict.fromkeys([SHM, tempfile.gettempdir()]):
         found += logins(parent)
+        found += _scan(parent, RUN_PREFIX, "process record")
     for leftover in found:
         if leftover.kind == "sandbox":
             leftover.server = sandbox_server(leftover.path)
+        elif leftover.kind == "process record":
+            leftover.processes = _sessions(leftover.path)
     return found
 
 
@@ -209,21 +285,23 @@ def sandbox_server(base: Path) -> int | None:
 
 
 def remove(leftover: Leftover, *, patience: float = 10.0) -> bool:
-    """Kill a leftover's server (if any) and remove the folder; False (and `error`) if it stays."""
-    if leftover.server is not None:
+    """Kill a leftover's processes (if any; SIGKILL ends a stopped one too) and remove the
+    folder; False (and `error`) if it stays."""
+    doomed = ([leftover.server] if leftover.server is not None else []) + leftover.processes
+    for pid in doomed:
         try:
-            os.kill(leftover.server, signal.SIGKILL)
+            os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
         except PermissionError as exc:
-            leftover.error = f"cannot end its server (PID {leftover.server}): {exc.strerror}"
+            leftover.error = f"cannot end PID {pid}: {exc.strerror}"
             return False
-        deadline = time.monotonic() + patience
-        while alive(leftover.server) and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if alive(leftover.server):
-            leftover.error = f"its server (PID {leftover.server}) did not end"
-            return False
+    deadline = time.monotonic() + patience
+    while any(alive(pid) for pid in doomed) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if any(alive(pid) for pid in doomed):
+        leftover.error = f"PID {', '.join(str(pid) for pid in doomed if alive(pid))} did not end"
+        return False
     try:
         shutil.rmtree(leftover.path)
     except FileNotFoundError:

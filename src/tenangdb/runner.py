@@ -20,6 +20,7 @@ import time
 from dataclasses import dataclass, field
 from typing import IO, Sequence
 
+from tenangdb import orphans
 from tenangdb.errors import ToolMissing
 from tenangdb.secrets import redact
 
@@ -127,6 +128,8 @@ class _Spawner:
             raise
         if "error" in box:
             raise box["error"]
+        if kwargs.get("start_new_session"):
+            orphans.record_session(box["popen"].pid)
         return box["popen"]
 
 
