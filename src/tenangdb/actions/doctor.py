@@ -466,6 +466,18 @@ def last_backup(loaded: LoadedConfig, max_age: float) -> Check:
     return Check("last-backup", PASS, f"every database backed up within {limit} (oldest {youngest / 3600:.1f}h ago)")
 
 
+def leftovers(loaded: LoadedConfig) -> Check:
+    from tenangdb import orphans
+
+    found = orphans.find_for(loaded)
+    if not found:
+        return Check("leftovers", PASS, "nothing left behind by a dead run (plaintext, downloads, sandboxes, logins)")
+    listed = "; ".join(leftover.describe() for leftover in found[:5])
+    more = f" (and {len(found) - 5} more)" if len(found) > 5 else ""
+    return Check("leftovers", WARN, f"{len(found)} left behind by killed runs: {listed}{more}",
+                 "tenangdb cleanup removes them (so does the next run of any command)")
+
+
 def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/etc/systemd/system") -> list[Check]:
     from tenangdb.config.schema import default_state_directory
 
@@ -489,5 +501,6 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         metrics(loaded),
         free_space(loaded),
         last_backup(loaded, max_age),
+        leftovers(loaded),
     ]
     return [c for c in checks if c is not None]

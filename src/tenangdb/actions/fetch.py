@@ -10,6 +10,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
+from tenangdb import orphans
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import ConfigError, UploadFailed, VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
@@ -50,7 +51,9 @@ def fetched(loaded: LoadedConfig, spec: str) -> Iterator[Path]:
         raise ConfigError("a remote backup was asked for but upload.destination is not set")
     rc = Rclone(cfg)
     location = remote_location(rc, spec)
-    scratch = Path(tempfile.mkdtemp(prefix="tenangdb-remote-"))  # mkdtemp: mode 0700
+    # mkdtemp: mode 0700. Named with its owner, so a run killed while it downloads leaves a
+    # folder that the next run removes (orphans.py).
+    scratch = Path(tempfile.mkdtemp(prefix=f"{orphans.REMOTE_PREFIX}{orphans.token()}-"))
     try:
         folder = scratch / location.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         log.info("downloading %s to a private temporary folder", location)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from tenangdb import orphans
 from tenangdb.actions.verify import Verified, identities_for, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import RestoreFailed, ToolMissing, VerifyFailed, signals_deferred
@@ -65,7 +66,7 @@ def _mydumper_scratch(backup_path: str | Path) -> Path | None:
         return None
     try:
         store.remove_orphaned_restores(folder.parent)
-        scratch = Path(tempfile.mkdtemp(prefix=f"{store.RESTORE_PREFIX}{os.getpid()}-", dir=folder.parent))
+        scratch = Path(tempfile.mkdtemp(prefix=f"{store.RESTORE_PREFIX}{orphans.token()}-", dir=folder.parent))
     except OSError as exc:
         raise RestoreFailed(f"cannot create a private folder beside {folder}: {exc.strerror or exc}") from None
     os.chmod(scratch, 0o700)

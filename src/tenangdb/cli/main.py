@@ -27,6 +27,8 @@ class State:
         self.log_level = log_level
         self.insecure = insecure
         self._loaded = None
+        self.reap = True  # remove what dead runs left behind (orphans.py) once the config is known
+        self.reaped: list = []
 
     def load(self):
         if self._loaded is None:
@@ -36,6 +38,10 @@ class State:
             self._loaded = load_config(self.config_path, insecure=self.insecure)
             lg = self._loaded.settings.logging
             setup(self.log_level or lg.level, lg.format, lg.file_path, lg.file_format)
+            if self.reap:
+                from tenangdb import orphans
+
+                self.reaped = orphans.reap_for(self._loaded)
         return self._loaded
 
 
@@ -502,7 +508,13 @@ def cleanup(state: State, dry_run: bool, yes: bool, force: bool, databases: str 
     from tenangdb.actions import observe
     from tenangdb.errors import CleanupFailed
 
+    from tenangdb import orphans
+
+    state.reap = not dry_run
     loaded = state.load()
+    for leftover in orphans.find_for(loaded) if dry_run else state.reaped:
+        verb = "would remove" if dry_run else "removed" if leftover.error is None else "cannot remove"
+        click.echo(f"{verb} {leftover.describe()}" + (f": {leftover.error}" if leftover.error else ""))
     if loaded.settings.cleanup.weekend_only and not force and not dry_run and not _weekend():
         click.echo("cleanup runs only on Saturday and Sunday (cleanup.weekend_only); use --force to run now",
                    err=True)
@@ -557,6 +569,7 @@ def show_config(state: State) -> None:
     """Show the effective configuration and where each value came from (secrets redacted)."""
     from tenangdb.config.loader import effective_items
 
+    state.reap = False  # it only shows the configuration
     loaded = state.load()
     if loaded.path:
         click.echo(f"# config file: {loaded.path.resolve()}")
@@ -703,6 +716,7 @@ def doctor(state: State, as_json: bool, max_age: str, local_config: str | None, 
         raise click.BadParameter(str(exc), param_hint="--max-age") from None
     if local_config:
         state.config_path = local_config
+    state.reap = False  # doctor changes nothing: it reports leftovers (check "leftovers"), cleanup removes them
     checks = action.run(state.load(), max_age=limit, unit_dir=unit_dir)
     failed = [c for c in checks if c.status == action.FAIL]
     if as_json:

@@ -14,6 +14,7 @@ from typing import Iterator
 
 import pymysql
 
+from tenangdb import orphans
 from tenangdb.errors import ConnectionFailed
 from tenangdb.secrets import redact
 
@@ -129,10 +130,9 @@ def private_defaults_file(ep: Endpoint) -> Iterator[str]:
             raise ConnectionFailed(f"database.defaults_file {ep.defaults_file} does not exist or is not readable")
         yield ep.defaults_file
         return
-    shm = "/dev/shm"
-    parent = shm if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK) else tempfile.gettempdir()
+    parent = orphans.login_parent()
     _remove_orphaned_logins(parent)
-    folder = tempfile.mkdtemp(prefix=f"{_LOGIN_PREFIX}{os.getpid()}-", dir=parent)
+    folder = tempfile.mkdtemp(prefix=f"{_LOGIN_PREFIX}{orphans.token()}-", dir=parent)
     try:
         os.chmod(folder, 0o700)
         path = os.path.join(folder, "client.cnf")
@@ -144,26 +144,14 @@ def private_defaults_file(ep: Endpoint) -> Iterator[str]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-_LOGIN_PREFIX = "tenangdb-login-"
+_LOGIN_PREFIX = orphans.LOGIN_PREFIX
 
 
 def _remove_orphaned_logins(parent: str) -> None:
     """A run killed outright (SIGKILL, power loss on a disk-backed /tmp) cannot remove its
-    option file; the next run does, once the process that made it is gone."""
-    try:
-        entries = list(os.scandir(parent))
-    except OSError:
-        return
-    for entry in entries:
-        if not entry.name.startswith(_LOGIN_PREFIX):
-            continue
-        pid = entry.name[len(_LOGIN_PREFIX):].split("-", 1)[0]
-        try:
-            owned = entry.stat(follow_symlinks=False).st_uid == os.getuid() and entry.is_dir(follow_symlinks=False)
-        except OSError:
-            continue
-        if owned and pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            shutil.rmtree(entry.path, ignore_errors=True)
+    option file; the next run does, once the process that made it is gone (orphans.py)."""
+    for leftover in orphans.logins(parent):
+        orphans.remove(leftover)
 
 
 def _ssl_context(ep: Endpoint) -> dict | None:

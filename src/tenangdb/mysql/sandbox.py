@@ -4,6 +4,10 @@ Used by the test suite, the demo and (later) test restores: the server listens
 on a unix socket inside its own folder and on a free port on 127.0.0.1, runs
 with ``--no-defaults`` so no system option file can point it at real data, and
 is stopped by its PID.  Nothing here touches a server it did not start.
+
+The server dies with the process that started it, even one killed outright (runner.popen);
+its folder is named with its owner (orphans.py), so the next run of tenangdb removes a
+folder, and kills a server, whose owner is gone.
 """
 
 from __future__ import annotations
@@ -18,7 +22,9 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tenangdb import orphans
 from tenangdb.errors import TenangDBError
+from tenangdb.runner import popen, run
 
 
 class SandboxError(TenangDBError):
@@ -82,10 +88,10 @@ class Sandbox:
         argv = self.client_argv("--batch", "--skip-column-names")
         if database:
             argv.append(database)
-        out = subprocess.run(argv, input=statement, capture_output=True, text=True, check=False)
-        if out.returncode != 0:
-            raise SandboxError(f"SQL failed on the sandbox server: {out.stderr.strip()}")
-        return out.stdout
+        status, out, err = run(argv, input_bytes=statement.encode("utf-8"), timeout=3600)
+        if status != 0:
+            raise SandboxError(f"SQL failed on the sandbox server: {err.strip()}")
+        return out.decode("utf-8")
 
     def stop(self, timeout: float = 60.0, *, graceful: bool = True) -> None:
         """Stop the server and remove its folder. `graceful=False` kills it outright: for a
@@ -138,7 +144,7 @@ def start_sandbox(
             "MariaDB server binaries (mariadbd, mariadb-install-db) are not installed; "
             "install the mariadb-server package"
         )
-    base = Path(tempfile.mkdtemp(prefix="tenangdb-sandbox-", dir=parent))
+    base = Path(tempfile.mkdtemp(prefix=f"{orphans.SANDBOX_PREFIX}{orphans.token()}-", dir=parent))
     os.chmod(base, 0o700)
     try:
         return _start(server, install_db, base, extra_args, binlog, startup_timeout)
@@ -155,7 +161,7 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
     socket_dir = None
     if len(str(sock).encode()) > SOCKET_PATH_MAX:
         # A unix socket path is limited to 107 bytes: use a short private folder instead.
-        socket_dir = Path(tempfile.mkdtemp(prefix="tdb-", dir="/tmp"))
+        socket_dir = Path(tempfile.mkdtemp(prefix=f"{orphans.SOCKET_PREFIX}{orphans.token()}-", dir="/tmp"))
         os.chmod(socket_dir, 0o700)
         sock = socket_dir / "mysqld.sock"
     try:
@@ -172,14 +178,14 @@ def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Pat
     # Its own temporary folder: servers sharing /tmp can collide on temporary table names.
     tmpdir = base / "tmp"
     os.mkdir(tmpdir, 0o700)
-    init = subprocess.run(
+    status, _, err = run(
         [install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
          "--skip-test-db", f"--tmpdir={tmpdir}", *run_as],
-        capture_output=True, text=True, check=False,
+        timeout=startup_timeout,
     )
-    if init.returncode != 0:
+    if status != 0:
         shutil.rmtree(base, ignore_errors=True)
-        raise SandboxError("mariadb-install-db failed: " + " ".join(init.stderr.split())[-500:])
+        raise SandboxError("mariadb-install-db failed: " + " ".join(err.split())[-500:])
     port = _free_port()
     argv = [
         server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
@@ -193,8 +199,7 @@ def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Pat
     if binlog:
         argv += [f"--log-bin={base / 'binlog'}", "--server-id=1", "--binlog-format=ROW"]
     argv += list(extra_args or [])
-    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     box = Sandbox(base=base, socket_path=sock, port=port, pid=proc.pid, process=proc, socket_dir=socket_dir)
     try:
         return _wait_ready(box, proc, sock, startup_timeout)
@@ -213,8 +218,7 @@ def _wait_ready(box: Sandbox, proc: subprocess.Popen, sock: Path, startup_timeou
             raise SandboxError("mariadbd exited during start-up: "
                                + ("; ".join(errors[-3:]) if errors else "see its error log")[-500:])
         if sock.exists():
-            probe = subprocess.run(box.client_argv("-e", "SELECT 1"), capture_output=True, check=False)
-            if probe.returncode == 0:
+            if run(box.client_argv("-e", "SELECT 1"), timeout=30)[0] == 0:
                 return box
         time.sleep(0.2)
     box.stop()

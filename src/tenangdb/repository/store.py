@@ -11,6 +11,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Iterator
 
+from tenangdb import orphans
 from tenangdb.errors import TenangDBError
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository.naming import (backup_name, folder_name, is_staging, month_folder,
@@ -97,9 +98,10 @@ class Staging:
 
     def scratch(self) -> Path:
         """A private (0700) folder beside the staging one, for plaintext a dump tool writes to
-        disk. It is named like a staging folder, so a run killed outright leaves nothing that
-        the next run will not remove."""
-        path = self.final.parent / f".{self.name}.dump.partial"
+        disk. It is named like a staging folder (the next backup of the database removes it)
+        and records its owner (orphans.py), so the next run of any command removes it once
+        this process is gone."""
+        path = self.final.parent / f".{self.name}.{orphans.token()}.dump.partial"
         os.mkdir(path, 0o700)
         os.chmod(path, 0o700)
         return path
@@ -123,25 +125,13 @@ def begin(root: Path, database: str, when: datetime) -> Staging:
     raise StorageError(f"cannot find a free backup name under {month}")
 
 
-RESTORE_PREFIX = ".tenangdb-restore-"
+RESTORE_PREFIX = orphans.RESTORE_PREFIX
 
 
 def remove_orphaned_restores(month: Path) -> list[Path]:
-    """Plaintext folders of restores killed outright (`.tenangdb-restore-{pid}-…`), once that
-    process is gone; a restore takes no lock, so a live one's folder is recognised by its PID."""
-    removed = []
-    try:
-        entries = list(month.iterdir())
-    except OSError:
-        return removed
-    for entry in entries:
-        if not entry.name.startswith(RESTORE_PREFIX) or not entry.is_dir() or entry.is_symlink():
-            continue
-        pid = entry.name[len(RESTORE_PREFIX):].split("-", 1)[0]
-        if pid.isdigit() and not os.path.exists(f"/proc/{pid}"):
-            shutil.rmtree(entry, ignore_errors=True)
-            removed.append(entry)
-    return removed
+    """Plaintext folders beside the backups of killed restores and dumps, once their owner is
+    gone; a restore takes no lock, so a live one's folder is recognised by its owner record."""
+    return [leftover.path for leftover in orphans.in_month(month) if orphans.remove(leftover)]
 
 
 def remove_stale_partials(root: Path, database: str, *, older_than: float = 0.0) -> list[Path]:
