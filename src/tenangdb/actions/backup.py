@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -48,6 +48,9 @@ class Result:
     error: str | None = None
     duration: float = 0.0
     size: int = 0
+    # What the committed backup does not hold exactly (fidelity.Loss.as_manifest()). With
+    # backup.fidelity: strict such a backup is kept but not ok; `path` is set either way.
+    losses: list[dict] = field(default_factory=list)
 
 
 class Progress:
@@ -231,7 +234,7 @@ def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, c
     log.info("%s: backup started", name)
     conn = None
     try:
-        path, conn = _with_retries(conn, endpoint, server, tools, name, the_plan, keys, cfg, progress)
+        (path, losses), conn = _with_retries(conn, endpoint, server, tools, name, the_plan, keys, cfg, progress)
     except Interrupted:
         raise
     except TenangDBError as exc:
@@ -244,8 +247,17 @@ def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, c
             conn.close()
     size = sum(f.stat().st_size for f in path.iterdir())
     duration = time.monotonic() - started
+    recorded = [loss.as_manifest() for loss in losses]
+    if losses:
+        log.warning("%s: the backup does not hold %d thing%s exactly (recorded in its manifest): %s", name,
+                    len(losses), "" if len(losses) == 1 else "s", "; ".join(map(str, losses)))
+    if losses and cfg.backup.fidelity == "strict":
+        error = (f"backup kept at {path}, but it does not hold {len(losses)} thing{'' if len(losses) == 1 else 's'} "
+                 f"exactly (backup.fidelity: strict): {'; '.join(map(str, losses))}")
+        log.error("%s: backup failed: %s", name, error)
+        return Result(name, False, path=path, error=error, duration=duration, size=size, losses=recorded)
     log.info("%s: backup completed in %.1fs (%s) → %s", name, duration, human_size(size), path)
-    return Result(name, True, path=path, duration=duration, size=size)
+    return Result(name, True, path=path, duration=duration, size=size, losses=recorded)
 
 
 RETRY_CAP = 300.0
@@ -302,10 +314,13 @@ class _Dumped:
     engine: dict
     binlog: dict | None
     warnings: list[str]
+    # What the dump found it could not carry exactly (e.g. a compensation that could not be done).
+    losses: list[fidelity.Loss] = field(default_factory=list)
 
 
 def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, keys, settings,
-                progress: Progress) -> Path:
+                progress: Progress) -> tuple[Path, list[fidelity.Loss]]:
+    """Dump, seal and commit one database; the committed folder and what it does not hold exactly."""
     if not inv_mod.database_exists(conn, name):
         raise BackupFailed(f"database {name!r} does not exist on the server", retryable=False)
     when = _now()
@@ -313,9 +328,6 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
     try:
         inventory = inv_mod.inventory(conn, name)
         checked = fidelity.check(conn, name)
-        if checked.losses:
-            raise BackupFailed(f"cannot back up {name!r} without losing data, so no backup was made: "
-                               + "; ".join(checked.losses), retryable=False)
         for warning in checked.warnings:
             log.warning("%s: %s", name, warning)
         engine, fallback = the_plan.engine, None
@@ -326,6 +338,11 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                             f"everything in this database ({'; '.join(reasons)}); used the streaming engine")
                 log.warning("%s: %s", name, fallback)
                 engine = "mysqldump"
+        if checked.skip_events:
+            # Not in the dump, so not promised by the manifest: restore and test restore check the
+            # objects it lists, and the losses name these. (Cleared after the engine is chosen: a
+            # database with events always goes to the streaming engine, which skips them.)
+            inventory.events = []
         progress.started(name, engine, len(inventory.tables))
         if engine != "mydumper" and tools.dump is None:
             raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
@@ -344,7 +361,7 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             else:
                 measure()
                 dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys,
-                                         settings.backup.timeout, staging, inventory, progress)
+                                         settings.backup.timeout, staging, inventory, progress, checked)
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables)
         finally:
             if snapshot is not None:
@@ -355,6 +372,9 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             log.warning("%s: %s", name, consistency)
         if fallback:
             dumped.engine["fallback_reason"] = fallback
+        # Every loss of this backup, from the preflight and from the dump: the one list the
+        # manifest, the log, `list`, verify, doctor, metrics and notifications all show.
+        losses = checked.losses + dumped.losses
         finished = _now()
         manifest = {
             "format": 1,
@@ -378,9 +398,10 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             "content_checks": content_checks,
             "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
                         + ([consistency] if consistency else []),
+            "losses": [loss.as_manifest() for loss in losses],
         }
         try:
-            return staging.commit(manifest)
+            return staging.commit(manifest), losses
         except OSError as exc:
             raise store.disk_error(exc, staging.path) from None
     except BaseException:
@@ -487,13 +508,14 @@ def _file_entry(name: str, kind: str, sealed, plain_name: str | None = None) -> 
 
 
 def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout: float, staging,
-                    inventory, progress: Progress) -> _Dumped:
+                    inventory, progress: Progress, checked: fidelity.Preflight) -> _Dumped:
     file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
     binlog = server.can_read_binlog_position
     program = Path(tool).name
     with client_options(endpoint) as (login, fds):
         argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=server.flavour,
-                                   dump_history=bool(inventory.system_versioned))
+                                   dump_history=bool(inventory.system_versioned) and not checked.skip_history,
+                                   events=not checked.skip_events)
         log.debug("running %s", " ".join(argv))
         with spawn(argv, pass_fds=fds, stdout_buffer=PIPE_SIZE) as child, \
                 _Deadline(child, timeout) as deadline:
