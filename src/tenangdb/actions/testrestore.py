@@ -53,6 +53,8 @@ class Outcome:
     failures: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     checksums: dict | None = None
+    # Recorded when the backup was made; they never fail a verification, and are shown with it.
+    losses: list[dict] = field(default_factory=list)
 
     @property
     def reason(self) -> str:
@@ -75,16 +77,17 @@ class Outcome:
         return data
 
 
-def _describe(path: str | Path) -> tuple[Path, str, str]:
+def _describe(path: str | Path) -> tuple[Path, str, str, list[dict]]:
     folder = Path(path).parent if Path(path).is_file() else Path(path)
     try:
         manifest = manifest_mod.load(resolve_backup_path(path))
-        return folder, str(manifest["database"]), str(manifest.get("name") or folder.name)
+        return (folder, str(manifest["database"]), str(manifest.get("name") or folder.name),
+                manifest_mod.losses(manifest))
     except (TenangDBError, OSError, KeyError, TypeError):
         from tenangdb.repository.naming import parse_backup_name
 
         parsed = parse_backup_name(folder.name)
-        return folder, parsed[0] if parsed else "unknown", folder.name
+        return folder, parsed[0] if parsed else "unknown", folder.name, []
 
 
 def resolve_target(loaded: LoadedConfig) -> str:
@@ -98,8 +101,8 @@ def resolve_target(loaded: LoadedConfig) -> str:
 
 def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
     """The plain verification (manifest, file set, sizes, both SHA-256, decryption) as an Outcome."""
-    folder, database, name = _describe(path)
-    outcome = Outcome(path=folder, database=database, name=name, method="checksums")
+    folder, database, name, losses = _describe(path)
+    outcome = Outcome(path=folder, database=database, name=name, method="checksums", losses=losses)
     started = time.monotonic()
     try:
         verified = verify_backup(loaded, path)
@@ -115,8 +118,8 @@ def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
 def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None = None) -> Outcome:
     """Verify, restore into a scratch target, check; never raises for what it finds (see Outcome.ok)."""
     kind = target or resolve_target(loaded)
-    folder, database, name = _describe(path)
-    outcome = Outcome(path=folder, database=database, name=name, method=f"test-restore:{kind}")
+    folder, database, name, losses = _describe(path)
+    outcome = Outcome(path=folder, database=database, name=name, method=f"test-restore:{kind}", losses=losses)
     started = time.monotonic()
     try:
         _test_restore(loaded, path, kind, outcome)
