@@ -52,7 +52,7 @@ class Notifier:
         self._given_up: set[str] = set()
 
     def event(self, event: str, *, database: str | None = None, status: str, error: str | None = None,
-              duration: float | None = None, size: int | None = None) -> None:
+              duration: float | None = None, size: int | None = None, losses: list[dict] | None = None) -> None:
         if not self.webhook:
             return
         payload = {
@@ -60,6 +60,8 @@ class Notifier:
             "error": redact(error) if error else None,
             "duration": round(duration, 3) if duration is not None else None,
             "size": size, "tool": "tenangdb", "version": __version__, "time": time.time(),
+            # What a backup does not hold exactly ({object, lost, why}; with `database` in backup.finish).
+            "losses": losses or [],
         }
         body = json.dumps(payload).encode()
         self._deliver("webhook", self.webhook, body, "application/json")

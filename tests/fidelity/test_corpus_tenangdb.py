@@ -1,9 +1,10 @@
 """The fidelity corpus through tenangdb itself: every loss the dump tool would make is
-refused by name, and everything else comes back identical for every compression, with
-and without encryption."""
+recorded by name in a backup that is still made, and everything else comes back identical
+for every compression, with and without encryption."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from pathlib import Path
@@ -18,22 +19,26 @@ HERE = Path(__file__).parent
 CORPUS = HERE / "corpus.sql"
 HOSTILE_EVENT = HERE / "hostile_event_delimiter.sql"
 
-# What the corpus holds that no SQL dump can carry; tenangdb must refuse, naming each.
+# What the corpus holds that no SQL dump can carry: (object, words of `lost`) of each
+# recorded loss. FLOAT values are not among them: the streaming engine carries them exactly
+# (mysql/exactfloat.py), which the round trips below check with the FLOAT columns unrepaired.
 EXPECTED_LOSSES = [
-    "column `floats`.`f` (FLOAT) holds",
-    "column `enums_sets`.`e_with_empty` holds",
-    "column `enums_sets`.`e_hostile`: ENUM members with 4-byte characters",
-    "column `enums_sets`.`s_hostile`: SET members with 4-byte characters",
-    "column `emoji_meta`.`e`: ENUM members with 4-byte characters",
-    "column `emoji_meta`.`c`: its DEFAULT has 4-byte characters",
-    "table `sv_trx` uses transaction-precise system versioning",
-    "sequence `seq_cycled` has cycled",
+    ("column `enums_sets`.`e_with_empty`", "2 ENUM error value(s) (index 0)"),
+    ("column `enums_sets`.`e_hostile`", "ENUM members with 4-byte characters"),
+    ("column `enums_sets`.`s_hostile`", "SET members with 4-byte characters"),
+    ("column `emoji_meta`.`e`", "ENUM members with 4-byte characters"),
+    ("column `emoji_meta`.`e`", "4-byte characters of its DEFAULT"),
+    ("column `emoji_meta`.`c`", "4-byte characters of its DEFAULT"),
+    ("table `sv_trx`", "its history"),
+    # --dump-history refuses the whole dump beside sv_trx, so these lose their history too.
+    ("table `sv_implicit`", "its history"),
+    ("table `sv_explicit`", "its history"),
+    ("table `sv_parted`", "its history"),
+    ("sequence `seq_cycled`", "its cycle count (1;"),
 ]
 
 # Make the corpus carryable: change exactly the values/objects named above.
 REPAIR = """
-UPDATE floats SET f = CAST(CAST(f AS CHAR) AS FLOAT), fu = CAST(CAST(fu AS CHAR) AS FLOAT),
-                  f72 = CAST(CAST(f72 AS CHAR) AS FLOAT);
 UPDATE enums_sets SET e_with_empty = 'x' WHERE e_with_empty + 0 = 0;
 DROP TABLE emoji_meta;
 UPDATE enums_sets SET e_hostile = 'ü' WHERE e_hostile = '😀';
@@ -43,6 +48,12 @@ ALTER TABLE enums_sets MODIFY e_hostile ENUM('it''s', 'dq"', 'bt`', 'sp ace', '�
 DROP TABLE sv_trx;
 DROP SEQUENCE seq_cycled;
 CREATE SEQUENCE seq_cycled START WITH 1 MINVALUE 1 MAXVALUE 3 INCREMENT BY 1 NOCACHE CYCLE;
+"""
+# mydumper prints FLOAT with 6 digits and has no rewrite: a database that needs one falls back
+# to the streaming engine. Rounding the values is what lets mydumper itself carry the corpus.
+FLOAT_REPAIR = """
+UPDATE floats SET f = CAST(CAST(f AS CHAR) AS FLOAT), fu = CAST(CAST(fu AS CHAR) AS FLOAT),
+                  f72 = CAST(CAST(f72 AS CHAR) AS FLOAT);
 """
 
 
@@ -73,26 +84,56 @@ def corpus_db(server):
     server.sql(f"DROP DATABASE IF EXISTS {qi(name)}")
 
 
-def test_losses_are_refused_by_name(env, server, corpus_db):
+def recorded(folder: Path) -> list[dict]:
+    return json.loads((folder / "manifest.json").read_text())["losses"]
+
+
+def test_losses_are_recorded_by_name_and_the_backup_is_made(env, server, corpus_db):
     cfg = env.write_config({"backup": {"databases": [corpus_db]}})
     done = env.cli("backup", config=cfg)
-    assert done.returncode == 4, done.stderr
-    assert f"cannot back up '{corpus_db}' without losing data, so no backup was made" in done.stderr
-    for expected in EXPECTED_LOSSES:
-        assert expected in done.stderr, expected
-    assert not env.backups_of(corpus_db)
+    assert done.returncode == 0, done.stderr
+    [folder] = env.backups_of(corpus_db)
+    losses = recorded(folder)
+    assert all(set(loss) == {"object", "lost", "why"} and all(loss.values()) for loss in losses)
+    for obj, lost in EXPECTED_LOSSES:
+        assert any(loss["object"] == obj and lost in loss["lost"] for loss in losses), (obj, lost)
+    assert len(losses) == len(EXPECTED_LOSSES), losses
+    assert f"{corpus_db}: the backup does not hold {len(losses)} things exactly" in done.stderr
+    assert "column `enums_sets`.`e_with_empty`: 2 ENUM error value(s)" in done.stderr
+    listed = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]
+    assert [b["losses"] for b in listed] == [losses]
+    done = env.cli("verify", "-b", str(folder), config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert f"OK {folder}, with {len(losses)} recorded losses: " in done.stdout
 
 
-def test_event_that_hangs_the_dump_tool_fails_fast(env, server):
+def test_event_that_hangs_the_dump_tool_is_left_out_and_named(env, server):
     name = unique("ev")
     load(server, name, HOSTILE_EVENT)
+    server.sql("CREATE EVENT ev_plain ON SCHEDULE EVERY 1 DAY STARTS '2030-01-01' DISABLE DO SELECT 1", name)
     try:
         cfg = env.write_config({"backup": {"databases": [name]}})
         started = time.monotonic()
         done = env.cli("backup", config=cfg, timeout=60)
-        assert done.returncode == 4
-        assert "event `ev_double_semicolon` contains ';;'" in done.stderr
+        assert done.returncode == 0, done.stderr
         assert time.monotonic() - started < 30
+        [folder] = env.backups_of(name)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert "--skip-events" in manifest["engine"]["options"]
+        assert manifest["objects"]["events"] == []  # not in the dump, so not promised
+        by_object = {loss["object"]: loss for loss in manifest["losses"]}
+        assert set(by_object) == {"event `ev_double_semicolon`", "event `ev_plain`"}
+        assert "contains ';;'" in by_object["event `ev_double_semicolon`"]["why"]
+        assert "event `ev_double_semicolon` contains ';;'" in by_object["event `ev_plain`"]["why"]
+        # The rest restores (its object check passes without the events).
+        target = unique("evcopy")
+        done = env.cli("restore", "-b", str(folder), "-d", target, "--yes", config=cfg)
+        try:
+            assert done.returncode == 0, done.stderr
+            assert server.sql(f"SELECT COUNT(*) FROM information_schema.EVENTS WHERE EVENT_SCHEMA='{target}'") \
+                .strip() == "0"
+        finally:
+            server.sql(f"DROP DATABASE IF EXISTS {qi(target)}")
     finally:
         server.sql(f"DROP DATABASE {qi(name)}")
 

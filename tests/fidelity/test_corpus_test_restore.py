@@ -33,8 +33,12 @@ def test_corpus_passes_a_test_restore(env, server, corpus_db, algorithm):
     manifest = json.loads((folder / "manifest.json").read_text())
     recorded = manifest["content_checks"]
     assert recorded["method"] == "snapshot", recorded
-    assert set(recorded["tables"]) == {t["name"] for t in manifest["objects"]["tables"]}
+    # With the binary log off nothing shows that MyISAM/Aria tables were not written while they
+    # were read: they are skipped, by name, and every other table is recorded.
+    assert set(recorded["skipped"]) == {"myisam_t", "aria_t"}
+    assert set(recorded["tables"]) == {t["name"] for t in manifest["objects"]["tables"]} - {"myisam_t", "aria_t"}
     done = env.cli("verify", "--test-restore", "-b", str(folder), config=cfg)
     assert done.returncode == 0, done.stderr
     assert f"{len(recorded['tables'])} tables matched" in done.stdout
+    assert "content proven for some tables" in done.stdout
     assert not [n for n in server.sql("SHOW DATABASES").split() if n.startswith("tvfyc_")]

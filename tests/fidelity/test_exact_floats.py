@@ -132,6 +132,6 @@ def test_without_the_dumps_snapshot_the_backup_is_made_and_the_loss_named(env, s
         named = {loss["object"] for loss in manifest["losses"]}
         assert {"column `keyed`.`f`", "column `keyed`.`fu`", "column `keyless`.`f`"} <= named
         assert all("RELOAD" in loss["why"] for loss in manifest["losses"])
-        assert "lost: column `keyed`.`f`" in done.stderr
+        assert "column `keyed`.`f`" in done.stderr
     finally:
         server.sql(f"DROP USER IF EXISTS '{user}'@'%'")

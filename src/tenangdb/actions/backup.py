@@ -10,7 +10,7 @@ import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
@@ -50,6 +50,9 @@ class Result:
     error: str | None = None
     duration: float = 0.0
     size: int = 0
+    # What the committed backup does not hold exactly (fidelity.Loss.as_manifest()). With
+    # backup.fidelity: strict such a backup is kept but not ok; `path` is set either way.
+    losses: list[dict] = field(default_factory=list)
 
 
 class Progress:
@@ -233,7 +236,7 @@ def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, c
     log.info("%s: backup started", name)
     conn = None
     try:
-        path, conn = _with_retries(conn, endpoint, server, tools, name, the_plan, keys, cfg, progress)
+        (path, losses), conn = _with_retries(conn, endpoint, server, tools, name, the_plan, keys, cfg, progress)
     except Interrupted:
         raise
     except TenangDBError as exc:
@@ -246,8 +249,17 @@ def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, c
             conn.close()
     size = sum(f.stat().st_size for f in path.iterdir())
     duration = time.monotonic() - started
+    recorded = [loss.as_manifest() for loss in losses]
+    if losses:
+        log.warning("%s: the backup does not hold %d thing%s exactly (recorded in its manifest): %s", name,
+                    len(losses), "" if len(losses) == 1 else "s", "; ".join(map(str, losses)))
+    if losses and cfg.backup.fidelity == "strict":
+        error = (f"backup kept at {path}, but it does not hold {len(losses)} thing{'' if len(losses) == 1 else 's'} "
+                 f"exactly (backup.fidelity: strict): {'; '.join(map(str, losses))}")
+        log.error("%s: backup failed: %s", name, error)
+        return Result(name, False, path=path, error=error, duration=duration, size=size, losses=recorded)
     log.info("%s: backup completed in %.1fs (%s) → %s", name, duration, human_size(size), path)
-    return Result(name, True, path=path, duration=duration, size=size)
+    return Result(name, True, path=path, duration=duration, size=size, losses=recorded)
 
 
 RETRY_CAP = 300.0
@@ -304,10 +316,13 @@ class _Dumped:
     engine: dict
     binlog: dict | None
     warnings: list[str]
+    # What the dump found it could not carry exactly (e.g. a compensation that could not be done).
+    losses: list[fidelity.Loss] = field(default_factory=list)
 
 
 def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, keys, settings,
-                progress: Progress) -> Path:
+                progress: Progress) -> tuple[Path, list[fidelity.Loss]]:
+    """Dump, seal and commit one database; the committed folder and what it does not hold exactly."""
     if not inv_mod.database_exists(conn, name):
         raise BackupFailed(f"database {name!r} does not exist on the server", retryable=False)
     when = _now()
@@ -315,9 +330,6 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
     try:
         inventory = inv_mod.inventory(conn, name)
         checked = fidelity.check(conn, name)
-        if checked.losses:
-            raise BackupFailed(f"cannot back up {name!r} without losing data, so no backup was made: "
-                               + "; ".join(checked.losses), retryable=False)
         for warning in checked.warnings:
             log.warning("%s: %s", name, warning)
         engine, fallback = the_plan.engine, None
@@ -331,6 +343,11 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                             f"everything in this database ({'; '.join(reasons)}); used the streaming engine")
                 log.warning("%s: %s", name, fallback)
                 engine = "mysqldump"
+        if checked.skip_events:
+            # Not in the dump, so not promised by the manifest: restore and test restore check the
+            # objects it lists, and the losses name these. (Cleared after the engine is chosen: a
+            # database with events always goes to the streaming engine, which skips them.)
+            inventory.events = []
         progress.started(name, engine, len(inventory.tables))
         if engine != "mydumper" and tools.dump is None:
             raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
@@ -380,11 +397,11 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                     # after the dump's view opened.
                     rewrite = lambda read: exact.reader(read, lambda: alignment.held or alignment.aligned).read
                 dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys,
-                                         settings.backup.timeout, staging, inventory, progress, rewrite)
+                                         settings.backup.timeout, staging, inventory, progress, checked, rewrite)
                 if alignment is not None:
                     alignment.finish()
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables, alignment)
-            losses = _float_losses(checked, exact, alignment, exact_unavailable)
+            dumped.losses.extend(_float_losses(checked, exact, alignment, exact_unavailable))
         finally:
             if alignment is not None:
                 alignment.close()
@@ -392,14 +409,15 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                 snapshot.close()
             if exact is not None:
                 exact.close()
-        for loss in losses:
-            log.warning("%s: lost: %s: %s (%s)", name, loss["object"], loss["lost"], loss["why"])
         consistency = _non_transactional_warning(loose, position_before, _position_after(conn, endpoint)) \
             if loose else None
         if consistency:
             log.warning("%s: %s", name, consistency)
         if fallback:
             dumped.engine["fallback_reason"] = fallback
+        # Every loss of this backup, from the preflight and from the dump: the one list the
+        # manifest, the log, `list`, verify, doctor, metrics and notifications all show.
+        losses = checked.losses + dumped.losses
         finished = _now()
         manifest = {
             "format": 1,
@@ -422,12 +440,12 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             "objects": inventory.as_manifest(),
             "content_checks": content_checks,
             "exact_floats": {"replaced_values": exact.rewritten} if exact is not None else None,
-            "losses": losses,
             "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
                         + ([consistency] if consistency else []),
+            "losses": [loss.as_manifest() for loss in losses],
         }
         try:
-            return staging.commit(manifest)
+            return staging.commit(manifest), losses
         except OSError as exc:
             raise store.disk_error(exc, staging.path) from None
     except BaseException:
@@ -435,7 +453,7 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         raise
 
 
-def _float_losses(checked, exact, alignment, unavailable: str | None = None) -> list[dict]:
+def _float_losses(checked, exact, alignment, unavailable: str | None = None) -> list[fidelity.Loss]:
     """The FLOAT columns whose values restore rounded: tables the rewrite could not do."""
     why: dict[str, str] = {}
     if exact is None:
@@ -451,9 +469,8 @@ def _float_losses(checked, exact, alignment, unavailable: str | None = None) -> 
     for table, reason in sorted(why.items()):
         for column, count in sorted(checked.floats.get(table, {}).items()):
             if count:
-                losses.append({"object": f"column {fidelity.qi(table)}.{fidelity.qi(column)}",
-                               "lost": f"{count} FLOAT value(s) restore rounded to 6 significant digits",
-                               "why": reason})
+                losses.append(fidelity.Loss(f"column {fidelity.qi(table)}.{fidelity.qi(column)}",
+                                            f"the exact value of {count} FLOAT value(s)", reason))
     return losses
 
 
@@ -557,13 +574,14 @@ def _file_entry(name: str, kind: str, sealed, plain_name: str | None = None) -> 
 
 
 def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout: float, staging,
-                    inventory, progress: Progress, rewrite=None) -> _Dumped:
+                    inventory, progress: Progress, checked: fidelity.Preflight, rewrite=None) -> _Dumped:
     file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
     binlog = server.can_read_binlog_position
     program = Path(tool).name
     with client_options(endpoint) as (login, fds):
         argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=server.flavour,
-                                   dump_history=bool(inventory.system_versioned))
+                                   dump_history=bool(inventory.system_versioned) and not checked.skip_history,
+                                   events=not checked.skip_events)
         log.debug("running %s", " ".join(argv))
         with spawn(argv, pass_fds=fds, stdout_buffer=PIPE_SIZE) as child, \
                 _Deadline(child, timeout) as deadline:

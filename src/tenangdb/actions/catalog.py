@@ -47,6 +47,7 @@ class Entry:
     problem: str | None = None
     in_progress: bool = False  # local partials: a run holds the directory lock, so it is being written
     files: list[str] = field(default_factory=list)  # remote: the stored files, relative to the folder
+    losses: list[dict] = field(default_factory=list)  # what the backup does not hold exactly (manifest)
 
     @property
     def name(self) -> str:
@@ -147,7 +148,8 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
             raise FileNotFoundError(str(path)) from None  # deleted by a cleanup while we looked
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path), problem=str(exc))
     entry = Entry(str(manifest["database"]), LOCAL, rel, str(path), time=_manifest_time(manifest),
-                  size=_size(path), encrypted=bool(manifest["encryption"].get("enabled")))
+                  size=_size(path), encrypted=bool(manifest["encryption"].get("enabled")),
+                  losses=manifest_mod.losses(manifest))
     if entry.time is None:
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=entry.size,
                      problem="manifest has no valid started_at")
@@ -216,7 +218,8 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, rel: str, files: dict[s
     if when is None:
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size, problem="manifest has no valid started_at")
     entry = Entry(str(manifest["database"]), REMOTE, rel, key, time=when, size=size,
-                  encrypted=bool(manifest["encryption"].get("enabled")), files=sorted(files))
+                  encrypted=bool(manifest["encryption"].get("enabled")), files=sorted(files),
+                  losses=manifest_mod.losses(manifest))
     expected = {e["name"]: e["stored_size"] for e in manifest["files"]}
     stored = {name: sz for name, sz in files.items() if name != manifest_mod.MANIFEST}
     if stored == expected:

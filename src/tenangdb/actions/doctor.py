@@ -401,14 +401,20 @@ def metrics(loaded: LoadedConfig) -> Check:
     return Check("metrics", PASS, f"the exporter on {where} uses basic auth over TLS")
 
 
-def _latest_sizes(directory: Path) -> tuple[int, int]:
-    """(stored bytes of the newest backup of every database, number of databases)."""
+def _newest_backups(directory: Path) -> dict[str, Path]:
+    """The newest committed backup folder of each database folder."""
     from tenangdb.repository import store
     newest: dict[str, Path] = {}
     for folder_path in store.iter_backups(directory):
         key = folder_path.parent.parent.name
         if key not in newest or folder_path.name > newest[key].name:
             newest[key] = folder_path
+    return newest
+
+
+def _latest_sizes(directory: Path) -> tuple[int, int]:
+    """(stored bytes of the newest backup of every database, number of databases)."""
+    newest = _newest_backups(directory)
     total = 0
     for folder_path in newest.values():
         total += sum(f.stat().st_size for f in folder_path.iterdir() if f.is_file())
@@ -441,6 +447,29 @@ def free_space(loaded: LoadedConfig) -> Check | None:
         return Check("free-space", WARN, f"{seen}: less than two runs' worth left",
                      "free space or run tenangdb cleanup")
     return Check("free-space", PASS, seen)
+
+
+def fidelity(loaded: LoadedConfig) -> Check:
+    """Whether the newest backup of each database holds everything exactly (docs/fidelity.md)."""
+    from tenangdb.repository import manifest as manifest_mod
+
+    newest = _newest_backups(Path(loaded.settings.backup.directory))
+    lossy = []
+    for folder_path in newest.values():
+        try:
+            manifest = manifest_mod.load(folder_path)
+        except TenangDBError:
+            continue  # a damaged backup is verify's to report
+        if losses := manifest_mod.losses(manifest):
+            lossy.append(f"{manifest['database']} ({folder_path.name}): "
+                         + "; ".join(manifest_mod.describe_loss(loss) for loss in losses))
+    if not newest:
+        return Check("fidelity", PASS, "no backup yet to look at")
+    if lossy:
+        return Check("fidelity", WARN, f"the newest backup of {len(lossy)} database(s) does not hold everything "
+                     f"exactly: {' | '.join(lossy)}",
+                     "see docs/fidelity.md for what each loss means and how to remove it from the schema or data")
+    return Check("fidelity", PASS, f"the newest backups of {len(newest)} database(s) record no losses")
 
 
 def last_backup(loaded: LoadedConfig, max_age: float) -> Check:
@@ -502,5 +531,6 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         free_space(loaded),
         last_backup(loaded, max_age),
         leftovers(loaded),
+        fidelity(loaded),
     ]
     return [c for c in checks if c is not None]

@@ -32,11 +32,13 @@ class BackupObserver:
     def database_done(self, result: Result) -> None:
         self.results.append(result)
         self.metrics.backup(result.database, result.ok, result.duration, result.size)
-        if result.ok:
+        if result.path is not None:  # committed, even when backup.fidelity: strict failed it
             self.metrics.retained(result.database, "local", store.count_backups(self.plan.directory, result.database))
+            self.metrics.fidelity_losses(result.database, len(result.losses))
         self.notify.event("backup.success" if result.ok else "backup.failure", database=result.database,
                           status="success" if result.ok else "failed", error=result.error,
-                          duration=result.duration, size=result.size if result.ok else None)
+                          duration=result.duration, size=result.size if result.path is not None else None,
+                          losses=result.losses)
 
     def run_failed(self, error: str) -> None:
         """The run stopped early: every database it did not report on has no backup."""
@@ -68,12 +70,18 @@ def backup_run(loaded: LoadedConfig, plan: Plan) -> Iterator[BackupObserver]:
             status = "failed" if failed and len(failed) == len(observer.results) else (
                 "partial" if failed else "success")
             summary = "; ".join(f"{r.database}: {r.error}" for r in failed)
+            lossy = [r for r in observer.results if r.ok and r.losses]
             observer.notify.event("backup.finish", status=status, error=summary or None,
                                   duration=time.monotonic() - started,
-                                  size=sum(r.size for r in observer.results if r.ok))
-            observer.notify.ping("fail" if failed or observer.problems else "success",
-                                 "; ".join([summary] * bool(summary) + observer.problems)
-                                 or f"{len(observer.results)} database backup(s) succeeded")
+                                  size=sum(r.size for r in observer.results if r.path is not None),
+                                  losses=[{"database": r.database, **loss} for r in observer.results
+                                          for loss in r.losses])
+            noted = ("with recorded losses: " + ", ".join(f"{r.database} ({len(r.losses)})" for r in lossy)
+                     if lossy else None)
+            parts = [part for part in (summary, *observer.problems, noted) if part]
+            if not failed:
+                parts.insert(0, f"{len(observer.results)} database backup(s) succeeded")
+            observer.notify.ping("fail" if failed or observer.problems else "success", "; ".join(parts))
 
 
 def database_of(path: str | Path) -> str:

@@ -25,7 +25,7 @@ from tenangdb.actions.verify import check_layout, resolve_backup_path, verify_ba
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import (ConnectionFailed, Interrupted, RestoreFailed, TenangDBError, ToolMissing, VerifyFailed,
                              interrupt_requested, signals_deferred)
-from tenangdb.mysql import checksum, mydumper
+from tenangdb.mysql import checksum, fidelity, mydumper
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, translated_errors
 from tenangdb.mysql.sandbox import SandboxError, start_sandbox
@@ -62,6 +62,8 @@ class Outcome:
     # count and checksum equal the dump's), PARTIAL (some tables), ROWS (counts only) or
     # OBJECTS (the load finished and every object exists: nothing about the rows).
     proof: str | None = None
+    # Recorded when the backup was made; they never fail a verification, and are shown with it.
+    losses: list[dict] = field(default_factory=list)
 
     @property
     def content_proven(self) -> bool:
@@ -88,16 +90,17 @@ class Outcome:
         return data
 
 
-def _describe(path: str | Path) -> tuple[Path, str, str]:
+def _describe(path: str | Path) -> tuple[Path, str, str, list[dict]]:
     folder = Path(path).parent if Path(path).is_file() else Path(path)
     try:
         manifest = manifest_mod.load(resolve_backup_path(path))
-        return folder, str(manifest["database"]), str(manifest.get("name") or folder.name)
+        return (folder, str(manifest["database"]), str(manifest.get("name") or folder.name),
+                manifest_mod.losses(manifest))
     except (TenangDBError, OSError, KeyError, TypeError):
         from tenangdb.repository.naming import parse_backup_name
 
         parsed = parse_backup_name(folder.name)
-        return folder, parsed[0] if parsed else "unknown", folder.name
+        return folder, parsed[0] if parsed else "unknown", folder.name, []
 
 
 def resolve_target(loaded: LoadedConfig) -> str:
@@ -111,8 +114,8 @@ def resolve_target(loaded: LoadedConfig) -> str:
 
 def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
     """The plain verification (manifest, file set, sizes, both SHA-256, decryption) as an Outcome."""
-    folder, database, name = _describe(path)
-    outcome = Outcome(path=folder, database=database, name=name, method="checksums")
+    folder, database, name, losses = _describe(path)
+    outcome = Outcome(path=folder, database=database, name=name, method="checksums", losses=losses)
     started = time.monotonic()
     try:
         verified = verify_backup(loaded, path)
@@ -128,8 +131,8 @@ def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
 def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None = None) -> Outcome:
     """Verify, restore into a scratch target, check; never raises for what it finds (see Outcome.ok)."""
     kind = target or resolve_target(loaded)
-    folder, database, name = _describe(path)
-    outcome = Outcome(path=folder, database=database, name=name, method=f"test-restore:{kind}")
+    folder, database, name, losses = _describe(path)
+    outcome = Outcome(path=folder, database=database, name=name, method=f"test-restore:{kind}", losses=losses)
     started = time.monotonic()
     try:
         _test_restore(loaded, path, kind, outcome)
@@ -314,6 +317,9 @@ def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
     present = {t["name"] for t in inv_mod.inventory(conn, target).tables}
     restored: dict[str, dict] = {}
     listed = [entry["name"] for entry in (manifest.get("objects") or {}).get("tables", [])]
+    # A recorded loss changes its table's content on purpose: only its row count can match.
+    lossy = fidelity.tables_named(manifest.get("losses") or [])
+    counted_only = 0
     for name in listed:
         if name not in present:
             continue  # already reported as missing
@@ -325,6 +331,11 @@ def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
         if got["rows"] != want["rows"]:
             outcome.failures.append(f"table {name!r} has {got['rows']} rows after the restore, "
                                     f"{want['rows']} were recorded while dumping")
+        elif name in lossy:
+            counted_only += 1
+            if compare_checksums and got["checksum"] != want["checksum"]:
+                outcome.notes.append(f"table {name!r}: its content differs from the source's, as the backup's "
+                                     "recorded loss says; its row count matched")
         elif compare_checksums and got["checksum"] != want["checksum"]:
             outcome.failures.append(f"table {name!r}: content checksum ({algorithm}) after the restore differs from "
                                     f"the one recorded while dumping (same row count {got['rows']}, different data)")
@@ -336,5 +347,5 @@ def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
     elif not compare_checksums:
         outcome.proof = ROWS
     else:
-        outcome.proof = CONTENT if outcome.tables_checked == len(listed) else PARTIAL
+        outcome.proof = CONTENT if outcome.tables_checked == len(listed) and not counted_only else PARTIAL
     outcome.restored_rows = sum(t["rows"] for t in restored.values())

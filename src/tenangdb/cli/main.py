@@ -201,20 +201,30 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
             results = action.run(loaded, plan, on_result=observer.database_done, progress=board)
         ok = [r for r in results if r.ok]
         failed = [r for r in results if not r.ok]
+        # Backups committed with losses under backup.fidelity: strict count as failed but are
+        # kept, verified and uploaded like the others: a lossy copy can still save the day.
+        kept = [r for r in results if r.path is not None]
         if not failed:
             log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
         elif ok:
             log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
         else:
             log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
+        if lossy := [r for r in kept if r.losses]:
+            listed = ", ".join(f"{r.database} ({len(r.losses)})" for r in lossy)
+            if any(not r.ok for r in lossy):
+                log.error("backups with recorded losses count as failed (backup.fidelity: strict) and are "
+                          "kept: %s", listed)
+            else:
+                log.warning("backups with recorded losses (see tenangdb list, docs/fidelity.md): %s", listed)
         code = EXIT_BACKUP if failed else 0
-        unverified = _verify_after_backup(loaded, ok)
+        unverified = _verify_after_backup(loaded, kept)
         if unverified:
-            log.error("%d of %d new backup%s failed verification", len(unverified), len(ok),
-                      "" if len(ok) == 1 else "s")
+            log.error("%d of %d new backup%s failed verification", len(unverified), len(kept),
+                      "" if len(kept) == 1 else "s")
             code = code or EXIT_VERIFY
-        if up.enabled and ok:
-            upload_code = _upload_after_backup(loaded, sorted({r.database for r in ok}))
+        if up.enabled and kept:
+            upload_code = _upload_after_backup(loaded, sorted({r.database for r in kept}))
             if upload_code:
                 observer.problems.append("upload to the remote failed; the local backups are kept")
             code = code or upload_code
@@ -372,11 +382,17 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
 
 
 def _verified_line(outcome) -> str:
+    from tenangdb.repository.manifest import describe_loss
+
+    # Losses were recorded when the backup was made; they do not fail a verification, but a
+    # passing one must not read as "everything is in it".
+    losses = (f", with {len(outcome.losses)} recorded loss{'' if len(outcome.losses) == 1 else 'es'}: "
+              + "; ".join(describe_loss(loss) for loss in outcome.losses)) if outcome.losses else ""
     if not outcome.method.startswith("test-restore"):
-        return f"OK {outcome.path}"
+        return f"OK {outcome.path}{losses}"
     line = (f"OK {outcome.path} ({outcome.method}: {outcome.proof}; restored {outcome.restored_rows} rows in "
             f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables matched their recorded counts and "
-            f"checksums, {outcome.duration:.1f}s in all)")
+            f"checksums, {outcome.duration:.1f}s in all){losses}")
     if not outcome.content_proven and outcome.notes:
         line += f"\n  content NOT proven: {outcome.notes[0]}"
     return line
@@ -469,7 +485,7 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
                                    "remote_error": remote_error}, indent=2))
     else:
         backups = [e for e in entries if e.kind == "backup"]
-        rows = [("DATABASE", "WHERE", "NAME", "TIME (UTC)", "SIZE", "ENC", "VERIFIED", "UPLOADED")]
+        rows = [("DATABASE", "WHERE", "NAME", "TIME (UTC)", "SIZE", "ENC", "VERIFIED", "UPLOADED", "LOSSES")]
         for e in backups:
             how = "; ".join(part for part in (e.verified_how, e.proof) if part)
             verified = ("yes" if e.verified else "no") + (f" ({how})" if how else "")
@@ -477,7 +493,7 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
                 verified = "DAMAGED"
             uploaded = "-" if e.location == "remote" else (e.uploaded or "no")
             rows.append((e.database, e.location, e.name, _when(e.time), human_size(e.size),
-                         "age" if e.encrypted else "no", verified, uploaded))
+                         "age" if e.encrypted else "no", verified, uploaded, str(len(e.losses)) if e.losses else "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -233,6 +233,10 @@ class BackupConfig(_Section):
     verify_backup: bool = False
     test_restore: bool = False
     checksum_algorithm: Literal["sha256"] = "sha256"
+    fidelity: Literal["lenient", "strict"] = Field(
+        "lenient", description="what a backup that cannot hold everything exactly counts as (docs/fidelity.md); "
+        "either way it is kept and its losses recorded: lenient: a success (exit 0); strict: a failure (exit 4, "
+        "the tracking file is not advanced)")
 
     @field_validator("databases", "exclude", mode="before")
     @classmethod

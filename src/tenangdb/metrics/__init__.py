@@ -85,6 +85,10 @@ class Recorder:
                 record["size_bytes"] = size
         self._update(change)
 
+    def fidelity_losses(self, database: str, count: int) -> None:
+        """How many things the newest committed backup of the database does not hold exactly."""
+        self._update(lambda state: _record(state, "backup", database).__setitem__("fidelity_losses", count))
+
     def upload(self, database: str, ok: bool, duration: float, size: int) -> None:
         def change(state: dict[str, Any]) -> None:
             record = _outcome(state, "upload", database, ok, duration, time.time())

@@ -67,6 +67,9 @@ def families(state: dict[str, Any], *, running: bool, state_readable: bool = Tru
                         backup, "last_timestamp")
     yield _per_database(G, "tenangdb_backup_last_success_timestamp",
                         "Unix time the latest successful backup ended.", backup, "last_success_timestamp")
+    yield _per_database(G, "tenangdb_backup_fidelity_losses",
+                        "Things the newest committed backup does not hold exactly (recorded losses; "
+                        "docs/fidelity.md).", backup, "fidelity_losses")
     yield G("tenangdb_backup_process_running", "1 while a tenangdb backup run is in progress.",
             value=1 if running else 0)
     total = G("tenangdb_total_databases", "Databases in the latest backup run.")

@@ -2,22 +2,57 @@
 
 mariadb-dump loses a few things silently (measured on the fidelity corpus in
 tests/fidelity). For each we either compensate elsewhere (restore rewrites the
-database name, the manifest records the database's attributes) or report it here
-as a loss, which fails the backup of that database with the exact objects named:
-a backup that cannot bring back what it promises must not end in success.
+database name, the manifest records the database's attributes) or name it here as a
+`Loss`. A loss never stops the backup — an operator without any copy is worse off than
+one with a copy that lacks one value — but it is recorded in the manifest and shown
+wherever the backup is (docs/fidelity.md); `backup.fidelity: strict` counts it as a failure.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 from tenangdb.mysql.connection import quote_identifier as qi
+from tenangdb.repository.manifest import describe_loss
+
+
+@dataclass(frozen=True)
+class Loss:
+    """Something a backup does not hold exactly. `object` names it the way the server does
+    (`column `t`.`c``, `table `t``, `sequence `s``, `event `e``), `lost` says what of it a
+    restore will not bring back, `why` the reason."""
+
+    object: str
+    lost: str
+    why: str
+
+    def as_manifest(self) -> dict[str, str]:
+        return {"object": self.object, "lost": self.lost, "why": self.why}
+
+    def __str__(self) -> str:
+        return describe_loss(self.as_manifest())
+
+
+_NAMED = re.compile(r"^(?:column|table) `((?:[^`]|``)+)`")
+
+
+def tables_named(losses: list[dict]) -> set[str]:
+    """The tables whose rows a recorded loss changes (its object is a column or a table)."""
+    out = set()
+    for loss in losses:
+        if match := _NAMED.match(str(loss.get("object", ""))):
+            out.add(match.group(1).replace("``", "`"))
+    return out
 
 
 @dataclass
 class Preflight:
-    losses: list[str] = field(default_factory=list)
+    losses: list[Loss] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    # Dump without these, which would hang or refuse the whole dump; each costs the losses above.
+    skip_events: bool = False
+    skip_history: bool = False
     # Objects whose own SQL names the database; they keep pointing at it after a
     # restore under another name, so restore warns about them.
     qualified_references: list[str] = field(default_factory=list)
@@ -98,18 +133,43 @@ def check(conn, database: str) -> Preflight:
         found.comment = (row[0] if row else "") or ""
 
         # mariadb-dump (and mysqldump) pick an event delimiter in a loop that never
-        # advances when the event's text contains ';;': the dump would never end.
+        # advances when the event's text contains ';;': the dump would never end. It cannot
+        # leave out one event, so the dump leaves out all of this database's events.
         cur.execute("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA=%s AND "
-                    "CONCAT_WS(' ', EVENT_NAME, DEFINER, EVENT_COMMENT, EVENT_DEFINITION) LIKE %s",
-                    (database, "%;;%"))
-        for (name,) in cur.fetchall():
-            found.losses.append(f"event {qi(name)} contains ';;', on which mariadb-dump never finishes")
+                    "CONCAT_WS(' ', EVENT_NAME, DEFINER, EVENT_COMMENT, EVENT_DEFINITION) LIKE %s "
+                    "ORDER BY EVENT_NAME", (database, "%;;%"))
+        hanging = [name for (name,) in cur.fetchall()]
+        if hanging:
+            found.skip_events = True
+            cur.execute("SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA=%s "
+                        "ORDER BY EVENT_NAME", (database,))
+            culprit = f"event {qi(hanging[0])}" + (f" and {len(hanging) - 1} more" if len(hanging) > 1 else "")
+            for (name,) in cur.fetchall():
+                why = ("its text contains ';;', on which mariadb-dump never finishes, so the dump leaves out "
+                       "this database's events" if name in hanging else
+                       f"the dump leaves out this database's events because {culprit} contains ';;', on which "
+                       "mariadb-dump never finishes")
+                found.losses.append(Loss(f"event {qi(name)}", "the whole event (recreate it after a restore)", why))
 
         cur.execute("SELECT DISTINCT TABLE_NAME FROM information_schema.COLUMNS WHERE TABLE_SCHEMA=%s "
-                    "AND GENERATION_EXPRESSION='ROW START' AND DATA_TYPE='bigint'", (database,))
-        for (table,) in cur.fetchall():
-            found.losses.append(f"table {qi(table)} uses transaction-precise system versioning, whose "
-                                "history mariadb-dump cannot dump")
+                    "AND GENERATION_EXPRESSION='ROW START' AND DATA_TYPE='bigint' ORDER BY TABLE_NAME", (database,))
+        precise = [table for (table,) in cur.fetchall()]
+        for table in precise:
+            found.losses.append(Loss(f"table {qi(table)}", "its history (the current rows are kept)",
+                                     "it uses transaction-precise system versioning, whose history mariadb-dump "
+                                     "cannot dump"))
+        if precise:
+            # --dump-history refuses the whole dump when one such table exists, so the history
+            # of the timestamp-versioned tables beside it is lost too.
+            found.skip_history = True
+            cur.execute("SELECT TABLE_NAME FROM information_schema.TABLES WHERE TABLE_SCHEMA=%s "
+                        "AND TABLE_TYPE='SYSTEM VERSIONED' ORDER BY TABLE_NAME", (database,))
+            for (table,) in cur.fetchall():
+                if table not in precise:
+                    found.losses.append(Loss(
+                        f"table {qi(table)}", "its history (the current rows are kept)",
+                        f"mariadb-dump --dump-history refuses a database that also holds a table with "
+                        f"transaction-precise history (table {qi(precise[0])}), so the dump has no history"))
 
         cur.execute("SELECT TABLE_NAME, COLUMN_NAME, DATA_TYPE, COLUMN_TYPE, COLUMN_DEFAULT, COLUMN_COMMENT "
                     "FROM information_schema.COLUMNS c JOIN information_schema.TABLES t USING "
@@ -133,23 +193,27 @@ def check(conn, database: str) -> Preflight:
                     cur.execute(f"SELECT COUNT(*) FROM {where}{qi(table)} WHERE {qi(column)} + 0 = 0")
                     invalid = cur.fetchone()[0]
                     if invalid:
-                        found.losses.append(f"column {ref} holds {invalid} ENUM error value(s) that restore "
-                                            "as the '' member")
+                        found.losses.append(Loss(f"column {ref}", f"{invalid} ENUM error value(s) (index 0), "
+                                                 "which restore as the '' member",
+                                                 "the dump writes both as ''"))
                 if "?" in "".join(members):
                     real = _real_members(cur, database, table, column, data_type, len(members))
                     if real is None:
                         found.warnings.append(f"column {ref}: could not check whether its {data_type.upper()} "
                                               "members print correctly (needs CREATE TEMPORARY TABLES)")
                     elif real != members:
-                        found.losses.append(f"column {ref}: {data_type.upper()} members with 4-byte characters "
-                                            "are printed as '?' in the table definition")
+                        found.losses.append(Loss(f"column {ref}", f"its {data_type.upper()} members with 4-byte "
+                                                 "characters (they restore as '?', and so do the values that use "
+                                                 "them)", "the server prints them as '?' in every table "
+                                                 "definition"))
             if default is not None and "?" in default and (literal := _unquote_default(default)) is not None:
                 cur.execute(f"SELECT DEFAULT({qi(column)}) FROM (SELECT 1) AS one "
                             f"LEFT JOIN {where}{qi(table)} ON 0")
                 actual = cur.fetchone()[0]
                 if actual is not None and str(actual) != literal:
-                    found.losses.append(f"column {ref}: its DEFAULT has 4-byte characters, printed as '?' "
-                                        "in the table definition")
+                    found.losses.append(Loss(f"column {ref}", "the 4-byte characters of its DEFAULT, which "
+                                             "restore as '?'", "the server prints them as '?' in every table "
+                                             "definition"))
             if comment and "?" in comment:
                 found.warnings.append(f"comment of column {ref} shows '?', which may stand for 4-byte "
                                       "characters the server cannot print in a table definition")
@@ -158,9 +222,10 @@ def check(conn, database: str) -> Preflight:
                     "AND TABLE_TYPE='SEQUENCE'", (database,))
         for (sequence,) in cur.fetchall():
             cur.execute(f"SELECT cycle_count FROM {where}{qi(sequence)}")
-            if cur.fetchone()[0]:
-                found.losses.append(f"sequence {qi(sequence)} has cycled; the dump's SETVAL resets its "
-                                    "cycle count")
+            if cycles := cur.fetchone()[0]:
+                found.losses.append(Loss(f"sequence {qi(sequence)}", f"its cycle count ({cycles}; it restores "
+                                         "as 0)", "the dump's SETVAL carries the next value but not the cycle "
+                                         "count"))
 
         # Both `shop`.t and shop.t; LIKE wildcards in the name are escaped.
         needles = [f"%{_like(qi(database))}.%", f"%{_like(database)}.%"]

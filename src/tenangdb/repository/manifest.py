@@ -65,4 +65,23 @@ def load(folder: Path) -> dict[str, Any]:
         if name in names:
             raise VerifyFailed(f"{path}: file {name!r} is listed twice")
         names.add(name)
+    entries = data.get("losses", [])
+    if not isinstance(entries, list) or not all(
+            isinstance(e, dict) and all(isinstance(e.get(k), str) for k in LOSS_KEYS) for e in entries):
+        raise VerifyFailed(f"{path}: the manifest's losses entry is malformed")
     return data
+
+
+LOSS_KEYS = ("object", "lost", "why")
+
+
+def losses(manifest: dict[str, Any]) -> list[dict[str, str]]:
+    """What the backup does not hold exactly, as recorded ({object, lost, why} each); a manifest
+    written before losses were recorded has none (such a backup was refused instead)."""
+    return [{k: str(e[k]) for k in LOSS_KEYS} for e in manifest.get("losses") or []
+            if isinstance(e, dict) and all(k in e for k in LOSS_KEYS)]
+
+
+def describe_loss(loss: dict[str, str]) -> str:
+    """One recorded loss as the line an operator reads."""
+    return f"{loss['object']}: {loss['lost']} ({loss['why']})"
