@@ -100,3 +100,17 @@ def test_single_line_inserts_are_rewritten_too():
     source = Source({"t": PLAN}, {"t": [(b"1", EXACT)]})
     out = run(source, dump, piece=5)
     assert out == dump.replace(b"1234.57", EXACT)
+
+
+def test_a_cycled_sequence_gets_its_cycle_count_and_no_other_line_changes():
+    dump = (b"CREATE SEQUENCE `s` start with 1 minvalue 1 maxvalue 3 increment by 1 nocache cycle ENGINE=InnoDB;\n"
+            b"DO SETVAL(`s`, 2, 0);\n"
+            b"DO SETVAL(`we``ird`, 1001, 0);\n"
+            b"INSERT INTO `t` VALUES\n(1,'DO SETVAL(`s`, 2, 0);');\n")
+    chunks = iter([dump[:30], dump[30:], b""])
+    rewriter = Rewriter(lambda n=-1: next(chunks), None, cycled={"s": 3, "never dumped": 1})
+    out = b""
+    while chunk := rewriter.read():
+        out += chunk
+    assert out == dump.replace(b"DO SETVAL(`s`, 2, 0);\n", b"DO SETVAL(`s`, 2, 0, 3);\n", 1)
+    assert rewriter.cycles_written == {"s"}

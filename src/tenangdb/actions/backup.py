@@ -391,17 +391,25 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             else:
                 if provable:
                     snapshot.start(inventory.tables)
-                rewrite = None
-                if exact is not None:
-                    # Our view is the dump's while commits are still held, or once they were let go
-                    # after the dump's view opened.
-                    rewrite = lambda read: exact.reader(read, lambda: alignment.held or alignment.aligned).read
+                rewrite = rewriter = None
+                if exact is not None or checked.cycled:
+                    def rewrite(read):
+                        nonlocal rewriter
+                        # Our view is the dump's while commits are still held, or once they were let
+                        # go after the dump's view opened.
+                        rewriter = exactfloat.Rewriter(
+                            read, exact, (lambda: alignment.held or alignment.aligned) if exact else lambda: False,
+                            cycled=checked.cycled)
+                        return rewriter.read
                 dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys,
                                          settings.backup.timeout, staging, inventory, progress, checked, rewrite)
                 if alignment is not None:
                     alignment.finish()
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables, alignment)
             dumped.losses.extend(_float_losses(checked, exact, alignment, exact_unavailable))
+            if checked.cycled:
+                dumped.losses.extend(_cycle_losses(conn, endpoint, name, checked.cycled,
+                                                   rewriter.cycles_written if engine != "mydumper" else set()))
         finally:
             if alignment is not None:
                 alignment.close()
@@ -451,6 +459,41 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
     except BaseException:
         staging.discard()
         raise
+
+
+def _cycle_losses(conn, endpoint, name: str, cycled: dict[str, int], written: set[str]) -> list[fidelity.Loss]:
+    """Sequences whose dumped SETVAL did not get the cycle count, or whose count moved while
+    the dump ran (then the one written may not be the dump's)."""
+    losses = []
+    with _fresh(conn, endpoint) as live, live.cursor() as cur:
+        for sequence, before in sorted(cycled.items()):
+            after = fidelity.cycle_count(cur, name, sequence)
+            if sequence in written and after == before:
+                continue
+            why = ("it cycled again while the dump ran" if sequence in written else
+                   "the dump's SETVAL carries the next value but not the cycle count")
+            losses.append(fidelity.Loss(f"sequence {fidelity.qi(sequence)}",
+                                        f"its cycle count ({before}; it restores as "
+                                        f"{before if sequence in written else 0})", why))
+    return losses
+
+
+@contextlib.contextmanager
+def _fresh(conn, endpoint):
+    """`conn` if it still answers (a long dump may have outlived its idle timeout), else a new one."""
+    try:
+        conn.ping(reconnect=False)
+        alive = True
+    except Exception:  # noqa: BLE001 - a lost connection is replaced
+        alive = False
+    if alive:
+        yield conn
+        return
+    fresh = connect(endpoint)
+    try:
+        yield fresh
+    finally:
+        fresh.close()
 
 
 def _float_losses(checked, exact, alignment, unavailable: str | None = None) -> list[fidelity.Loss]:

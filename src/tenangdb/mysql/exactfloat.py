@@ -220,13 +220,22 @@ class ExactFloats:
             self._carry = b""
 
 
-class Rewriter:
-    """Passes the dump through, rewriting the data lines of the planned tables."""
+_SETVAL = re.compile(rb"^DO SETVAL\((`(?:[^`]|``)+`), (-?\d+), ([01])\);$", re.M)
 
-    def __init__(self, read, source: ExactFloats, aligned) -> None:
+
+class Rewriter:
+    """Passes the dump through, rewriting the data lines of the planned tables, and giving
+    the `DO SETVAL(seq, next, used)` line of each sequence that has cycled its cycle count
+    (SETVAL's fourth argument, `round`: on MariaDB 10.11 the restored sequence then has the
+    source's cycle_count and next value)."""
+
+    def __init__(self, read, source: ExactFloats | None, aligned=lambda: False,
+                 cycled: dict[str, int] | None = None) -> None:
         self._read = read
         self._source = source
         self._aligned = aligned
+        self._cycled = {qi(name).encode(): count for name, count in (cycled or {}).items()}
+        self.cycles_written: set[str] = set()
         self._pending = b""  # input not yet emitted (at most one partial line)
         self._eof = False
         self._table: _TableRewrite | None = None
@@ -254,7 +263,9 @@ class Rewriter:
                 return out
 
     def _lines(self, data: bytes) -> bytes:
-        if self._table is None and MARKER not in data:
+        if self._cycled and self._table is None and b"DO SETVAL(" in data:
+            data = _SETVAL.sub(self._with_round, data)
+        if self._table is None and (self._source is None or MARKER not in data):
             return data  # the common case: no table of ours starts here
         out = []
         start = 0
@@ -274,7 +285,7 @@ class Rewriter:
                 start = end
                 line = data[found:end]
                 name = line[len(MARKER):line.rfind(b"`")].replace(b"``", b"`").decode("utf-8", "replace")
-                plan = self._source.plans.get(name)
+                plan = self._source.plans.get(name) if self._source is not None else None
                 if plan is not None:
                     if self._aligned():
                         self._table = _TableRewrite(plan, self._source)
@@ -283,6 +294,13 @@ class Rewriter:
                 continue
             start = self._table_lines(data, start, out)
         return b"".join(out)
+
+    def _with_round(self, match: re.Match) -> bytes:
+        count = self._cycled.get(match.group(1))
+        if count is None:
+            return match.group(0)
+        self.cycles_written.add(match.group(1).decode()[1:-1].replace("``", "`"))
+        return b"DO SETVAL(%s, %s, %s, %d);" % (match.group(1), match.group(2), match.group(3), count)
 
     def _table_lines(self, data: bytes, start: int, out: list) -> int:
         """Lines of the current table's data from `start`; returns where they end: the end of
