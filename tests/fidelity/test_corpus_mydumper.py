@@ -14,7 +14,7 @@ import pytest
 from conftest import unique
 
 from .compare import diff_snapshots, qi, snapshot
-from .test_corpus_tenangdb import CORPUS, FLOAT_REPAIR, REPAIR, load, target_of
+from .test_corpus_tenangdb import CORPUS, STREAMING_ONLY_REPAIR, REPAIR, load, target_of
 
 pytestmark = pytest.mark.usefixtures("needs_mydumper")
 
@@ -54,7 +54,7 @@ def plain_corpus(server):
     name = unique("fidplain")
     load(server, name, CORPUS)
     server.sql(REPAIR, name)
-    server.sql(FLOAT_REPAIR, name)
+    server.sql(STREAMING_ONLY_REPAIR, name)
     server.sql(ONLY_WHAT_MYDUMPER_CARRIES, name)
     yield name, snapshot(target_of(server), name)
     server.sql(f"DROP DATABASE IF EXISTS {qi(name)}")

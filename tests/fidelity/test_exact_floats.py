@@ -135,3 +135,33 @@ def test_without_the_dumps_snapshot_the_backup_is_made_and_the_loss_named(env, s
         assert "column `keyed`.`f`" in done.stderr
     finally:
         server.sql(f"DROP USER IF EXISTS '{user}'@'%'")
+
+
+def test_enum_error_values_come_back_as_error_values(env, server):
+    """The dump writes an ENUM error value (index 0) like the '' member; with an integer key the
+    streaming engine writes it as 0, which the load stores as the error value again."""
+    name = unique("enm")
+    server.sql(f"CREATE DATABASE {qi(name)}; USE {qi(name)}; SET SESSION sql_mode = ''; "
+               "CREATE TABLE e (id INT PRIMARY KEY, v ENUM('', 'x', 'y'), w ENUM('', 'a'), f FLOAT); "
+               "INSERT INTO e VALUES (1, 'x', 'a', 1.5), (2, 'bogus', '', 1234.5678), (3, '', 'bogus', NULL), "
+               "(4, NULL, 'nope', 3.1415927);")
+    try:
+        before = server.sql(f"SELECT id, v + 0, w + 0 FROM {qi(name)}.e ORDER BY id")
+        assert "2\t0\t1" in before and "3\t1\t0" in before
+        cfg = env.write_config({"backup": {"databases": [name], "engine": "mydumper"}})
+        done = env.cli("backup", "--yes", config=cfg)
+        assert done.returncode == 0, done.stderr
+        [folder] = env.backups_of(name)
+        manifest = json.loads((folder / "manifest.json").read_text())
+        assert manifest["losses"] == [] and manifest["engine"]["name"] == "mysqldump"
+        assert "ENUM error values" in manifest["engine"]["fallback_reason"]
+        target = unique("enmcopy")
+        assert env.cli("restore", "-b", str(folder), "-d", target, "--yes", config=cfg).returncode == 0
+        try:
+            assert server.sql(f"SELECT id, v + 0, w + 0 FROM {qi(target)}.e ORDER BY id") == before
+            assert server.sql(f"CHECKSUM TABLE {qi(target)}.e EXTENDED").split()[-1] == \
+                server.sql(f"CHECKSUM TABLE {qi(name)}.e EXTENDED").split()[-1]
+        finally:
+            server.sql(f"DROP DATABASE IF EXISTS {qi(target)}")
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS {qi(name)}")

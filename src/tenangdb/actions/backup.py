@@ -338,6 +338,8 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             if checked.lossy_floats:
                 reasons.append("FLOAT values that need more than 6 digits, which only the streaming dump is "
                                "given exactly")
+            if checked.enum_errors:
+                reasons.append("ENUM error values, which only the streaming dump writes apart from ''")
             if reasons:
                 fallback = (f"mydumper {'.'.join(map(str, mydumper.version(tools.mydumper)))} cannot carry "
                             f"everything in this database ({'; '.join(reasons)}); used the streaming engine")
@@ -360,10 +362,11 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         try:
             if vcfg.record:
                 snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum])
-            if engine != "mydumper" and checked.floats:
+            plans = exactfloat.plans(conn, name, list(checked.floats), checked.enum_empty) \
+                if engine != "mydumper" and (checked.floats or checked.enum_empty) else {}
+            if plans:
                 try:
-                    exact = exactfloat.ExactFloats(endpoint, name, exactfloat.plans(conn, name, list(checked.floats)),
-                                                   client_tool(settings.database))
+                    exact = exactfloat.ExactFloats(endpoint, name, plans, client_tool(settings.database))
                 except (ToolMissing, exactfloat.Misaligned) as exc:
                     exact_unavailable = str(exc)
             if snapshot is not None or exact is not None:
@@ -407,6 +410,7 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                     alignment.finish()
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables, alignment)
             dumped.losses.extend(_float_losses(checked, exact, alignment, exact_unavailable))
+            dumped.losses.extend(_enum_losses(checked, exact, alignment, exact_unavailable))
             if checked.cycled:
                 dumped.losses.extend(_cycle_losses(conn, endpoint, name, checked.cycled,
                                                    rewriter.cycles_written if engine != "mydumper" else set()))
@@ -494,6 +498,29 @@ def _fresh(conn, endpoint):
         yield fresh
     finally:
         fresh.close()
+
+
+def _enum_losses(checked, exact, alignment, unavailable: str | None) -> list[fidelity.Loss]:
+    """ENUM error values that restore as the '' member: those the rewrite could not write as 0."""
+    failed = dict(exact.losses) if exact is not None else {}
+    losses = []
+    for table, columns in sorted(checked.enum_errors.items()):
+        plan = exact.plans.get(table) if exact is not None else None
+        if plan is not None and plan.enums and table not in failed:
+            continue
+        if exact is None:
+            why = f"exact values could not be read: {unavailable}" if unavailable else "the dump writes both as ''"
+        elif plan is None or not plan.enums:
+            why = "the dump writes both as '', and the table has no integer primary key to put them right by"
+        else:
+            why = failed[table] or ("the rows must be read in the dump's own snapshot, and "
+                                    + (alignment.reason if alignment is not None and alignment.reason
+                                       else "it could not be had"))
+        for column, count in sorted(columns.items()):
+            losses.append(fidelity.Loss(f"column {fidelity.qi(table)}.{fidelity.qi(column)}",
+                                        f"{count} ENUM error value(s) (index 0), which restore as the '' member",
+                                        why))
+    return losses
 
 
 def _float_losses(checked, exact, alignment, unavailable: str | None = None) -> list[fidelity.Loss]:

@@ -52,6 +52,13 @@ class TablePlan:
     int_key: int | None  # position of a single-column integer primary key, checked per row
     covering: bool  # a secondary index covers every dumped column
     secondary: list[str] = field(default_factory=list)
+    # ENUM columns with a '' member: an error value (index 0) is printed '' like that member, and
+    # is written as 0 instead, which a non-strict load stores as the error value. Sparse plans only.
+    enums: list[int] = field(default_factory=list)
+
+    @property
+    def fixed(self) -> list[int]:
+        return self.floats + self.enums
 
     @property
     def sparse(self) -> bool:
@@ -65,9 +72,11 @@ class TablePlan:
         floats = [qi(self.columns[i]) for i in self.floats]
         exact = [f"IF({_round_trips(c)}, NULL, {_double_literal(c)})" for c in floats]
         if self.sparse:
+            enums = [qi(self.columns[i]) for i in self.enums]
+            exact += [f"IF({c} + 0 = 0, '0', NULL)" for c in enums]
             key = qi(self.columns[self.int_key])
             ignore = f" IGNORE INDEX ({', '.join(qi(i) for i in self.secondary)})" if self.secondary else ""
-            needed = " AND ".join(_round_trips(c) for c in floats)
+            needed = " AND ".join([_round_trips(c) for c in floats] + [f"COALESCE({c} + 0 <> 0, 1)" for c in enums])
             return (f"SELECT /*!40001 SQL_NO_CACHE */ {key}, {', '.join(exact)} FROM {target}{ignore} "
                     f"WHERE NOT ({needed})")
         printed = [f"CAST({c} AS CHAR)" for c in floats]
@@ -91,11 +100,13 @@ def _round_trips(column: str) -> str:
             f"AND NOT ({column} = 0 AND ATAN2({column}, -1) < 0)))")
 
 
-def plans(conn, database: str, tables: list[str]) -> dict[str, TablePlan]:
-    """How to read exact values for each of `tables` (those with FLOAT columns)."""
+def plans(conn, database: str, tables: list[str], enums: dict[str, list[str]] | None = None) -> dict[str, TablePlan]:
+    """How to read exact values for each of `tables` (those with FLOAT columns, or with ENUM
+    columns that have a '' member: `enums`, table -> columns)."""
     out: dict[str, TablePlan] = {}
+    enums = enums or {}
     with conn.cursor() as cur:
-        for table in tables:
+        for table in sorted(set(tables) | set(enums)):
             cur.execute("SELECT COLUMN_NAME, DATA_TYPE, IS_GENERATED, COLUMN_KEY FROM information_schema.COLUMNS "
                         "WHERE TABLE_SCHEMA=%s AND TABLE_NAME=%s ORDER BY ORDINAL_POSITION", (database, table))
             rows = [r for r in cur.fetchall() if r[2] == "NEVER"]
@@ -114,7 +125,11 @@ def plans(conn, database: str, tables: list[str]) -> dict[str, TablePlan]:
                     int_key = position
             # InnoDB secondary indexes carry the primary key's columns too.
             covering = any(set(columns) <= set(cols) | set(primary) for cols in indexes.values())
-            out[table] = TablePlan(table, columns, floats, int_key, covering, sorted(indexes))
+            plan = TablePlan(table, columns, floats, int_key, covering, sorted(indexes))
+            if plan.sparse:
+                plan.enums = [columns.index(c) for c in enums.get(table, []) if c in columns]
+            if plan.fixed:
+                out[table] = plan
     return out
 
 
@@ -342,7 +357,7 @@ class _TableRewrite:
         self.count = 0  # rows of the dump seen
         self.changed = 0
         self.failed: str | None = None
-        self.last = max(plan.floats + ([plan.int_key] if plan.int_key is not None else []))
+        self.last = max(plan.fixed + ([plan.int_key] if plan.int_key is not None else []))
         self.fast_key = plan.int_key == 0
         self._row = self._sparse_row if plan.sparse else self._dense_row
         self.pending = self._next() if plan.sparse else None
@@ -425,7 +440,7 @@ class _TableRewrite:
         return b",".join(fields)
 
     def _replace(self, fields: list[bytes], exact) -> None:
-        for position, value in zip(self.plan.floats, exact):
+        for position, value in zip(self.plan.fixed, exact):
             if value != b"NULL":
                 fields[position] = value
                 self.changed += 1

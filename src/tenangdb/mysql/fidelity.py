@@ -57,6 +57,9 @@ class Preflight:
     # restore under another name, so restore warns about them.
     qualified_references: list[str] = field(default_factory=list)
     comment: str = ""
+    # ENUM columns with a '' member (table -> columns), and how many error values each holds.
+    enum_empty: dict[str, list[str]] = field(default_factory=dict)
+    enum_errors: dict[str, dict[str, int]] = field(default_factory=dict)
     # Sequences that have cycled: name -> cycle count.
     cycled: dict[str, int] = field(default_factory=dict)
     # Tables with FLOAT columns, and per column how many values the dump would print rounded.
@@ -197,12 +200,12 @@ def check(conn, database: str) -> Preflight:
             if data_type in ("enum", "set"):
                 members = enum_members(column_type)
                 if data_type == "enum" and "" in members:
+                    # The dump writes an error value (index 0) and the '' member alike; the
+                    # streaming engine writes the error values as 0 where it can (mysql/exactfloat.py).
+                    found.enum_empty.setdefault(table, []).append(column)
                     cur.execute(f"SELECT COUNT(*) FROM {where}{qi(table)} WHERE {qi(column)} + 0 = 0")
-                    invalid = cur.fetchone()[0]
-                    if invalid:
-                        found.losses.append(Loss(f"column {ref}", f"{invalid} ENUM error value(s) (index 0), "
-                                                 "which restore as the '' member",
-                                                 "the dump writes both as ''"))
+                    if invalid := cur.fetchone()[0]:
+                        found.enum_errors.setdefault(table, {})[column] = invalid
                 if "?" in "".join(members):
                     real = _real_members(cur, database, table, column, data_type, len(members))
                     if real is None:
