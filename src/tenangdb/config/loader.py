@@ -308,6 +308,11 @@ def load_config(
     sources: dict[str, str] = {}
     if path is not None:
         raw = _read_yaml(path)
+        if not raw:
+            # Every default would apply: the system server's socket, /var/backups/tenangdb. A file
+            # emptied by mistake (a failed deploy, a truncating editor) must not mean that.
+            raise ConfigError(f"config file {path} is empty or holds only comments; nothing would be "
+                              "configured (run tenangdb init to write one)")
         _check_secret_permissions(path, raw, insecure)
         used: dict[str, list[str]] = {}
         lookup: Mapping[str, str] = env
