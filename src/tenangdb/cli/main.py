@@ -380,19 +380,28 @@ def _verified_line(outcome) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Restore into a non-empty database without asking.")
 @click.option("--from-remote", is_flag=True, help="The backup path names a remote backup "
               "(remote:{db}/{YYYY-MM}/{name}, or its name): download, verify, restore, remove the download.")
+@click.option("--allow-system-schema", is_flag=True, help="Allow mysql or sys as the target: the backup's tables "
+              "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
 @click.pass_obj
-def restore(state: State, backup_path: str, target: str, yes: bool, from_remote: bool) -> None:
+def restore(state: State, backup_path: str, target: str, yes: bool, from_remote: bool,
+            allow_system_schema: bool) -> None:
     """Verify a backup, then restore it into a database."""
     from tenangdb.actions import fetch, observe
     from tenangdb.actions import restore as action
 
+    action.check_name(target, allow_system_schema=allow_system_schema)  # before the config, the server or a byte
     loaded = state.load()
+    confirm = _confirm_factory(yes)
     with observe.restore_run(loaded, backup_path):
         if from_remote or fetch.is_remote_spec(backup_path, loaded):
+            # The connection and the target first: a download can take long.
+            checked = action.check_target(loaded, target, confirm=confirm, allow_system_schema=allow_system_schema,
+                                          source=backup_path)
             with fetch.fetched(loaded, backup_path) as folder:
-                action.run(loaded, folder, target, confirm=_confirm_factory(yes))
+                action.run(loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema,
+                           checked=checked)
         else:
-            action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
+            action.run(loaded, backup_path, target, confirm=confirm, allow_system_schema=allow_system_schema)
 
 
 @cli.command()
