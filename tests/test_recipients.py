@@ -49,3 +49,12 @@ def test_recipients_without_an_identity_or_with_ours_among_them_are_fine(env, sa
     assert done.returncode == 0 and "decrypts none" not in done.stderr, done.stderr
     newest = env.backups_of(sample_db)[-1]
     assert env.cli("verify", "-b", str(newest), config=both).returncode == 0
+
+
+def test_an_unexpected_file_problem_is_one_line_naming_the_path(offline_env):
+    blocker = offline_env.root / "a-file"
+    blocker.write_text("")
+    done = offline_env.cli("key", "generate", "-o", str(blocker / "key.txt"))
+    assert done.returncode == 1, done.stderr
+    assert only_line(done.stderr).startswith(f"error: {blocker}") and "internal error" not in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1

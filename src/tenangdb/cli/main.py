@@ -96,6 +96,15 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted; unfinished work was removed", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            # A file or folder we were not prepared for (another user's, a file where a folder
+            # should be, a full disk): its path and the system's reason say what to fix.
+            if debug:
+                traceback.print_exc()
+            from tenangdb.secrets import redact
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {redact(where + (exc.strerror or str(exc)))}", err=True)
+            ctx.exit(EXIT_GENERAL)
         except Exception as exc:  # a bug: say so in one line unless asked for details
             if debug:
                 traceback.print_exc()
