@@ -203,14 +203,14 @@ def requirements(engine: str, flavour: str, version: str, *, binlog: bool) -> li
 def restore_requirements(objects: dict | None, *, streaming: bool) -> list[Need]:
     """What loading a backup into a target database needs there (`objects`: the manifest's
     inventory; None when it is not known yet, as before a remote backup is downloaded).
-    The dump drops and recreates each table (DROP, CREATE, INSERT; ALTER for DISABLE KEYS);
-    mariadb-dump's output also takes LOCK TABLES around its INSERTs."""
+    Both loaders drop and recreate each table (DROP, CREATE, INSERT); mariadb-dump's output
+    also holds ALTER TABLE ... DISABLE KEYS and LOCK TABLES around its INSERTs."""
     needs = [Need("CREATE", "database", "create the database and its tables"),
              Need("DROP", "database", "replace tables of the same name"),
-             Need("INSERT", "database", "load the rows"),
-             Need("ALTER", "database", "ALTER TABLE ... DISABLE KEYS in the dump")]
+             Need("INSERT", "database", "load the rows")]
     if streaming:
-        needs.append(Need("LOCK TABLES", "database", "LOCK TABLES around the dump's INSERTs"))
+        needs += [Need("ALTER", "database", "ALTER TABLE ... DISABLE KEYS in the dump"),
+                  Need("LOCK TABLES", "database", "LOCK TABLES around the dump's INSERTs")]
     if objects:
         if objects.get("views"):
             needs += [Need("CREATE VIEW", "database", "create the views"),
