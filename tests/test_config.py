@@ -58,6 +58,10 @@ cleanup: {enabled: false, max_age_days: 7, remote_retention_days: 3, weekend_onl
     ("database: [unclosed\n", "is not valid YAML at line"),
     ("database:\n  mydumper: {no_data: true}\n", "database.mydumper.no_data: true would make backups that cannot"),
     ("database:\n  mydumper: {max_unsealed_mb: 1}\n", "database.mydumper.max_unsealed_mb: Input should be greater"),
+    # An empty file would mean every default: the system server and /var/backups/tenangdb.
+    ("", "is empty or holds only comments"),
+    ("# database:\n#   host: db1\n\n", "is empty or holds only comments"),
+    ("{}\n", "is empty or holds only comments"),
 ])
 def test_bad_config_is_exit_2_with_file_and_key(offline_env, text, expected):
     cfg = write(offline_env.root / "bad.yaml", text)

@@ -58,7 +58,7 @@ def test_doctor_all_good(env, server, sample_db):
     assert status == 0, checks
     for name in ("config-file", "plaintext-secrets", "secrets-file", "key-file", "backup-dir", "state-dir", "log-dir",
                  "tools", "database-grants", "database-tls", "encryption", "rclone-config", "upload", "metrics",
-                 "free-space", "last-backup"):
+                 "free-space", "last-backup", "repository"):
         assert checks[name]["status"] == "pass", checks[name]
     assert "written, read back and deleted" in checks["upload"]["message"]
     assert not list(target.rglob(".tenangdb-probe-*"))  # the upload probe left nothing behind

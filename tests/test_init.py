@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -53,6 +54,10 @@ def test_init_without_a_terminal_then_least_privilege_backup_and_restore(env, se
     assert mode(config) == 0o640 and mode(secrets) == 0o600 and mode(key) == 0o600
     for folder in ("backups", "state", "log"):
         assert mode(env.root / folder) == 0o750
+    # The repository's identity is made now and recorded in the state folder the config names.
+    marker = json.loads((env.root / "backups" / ".tenangdb-repository").read_text())
+    [record] = (env.root / "state").glob(".tenangdb_repository_*.json")
+    assert json.loads(record.read_text())["id"] == marker["id"]
     assert config.stat().st_uid == os.geteuid()
     text = config.read_text()
     assert PASSWORD not in text and "password: ${TENANGDB_DB_PASSWORD}" in text
@@ -224,6 +229,8 @@ def test_init_deploy_systemd_into_a_root_prefix(env, server, sample_db):
     assert owner(etc / "config.yaml") == (0, gid, 0o640)
     assert owner(etc / "secrets.env") == (0, 0, 0o600)
     assert owner(etc / "age-identity.txt") == (0, 0, 0o600)
+    # A package tree gets no repository identity: every host installed from it would share it.
+    assert not (root / "var" / "backups" / "tenangdb" / ".tenangdb-repository").exists()
     for folder in ("var/backups/tenangdb", "var/lib/tenangdb", "var/log/tenangdb"):
         assert owner(root / folder) == (uid, gid, 0o750), folder
     config_text = (etc / "config.yaml").read_text()

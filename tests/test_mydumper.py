@@ -17,6 +17,7 @@ from conftest import TENANGDB, unique
 from test_secrets import PASSWORD, spy_tool
 
 pytestmark = pytest.mark.usefixtures("needs_mydumper")
+KEPT = (".tenangdb.lock", ".tenangdb-repository")  # the directory's own files, not a backup's
 
 
 @pytest.fixture
@@ -189,7 +190,7 @@ def test_sigterm_mid_backup_leaves_no_plaintext_and_no_backup(env, server, plain
             proc.kill()
     assert proc.returncode == 130, err
     # ... and none after the interrupt: no scratch, no staging, nothing that looks complete.
-    assert [p for p in env.backups.rglob("*") if p.is_file() and p.name != ".tenangdb.lock"] == []
+    assert [p for p in env.backups.rglob("*") if p.is_file() and p.name not in KEPT] == []
     assert not list(env.backups.rglob("*.partial"))
     assert _wait_for(lambda: not _alive(group), timeout=10)
 
@@ -203,7 +204,7 @@ def test_timeout_kills_mydumper_and_its_group(env, server, plain_db, tmp_path):
     assert done.returncode == 4, done.stderr
     assert "did not finish within backup.timeout (3s)" in done.stderr
     assert time.monotonic() - started < 30
-    assert [p for p in env.backups.rglob("*") if p.is_file() and p.name != ".tenangdb.lock"] == []
+    assert [p for p in env.backups.rglob("*") if p.is_file() and p.name not in KEPT] == []
     assert _wait_for(lambda: not _alive(int((tmp_path / "group").read_text())), timeout=10)
 
 

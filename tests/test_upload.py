@@ -311,8 +311,8 @@ def test_s3_secret_never_on_rclone_argv_or_env(offline_env, s3, tmp_path):
     assert s3.secret not in outputs
 
 
-def test_restore_from_a_missing_remote_backup_is_refused(offline_env, remote):
-    env = offline_env
+def test_restore_from_a_missing_remote_backup_is_refused(env, remote):
+    # A reachable server: restore checks the connection and the target before it downloads.
     cfg = upload_config(env, remote)
     done = env.cli("restore", "--from-remote", "-b", "shop-2026-01-01_00-00-00", "-d", "nowhere", config=cfg)
     assert done.returncode == 7 and "shop/2026-01/shop-2026-01-01_00-00-00" in done.stderr, done.stderr

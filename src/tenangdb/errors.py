@@ -33,6 +33,13 @@ class ConfigError(TenangDBError):
     exit_code = EXIT_CONFIG
 
 
+class InvalidInput(TenangDBError):
+    """A command-line value we refuse before doing anything (a database name the server
+    would reject, a system schema as a restore target): exit 2, like click's usage errors."""
+
+    exit_code = EXIT_CONFIG
+
+
 class ConnectionFailed(TenangDBError):
     exit_code = EXIT_CONNECTION
 

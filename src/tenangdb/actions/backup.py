@@ -7,6 +7,7 @@ import fnmatch
 import logging
 import shutil
 import subprocess
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +29,7 @@ from tenangdb.mysql import mydumper, mysqldump
 from tenangdb.mysql.connection import (client_options, connect, endpoint_from, private_defaults_file, reconnect,
                                        translated_errors)
 from tenangdb.mysql.tools import client_tool, dump_tool, mydumper_tool, tool_version
-from tenangdb.repository import store, tracking
+from tenangdb.repository import identity, store, tracking
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import dump_file_name
 from tenangdb.runner import PIPE_SIZE, kill_all_children, spawn
@@ -138,9 +139,27 @@ def _resolve(conn, the_plan: Plan, include_mysql: bool) -> list[str]:
     return kept
 
 
+def state_directory(loaded: LoadedConfig) -> Path:
+    """Where the tracking file and the repository's recorded identity live."""
+    return Path(loaded.settings.backup.tracking_directory or default_state_directory())
+
+
 def tracking_file(loaded: LoadedConfig) -> Path:
-    cfg = loaded.settings.backup
-    return tracking.tracking_path(Path(cfg.tracking_directory or default_state_directory()), cfg.directory)
+    return tracking.tracking_path(state_directory(loaded), loaded.settings.backup.directory)
+
+
+def check_state_directory(loaded: LoadedConfig) -> None:
+    """The state directory exists (or is made) and takes a file; else a configuration error."""
+    folder = state_directory(loaded)
+    key = "backup.tracking_directory" if loaded.settings.backup.tracking_directory else "the state directory"
+    try:
+        folder.mkdir(parents=True, mode=0o750, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise ConfigError(f"{key} {folder} cannot hold the tracking file: {exc.strerror or exc}"
+                          + (f" ({exc.filename})" if exc.filename and str(exc.filename) != str(folder) else "")
+                          + "; set backup.tracking_directory to a folder this user can write") from None
 
 
 def recent_backups(loaded: LoadedConfig, the_plan: Plan) -> list[tuple[str, float]]:
@@ -175,7 +194,11 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
     tools = _tools(cfg.database, the_plan.engine)
     endpoint = endpoint_from(cfg.database)
     root = the_plan.directory
-    store.ensure_dir(root)
+    # Before any dump: a run that cannot record its successes afterwards, or that would
+    # write to the wrong filesystem, must not start.
+    state = state_directory(loaded)
+    check_state_directory(loaded)
+    identity.check(root, state, create=True)
     results: list[Result] = []
     with DirectoryLock(root):
         try:
@@ -205,8 +228,13 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
                 else:
                     _run_concurrently(one, batch, workers)
         finally:
-            # Only successes move the tracking: a failed run must not block the retry.
-            tracking.record(tracking_file(loaded), {r.database: _now() for r in results if r.ok})
+            # Only successes move the tracking: a failed run must not block the retry. A
+            # tracking file that cannot be written must not hide the results of committed backups.
+            try:
+                tracking.record(tracking_file(loaded), {r.database: _now() for r in results if r.ok})
+            except OSError as exc:
+                log.error("could not record the successful backups in %s: %s", tracking_file(loaded),
+                          exc.strerror or exc)
     order = {name: i for i, name in enumerate(the_plan.resolved or [])}
     return sorted(results, key=lambda r: order.get(r.database, len(order)))
 

@@ -16,12 +16,13 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from tenangdb.actions import catalog
+from tenangdb.actions.backup import state_directory
 from tenangdb.actions.upload import PROVING_METHODS, now_iso, verify_remote
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import CleanupFailed, TenangDBError
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import records
+from tenangdb.repository import identity, records
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.retention import BACKUP, LOCAL, PARTIAL, REMOTE, Decision, Keep, Policy, plan
 
@@ -86,6 +87,8 @@ def make_plan(loaded: LoadedConfig, *, databases: list[str] | None = None, max_a
               now: datetime | None = None) -> Plan:
     settings = loaded.settings
     root = Path(settings.backup.directory)
+    # An empty mount point would read as "no local copies" in the plan.
+    identity.check(root, state_directory(loaded), create=False)
     policy = policy_from(loaded, databases=databases, max_age_days=max_age_days)
     # The remote is the upload destination, whether uploads run after each backup or by hand.
     destination = settings.upload.destination

@@ -472,6 +472,28 @@ def fidelity(loaded: LoadedConfig) -> Check:
     return Check("fidelity", PASS, f"the newest backups of {len(newest)} database(s) record no losses")
 
 
+def repository(loaded: LoadedConfig) -> Check:
+    """Is the backup directory the repository this host backs up to (not an empty mount point)?"""
+    from tenangdb.actions.backup import state_directory
+    from tenangdb.repository import identity
+
+    root = Path(loaded.settings.backup.directory)
+    try:
+        st = identity.status(root, state_directory(loaded))
+    except TenangDBError as exc:
+        return Check("repository", FAIL, str(exc), "run as the account that runs backups")
+    if st.problem:
+        return Check("repository", FAIL, st.problem, "mount the backup disk (or correct backup.directory); "
+                     "backups refuse to run until then")
+    if st.found is None:
+        return Check("repository", WARN, f"{root} is not a repository yet", "the first backup makes it: "
+                     "tenangdb backup --yes")
+    if st.known is None:
+        return Check("repository", WARN, f"{root} is repository {st.found[:12]}, not yet recorded in {st.record}",
+                     "the next backup records it")
+    return Check("repository", PASS, f"{root} is repository {st.found[:12]}, as recorded in {st.record}")
+
+
 def last_backup(loaded: LoadedConfig, max_age: float) -> Check:
     from tenangdb.actions.backup import tracking_file
     from tenangdb.repository import tracking
@@ -518,6 +540,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         secret_file("key-file", cfg.backup.encryption.key_file),
         secret_file("defaults-file", cfg.database.defaults_file, group_ok=True),
         folder("backup-dir", cfg.backup.directory, required=True),
+        repository(loaded),
         folder("state-dir", cfg.backup.tracking_directory or default_state_directory(), required=False),
         folder("log-dir", os.path.dirname(cfg.logging.file_path) if cfg.logging.file_path else None,
                required=False),

@@ -432,6 +432,16 @@ def run(a: Answers, q: Questions) -> dict:
             exporter=bool(metrics))
         units = render_units(unit_params)
 
+    # The repository's identity belongs to this host's backup disk: never into a package tree
+    # (--root), where every host installed from it would share one id.
+    real_host = str(root) == "/"
+    if real_host:
+        from tenangdb.repository import identity
+
+        st = identity.status(Path(backup_dir), Path(layout.state_dir))
+        if st.problem:
+            raise identity.RepositoryUnavailable(f"refusing to set up the backup directory: {st.problem}")
+
     if a.dry_run:
         return {"config": config_text, "secrets": sorted(secret_values), "units": units, "files": [],
                 "layout": layout}
@@ -462,6 +472,12 @@ def run(a: Answers, q: Questions) -> dict:
         else:
             q.say(f"note: left the existing folder {folder} as it is (not empty, not a tenangdb folder); "
                   "tenangdb doctor checks its mode")
+    if real_host:
+        st = identity.check(Path(backup_dir), Path(layout.state_dir), create=True)
+        for made in (Path(backup_dir) / identity.MARKER, st.record):
+            if svc_uid >= 0 or svc_gid >= 0:
+                os.chown(made, svc_uid, svc_gid)  # the service reads both, and may record again
+        files.append(str(Path(backup_dir) / identity.MARKER))
     if encryption == "generate" and not existing_key:
         from tenangdb.stream.crypto import generate_identity_file
         key_path = host.under(root, layout.key_file)

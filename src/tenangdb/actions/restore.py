@@ -17,11 +17,12 @@ from typing import Callable
 from tenangdb import orphans
 from tenangdb.actions.verify import Verified, identities_for, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import RestoreFailed, ToolMissing, VerifyFailed, signals_deferred
+from tenangdb.errors import InvalidInput, RestoreFailed, ToolMissing, VerifyFailed, signals_deferred
+from tenangdb.mysql import grants as grants_mod
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mydumper, mysqldump
 from tenangdb.mysql.connection import (Endpoint, client_options, connect, endpoint_from, private_defaults_file,
-                                       translated_errors)
+                                       quote_identifier, translated_errors)
 from tenangdb.mysql.tools import client_tool, myloader_tool
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import store
@@ -39,16 +40,98 @@ class Restored:
     plain_bytes: int
 
 
+@dataclass
+class TargetCheck:
+    """What `check_target` found: the target may be written (the operator agreed if it had to)."""
+    target: str
+    existed: bool
+    non_empty: bool
+
+
+def check_name(target: str, *, allow_system_schema: bool = False) -> None:
+    """Refuse, before anything is read or connected, a name the server would reject and the
+    server's own schemas."""
+    if problem := inv_mod.database_name_problem(target):
+        raise InvalidInput(f"cannot restore into {target!r}: {problem}")
+    if target.lower() in inv_mod.VIRTUAL_SCHEMAS:
+        raise InvalidInput(f"cannot restore into {target!r}: the server makes up its tables, nothing can be "
+                           "loaded into it")
+    if inv_mod.is_system_schema(target) and not allow_system_schema:
+        raise InvalidInput(f"refusing to restore into the system schema {target!r}: its tables are the "
+                           "server's own (accounts, grants, time zones, sys views); pass --allow-system-schema "
+                           "to replace them from this backup")
+
+
+def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], bool],
+                 allow_system_schema: bool = False, manifest: dict | None = None,
+                 source: str | None = None) -> TargetCheck:
+    """The checks a restore can make without reading the backup: the name, the connection, the
+    privileges on the target and whether it holds anything (asking before writing into it).
+    `manifest` None: not known yet (a remote backup not downloaded); checked again with it."""
+    check_name(target, allow_system_schema=allow_system_schema)
+    streaming = manifest is None or manifest["engine"].get("name") != mydumper.ENGINE
+    endpoint = endpoint_from(loaded.settings.database)
+    conn = connect(endpoint)
+    try:
+        with translated_errors(endpoint):
+            _check_privileges(conn, target, manifest, streaming=streaming)
+            existed = inv_mod.database_exists(conn, target)
+            non_empty = existed and inv_mod.database_object_count(conn, target) > 0
+    finally:
+        conn.close()
+    if non_empty:
+        what = repr(manifest["database"]) if manifest else (source or "the backup")
+        if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
+                       f"replace those of the same name. Restore {what} into it?"):
+            raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
+                                "(pass --yes to restore into it)")
+    return TargetCheck(target=target, existed=existed, non_empty=non_empty)
+
+
+def _check_privileges(conn, target: str, manifest: dict | None, *, streaming: bool) -> None:
+    user, host, lines = grants_mod.current_grants(conn)
+    grants, roles = grants_mod.parse_grants(lines)
+    if roles:
+        return  # a role's privileges are not in SHOW GRANTS of the account: the load will tell
+    needs = grants_mod.restore_requirements(manifest.get("objects") if manifest else None, streaming=streaming)
+    report = grants_mod.check(grants, roles, needs, [target], user=user, host=host)
+    if missing := report.missing_required:
+        names = ", ".join(dict.fromkeys(need.privilege for need, _ in missing))
+        raise RestoreFailed(f"database user {user}@{host} lacks {names} on {quote_identifier(target)}.*, "
+                            f"which restoring this backup needs (nothing was changed)")
+
+
 def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
-        confirm: Callable[[str], bool]) -> Restored:
-    if not target or "\x00" in target or len(target) > 64:
-        raise RestoreFailed(f"{target!r} is not a valid database name")
+        confirm: Callable[[str], bool], allow_system_schema: bool = False,
+        checked: TargetCheck | None = None) -> Restored:
+    """Restore a backup into `target`. `checked`: the target was checked (and the operator
+    asked) already, before a download."""
+    check_name(target, allow_system_schema=allow_system_schema)
+    manifest = _manifest_if_readable(backup_path)
+    if manifest is not None:
+        # Everything that needs no backup byte comes first: a wrong password or a non-empty
+        # target is reported at once, not after minutes of reading.
+        if manifest["engine"].get("name") == mydumper.ENGINE:
+            _loader(loaded.settings.database)
+        else:
+            client_tool(loaded.settings.database)
+        asked = checked is not None and checked.non_empty
+        checked = check_target(loaded, target, confirm=(lambda question: True) if asked else confirm,
+                               allow_system_schema=allow_system_schema, manifest=manifest)
     scratch = _mydumper_scratch(backup_path)
     try:
-        return _run(loaded, backup_path, target, confirm, scratch)
+        return _run(loaded, backup_path, target, confirm, scratch, checked)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _manifest_if_readable(backup_path: str | Path) -> dict | None:
+    """The manifest, shape-checked; None when it is unusable (verification says why)."""
+    try:
+        return manifest_mod.load(resolve_backup_path(backup_path))
+    except VerifyFailed:
+        return None
 
 
 def _mydumper_scratch(backup_path: str | Path) -> Path | None:
@@ -73,7 +156,8 @@ def _mydumper_scratch(backup_path: str | Path) -> Path | None:
     return scratch
 
 
-def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path | None) -> Restored:
+def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path | None,
+         checked: TargetCheck | None) -> Restored:
     if scratch is not None:
         _loader(loaded.settings.database)  # before reading gigabytes, not after
     try:
@@ -92,12 +176,15 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
     endpoint = endpoint_from(cfg.database)
     conn = connect(endpoint)
     try:
-        if inv_mod.database_exists(conn, target) and inv_mod.database_object_count(conn, target) > 0:
-            if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
-                           f"replace those of the same name. Restore {manifest['database']!r} into it?"):
-                raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
-                                    "(pass --yes to restore into it)")
-        created = _create_target(conn, target, manifest)
+        with translated_errors(endpoint):
+            # Checked before the (long) verification; ask again only if it filled up meanwhile.
+            if (checked is None or not checked.non_empty) and inv_mod.database_exists(conn, target) \
+                    and inv_mod.database_object_count(conn, target) > 0:
+                if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
+                               f"replace those of the same name. Restore {manifest['database']!r} into it?"):
+                    raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
+                                        "(pass --yes to restore into it)")
+            created = _create_target(conn, target, manifest)
     finally:
         conn.close()
     started = time.monotonic()

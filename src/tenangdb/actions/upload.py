@@ -17,11 +17,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from tenangdb.actions.backup import state_directory
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import TenangDBError, UploadFailed, VerifyFailed
 from tenangdb.remote.rclone import Rclone, join, local_hashes
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import records, store
+from tenangdb.repository import identity, records, store
 from tenangdb.repository.lock import DirectoryLock
 
 log = logging.getLogger("tenangdb.upload")
@@ -264,6 +265,8 @@ def run(loaded: LoadedConfig, *, databases: list[str] | None = None, paths: list
     if not cfg.upload.destination:
         raise UploadFailed("upload.destination is not set: nowhere to upload to", retryable=False)
     root = Path(cfg.backup.directory)
+    if not locked:
+        identity.check(root, state_directory(loaded), create=False)
     rc = Rclone(cfg.upload)
     report = on_result or (lambda result: None)
     results: list[UploadResult] = []

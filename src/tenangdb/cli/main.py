@@ -30,14 +30,16 @@ class State:
         self.reap = True  # remove what dead runs left behind (orphans.py) once the config is known
         self.reaped: list = []
 
-    def load(self):
+    def load(self, *, check_recipients: bool = True):
         if self._loaded is None:
             from tenangdb.config.loader import load_config
             from tenangdb.logs import setup
 
-            self._loaded = load_config(self.config_path, insecure=self.insecure)
+            self._loaded = load_config(self.config_path, insecure=self.insecure, check_recipients=check_recipients)
             lg = self._loaded.settings.logging
             setup(self.log_level or lg.level, lg.format, lg.file_path, lg.file_format)
+            for warning in self._loaded.warnings:
+                log.warning("%s", warning)
             if self.reap:
                 from tenangdb import orphans
 
@@ -100,6 +102,15 @@ class Group(click.Group):
         except KeyboardInterrupt:
             click.echo("error: interrupted; unfinished work was removed", err=True)
             ctx.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            # A file or folder we were not prepared for (another user's, a file where a folder
+            # should be, a full disk): its path and the system's reason say what to fix.
+            if debug:
+                traceback.print_exc()
+            from tenangdb.secrets import redact
+            where = f"{exc.filename}: " if exc.filename else ""
+            click.echo(f"error: {redact(where + (exc.strerror or str(exc)))}", err=True)
+            ctx.exit(EXIT_GENERAL)
         except Exception as exc:  # a bug: say so in one line unless asked for details
             if debug:
                 traceback.print_exc()
@@ -405,19 +416,28 @@ def _verified_line(outcome) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Restore into a non-empty database without asking.")
 @click.option("--from-remote", is_flag=True, help="The backup path names a remote backup "
               "(remote:{db}/{YYYY-MM}/{name}, or its name): download, verify, restore, remove the download.")
+@click.option("--allow-system-schema", is_flag=True, help="Allow mysql or sys as the target: the backup's tables "
+              "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
 @click.pass_obj
-def restore(state: State, backup_path: str, target: str, yes: bool, from_remote: bool) -> None:
+def restore(state: State, backup_path: str, target: str, yes: bool, from_remote: bool,
+            allow_system_schema: bool) -> None:
     """Verify a backup, then restore it into a database."""
     from tenangdb.actions import fetch, observe
     from tenangdb.actions import restore as action
 
+    action.check_name(target, allow_system_schema=allow_system_schema)  # before the config, the server or a byte
     loaded = state.load()
+    confirm = _confirm_factory(yes)
     with observe.restore_run(loaded, backup_path):
         if from_remote or fetch.is_remote_spec(backup_path, loaded):
+            # The connection and the target first: a download can take long.
+            checked = action.check_target(loaded, target, confirm=confirm, allow_system_schema=allow_system_schema,
+                                          source=backup_path)
             with fetch.fetched(loaded, backup_path) as folder:
-                action.run(loaded, folder, target, confirm=_confirm_factory(yes))
+                action.run(loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema,
+                           checked=checked)
         else:
-            action.run(loaded, backup_path, target, confirm=_confirm_factory(yes))
+            action.run(loaded, backup_path, target, confirm=confirm, allow_system_schema=allow_system_schema)
 
 
 @cli.command()
@@ -733,7 +753,7 @@ def doctor(state: State, as_json: bool, max_age: str, local_config: str | None, 
     if local_config:
         state.config_path = local_config
     state.reap = False  # doctor changes nothing: it reports leftovers (check "leftovers"), cleanup removes them
-    checks = action.run(state.load(), max_age=limit, unit_dir=unit_dir)
+    checks = action.run(state.load(check_recipients=False), max_age=limit, unit_dir=unit_dir)
     failed = [c for c in checks if c.status == action.FAIL]
     if as_json:
         click.echo(json.dumps({"ok": not failed, "checks": [c.as_dict() for c in checks]}, indent=2))

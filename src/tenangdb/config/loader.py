@@ -35,6 +35,7 @@ class LoadedConfig:
     path: Path | None
     searched: list[Path]
     sources: dict[str, str] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)  # logged once logging is set up
 
     def source_of(self, key: str) -> str:
         return self.sources.get(key, "default")
@@ -299,7 +300,10 @@ def load_config(
     *,
     insecure: bool = False,
     environ: Mapping[str, str] | None = None,
+    check_recipients: bool = True,
 ) -> LoadedConfig:
+    """`check_recipients` false: for `doctor`, which reports a recipient mismatch as one of
+    its checks instead of refusing to run."""
     env = os.environ if environ is None else environ
     if explicit is None and env.get("TENANGDB_CONFIG"):
         explicit = env["TENANGDB_CONFIG"]
@@ -308,6 +312,11 @@ def load_config(
     sources: dict[str, str] = {}
     if path is not None:
         raw = _read_yaml(path)
+        if not raw:
+            # Every default would apply: the system server's socket, /var/backups/tenangdb. A file
+            # emptied by mistake (a failed deploy, a truncating editor) must not mean that.
+            raise ConfigError(f"config file {path} is empty or holds only comments; nothing would be "
+                              "configured (run tenangdb init to write one)")
         _check_secret_permissions(path, raw, insecure)
         used: dict[str, list[str]] = {}
         lookup: Mapping[str, str] = env
@@ -351,7 +360,33 @@ def load_config(
             value = getattr(value, part)
         if isinstance(value, SecretStr):
             redact.add(value.get_secret_value())
-    return LoadedConfig(settings=settings, path=path, searched=searched, sources=sources)
+    warnings = _check_recipients(settings, where) if check_recipients else []
+    return LoadedConfig(settings=settings, path=path, searched=searched, sources=sources, warnings=warnings)
+
+
+def _short(recipient: str) -> str:
+    return recipient if len(recipient) <= 24 else f"{recipient[:14]}…{recipient[-6:]}"
+
+
+def _check_recipients(settings: Settings, where: str) -> list[str]:
+    """Recipients the configured identity cannot decrypt make backups that every later verify
+    and restore refuses: an error at load, before any backup is written, unless allowed."""
+    from tenangdb.stream.crypto import undecryptable_recipients
+
+    enc = settings.backup.encryption
+    foreign = undecryptable_recipients(enc)
+    if not foreign:
+        return []
+    names = ", ".join(_short(r) for r in foreign)
+    identity = "backup.encryption.key_file" if enc.key_file else "backup.encryption.key"
+    if enc.allow_foreign_recipients:
+        return [f"backup.encryption: the configured identity ({identity}) decrypts none of the recipients "
+                f"({names}); backups made here can be verified and restored only where their identity is "
+                "(backup.encryption.allow_foreign_recipients is true)"]
+    raise ConfigError(f"configuration error {where}: backup.encryption.recipients: no configured identity "
+                      f"({identity}) belongs to recipient{'s' if len(foreign) > 1 else ''} {names}, so backups could never be verified or "
+                      "restored with it; fix the recipients or the key, or set "
+                      "backup.encryption.allow_foreign_recipients: true on a host that must not hold the identity")
 
 
 def effective_items(loaded: LoadedConfig) -> list[tuple[str, str, str]]:

@@ -188,6 +188,9 @@ class EncryptionConfig(_Section):
     recipients_file: str | None = None
     key: SecretStr | None = None
     key_file: str | None = None
+    # A host that encrypts to recipients whose identity is kept elsewhere, while it holds an
+    # identity of its own for something else; without this, that is a configuration error.
+    allow_foreign_recipients: bool = False
 
     @model_validator(mode="before")
     @classmethod

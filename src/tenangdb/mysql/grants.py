@@ -202,6 +202,31 @@ def requirements(engine: str, flavour: str, version: str, *, binlog: bool) -> li
     return needs
 
 
+def restore_requirements(objects: dict | None, *, streaming: bool) -> list[Need]:
+    """What loading a backup into a target database needs there (`objects`: the manifest's
+    inventory; None when it is not known yet, as before a remote backup is downloaded).
+    Both loaders drop and recreate each table (DROP, CREATE, INSERT); mariadb-dump's output
+    also holds ALTER TABLE ... DISABLE KEYS and LOCK TABLES around its INSERTs."""
+    needs = [Need("CREATE", "database", "create the database and its tables"),
+             Need("DROP", "database", "replace tables of the same name"),
+             Need("INSERT", "database", "load the rows")]
+    if streaming:
+        needs += [Need("ALTER", "database", "ALTER TABLE ... DISABLE KEYS in the dump"),
+                  Need("LOCK TABLES", "database", "LOCK TABLES around the dump's INSERTs")]
+    if objects:
+        if objects.get("views"):
+            needs += [Need("CREATE VIEW", "database", "create the views"),
+                      Need("SHOW VIEW", "database", "replace the views")]
+        if objects.get("routines"):
+            needs += [Need("CREATE ROUTINE", "database", "create the routines"),
+                      Need("ALTER ROUTINE", "database", "replace the routines")]
+        if objects.get("triggers"):
+            needs.append(Need("TRIGGER", "database", "create the triggers"))
+        if objects.get("events"):
+            needs.append(Need("EVENT", "database", "create the events"))
+    return needs
+
+
 def _normalised(privilege: str) -> str:
     return ALIASES.get(privilege, privilege)
 

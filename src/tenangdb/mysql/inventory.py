@@ -76,6 +76,30 @@ def server_info(conn) -> ServerInfo:
 SYSTEM_SCHEMAS = ("information_schema", "performance_schema", "sys")
 
 
+# Virtual schemas: the server makes their tables up, nothing can be loaded into them.
+VIRTUAL_SCHEMAS = ("information_schema", "performance_schema")
+
+
+def database_name_problem(name: str) -> str | None:
+    """Why the server would refuse `name` as a database name (ER_WRONG_DB_NAME), or None."""
+    if not name:
+        return "a database name cannot be empty"
+    if len(name) > 64:
+        return f"a database name has at most 64 characters, {len(name)} given"
+    if name != name.rstrip(" "):
+        return "a database name cannot end with a space"
+    if "\x00" in name:
+        return "a database name cannot hold a NUL character"
+    if any(ord(char) > 0xFFFF for char in name):
+        return "a database name cannot hold characters outside the Basic Multilingual Plane (e.g. emoji)"
+    return None
+
+
+def is_system_schema(name: str) -> bool:
+    """The server's own schemas; compared without case, as lower_case_table_names may fold it."""
+    return name.lower() in ("mysql", *SYSTEM_SCHEMAS)
+
+
 def all_databases(conn, *, include_mysql: bool) -> list[str]:
     skip = set(SYSTEM_SCHEMAS) | (set() if include_mysql else {"mysql"})
     with conn.cursor() as cur:

@@ -130,6 +130,48 @@ def expected_schema_files(database: str, inventory) -> set[str]:
     return names
 
 
+_CHUNK = re.compile(r"^(?P<table>[^.]+)(?:\.(?P<chunk>\d+))?$")
+
+
+def inventory_gaps(database: str, objects: dict, plain_names: set[str], rows: dict[str, int]) -> list[str]:
+    """What the manifest's inventory lists that the backup's files do not hold, one line each.
+
+    mydumper writes `db.table-schema.sql` for each table, `db.view-schema-view.sql` for each view
+    and the rows as `db.table.sql` or numbered chunks `db.table.00001.sql`, … (none for a table
+    without rows unless --build-empty-files). `rows`: each table's row count, exact where the
+    backup recorded one, else the server's estimate.
+    """
+    prefix = database + "."
+    schemas: set[str] = set()
+    chunks: dict[str, list[int]] = {}
+    for name in plain_names:
+        if not name.startswith(prefix) or not name.endswith(".sql"):
+            continue
+        rest = name[len(prefix):-4]
+        if "-schema" in rest:
+            schemas.add(rest)
+            continue
+        if match := _CHUNK.match(rest):
+            chunks.setdefault(match.group("table"), []).append(int(match.group("chunk") or -1))
+    gaps: list[str] = []
+    for table in objects.get("tables") or []:
+        name = table.get("name")
+        if f"{name}-schema" not in schemas:
+            gaps.append(f"table {name!r} has no schema file ({database}.{name}-schema.sql)")
+            continue
+        numbers = sorted(n for n in chunks.get(name, []) if n >= 0)
+        if rows.get(name, 0) and name not in chunks:
+            gaps.append(f"table {name!r} has {rows[name]} row(s) in the manifest but no data file")
+        elif numbers and (numbers[-1] - numbers[0] + 1 != len(numbers) or numbers[0] > 1):
+            absent = sorted(set(range(min(numbers[0], 1), numbers[-1] + 1)) - set(numbers))
+            gaps.append(f"table {name!r} lacks data file {database}.{name}.{absent[0]:05d}.sql "
+                        f"(its other chunks are there)")
+    for view in objects.get("views") or []:
+        if f"{view}-schema-view" not in schemas:
+            gaps.append(f"view {view!r} has no schema file ({database}.{view}-schema-view.sql)")
+    return gaps
+
+
 def table_of(file_name: str, database: str) -> str | None:
     """The table a data or schema file belongs to (`db.table.sql`, `db.table.00001.sql`,
     `db.table-schema.sql`); None for the database's own files and the metadata."""

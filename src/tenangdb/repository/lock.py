@@ -17,6 +17,13 @@ class LockHeld(TenangDBError):
     exit_code = 1
 
 
+class LockUnavailable(TenangDBError):
+    """The lock file cannot be opened (another user's directory, a read-only filesystem):
+    this account cannot use the directory, a setup problem like a wrong path."""
+
+    exit_code = 2
+
+
 class DirectoryLock:
     def __init__(self, root: Path) -> None:
         self.path = root / LOCK_NAME
@@ -28,7 +35,12 @@ class DirectoryLock:
     PATIENCE = 1.0
 
     def __enter__(self) -> "DirectoryLock":
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o640)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o640)
+        except OSError as exc:
+            raise LockUnavailable(f"cannot take the lock {self.path}: {exc.strerror or exc}"
+                                  + ("; run tenangdb as the account that owns the backup directory"
+                                     if isinstance(exc, PermissionError) else "")) from None
         deadline = time.monotonic() + self.PATIENCE
         while True:
             try:

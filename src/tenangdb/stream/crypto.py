@@ -98,6 +98,27 @@ def load_keys(enc) -> KeySet:
     return KeySet(recipients=recipients, recipient_strings=recipient_strings, identities=identities)
 
 
+def undecryptable_recipients(enc) -> list[str]:
+    """The recipients of `backup.encryption` when an identity is configured and decrypts none
+    of them: backups encrypted here could then never be verified or restored with the key the
+    operator holds. Empty when the identity can decrypt, when no identity is configured (a host
+    that only encrypts) or no recipient is (the identity's own key is used), or when a key file
+    cannot be read (the command that needs it says so)."""
+    if not enc.enabled or not (enc.recipients or enc.recipients_file):
+        return []
+    try:
+        identities = load_identities(enc)
+        keys = load_keys(enc)
+    except TenangDBError:
+        return []
+    if not identities:
+        return []
+    own = {str(identity.to_public()) for identity in identities}
+    if own & set(keys.recipient_strings):
+        return []
+    return keys.recipient_strings
+
+
 def generate_identity_file(path: Path, force: bool = False) -> str:
     """Write a new age identity to `path` (0600, never overwritten unless forced); return its recipient."""
     identity = x25519.Identity.generate()
