@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -100,23 +101,36 @@ def server():
             yield Server(socket=None, host=host, port=int(port or 3306), user="root", password=password)
         return
     # MariaDB's default: the binary log is off. What needs it uses `binlog_server`.
-    box = start_sandbox(binlog=False)
-    try:
-        yield Server(socket=str(box.socket_path), host="127.0.0.1", port=box.port, user="root", password="",
-                     box=box)
-    finally:
-        box.stop()
+    yield from _throwaway(binlog=False)
 
 
 @pytest.fixture(scope="session")
 def binlog_server():
     """A second throwaway server with the binary log on (ROW), started on first use."""
-    box = start_sandbox(binlog=True)
+    yield from _throwaway(binlog=True)
+
+
+def _throwaway(*, binlog: bool):
+    box = start_sandbox(binlog=binlog)
     try:
         yield Server(socket=str(box.socket_path), host="127.0.0.1", port=box.port, user="root", password="",
                      box=box)
     finally:
         box.stop()
+
+
+@contextlib.contextmanager
+def backup_user_without_reload(server, database: str):
+    """An account that can dump `database` but not hold commits (no RELOAD): its database
+    section for a config, dropped afterwards."""
+    user = unique("u")
+    server.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'; "
+               f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `{database}`.* TO '{user}'@'%'; "
+               f"GRANT SELECT ON mysql.proc TO '{user}'@'%'")
+    try:
+        yield {"host": server.host, "port": server.port, "username": user, "password": f"pw-{user}"}
+    finally:
+        server.sql(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 def unique(prefix: str = "db") -> str:

@@ -11,7 +11,7 @@ import time
 import pymysql
 import pytest
 
-from conftest import Env, unique
+from conftest import Env, backup_user_without_reload, unique
 
 PREFIX = "tproof_"
 
@@ -70,10 +70,11 @@ def test_a_backup_under_a_concurrent_writer_is_proven_by_its_test_restore(env, s
     try:
         cfg = _config(env, box, name)
         with Writer(box, name) as writer:
+            before = writer.commits
             done = env.cli("backup", "--yes", config=cfg)
-            during = writer.commits
+            during = writer.commits - before
         assert done.returncode == 0, done.stderr
-        assert during > 100  # the writer really ran through the backup
+        assert during > 10  # the writer really committed while the backup ran
         [folder] = env.backups_of(name)
         manifest = json.loads((folder / "manifest.json").read_text())
         checks = manifest["content_checks"]
@@ -98,19 +99,15 @@ def test_a_backup_under_a_concurrent_writer_is_proven_by_its_test_restore(env, s
 def test_without_reload_the_backup_is_made_and_the_test_restore_says_content_is_not_proven(env, server):
     name = unique("noreload")
     _make(server, name)
-    user = unique("u")
-    server.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'; "
-               f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `{name}`.* TO '{user}'@'%'; "
-               f"GRANT SELECT ON mysql.proc TO '{user}'@'%'")
     try:
-        section = {"host": server.host, "port": server.port, "username": user, "password": f"pw-{user}"}
-        cfg = env.write_config({"backup": {"databases": [name], "engine": "mysqldump"}}, database=section)
-        done = env.cli("backup", "--yes", config=cfg)
-        assert done.returncode == 0, done.stderr
-        [folder] = env.backups_of(name)
-        checks = json.loads((folder / "manifest.json").read_text())["content_checks"]
-        assert checks["method"] is None and "RELOAD" in checks["reason"]
-        assert "no row counts or checksums recorded" in done.stderr and "RELOAD" in done.stderr
+        with backup_user_without_reload(server, name) as section:
+            cfg = env.write_config({"backup": {"databases": [name], "engine": "mysqldump"}}, database=section)
+            done = env.cli("backup", "--yes", config=cfg)
+            assert done.returncode == 0, done.stderr
+            [folder] = env.backups_of(name)
+            checks = json.loads((folder / "manifest.json").read_text())["content_checks"]
+            assert checks["method"] is None and "RELOAD" in checks["reason"]
+            assert "no row counts or checksums recorded" in done.stderr and "RELOAD" in done.stderr
 
         # The test restore (as root, who may create scratch databases) passes, saying what it showed.
         admin = _config(env, server, name)
@@ -125,7 +122,7 @@ def test_without_reload_the_backup_is_made_and_the_test_restore_says_content_is_
         assert refused.returncode == 7, refused.stderr
         assert "verify.require_content_proof" in refused.stderr.strip().splitlines()[-1]
     finally:
-        server.sql(f"DROP USER IF EXISTS '{user}'@'%'; DROP DATABASE IF EXISTS `{name}`")
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def test_commits_are_never_left_held(env, server):

@@ -21,7 +21,7 @@ HOSTILE_EVENT = HERE / "hostile_event_delimiter.sql"
 
 # What the corpus holds that no SQL dump can carry: (object, words of `lost`) of each
 # recorded loss. FLOAT values, ENUM error values and a cycled sequence are not among them: the
-# streaming engine carries them exactly (mysql/exactfloat.py), which the round trips below
+# streaming engine carries them exactly (mysql/exact.py), which the round trips below
 # check with them unrepaired.
 EXPECTED_LOSSES = [
     ("column `enums_sets`.`e_hostile`", "ENUM members with 4-byte characters"),

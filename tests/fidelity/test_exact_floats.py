@@ -1,5 +1,5 @@
 """FLOAT values come back identical: the dump's 6-digit prints are replaced by exact values
-read in the dump's own snapshot (mysql/exactfloat.py), for every compression, with and
+read in the dump's own snapshot (mysql/exact.py), for every compression, with and
 without encryption, through both engines, with the binary log off and on; and when that
 cannot be done the backup is still made and the loss is named."""
 
@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from conftest import unique
+from conftest import backup_user_without_reload, unique
 
 from .compare import qi
 
@@ -120,11 +120,7 @@ def test_without_the_dumps_snapshot_the_backup_is_made_and_the_loss_named(env, s
     """No RELOAD: commits cannot be held, so our view is not provably the dump's. The values are
     left as the dump prints them, and every rounded column is named as a loss."""
     source, before = float_db
-    user = unique("u")
-    server.sql(f"CREATE USER '{user}'@'%' IDENTIFIED BY 'pw-{user}'; "
-               f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON {qi(source)}.* TO '{user}'@'%'")
-    try:
-        section = {"host": server.host, "port": server.port, "username": user, "password": f"pw-{user}"}
+    with backup_user_without_reload(server, source) as section:
         cfg = env.write_config({"backup": {"databases": [source], "engine": "mysqldump"}}, database=section)
         done = env.cli("backup", "--yes", config=cfg)
         assert done.returncode == 0, done.stderr
@@ -133,8 +129,6 @@ def test_without_the_dumps_snapshot_the_backup_is_made_and_the_loss_named(env, s
         assert {"column `keyed`.`f`", "column `keyed`.`fu`", "column `keyless`.`f`"} <= named
         assert all("RELOAD" in loss["why"] for loss in manifest["losses"])
         assert "column `keyed`.`f`" in done.stderr
-    finally:
-        server.sql(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
 def test_enum_error_values_come_back_as_error_values(env, server):

@@ -21,7 +21,8 @@ from tenangdb.config.loader import LoadedConfig
 from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
                              interrupt_requested, request_interrupt)
-from tenangdb.mysql import checksum, exactfloat, fidelity
+from tenangdb.mysql import checksum, fidelity
+from tenangdb.mysql import exact as exact_values
 from tenangdb.mysql.alignment import Alignment, mydumper_opened, streaming_tool_opened
 from tenangdb.mysql.alignment import mode_for as alignment_mode
 from tenangdb.mysql import inventory as inv_mod
@@ -390,12 +391,12 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         try:
             if vcfg.record:
                 snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum])
-            plans = exactfloat.plans(conn, name, list(checked.floats), checked.enum_empty) \
+            plans = exact_values.plans(conn, name, list(checked.floats), checked.enum_empty) \
                 if engine != "mydumper" and (checked.floats or checked.enum_empty) else {}
             if plans:
                 try:
-                    exact = exactfloat.ExactFloats(endpoint, name, plans, client_tool(settings.database))
-                except (ToolMissing, exactfloat.Misaligned) as exc:
+                    exact = exact_values.ExactFloats(endpoint, name, plans, client_tool(settings.database))
+                except (ToolMissing, exact_values.Misaligned) as exc:
                     exact_unavailable = str(exc)
             if snapshot is not None or exact is not None:
                 alignment = Alignment(endpoint, name, mode=alignment_mode(engine, server.flavour, server.version),
@@ -428,7 +429,7 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                         nonlocal rewriter
                         # Our view is the dump's while commits are still held, or once they were let
                         # go after the dump's view opened.
-                        rewriter = exactfloat.Rewriter(
+                        rewriter = exact_values.Rewriter(
                             read, exact, (lambda: alignment.held or alignment.aligned) if exact else lambda: False,
                             cycled=checked.cycled)
                         return rewriter.read

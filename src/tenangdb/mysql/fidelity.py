@@ -192,7 +192,7 @@ def check(conn, database: str) -> Preflight:
             if data_type == "float":
                 # The text protocol prints FLOAT with 6 significant digits; values that need
                 # more come back changed unless the dump is given their exact digits
-                # (mysql/exactfloat.py). Counted here so a backup that cannot do that says how
+                # (mysql/exact.py). Counted here so a backup that cannot do that says how
                 # much it lost.
                 cur.execute(f"SELECT COUNT(*) FROM {where}{qi(table)} "
                             f"WHERE {qi(column)} <> CAST(CAST({qi(column)} AS CHAR) AS FLOAT)")
@@ -201,7 +201,7 @@ def check(conn, database: str) -> Preflight:
                 members = enum_members(column_type)
                 if data_type == "enum" and "" in members:
                     # The dump writes an error value (index 0) and the '' member alike; the
-                    # streaming engine writes the error values as 0 where it can (mysql/exactfloat.py).
+                    # streaming engine writes the error values as 0 where it can (mysql/exact.py).
                     found.enum_empty.setdefault(table, []).append(column)
                     cur.execute(f"SELECT COUNT(*) FROM {where}{qi(table)} WHERE {qi(column)} + 0 = 0")
                     if invalid := cur.fetchone()[0]:
@@ -232,7 +232,7 @@ def check(conn, database: str) -> Preflight:
                     "AND TABLE_TYPE='SEQUENCE'", (database,))
         for (sequence,) in cur.fetchall():
             # The dump's SETVAL carries the next value but not the cycle count; the streaming
-            # engine adds it (mysql/exactfloat.py, Rewriter).
+            # engine adds it (mysql/exact.py, Rewriter).
             if cycles := cycle_count(cur, database, sequence):
                 found.cycled[sequence] = cycles
 

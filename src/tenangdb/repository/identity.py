@@ -50,34 +50,29 @@ class Status:
 
 
 def _read_marker(root: Path) -> str | None:
-    try:
-        data = json.loads((root / MARKER).read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except PermissionError:
-        raise RepositoryUnavailable(f"{root / MARKER} is not readable by this user; run as the account that "
-                                    "owns the backup directory") from None
-    except (OSError, ValueError) as exc:
-        raise RepositoryUnavailable(f"{root / MARKER} is unreadable ({exc}); restore it from a copy") from None
-    ident = data.get("id") if isinstance(data, dict) else None
-    if not isinstance(ident, str) or not ident:
+    ident = _read_id(root / MARKER, "run as the account that owns the backup directory", "restore it from a copy")
+    if ident == "":
         raise RepositoryUnavailable(f"{root / MARKER} holds no repository id; restore it from a copy")
     return ident
 
 
 def _read_record(record: Path) -> str | None:
+    return _read_id(record, "run as the account that runs backups",
+                    f"remove it only if {MARKER} in the backup directory is the right one") or None
+
+
+def _read_id(path: Path, unreadable_by_us: str, damaged: str) -> str | None:
+    """The id in `path`; None when there is no such file, "" when it holds none."""
     try:
-        data = json.loads(record.read_text(encoding="utf-8"))
+        data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
         return None
     except PermissionError:
-        raise RepositoryUnavailable(f"{record} is not readable by this user; run as the account that runs "
-                                    "backups") from None
+        raise RepositoryUnavailable(f"{path} is not readable by this user; {unreadable_by_us}") from None
     except (OSError, ValueError) as exc:
-        raise RepositoryUnavailable(f"{record} is unreadable ({exc}); remove it only if {MARKER} in the backup "
-                                    "directory is the right one") from None
+        raise RepositoryUnavailable(f"{path} is unreadable ({exc}); {damaged}") from None
     ident = data.get("id") if isinstance(data, dict) else None
-    return ident if isinstance(ident, str) and ident else None
+    return ident if isinstance(ident, str) and ident else ""
 
 
 def _unescape(field: str) -> str:

@@ -1,4 +1,4 @@
-"""Exact FLOAT values in a streaming dump.
+"""Exact values in a streaming dump: FLOAT digits, ENUM error values, cycle counts.
 
 The server prints a FLOAT with 6 significant digits over the text protocol, so
 mariadb-dump writes 1234.5677490234375 as 1234.57 and the restore stores a different
@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from tenangdb.mysql.connection import client_options, quote_identifier as qi
 from tenangdb.runner import spawn
 
-log = logging.getLogger("tenangdb.exactfloat")
+log = logging.getLogger("tenangdb.exact")
 
 MARKER = b"-- Dumping data for table `"
 _ROW = re.compile(rb"\((?:'(?:[^'\\]|\\.)*'|[^'()])*\)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from tenangdb.mysql.exactfloat import Rewriter, TablePlan
+from tenangdb.mysql.exact import Rewriter, TablePlan
 
 
 class Source:
