@@ -163,3 +163,31 @@ def test_a_table_named_by_a_recorded_loss_is_compared_by_row_count_only(env, ser
                    for note in record["notes"])
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_a_lock_that_keeps_commits_from_being_held_costs_at_most_align_lock_wait(env, server):
+    """Another session's LOCK TABLES ... WRITE (anywhere on the server) makes BACKUP STAGE wait.
+    The backup waits verify.align_lock_wait, then goes on unproven; writers are not stalled."""
+    import pymysql
+
+    name, other = unique("waits"), unique("locked")
+    _make(server, name)
+    server.sql(f"CREATE DATABASE `{other}`; CREATE TABLE `{other}`.t (id INT PRIMARY KEY)")
+    login = {"unix_socket": server.socket} if server.socket else {"host": server.host, "port": server.port}
+    blocker = pymysql.connect(user=server.user, password=server.password or "", autocommit=True, **login)
+    try:
+        with blocker.cursor() as cur:
+            cur.execute(f"LOCK TABLES `{other}`.t WRITE")
+        cfg = _config(env, server, name, align_lock_wait="2s")
+        with Writer(server, name) as writer:
+            started = time.monotonic()
+            done = env.cli("backup", "--yes", config=cfg)
+            took = time.monotonic() - started
+        assert done.returncode == 0, done.stderr
+        assert took < 30
+        checks = json.loads((env.backups_of(name)[0] / "manifest.json").read_text())["content_checks"]
+        assert checks["method"] is None and "lock_wait_timeout" in checks["reason"]
+        assert writer.commits > 100  # it went on while the backup waited for the lock
+    finally:
+        blocker.close()
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`; DROP DATABASE IF EXISTS `{other}`")

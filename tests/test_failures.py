@@ -410,12 +410,15 @@ def test_sigterm_during_restore_drops_the_database_it_created(env, server, sampl
         server.sql(f"DROP DATABASE IF EXISTS `{target}`")
 
 
-def test_sigterm_while_content_checks_wait_on_the_server(env, server):
+def test_sigterm_while_content_checks_wait_on_the_server(env, binlog_server):
     # The counts and checksums run on their own connection, here held by another session's
     # table lock (as a long scan would hold them): SIGTERM must end the run at once, leave
-    # nothing behind, and leave no query of ours waiting on the server.
+    # nothing behind, and leave no query of ours waiting on the server. The table lock also keeps
+    # commits from being held (BACKUP STAGE waits for it, for verify.align_lock_wait), so the
+    # checks run only where the binary log can still match the snapshots: a binlog server.
     import pymysql
 
+    server = binlog_server
     name = unique("checks")
     server.sql(f"CREATE DATABASE `{name}`; CREATE TABLE `{name}`.t (id INT PRIMARY KEY); "
                f"INSERT INTO `{name}`.t VALUES (1), (2)")
@@ -429,7 +432,8 @@ def test_sigterm_while_content_checks_wait_on_the_server(env, server):
     try:
         with blocker.cursor() as cur:
             cur.execute(f"LOCK TABLES `{name}`.t WRITE")
-        cfg = env.write_config({"backup": {"databases": [name], "engine": "mysqldump"}})
+        cfg = env.write_config({"backup": {"databases": [name], "engine": "mysqldump"},
+                                "verify": {"align_lock_wait": "1s"}}, database=server.config_section())
         proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup"], cwd=env.root,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         assert _wait_for(lambda: any("CHECKSUM TABLE" in q for q in ours_on_the_server()), timeout=60)

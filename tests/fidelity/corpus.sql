@@ -65,7 +65,22 @@ INSERT INTO floats VALUES
  (7,  'not exactly representable',        0.1e0,                  0.1e0 + 0.2e0,           0.1e0, 0.1e0, 0.1e0),
  (8,  'pi / e',                           3.14159265358979e0,     2.718281828459045e0,     16777217e0, 3.14159e0, 3.1415926536e0),
  (9,  '7 significant digits',             1.2345678e0,            1.2345678901234567e0,    123456.7e0, 12.34e0, 1e-10),
- (10, 'nulls',                            NULL, NULL, NULL, NULL, NULL);
+ (10, 'nulls',                            NULL, NULL, NULL, NULL, NULL),
+ (11, '8 digits / 16777217',              1234.5678e0,            16777217e0,              3.1415927e0, 1.5e0, 1e0),
+ (12, '9 digits',                         0.12345678e0,           -0e0,                    4294967296e0, -1.25e0, 2e0);
+
+-- FLOAT in a table without any key (rows identical but for the FLOAT digits included): the
+-- dump's rows can only be matched by position.
+CREATE TABLE floats_nokey (
+  f FLOAT,
+  fu FLOAT UNSIGNED,
+  note VARCHAR(20)
+);
+
+INSERT INTO floats_nokey VALUES
+ (1234.5678e0, 1.2345678e0, 'same'), (1234.5677e0, 1.2345677e0, 'same'), (1234.5678e0, 1.2345678e0, 'same'),
+ (3.4028234663852886e38, 3.4028234663852886e38, 'max'), (1.1754943508222875e-38, 1.401298464324817e-45, 'min'),
+ (-0e0, 0e0, 'zeros'), (16777217e0, 16777217e0, 'int'), (NULL, NULL, NULL), (0.1e0, 0.1e0, 'it''s, (x)');
 
 CREATE TABLE decimals (
   id INT NOT NULL PRIMARY KEY,

@@ -51,6 +51,7 @@ DROP TABLE sv_trx;
 STREAMING_ONLY_REPAIR = """
 UPDATE floats SET f = CAST(CAST(f AS CHAR) AS FLOAT), fu = CAST(CAST(fu AS CHAR) AS FLOAT),
                   f72 = CAST(CAST(f72 AS CHAR) AS FLOAT);
+UPDATE floats_nokey SET f = CAST(CAST(f AS CHAR) AS FLOAT), fu = CAST(CAST(fu AS CHAR) AS FLOAT);
 UPDATE enums_sets SET e_with_empty = 'x' WHERE e_with_empty + 0 = 0;
 """
 
@@ -146,11 +147,25 @@ def carryable(server, corpus_db):
 @pytest.mark.parametrize("fmt", ["zstd", "gzip", "xz", "none"])
 @pytest.mark.parametrize("encrypted", [False, True])
 def test_corpus_round_trips_identically(env, server, carryable, fmt, encrypted):
-    source, before = carryable
+    _round_trip(env, server, *carryable, fmt, encrypted)
+
+
+def test_corpus_round_trips_identically_with_the_binary_log_on(env, binlog_server):
+    name = unique("fidb")
+    load(binlog_server, name, CORPUS)
+    try:
+        binlog_server.sql(REPAIR, name)
+        manifest = _round_trip(env, binlog_server, name, snapshot(target_of(binlog_server), name), "zstd", True)
+        assert manifest["binlog"]["position"] > 0 and manifest["content_checks"]["method"] == "snapshot"
+    finally:
+        binlog_server.sql(f"DROP DATABASE IF EXISTS {qi(name)}")
+
+
+def _round_trip(env, server, source: str, before: dict, fmt: str, encrypted: bool) -> dict:
     extra = {"backup": {"databases": [source], "compression": fmt}}
     if encrypted:
         extra["backup"]["encryption"] = {"enabled": True, "key_file": str(env.key())}
-    cfg = env.write_config(extra)
+    cfg = env.write_config(extra, database=server.config_section())
     done = env.cli("backup", config=cfg)
     assert done.returncode == 0, done.stderr
     [folder] = env.backups_of(source)
@@ -167,3 +182,4 @@ def test_corpus_round_trips_identically(env, server, carryable, fmt, encrypted):
         assert snapshot(target_of(server), source) == before  # the source was not touched
     finally:
         server.sql(f"DROP DATABASE IF EXISTS {qi(target)}")
+    return json.loads((folder / "manifest.json").read_text())
