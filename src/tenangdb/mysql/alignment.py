@@ -38,6 +38,7 @@ log = logging.getLogger("tenangdb.alignment")
 BLOCK_COMMIT = "backup-stage-block-commit"
 FTWRL = "flush-tables-with-read-lock"
 POLL = 0.001
+_one_at_a_time = threading.Lock()
 
 
 class Alignment:
@@ -49,6 +50,7 @@ class Alignment:
         self.reason: str | None = None
         self.held_seconds: float | None = None
         self._conn = None
+        self._turn = False  # holds _one_at_a_time
         self._held_since: float | None = None
         self._known: set[int] = set()
         self._mutex = threading.Lock()
@@ -56,6 +58,10 @@ class Alignment:
         self._stop = threading.Event()
         try:
             self._conn = connect(endpoint)
+            # BACKUP STAGE is one per server: databases backed up concurrently take turns here
+            # rather than spend their lock_wait_timeout queueing on the server for each other.
+            _one_at_a_time.acquire()
+            self._turn = True
             with self._conn.cursor() as cur:
                 cur.execute(f"SET SESSION lock_wait_timeout = {max(1, int(lock_wait))}")
                 started = time.monotonic()
@@ -70,6 +76,9 @@ class Alignment:
         except Exception as exc:  # noqa: BLE001 - no privilege, a lock wait timeout: no proof, still a backup
             self.reason = _why(exc)
             self._close()
+        except BaseException:
+            self._close()
+            raise
 
     @property
     def held(self) -> bool:
@@ -141,6 +150,9 @@ class Alignment:
             self._close()
 
     def _close(self) -> None:
+        if self._turn:
+            self._turn = False
+            _one_at_a_time.release()
         if self._conn is not None:
             try:
                 self._conn.close()

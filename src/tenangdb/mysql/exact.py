@@ -161,7 +161,10 @@ class ExactFloats:
         finally:
             self._options.__exit__(None, None, None)
         self._out = io.BufferedReader(self._child.stdout, 1 << 20)
-        self._ask("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET SESSION max_statement_time = 0")
+        # A DDL waiting behind the dump's metadata lock would queue our SELECT behind it while the
+        # dump waits for us to read its output: give up on that table within a minute instead.
+        self._ask("SET SESSION TRANSACTION ISOLATION LEVEL REPEATABLE READ; SET SESSION lock_wait_timeout = 60; "
+                  "/*M!100108 SET SESSION max_statement_time = 0 */")
 
     def _ask(self, statements: str) -> None:
         """Run statements and wait until the client has answered them all."""
