@@ -53,6 +53,22 @@ def test_a_chunk_removed_with_its_entry_fails_verify(env, plain_db):  # noqa: F8
     assert f"table 'orders' lacks data file {chunks[0]}" in only_line(done.stderr)
 
 
+def test_the_last_chunk_removed_with_its_entry_fails_verify(env, plain_db):  # noqa: F811
+    """Removing the last chunk leaves no gap in the numbering: the count written at backup time tells."""
+    cfg = env.write_config({"backup": {"databases": [plain_db], "engine": "mydumper"},
+                            "database": {**env.server.config_section(), "mydumper": {"chunk_filesize": 1}}})
+    assert env.cli("backup", config=cfg).returncode == 0
+    [folder] = env.backups_of(plain_db)
+    manifest = json.loads((folder / "manifest.json").read_text())
+    chunks = sorted(f["plain_name"] for f in manifest["files"] if f["plain_name"].startswith(f"{plain_db}.orders.0"))
+    [orders] = [t for t in manifest["objects"]["tables"] if t["name"] == "orders"]
+    assert orders["data_files"] == len(chunks) >= 2
+    _drop_file(folder, chunks[-1])
+    done = env.cli("verify", "-b", str(folder), config=cfg)
+    assert done.returncode == 7, done.stderr
+    assert f"table 'orders' has {len(chunks) - 1} data file(s), {len(chunks)} were written" in only_line(done.stderr)
+
+
 def test_an_empty_table_needs_no_data_file(env, server, plain_db):  # noqa: F811
     server.sql(f"CREATE TABLE `{plain_db}`.nothing (id INT) ENGINE=InnoDB")
     cfg = env.write_config({"backup": {"databases": [plain_db], "engine": "mydumper"}})

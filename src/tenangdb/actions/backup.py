@@ -761,6 +761,10 @@ def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings,
             raise BackupFailed(f"{program} did not record the end of the dump; the dump is incomplete")
         if missing := sorted(mydumper.expected_schema_files(name, inventory) - set(by_name)):
             raise BackupFailed(f"{program} wrote no {missing[0]}; the dump is incomplete")
+        # Recorded in the inventory, so verify can tell a last chunk removed with its file entry.
+        written = mydumper.data_files_per_table(by_name, name)
+        for table in inventory.tables:
+            table["data_files"] = written.get(table["name"], 0)
         if sealer.paused_seconds:
             log.info("%s: %s was paused %.1fs so that unsealed plaintext stayed under %d MiB", name, program,
                      sealer.paused_seconds, mcfg.max_unsealed_mb)

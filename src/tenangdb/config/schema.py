@@ -478,7 +478,7 @@ class VerifyConfig(_Section):
         "FLUSH TABLES WITH READ LOCK for mydumper) while its snapshots open; past it the backup goes on "
         "without content proof")
     align_deadline: float = Field(
-        10, gt=0, le=3600, description="how long commits stay held at most while waiting for the dump tool to "
+        2, gt=0, le=3600, description="how long commits stay held at most while waiting for the dump tool to "
         "open its snapshot (it normally takes milliseconds); past it they are let go and the backup goes on "
         "without content proof")
     require_content_proof: bool = Field(

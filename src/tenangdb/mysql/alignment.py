@@ -42,7 +42,7 @@ _one_at_a_time = threading.Lock()
 
 
 class Alignment:
-    def __init__(self, endpoint, database: str, *, mode: str, lock_wait: float = 5.0, deadline: float = 10.0) -> None:
+    def __init__(self, endpoint, database: str, *, mode: str, lock_wait: float = 5.0, deadline: float = 2.0) -> None:
         self.database = database
         self.mode = mode
         self.deadline = deadline
