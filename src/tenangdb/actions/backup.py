@@ -438,7 +438,7 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                 if alignment is not None:
                     alignment.finish()
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables, alignment)
-            dumped.losses.extend(_float_losses(checked, exact, alignment, exact_unavailable))
+            dumped.losses.extend(_float_losses(conn, endpoint, name, checked, exact, alignment, exact_unavailable))
             dumped.losses.extend(_enum_losses(checked, exact, alignment, exact_unavailable))
             if checked.cycled:
                 dumped.losses.extend(_cycle_losses(conn, endpoint, name, checked.cycled,
@@ -552,7 +552,8 @@ def _enum_losses(checked, exact, alignment, unavailable: str | None) -> list[fid
     return losses
 
 
-def _float_losses(checked, exact, alignment, unavailable: str | None = None) -> list[fidelity.Loss]:
+def _float_losses(conn, endpoint, name: str, checked, exact, alignment,
+                  unavailable: str | None = None) -> list[fidelity.Loss]:
     """The FLOAT columns whose values restore rounded: tables the rewrite could not do."""
     why: dict[str, str] = {}
     if exact is None:
@@ -565,11 +566,14 @@ def _float_losses(checked, exact, alignment, unavailable: str | None = None) -> 
         for table, reason in exact.losses:
             why[table] = reason or unaligned
     losses = []
-    for table, reason in sorted(why.items()):
-        for column, count in sorted(checked.floats.get(table, {}).items()):
-            if count:
-                losses.append(fidelity.Loss(f"column {fidelity.qi(table)}.{fidelity.qi(column)}",
-                                            f"the exact value of {count} FLOAT value(s)", reason))
+    if not why:
+        return losses
+    with _fresh(conn, endpoint) as live, live.cursor() as cur:
+        for table, reason in sorted(why.items()):
+            for column, lossy in sorted(checked.floats.get(table, {}).items()):
+                if lossy and (count := fidelity.lossy_float_count(cur, name, table, column)):
+                    losses.append(fidelity.Loss(f"column {fidelity.qi(table)}.{fidelity.qi(column)}",
+                                                f"the exact value of {count} FLOAT value(s)", reason))
     return losses
 
 

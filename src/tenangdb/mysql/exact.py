@@ -70,15 +70,18 @@ class TablePlan:
         already is exact); for dense reads also the value as printed, to check alignment."""
         target = f"{qi(database)}.{qi(self.table)}"
         floats = [qi(self.columns[i]) for i in self.floats]
-        exact = [f"IF({_round_trips(c)}, NULL, {_double_literal(c)})" for c in floats]
+        # The server prints a DOUBLE in full over the text protocol; `e0` is added here if needed.
+        exact = [f"IF({_round_trips(c)}, NULL, CAST({c} AS DOUBLE))" for c in floats]
         if self.sparse:
             enums = [qi(self.columns[i]) for i in self.enums]
             exact += [f"IF({c} + 0 = 0, '0', NULL)" for c in enums]
             key = qi(self.columns[self.int_key])
             ignore = f" IGNORE INDEX ({', '.join(qi(i) for i in self.secondary)})" if self.secondary else ""
-            needed = " AND ".join([_round_trips(c) for c in floats] + [f"COALESCE({c} + 0 <> 0, 1)" for c in enums])
-            return (f"SELECT /*!40001 SQL_NO_CACHE */ {key}, {', '.join(exact)} FROM {target}{ignore} "
-                    f"WHERE NOT ({needed})")
+            # HAVING on the computed columns: each value is formatted and tested once, not again in a WHERE.
+            names = [f"_x{i}" for i in range(len(exact))]
+            picks = ", ".join(f"{e} AS {n}" for e, n in zip(exact, names))
+            return (f"SELECT /*!40001 SQL_NO_CACHE */ {key}, {picks} FROM {target}{ignore} "
+                    f"HAVING {' OR '.join(f'{n} IS NOT NULL' for n in names)}")
         printed = [f"CAST({c} AS CHAR)" for c in floats]
         if self.covering:
             # Reference every column the dump selects, so the server picks the same index scan.
@@ -88,16 +91,11 @@ class TablePlan:
         return f"SELECT /*!40001 SQL_NO_CACHE */ {', '.join(printed + exact)} FROM {target}{ignore}"
 
 
-def _double_literal(column: str) -> str:
-    """The exact value as a DOUBLE literal: with an exponent, so it is never read as DECIMAL."""
-    text = f"CAST(CAST({column} AS DOUBLE) AS CHAR)"
-    return f"IF(LOCATE('e', {text}) > 0, {text}, CONCAT({text}, 'e0'))"
-
-
 def _round_trips(column: str) -> str:
-    """The value as printed (6 digits) reads back as the same float; -0 prints as 0, so not it."""
-    return (f"({column} IS NULL OR ({column} = CAST(CAST({column} AS CHAR) AS FLOAT) "
-            f"AND NOT ({column} = 0 AND ATAN2({column}, -1) < 0)))")
+    """The value as printed (6 digits) reads back as the same float; -0 prints as 0, so not it.
+    NULL for NULL, which IF() takes as false: CAST(NULL AS DOUBLE) is NULL again."""
+    return (f"({column} = CAST(CAST({column} AS CHAR) AS FLOAT) "
+            f"AND NOT ({column} = 0 AND ATAN2({column}, -1) < 0))")
 
 
 def plans(conn, database: str, tables: list[str], enums: dict[str, list[str]] | None = None) -> dict[str, TablePlan]:
@@ -362,6 +360,7 @@ class _TableRewrite:
         self.failed: str | None = None
         self.last = max(plan.fixed + ([plan.int_key] if plan.int_key is not None else []))
         self.fast_key = plan.int_key == 0
+        self._float_positions = frozenset(plan.floats)
         self._row = self._sparse_row if plan.sparse else self._dense_row
         self.pending = self._next() if plan.sparse else None
 
@@ -445,7 +444,8 @@ class _TableRewrite:
     def _replace(self, fields: list[bytes], exact) -> None:
         for position, value in zip(self.plan.fixed, exact):
             if value != b"NULL":
-                fields[position] = value
+                # A DOUBLE literal needs an exponent, or the server reads it as DECIMAL.
+                fields[position] = value if b"e" in value or position not in self._float_positions else value + b"e0"
                 self.changed += 1
 
     def finish(self, source: ExactFloats) -> None:

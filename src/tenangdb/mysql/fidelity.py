@@ -62,7 +62,7 @@ class Preflight:
     enum_errors: dict[str, dict[str, int]] = field(default_factory=dict)
     # Sequences that have cycled: name -> cycle count.
     cycled: dict[str, int] = field(default_factory=dict)
-    # Tables with FLOAT columns, and per column how many values the dump would print rounded.
+    # Tables with FLOAT columns, and per column whether the dump would print any value rounded.
     floats: dict[str, dict[str, int]] = field(default_factory=dict)
 
     @property
@@ -130,6 +130,13 @@ def _real_members(cur, database: str, table: str, column: str, kind: str, count:
         cur.execute("SET SESSION sql_mode = @tenangdb_saved_mode")
 
 
+def lossy_float_count(cur, database: str, table: str, column: str) -> int:
+    """How many values of a FLOAT column the dump prints with too few digits."""
+    cur.execute(f"SELECT COUNT(*) FROM {qi(database)}.{qi(table)} "
+                f"WHERE {qi(column)} <> CAST(CAST({qi(column)} AS CHAR) AS FLOAT)")
+    return int(cur.fetchone()[0])
+
+
 def cycle_count(cur, database: str, sequence: str) -> int:
     cur.execute(f"SELECT cycle_count FROM {qi(database)}.{qi(sequence)}")
     return int(cur.fetchone()[0] or 0)
@@ -194,9 +201,11 @@ def check(conn, database: str) -> Preflight:
                 # more come back changed unless the dump is given their exact digits
                 # (mysql/exact.py). Counted here so a backup that cannot do that says how
                 # much it lost.
-                cur.execute(f"SELECT COUNT(*) FROM {where}{qi(table)} "
-                            f"WHERE {qi(column)} <> CAST(CAST({qi(column)} AS CHAR) AS FLOAT)")
-                found.floats.setdefault(table, {})[column] = cur.fetchone()[0]
+                # Whether any value needs it (the first such row ends the scan); how many is counted
+                # only when a loss has to say so (lossy_float_count).
+                cur.execute(f"SELECT EXISTS (SELECT 1 FROM {where}{qi(table)} "
+                            f"WHERE {qi(column)} <> CAST(CAST({qi(column)} AS CHAR) AS FLOAT))")
+                found.floats.setdefault(table, {})[column] = int(cur.fetchone()[0])
             if data_type in ("enum", "set"):
                 members = enum_members(column_type)
                 if data_type == "enum" and "" in members:
