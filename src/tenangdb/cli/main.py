@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -330,9 +331,10 @@ def _cleanup_after_backup(loaded) -> int:
         log.info("cleanup after backup skipped: cleanup.weekend_only and today is not Saturday or Sunday")
         return 0
     try:
+        started = time.monotonic()
         the_plan = action.make_plan(loaded)
         outcome = action.execute(loaded, the_plan)
-        observe.cleaned(loaded, the_plan, outcome)
+        observe.cleaned(loaded, the_plan, outcome, time.monotonic() - started)
         log.info("cleanup: deleted %d, freed %s", len(outcome.deleted), human_size(outcome.freed))
         action.check_outcome(outcome, the_plan)
     except TenangDBError as exc:
@@ -625,8 +627,9 @@ def cleanup(state: State, dry_run: bool, yes: bool, force: bool, databases: str 
                              default=False, err=True):
             click.echo("cleanup cancelled; nothing was deleted", err=True)
             return
+    started = time.monotonic()  # the time a person took to confirm is not the cleanup's
     outcome = action.execute(loaded, the_plan)
-    observe.cleaned(loaded, the_plan, outcome)
+    observe.cleaned(loaded, the_plan, outcome, time.monotonic() - started)
     for decision, why in outcome.kept_back:
         click.echo(f"kept   {decision.item.location:6} {decision.item.rel}: {why}")
     click.echo(f"deleted {len(outcome.deleted)} item(s), freed {human_size(outcome.freed)}")
