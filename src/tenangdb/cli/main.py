@@ -651,12 +651,14 @@ def _show_plan(the_plan, dry_run: bool) -> None:
 @cli.command()
 @click.option("--listen", help="Address to listen on; overrides metrics.listen (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port; overrides metrics.port (default 9090).")
+@click.option("--metrics-file", type=click.Path(dir_okay=False), help="Metrics state file to serve; overrides "
+              "metrics.storage_path.")
 @click.pass_obj
-def exporter(state: State, listen: str | None, port: int | None) -> None:
-    """Serve the metrics of past runs to Prometheus (/metrics, /healthz) until stopped."""
+def exporter(state: State, listen: str | None, port: int | None, metrics_file: str | None) -> None:
+    """Serve the metrics of past runs to Prometheus (/metrics, /healthz, /health, /ready) until stopped."""
     from tenangdb.actions import exporter as action
 
-    action.run(state.load(), listen, port)
+    action.run(state.load(), listen, port, metrics_file)
 
 
 @cli.command("config")
