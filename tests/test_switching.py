@@ -280,3 +280,24 @@ def test_exporter_program_surface(tmp_path):
                           text=True, stdin=subprocess.DEVNULL, timeout=30)
     assert done.returncode == 2 and "did you mean 'directory'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_exporter_stopped_while_starting_stops(offline_env):
+    # SIGTERM as soon as the first start-up line is out: whether it lands in our code, in a
+    # logging call (which swallows the exception) or in the serving loop, the exporter ends.
+    env = offline_env
+    cfg = env.write_config({"metrics": {"port": "8080", "storage_path": str(env.root / "m.json")}})
+    for _ in range(3):
+        proc = subprocess.Popen([str(EXPORTER), "--config", str(cfg), "--listen", "127.0.0.1", "--port",
+                                 str(free_port())], stderr=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                stdin=subprocess.DEVNULL,
+                                env={k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")})
+        proc.stderr.readline()
+        os.kill(proc.pid, signal.SIGTERM)
+        try:
+            proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.communicate()
+            pytest.fail("tenangdb-exporter ignored a SIGTERM that came while it started")
+        assert proc.returncode in (0, 130)

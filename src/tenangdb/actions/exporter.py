@@ -7,6 +7,7 @@ import signal
 import threading
 
 from tenangdb.config.loader import LoadedConfig
+from tenangdb.errors import interrupt_requested
 from tenangdb.metrics.exporter import BasicAuth, serve, tls_context
 from tenangdb.metrics.state import StateFile
 
@@ -40,6 +41,10 @@ def run(loaded: LoadedConfig, listen: str | None = None, port: int | None = None
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if interrupt_requested():
+        # A signal before ours were installed: its exception may have been swallowed where it
+        # landed (logging does that), but it still means stop.
+        stop.set()
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="exporter", daemon=True)
     worker.start()
