@@ -100,8 +100,11 @@ def test_env_overrides_and_aliases(tmp_path):
     assert s.backup.min_backup_interval == 7200 and s.backup.compression.format == "xz"
     assert s.backup.encryption.enabled and s.backup.encryption.key.get_secret_value() == "AGE-SECRET-KEY-1XYZ"
     assert loaded.source_of("database.host") == "env TENANGDB_DATABASE_HOST"
-    with pytest.raises(ConfigError, match="TENANGDB_BACKUP_DIRCTORY does not name a key"):
-        load_config(cfg, environ={"TENANGDB_BACKUP_DIRCTORY": "/x"})
+    # The original read no environment: a variable left over from elsewhere warns, never stops a run.
+    loaded = load_config(cfg, environ={"TENANGDB_BACKUP_DIRCTORY": "/x"})
+    assert loaded.warnings == ["environment variable TENANGDB_BACKUP_DIRCTORY does not name a key of the backup "
+                               "section and is ignored (did you mean TENANGDB_BACKUP_DIRECTORY?)"]
+    assert loaded.settings.backup.directory != "/x"
 
 
 def test_world_readable_plaintext_secret_is_refused(offline_env):
@@ -150,3 +153,73 @@ def test_durations(value, seconds):
 def test_bad_durations(value):
     with pytest.raises(ValueError):
         parse_duration(value)
+
+
+def test_keys_the_original_ignored_load_with_a_warning(tmp_path):
+    cfg = write(tmp_path / "c.yaml", """
+database:
+  type: mysql
+  Host: db1
+  mysql: {single_transaction: true}
+Backup:
+  Databases: [shop]
+frequency:
+  enabled: true
+  interval: 24h
+upload:
+  verify_upload: true
+""")
+    loaded = load_config(cfg, environ={})
+    s = loaded.settings
+    assert s.database.host == "db1" and s.backup.databases == ["shop"] and s.upload.verify == "hash"
+    notes = [w.removeprefix(f"{cfg}: ") for w in loaded.warnings]
+    assert notes == [
+        "database.type: ignored, as the original TenangDB ignored it (only MySQL and MariaDB are supported)",
+        "database.Host: read as database.host (keys are lower case)",
+        "database.mysql: ignored, as the original TenangDB ignored it (the dump options are chosen by "
+        "backup.engine)",
+        "Backup: read as backup (keys are lower case)",
+        "backup.Databases: read as backup.databases (keys are lower case)",
+        "frequency: ignored, as the original TenangDB ignored it (schedule backups with the systemd timer or "
+        "the CronJob; backup.min_backup_interval is the minimum time between runs)",
+        "upload.verify_upload: ignored, as the original TenangDB ignored it (uploads are always verified; "
+        "upload.verify chooses how)",
+    ]
+
+
+def test_warnings_are_logged_and_typos_stay_errors(offline_env):
+    cfg = write(offline_env.root / "c.yaml", "frequency: {enabled: true}\nbackup:\n  databases: [shop]\n")
+    done = offline_env.cli("config", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert "warning: " in done.stderr and "frequency: ignored" in done.stderr
+    # A misspelt real key still fails, with its did-you-mean; so does a key written twice.
+    for text, expected in (("backup:\n  databases: [a]\n  directroy: /x\n", "did you mean 'directory'"),
+                           ("frequncy: {enabled: true}\n", "frequncy: unknown key"),
+                           ("backup:\n  directory: /x\n  Directory: /y\n",
+                            "backup.Directory and backup.directory are the same key written twice")):
+        bad = write(offline_env.root / "bad.yaml", text)
+        done = offline_env.cli("config", config=bad)
+        assert done.returncode == 2 and expected in done.stderr and str(bad) in done.stderr, done.stderr
+        assert done.stderr.count("\n") == 1
+
+
+def test_case_variant_of_a_secret_is_still_a_secret(offline_env):
+    cfg = write(offline_env.root / "c.yaml", "Database:\n  Password: hunter2-secret\n", mode=0o644)
+    done = offline_env.cli("config", config=cfg)
+    assert done.returncode == 2 and "readable by other users" in done.stderr
+    assert "hunter2-secret" not in done.stderr
+
+
+def test_tenangdb_yaml_in_the_working_directory_is_found(offline_env, tmp_path):
+    write(tmp_path / "tenangdb.yaml", "backup:\n  databases: [from_tenangdb_yaml]\n")
+    done = offline_env.cli("config", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "backup.databases = from_tenangdb_yaml" in done.stdout
+    write(tmp_path / "config.yaml", "backup:\n  databases: [from_config_yaml]\n")
+    assert "backup.databases = from_config_yaml" in offline_env.cli("config", cwd=tmp_path).stdout
+
+
+def test_default_backup_timeout_spares_long_dumps(tmp_path):
+    # The original's 30m default was never enforced; a long dump must not be killed by ours.
+    s = load_config(write(tmp_path / "c.yaml", "backup:\n  databases: [a]\n"), environ={}).settings
+    assert s.backup.timeout == 24 * 3600

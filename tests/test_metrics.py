@@ -322,6 +322,9 @@ def test_corrupted_state_is_reported_and_rebuilt(env, sample_db):
     with running_exporter(cfg) as base:
         status, _, body = http_get(base + "/healthz")
         assert status == 503 and "cannot be read" in body
+        # The original's probes answer as it did: liveness fails, readiness does not.
+        assert http_get(base + "/health")[::2] == (503, "UNHEALTHY: Cannot load metrics")
+        assert http_get(base + "/ready")[0] == 200
         fams = scrape(base)  # still a valid scrape, saying the state is unreadable
         assert value(fams, "tenangdb_metrics_state_readable") == 0
 
@@ -330,7 +333,7 @@ def test_corrupted_state_is_reported_and_rebuilt(env, sample_db):
         assert "metrics state file" in done.stderr and "corrupted" in done.stderr
         assert state.with_name("metrics.json.corrupt").exists()
         assert json.loads(state.read_text())["backup"][sample_db]["success_total"] == 1
-        assert http_get(base + "/healthz")[0] == 200
+        assert http_get(base + "/healthz")[0] == 200 and http_get(base + "/health")[0] == 200
         fams = scrape(base)
         assert value(fams, "tenangdb_metrics_state_readable") == 1
         assert value(fams, "tenangdb_backup_success", "tenangdb_backup_success_total", database=sample_db) == 1

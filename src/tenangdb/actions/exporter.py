@@ -7,13 +7,15 @@ import signal
 import threading
 
 from tenangdb.config.loader import LoadedConfig
+from tenangdb.errors import interrupt_requested
 from tenangdb.metrics.exporter import BasicAuth, serve, tls_context
 from tenangdb.metrics.state import StateFile
 
 log = logging.getLogger("tenangdb.exporter")
 
 
-def run(loaded: LoadedConfig, listen: str | None = None, port: int | None = None) -> None:
+def run(loaded: LoadedConfig, listen: str | None = None, port: int | None = None,
+        metrics_file: str | None = None) -> None:
     cfg = loaded.settings.metrics
     listen = listen or cfg.listen
     port = port or cfg.port
@@ -21,10 +23,13 @@ def run(loaded: LoadedConfig, listen: str | None = None, port: int | None = None
     if cfg.basic_auth.enabled:
         auth = BasicAuth(cfg.basic_auth.username or "", cfg.basic_auth.password.get_secret_value())
     tls = tls_context(cfg.tls_cert, cfg.tls_key) if cfg.tls_cert and cfg.tls_key else None
-    state = StateFile(cfg.state_path)
+    state = StateFile(metrics_file or cfg.state_path)
     if not cfg.enabled:
         log.warning("metrics.enabled is false: runs do not record metrics, so this exporter serves "
                     "only what an earlier run left in %s", state.path)
+    if metrics_file and cfg.storage_path and metrics_file != cfg.storage_path:
+        log.warning("serving %s (--metrics-file), not metrics.storage_path %s where runs record", metrics_file,
+                    cfg.storage_path)
     if auth is None and listen not in ("127.0.0.1", "::1", "localhost"):
         log.warning("the exporter listens on %s without metrics.basic_auth: anyone who can reach it "
                     "can read the metrics", listen)
@@ -36,6 +41,10 @@ def run(loaded: LoadedConfig, listen: str | None = None, port: int | None = None
         stop.set()
 
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    if interrupt_requested():
+        # A signal before ours were installed: its exception may have been swallowed where it
+        # landed (logging does that), but it still means stop.
+        stop.set()
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="exporter", daemon=True)
     worker.start()

@@ -143,9 +143,11 @@ def uploaded(loaded: LoadedConfig, results) -> None:
     recorder.write_textfile()
 
 
-def cleaned(loaded: LoadedConfig, the_plan, outcome) -> None:
-    """Deleted and still-kept backups per database and place."""
+def cleaned(loaded: LoadedConfig, the_plan, outcome, duration: float | None = None) -> None:
+    """Deleted and still-kept backups per database and place, and the cleanup as a whole."""
     recorder = Recorder(loaded.settings.metrics)
+    recorder.cleanup_run(not outcome.failed and not the_plan.remote_error, duration, len(outcome.deleted),
+                         outcome.freed)
     deleted: dict[tuple[str, str], int] = {}
     for decision in outcome.deleted:
         if decision.item.kind == "backup":

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import sys
+import time
 import traceback
 from pathlib import Path
 
@@ -83,11 +84,56 @@ def _on_sigint(signum, frame):  # noqa: ARG001
     raise KeyboardInterrupt
 
 
+# The original's logrus levels are accepted too: warn, and the ones we have no level for.
+LOG_LEVELS = {"debug": "debug", "info": "info", "warning": "warning", "error": "error",
+              "warn": "warning", "trace": "debug", "fatal": "error", "panic": "error"}
+LOG_LEVEL_TYPE = click.Choice(list(LOG_LEVELS), case_sensitive=False)
+LOG_LEVEL_HELP = "debug|info|warning|error (warn, trace, fatal and panic are mapped); overrides logging.level."
+
+
+def log_level_name(value: str | None) -> str | None:
+    return LOG_LEVELS[value.lower()] if value else None
+
+
+def _debug(ctx: click.Context) -> bool:
+    state = ctx.find_object(State)
+    level = (state.log_level if state is not None else None) or log_level_name(ctx.params.get("log_level"))
+    return level == "debug" or os.environ.get("TENANGDB_DEBUG") == "1"
+
+
+def _set_state(attr: str, convert=None):
+    def callback(ctx: click.Context, param: click.Parameter, value):  # noqa: ARG001
+        if value is None or value is False:
+            return
+        state = ctx.find_object(State)
+        if state is not None:
+            setattr(state, attr, convert(value) if convert else value)
+    return callback
+
+
+def accept_globals_after(command: click.Command) -> None:
+    """The original took --config, --log-level and --insecure after the command as well
+    (its systemd unit runs `backup --config … --yes`, its CronJob `backup --force --config …`):
+    every subcommand accepts them, and there they win over the ones given before it."""
+    taken = {opt for param in command.params for opt in getattr(param, "opts", [])}
+    late = [
+        click.Option(["--config", "late_config"], type=click.Path(dir_okay=False), expose_value=False,
+                     callback=_set_state("config_path"), help="Configuration file (as before the command)."),
+        click.Option(["--log-level", "late_log_level"], type=LOG_LEVEL_TYPE, metavar="LEVEL", expose_value=False,
+                     callback=_set_state("log_level", log_level_name), help="Log level (as before the command)."),
+        click.Option(["--insecure", "late_insecure"], is_flag=True, expose_value=False,
+                     callback=_set_state("insecure"), help="As before the command."),
+    ]
+    command.params.extend(option for option in late if option.opts[0] not in taken)
+    if isinstance(command, click.Group):
+        for sub in command.commands.values():
+            accept_globals_after(sub)
+
+
 class Group(click.Group):
     def invoke(self, ctx: click.Context):
         signal.signal(signal.SIGTERM, _on_sigterm)
         signal.signal(signal.SIGINT, _on_sigint)
-        debug = "debug" in (ctx.params.get("log_level") or "") or os.environ.get("TENANGDB_DEBUG") == "1"
         try:
             return super().invoke(ctx)
         except click.exceptions.Exit:
@@ -95,7 +141,7 @@ class Group(click.Group):
         except click.ClickException:
             raise
         except TenangDBError as exc:
-            if debug:
+            if _debug(ctx):
                 traceback.print_exc()
             click.echo(f"error: {exc}", err=True)
             ctx.exit(exc.exit_code)
@@ -105,14 +151,14 @@ class Group(click.Group):
         except OSError as exc:
             # A file or folder we were not prepared for (another user's, a file where a folder
             # should be, a full disk): its path and the system's reason say what to fix.
-            if debug:
+            if _debug(ctx):
                 traceback.print_exc()
             from tenangdb.secrets import redact
             where = f"{exc.filename}: " if exc.filename else ""
             click.echo(f"error: {redact(where + (exc.strerror or str(exc)))}", err=True)
             ctx.exit(EXIT_GENERAL)
         except Exception as exc:  # a bug: say so in one line unless asked for details
-            if debug:
+            if _debug(ctx):
                 traceback.print_exc()
             else:
                 from tenangdb.secrets import redact
@@ -121,16 +167,20 @@ class Group(click.Group):
             ctx.exit(EXIT_GENERAL)
 
 
-@click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
+@click.group(cls=Group, invoke_without_command=True, context_settings={"help_option_names": ["-h", "--help"]})
 @click.option("--config", "config", type=click.Path(dir_okay=False), envvar="TENANGDB_CONFIG",
-              help="Configuration file (default: ./config.yaml, the user config dir, /etc/tenangdb/config.yaml).")
-@click.option("--log-level", type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False),
-              default=None, help="Log level; overrides logging.level.")
+              help="Configuration file (default: ./config.yaml, ./tenangdb.yaml, the user config dir, "
+              "/etc/tenangdb/config.yaml). Also accepted after the command.")
+@click.option("--log-level", type=LOG_LEVEL_TYPE, metavar="LEVEL", default=None, help=LOG_LEVEL_HELP)
 @click.option("--insecure", is_flag=True, help="Accept a config file that other users can read although it holds "
               "a plaintext secret.")
+# The original's deprecated form `tenangdb [--dry-run] [--databases a,b]` (no command) is a backup.
+@click.option("--dry-run", "legacy_dry_run", is_flag=True, hidden=True)
+@click.option("--databases", "legacy_databases", hidden=True)
 @click.version_option(__version__, "--version", prog_name="tenangdb")
 @click.pass_context
-def cli(ctx: click.Context, config: str | None, log_level: str | None, insecure: bool) -> None:
+def cli(ctx: click.Context, config: str | None, log_level: str | None, insecure: bool, legacy_dry_run: bool,
+        legacy_databases: str | None) -> None:
     """TenangDB: verified, encrypted MySQL/MariaDB backups.
 
     \b
@@ -138,7 +188,15 @@ def cli(ctx: click.Context, config: str | None, log_level: str | None, insecure:
     3 database connection error, 4 backup/restore failed (also partial),
     5 upload failed, 6 cleanup failed, 7 verification failed, 130 interrupted.
     """
-    ctx.obj = State(config, log_level.lower() if log_level else None, insecure)
+    ctx.obj = State(config, log_level_name(log_level), insecure)
+    if ctx.invoked_subcommand is not None:
+        if legacy_dry_run or legacy_databases:
+            raise click.UsageError("--dry-run and --databases belong after the command (e.g. tenangdb backup "
+                                   "--dry-run)")
+        return
+    click.echo("warning: tenangdb without a command is deprecated and runs `tenangdb backup`; name the "
+               "command (tenangdb --help lists them)", err=True)
+    ctx.invoke(backup, databases=legacy_databases, dry_run=legacy_dry_run, yes=False, force=False)
 
 
 def _age(seconds: float) -> str:
@@ -273,9 +331,10 @@ def _cleanup_after_backup(loaded) -> int:
         log.info("cleanup after backup skipped: cleanup.weekend_only and today is not Saturday or Sunday")
         return 0
     try:
+        started = time.monotonic()
         the_plan = action.make_plan(loaded)
         outcome = action.execute(loaded, the_plan)
-        observe.cleaned(loaded, the_plan, outcome)
+        observe.cleaned(loaded, the_plan, outcome, time.monotonic() - started)
         log.info("cleanup: deleted %d, freed %s", len(outcome.deleted), human_size(outcome.freed))
         action.check_outcome(outcome, the_plan)
     except TenangDBError as exc:
@@ -568,8 +627,9 @@ def cleanup(state: State, dry_run: bool, yes: bool, force: bool, databases: str 
                              default=False, err=True):
             click.echo("cleanup cancelled; nothing was deleted", err=True)
             return
+    started = time.monotonic()  # the time a person took to confirm is not the cleanup's
     outcome = action.execute(loaded, the_plan)
-    observe.cleaned(loaded, the_plan, outcome)
+    observe.cleaned(loaded, the_plan, outcome, time.monotonic() - started)
     for decision, why in outcome.kept_back:
         click.echo(f"kept   {decision.item.location:6} {decision.item.rel}: {why}")
     click.echo(f"deleted {len(outcome.deleted)} item(s), freed {human_size(outcome.freed)}")
@@ -591,12 +651,14 @@ def _show_plan(the_plan, dry_run: bool) -> None:
 @cli.command()
 @click.option("--listen", help="Address to listen on; overrides metrics.listen (default 127.0.0.1).")
 @click.option("--port", type=click.IntRange(1, 65535), help="Port; overrides metrics.port (default 9090).")
+@click.option("--metrics-file", type=click.Path(dir_okay=False), help="Metrics state file to serve; overrides "
+              "metrics.storage_path.")
 @click.pass_obj
-def exporter(state: State, listen: str | None, port: int | None) -> None:
-    """Serve the metrics of past runs to Prometheus (/metrics, /healthz) until stopped."""
+def exporter(state: State, listen: str | None, port: int | None, metrics_file: str | None) -> None:
+    """Serve the metrics of past runs to Prometheus (/metrics, /healthz, /health, /ready) until stopped."""
     from tenangdb.actions import exporter as action
 
-    action.run(state.load(), listen, port)
+    action.run(state.load(), listen, port, metrics_file)
 
 
 @cli.command("config")
@@ -805,6 +867,40 @@ def key_generate(output: str | None, force: bool) -> None:
     recipient = generate_identity_file(path, force=force)
     click.echo(f"wrote a new age identity to {path} (mode 0600); keep a copy off this machine", err=True)
     click.echo(recipient)
+
+
+def add_help_and_completion(group: click.Group, complete_var: str) -> None:
+    """`help [COMMAND]` and `completion SHELL`, as the original (cobra) had them."""
+
+    @group.command("help")
+    @click.argument("words", nargs=-1, metavar="[COMMAND]...")
+    @click.pass_context
+    def help_command(ctx: click.Context, words: tuple[str, ...]) -> None:
+        """Show the help of a command (as COMMAND --help), or of the program."""
+        current = ctx.find_root()
+        command = current.command
+        for word in words:
+            sub = command.get_command(current, word) if isinstance(command, click.Group) else None
+            if sub is None:
+                raise click.UsageError(f"no such command: {' '.join(words)}")
+            current = click.Context(sub, info_name=word, parent=current)
+            command = sub
+        click.echo(command.get_help(current))
+
+    @group.command("completion")
+    @click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+    @click.pass_context
+    def completion(ctx: click.Context, shell: str) -> None:
+        """Print the completion script for bash, zsh or fish (e.g. into /etc/bash_completion.d/)."""
+        from click.shell_completion import get_completion_class
+
+        root = ctx.find_root()
+        script = get_completion_class(shell)(root.command, {}, root.info_name or group.name, complete_var)
+        click.echo(script.source())
+
+
+add_help_and_completion(cli, "_TENANGDB_COMPLETE")
+accept_globals_after(cli)
 
 
 def main() -> None:

@@ -44,6 +44,7 @@ class LoadedConfig:
 def search_path() -> list[Path]:
     return [
         Path("config.yaml"),
+        Path("tenangdb.yaml"),  # the original looked for it too
         Path(platformdirs.user_config_dir("tenangdb")) / "config.yaml",
         Path("/etc/tenangdb/config.yaml"),
     ]
@@ -82,6 +83,68 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise ConfigError(f"config file {path} must hold a mapping of sections, not {type(data).__name__}")
     return data
+
+
+# Keys the original TenangDB read from its files, documented or shipped, but never acted on:
+# loading them with a warning keeps those files working, and says they still do nothing.
+IGNORED_KEYS = {
+    "frequency": "schedule backups with the systemd timer or the CronJob; backup.min_backup_interval "
+                 "is the minimum time between runs",
+    "database.type": "only MySQL and MariaDB are supported",
+    "database.mysql": "the dump options are chosen by backup.engine",
+    "database.postgresql": "only MySQL and MariaDB are supported",
+    "upload.encryption": "use backup.encryption; backups are encrypted before they are uploaded",
+    "upload.verify_upload": "uploads are always verified; upload.verify chooses how",
+}
+
+
+def _fields(model: type[BaseModel]) -> dict[str, str]:
+    """Every name a key of this model may be written as (field names and aliases) → field name."""
+    names: dict[str, str] = {}
+    for name, info in model.model_fields.items():
+        names[name] = name
+        if info.alias:
+            names[info.alias] = name
+    return names
+
+
+def _section_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
+    annotation = model.model_fields[name].annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def normalize_keys(raw: dict[str, Any], model: type[BaseModel] = Settings, prefix: str = "",
+                   notes: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
+    """Keys as the original read them: case-insensitively (mapped, with a warning) and without
+    the ones it ignored (dropped, with a warning). Anything else unknown is left for the schema
+    to refuse, with its did-you-mean."""
+    notes = [] if notes is None else notes
+    names = _fields(model)
+    out: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+    for key, value in raw.items():
+        text = str(key)
+        dotted = f"{prefix}.{text}" if prefix else text
+        name = text
+        if text not in names:
+            folded = {candidate.lower(): candidate for candidate in names}
+            if text.lower() in folded:
+                name = folded[text.lower()]
+                notes.append(f"{dotted}: read as {prefix + '.' if prefix else ''}{name} (keys are lower case)")
+            else:
+                ignored = IGNORED_KEYS.get(f"{prefix}.{text.lower()}" if prefix else text.lower())
+                if ignored is not None:
+                    notes.append(f"{dotted}: ignored, as the original TenangDB ignored it ({ignored})")
+                    continue
+        if name in out:
+            raise ConfigError(f"{dotted} and {origin[name]} are the same key written twice; keep one")
+        origin[name] = dotted
+        field_name = names.get(name)
+        sub = _section_model(model, field_name) if field_name else None
+        if sub is not None and isinstance(value, dict):
+            value, _ = normalize_keys(value, sub, f"{prefix}.{name}" if prefix else name, notes)
+        out[name] = value
+    return out, notes
 
 
 def _walk(data: Any, prefix: str = ""):
@@ -235,8 +298,9 @@ def _field_path(model: type[BaseModel], words: list[str]) -> list[str] | None:
     return None
 
 
-def _env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
-    """dotted key → (value, variable name)."""
+def _env_overrides(environ: Mapping[str, str], notes: list[str] | None = None) -> dict[str, tuple[str, str]]:
+    """dotted key → (value, variable name). A TENANGDB_* variable that names no key is noted
+    and skipped: the original read no environment at all, so one left over must not stop a run."""
     sections = {name.upper(): name for name in Settings.model_fields}
     found: dict[str, tuple[str, str]] = {}
     for var, value in environ.items():
@@ -252,7 +316,13 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, tuple[str, str]]:
         model = Settings.model_fields[section].annotation
         path = _field_path(model, words[1:])
         if path is None:
-            raise ConfigError(f"environment variable {var} does not name a key of the {section} section")
+            if notes is not None:
+                names = [f"{ENV_PREFIX}{section.upper()}_{name.upper()}" for name in model.model_fields]
+                close = difflib.get_close_matches(var, names, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                notes.append(f"environment variable {var} does not name a key of the {section} section "
+                             f"and is ignored{hint}")
+            continue
         found[".".join([section, *path])] = (value, var)
     return found
 
@@ -310,6 +380,7 @@ def load_config(
     path, searched = discover(explicit)
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
+    notes: list[str] = []
     if path is not None:
         raw = _read_yaml(path)
         if not raw:
@@ -317,6 +388,11 @@ def load_config(
             # emptied by mistake (a failed deploy, a truncating editor) must not mean that.
             raise ConfigError(f"config file {path} is empty or holds only comments; nothing would be "
                               "configured (run tenangdb init to write one)")
+        try:
+            raw, notes = normalize_keys(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"configuration error in {path}: {exc}") from None
+        notes = [f"{path}: {note}" for note in notes]
         _check_secret_permissions(path, raw, insecure)
         used: dict[str, list[str]] = {}
         lookup: Mapping[str, str] = env
@@ -343,7 +419,7 @@ def load_config(
             sources[key] = f"file {path} via ${{{', '.join(names)}}}"
     else:
         data = {}
-    for key, (value, var) in _env_overrides(env).items():
+    for key, (value, var) in _env_overrides(env, notes).items():
         _set(data, key, value)
         sources[key] = f"env {var}"
     where = f"in {path}" if path else "(no config file; defaults and environment)"
@@ -360,7 +436,7 @@ def load_config(
             value = getattr(value, part)
         if isinstance(value, SecretStr):
             redact.add(value.get_secret_value())
-    warnings = _check_recipients(settings, where) if check_recipients else []
+    warnings = notes + (_check_recipients(settings, where) if check_recipients else [])
     return LoadedConfig(settings=settings, path=path, searched=searched, sources=sources, warnings=warnings)
 
 

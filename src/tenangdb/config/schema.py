@@ -227,7 +227,9 @@ class BackupConfig(_Section):
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
     batch_size: int = Field(5, ge=1)
     concurrency: int = Field(3, ge=1)
-    timeout: float = Field(1800, gt=0)
+    # Per database dump. The original had a 30m default that nothing enforced; killing a long
+    # dump at 30 minutes would lose backups it made, so the default only stops a hung dump.
+    timeout: float = Field(86400, gt=0)
     retry_count: int = Field(3, ge=1)
     retry_delay: float = Field(10, ge=0)
     check_last_backup_time: bool = True
@@ -359,6 +361,9 @@ class BasicAuthConfig(_Section):
         return bool(self.username)
 
 
+HEALTH_PATHS = ("/healthz", "/health", "/ready")
+
+
 class MetricsConfig(_Section):
     enabled: bool = False
     listen: str = "127.0.0.1"
@@ -373,8 +378,8 @@ class MetricsConfig(_Section):
     @field_validator("path")
     @classmethod
     def _path(cls, value: str) -> str:
-        if not value.startswith("/") or value == "/healthz" or any(c in value for c in "?# "):
-            raise ValueError("must be an absolute URL path such as /metrics (not /healthz)")
+        if not value.startswith("/") or value in HEALTH_PATHS or value == "/" or any(c in value for c in "?# "):
+            raise ValueError("must be an absolute URL path such as /metrics (not /, /healthz, /health or /ready)")
         return value
 
     @model_validator(mode="after")

@@ -69,6 +69,7 @@ class Recorder:
         try:
             yield
         finally:
+            self._update(lambda state: state["run"].__setitem__("last_finished_timestamp", time.time()))
             holder.__exit__(None, None, None)
             self.write_textfile()
 
@@ -99,6 +100,20 @@ class Recorder:
     def cleanup_deleted(self, database: str, location: str, count: int) -> None:
         if count:
             self._update(lambda state: _count(_record(state, "cleanup", database), location, count))
+
+    def cleanup_run(self, ok: bool, duration: float | None, files: int, freed: int) -> None:
+        """One cleanup as a whole (the original's tenangdb_cleanup_* series)."""
+        def change(state: dict[str, Any]) -> None:
+            run, now = state["cleanup_run"], time.time()
+            _count(run, "success_total" if ok else "failed_total")
+            _count(run, "files_removed_total", files)
+            _count(run, "bytes_freed_total", freed)
+            run["last_timestamp"] = now
+            if ok:
+                run["last_success_timestamp"] = now
+            if duration is not None:
+                run["duration_seconds"] = max(duration, 0.0)
+        self._update(change)
 
     def retained(self, database: str, location: str, count: int) -> None:
         self._update(lambda state: _record(state, "retained", database).__setitem__(location, count))

@@ -108,6 +108,11 @@ class _Server(ThreadingHTTPServer):
         log.debug("request from %s ended with an error", client_address[0], exc_info=True)
 
 
+_INDEX = (b"<html><head><title>TenangDB Exporter</title></head><body><h1>TenangDB Exporter</h1><ul>"
+          b'<li><a href="/metrics">/metrics</a></li><li><a href="/health">/health</a></li>'
+          b'<li><a href="/ready">/ready</a></li><li><a href="/healthz">/healthz</a></li></ul></body></html>\n')
+
+
 def make_handler(state: StateFile, metrics_path: str, auth: BasicAuth | None):
     class Handler(BaseHTTPRequestHandler):
         timeout = 30  # a client that stops talking releases its thread
@@ -132,6 +137,22 @@ def make_handler(state: StateFile, metrics_path: str, auth: BasicAuth | None):
 
         def do_GET(self) -> None:  # noqa: N802 - http.server's naming
             path = self.path.split("?", 1)[0]
+            # The original exporter's probes, answered as it did (its Kubernetes manifests and
+            # compose file point at them); unauthenticated like /healthz, and they reveal no metric.
+            if path == "/health":
+                try:
+                    state.read()
+                except StateCorrupted:
+                    self._send(503, b"UNHEALTHY: Cannot load metrics")
+                    return
+                self._send(200, b'{"status":"healthy","service":"tenangdb-exporter"}', "application/json")
+                return
+            if path == "/ready":
+                self._send(200, b'{"status":"ready","service":"tenangdb-exporter"}', "application/json")
+                return
+            if path == "/":
+                self._send(200, _INDEX.replace(b"/metrics", metrics_path.encode()), "text/html; charset=utf-8")
+                return
             if path == "/healthz":
                 # Unauthenticated on purpose (liveness probes); it reveals no metric.
                 try:

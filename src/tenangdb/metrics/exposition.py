@@ -124,6 +124,40 @@ def families(state: dict[str, Any], *, running: bool, state_readable: bool = Tru
     yield notify
     yield G("tenangdb_metrics_state_readable", "0 when the metrics state file could not be read.",
             value=1 if state_readable else 0)
+    yield from _deprecated(state, running=running, state_readable=state_readable)
+
+
+DEPRECATED = "Deprecated (the original TenangDB's name): "
+
+
+def _deprecated(state: dict[str, Any], *, running: bool, state_readable: bool) -> Iterable[Metric]:
+    """The original's series that dashboards still query, each with a truthful value; their
+    HELP names the replacement (docs/switching.md)."""
+    G, C = GaugeMetricFamily, CounterMetricFamily
+    yield G("tenangdb_backup_process_active", DEPRECATED + "use tenangdb_backup_process_running.",
+            value=1 if running else 0)
+    yield G("tenangdb_system_health", DEPRECATED + "1 when the exporter can read the metrics state; use "
+            "tenangdb_metrics_state_readable and the age of tenangdb_backup_last_success_timestamp.",
+            value=1 if state_readable else 0)
+    last = G("tenangdb_last_process_timestamp", DEPRECATED + "Unix time the latest backup run ended; use "
+             "tenangdb_backup_last_timestamp.")
+    if "last_finished_timestamp" in state["run"]:
+        last.add_metric([], state["run"]["last_finished_timestamp"])
+    yield last
+    run = state["cleanup_run"]
+    for cls, name, key, doc in (
+            (G, "tenangdb_cleanup_duration_seconds", "duration_seconds", "duration of the latest cleanup"),
+            (C, "tenangdb_cleanup_success_total", "success_total", "cleanups that deleted everything they planned"),
+            (C, "tenangdb_cleanup_failed_total", "failed_total", "cleanups with a failed deletion or an "
+             "unlistable remote"),
+            (C, "tenangdb_cleanup_files_removed_total", "files_removed_total", "items (backups, unfinished "
+             "folders) deleted"),
+            (C, "tenangdb_cleanup_bytes_freed_total", "bytes_freed_total", "bytes freed"),
+            (G, "tenangdb_cleanup_last_timestamp", "last_timestamp", "Unix time the latest cleanup ended")):
+        family = cls(name, f"{DEPRECATED}{doc}; use tenangdb_cleanup_deleted_total and tenangdb_backups_retained.")
+        if key in run:
+            family.add_metric([], run[key])
+        yield family
 
 
 class _StateCollector:

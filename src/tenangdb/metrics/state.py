@@ -16,8 +16,11 @@ import json
 import logging
 import math
 import os
+import re
+import shutil
 import time
 from contextlib import contextmanager
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
@@ -35,8 +38,10 @@ LOCK_WAIT = 30.0
 # section → depth of label nesting before the leaf record (a dict of numbers).
 SECTIONS = {
     "backup": 1, "upload": 1, "restore": 1, "restore_test": 1, "verify": 1,
-    "retained": 1, "cleanup": 1, "notify": 1, "run": 0,
+    "retained": 1, "cleanup": 1, "notify": 1, "run": 0, "cleanup_run": 0,
 }
+# The sections of the original TenangDB's metrics.json (it has no "format").
+ORIGINAL_SECTIONS = ("system", "backups", "uploads", "restores", "cleanup")
 
 
 class StateCorrupted(Exception):
@@ -104,6 +109,80 @@ def validate(data: Any) -> dict[str, Any]:
     return state
 
 
+def is_original(data: Any) -> bool:
+    return (isinstance(data, dict) and "format" not in data and bool(data)
+            and set(data) <= set(ORIGINAL_SECTIONS) and all(isinstance(v, dict) for v in data.values()))
+
+
+def _time(value: Any, where: str) -> float | None:
+    """Unix time from the original's RFC 3339 times; None for Go's zero time (never happened)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise StateCorrupted(f"{where} is not a time")
+    # Go writes nanoseconds; Python reads at most microseconds.
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip())
+    try:
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        raise StateCorrupted(f"{where} is not an RFC 3339 time: {value!r}") from None
+    if when.year <= 1:
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=timezone.utc)
+    return when.timestamp()
+
+
+def _count_of(record: dict[str, Any], key: str, where: str) -> int | float:
+    value = record.get(key, 0)
+    if not _number(value):
+        raise StateCorrupted(f"{where}.{key} is not a non-negative number")
+    return value
+
+
+def import_original(data: dict[str, Any]) -> dict[str, Any]:
+    """The original's metrics.json in this format, keeping what it can state truthfully: counts,
+    last times, sizes and totals. Its durations were the last run's only (no histogram can be
+    made of them) and upload bytes the last upload's; they are left out."""
+    state = empty()
+    for section, ours, when_key in (("backups", "backup", "last_backup"), ("uploads", "upload", "last_upload"),
+                                    ("restores", "restore", "last_restore")):
+        records = data.get(section, {})
+        for database, record in records.items():
+            where = f"{section}[{database!r}]"
+            if not isinstance(record, dict):
+                raise StateCorrupted(f"{where} is not an object")
+            converted: dict[str, Any] = {
+                "success_total": _count_of(record, "success_count", where),
+                "failed_total": _count_of(record, "failure_count", where),
+            }
+            when = _time(record.get(when_key), f"{where}.{when_key}")
+            if when is not None:
+                converted["last_timestamp"] = when
+                if record.get("status") == "success":
+                    converted["last_success_timestamp"] = when
+                    if section == "backups" and _number(record.get("size_bytes")):
+                        converted["size_bytes"] = record["size_bytes"]
+            state[ours][str(database)] = converted
+    system = data.get("system", {})
+    if _number(system.get("total_databases")):
+        state["run"]["total_databases"] = system["total_databases"]
+    when = _time(system.get("last_backup_process"), "system.last_backup_process")
+    if when is not None:
+        state["run"]["last_finished_timestamp"] = when
+    cleanup = data.get("cleanup", {})
+    if cleanup:
+        run = state["cleanup_run"]
+        run["success_total"] = _count_of(cleanup, "success_count", "cleanup")
+        run["failed_total"] = _count_of(cleanup, "failure_count", "cleanup")
+        when = _time(cleanup.get("last_cleanup"), "cleanup.last_cleanup")
+        if when is not None:
+            run["last_timestamp"] = when
+            if _number(cleanup.get("duration_seconds")):
+                run["duration_seconds"] = cleanup["duration_seconds"]
+    return validate(state)
+
+
 class StateFile:
     def __init__(self, path: str | os.PathLike) -> None:
         self.path = Path(path)
@@ -114,18 +193,24 @@ class StateFile:
 
     def read(self) -> dict[str, Any]:
         """The current state without taking the lock (rename makes every read whole).
-        A missing file is an empty state; a damaged one raises StateCorrupted."""
+        A missing file is an empty state; the original TenangDB's file is imported; a damaged
+        one raises StateCorrupted."""
+        return self._read()[0]
+
+    def _read(self) -> tuple[dict[str, Any], bool]:
         try:
             text = self.path.read_text(encoding="utf-8")
         except FileNotFoundError:
-            return empty()
+            return empty(), False
         except UnicodeDecodeError:
             raise StateCorrupted("not UTF-8 text") from None
         try:
             data = json.loads(text)
         except json.JSONDecodeError as exc:
             raise StateCorrupted(f"not valid JSON ({exc.msg} at line {exc.lineno})") from None
-        return validate(data)
+        if is_original(data):
+            return import_original(data), True
+        return validate(data), False
 
     # Writing ----------------------------------------------------------------------------
 
@@ -151,7 +236,14 @@ class StateFile:
         """Apply `change` to the stored state under the lock and store the result."""
         with self._locked():
             try:
-                state = self.read()
+                state, original = self._read()
+                if original:
+                    # Replaced by this format below; the original's file stays beside it.
+                    kept = self.path.with_name(self.path.name + ".original")
+                    log.warning("metrics state file %s is the original TenangDB's; its counts and times are "
+                                "imported (the file is kept as %s)", self.path, kept.name)
+                    if not kept.exists():
+                        shutil.copy2(self.path, kept)
             except StateCorrupted as exc:
                 kept = self.path.with_name(self.path.name + ".corrupt")
                 log.warning("metrics state file %s is corrupted (%s); starting a new one "
