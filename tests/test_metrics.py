@@ -55,23 +55,32 @@ def http_get(url: str, *, auth: tuple[str, str] | None = None, context: ssl.SSLC
 @contextmanager
 def running_exporter(config: Path, *, scheme: str = "http", context: ssl.SSLContext | None = None):
     port = free_port()
-    log = open(config.parent / f"exporter-{port}.log", "w+")
-    proc = subprocess.Popen([*TENANGDB, "--config", str(config), "exporter", "--port", str(port)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+    with serving([*TENANGDB, "--config", str(config), "exporter", "--port", str(port)],
+                 f"{scheme}://127.0.0.1:{port}", "/healthz", config.parent / f"exporter-{port}.log",
+                 context=context) as (base, _):
+        yield base
+
+
+@contextmanager
+def serving(argv: list[str], base: str, probe: str, log_path: Path, *, cwd: Path | None = None,
+            context: ssl.SSLContext | None = None):
+    """Run an exporter until `probe` answers; on leaving, SIGTERM must end it with exit 0 and no
+    traceback. Yields the base URL and its open log."""
+    log = open(log_path, "w+")
+    proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=cwd,
                             env={k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")})
-    base = f"{scheme}://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 15
         while True:
             try:
-                http_get(base + "/healthz", context=context)
+                http_get(base + probe, context=context)
                 break
             except (urllib.error.URLError, ConnectionError, ssl.SSLError):
                 if proc.poll() is not None or time.monotonic() > deadline:
                     log.seek(0)
-                    pytest.fail(f"exporter did not answer: {log.read()}")
+                    pytest.fail(f"{Path(argv[0]).name} did not answer: {log.read()}")
                 time.sleep(0.05)
-        yield base
+        yield base, log
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 import time
-import urllib.error
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
@@ -19,7 +18,7 @@ import pytest
 import yaml
 
 from conftest import run_cli
-from test_metrics import families, free_port, http_get, value
+from test_metrics import families, free_port, http_get, serving, value
 
 ORIGINAL = yaml.safe_load((Path(__file__).parent / "original" / "deployment.yaml").read_text())
 EXPORTER = Path(sys.executable).with_name("tenangdb-exporter")
@@ -57,32 +56,10 @@ def argv(line: str, **values) -> list[str]:
 def exporter(args: list[str], cwd: Path):
     """tenangdb-exporter, the installed console script, with the original's flags."""
     assert EXPORTER.exists(), f"{EXPORTER} is not installed (pyproject [project.scripts])"
-    log = open(cwd / f"exporter-{time.monotonic_ns()}.log", "w+")
-    proc = subprocess.Popen([str(EXPORTER), *args], stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                            cwd=cwd, env={k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")})
     port = next(a.split("=", 1)[1] if "=" in a else args[i + 1] for i, a in enumerate(args) if a.startswith("--port"))
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            try:
-                http_get(base + "/ready")
-                break
-            except (urllib.error.URLError, ConnectionError):
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    pytest.fail(f"tenangdb-exporter did not answer: {log.read()}")
-                time.sleep(0.05)
-        yield base, log
-    finally:
-        if proc.poll() is None:
-            os.kill(proc.pid, signal.SIGTERM)
-        code = proc.wait(timeout=10)
-        log.seek(0)
-        output = log.read()
-        log.close()
-        assert "Traceback" not in output, output
-        assert code == 0, output
+    with serving([str(EXPORTER), *args], f"http://127.0.0.1:{port}", "/ready",
+                 cwd / f"exporter-{time.monotonic_ns()}.log", cwd=cwd) as served:
+        yield served
 
 
 def probes_answer_as_the_original(base: str) -> None:
