@@ -167,9 +167,15 @@ class Alignment:
         return out
 
 
+# What mariadb-dump sends once it is in the database (10.11's general log): an idle session, or
+# one of these. Another session of the same account whose statement runs a trigger or routine of
+# the database also shows that DB while it runs, so the statement is checked as well.
+_DUMP_STATEMENTS = ("SAVEPOINT", "SHOW ", "show ", "SELECT", "select", "SET ", "set ", "ROLLBACK TO", "RELEASE")
+
+
 def streaming_tool_opened(database: str):
     """mariadb-dump: `Init DB <database>` comes after its START TRANSACTION WITH CONSISTENT SNAPSHOT."""
-    return lambda db, info: db == database
+    return lambda db, info: db == database and (info is None or str(info).startswith(_DUMP_STATEMENTS))
 
 
 def mydumper_opened(database: str):
