@@ -5,13 +5,16 @@ test restore says when the proof could not be recorded."""
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
 import threading
 import time
 
 import pymysql
 import pytest
 
-from conftest import Env, backup_user_without_reload, unique
+from conftest import TENANGDB, Env, backup_user_without_reload, unique
 
 PREFIX = "tproof_"
 
@@ -191,3 +194,60 @@ def test_a_lock_that_keeps_commits_from_being_held_costs_at_most_align_lock_wait
     finally:
         blocker.close()
         server.sql(f"DROP DATABASE IF EXISTS `{name}`; DROP DATABASE IF EXISTS `{other}`")
+
+
+def _exact_clients() -> list[int]:
+    """Live exact-values clients (mysql/exact.py): mariadb in batch mode with --unbuffered."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                args = open(f"/proc/{entry}/cmdline", "rb").read().split(b"\0")
+                state = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()[0]
+            except OSError:
+                continue
+            if state not in "ZX" and b"--unbuffered" in args and b"--skip-column-names" in args:
+                found.append(int(entry))
+    return found
+
+
+def test_kill_9_while_commits_are_held_leaves_the_server_writable(env, server, tmp_path):
+    """SIGKILL of tenangdb while it holds commits (a dump tool that is slow to open its snapshot):
+    the server's commits go on at once, and the exact-values client and its transaction are gone."""
+    name = unique("held9")
+    server.sql(f"CREATE DATABASE `{name}`; CREATE TABLE `{name}`.f (id INT PRIMARY KEY, v FLOAT); "
+               f"INSERT INTO `{name}`.f VALUES (1, 1234.5678e0); "
+               f"CREATE TABLE `{name}`.w (id INT AUTO_INCREMENT PRIMARY KEY)")
+    slow = tmp_path / "slow-dump"
+    slow.write_text(f"#!/bin/sh\nsleep 60\nexec {shutil.which('mariadb-dump')} \"$@\"\n")
+    slow.chmod(0o755)
+    cfg = env.write_config({"backup": {"databases": [name]}, "verify": {"align_deadline": "60s"}},
+                           database=dict(server.config_section(), mysqldump_path=str(slow)))
+
+    def commits_held() -> bool:
+        try:
+            server.sql(f"SET SESSION lock_wait_timeout = 1; INSERT INTO `{name}`.w VALUES ()")
+            return False
+        except RuntimeError as exc:
+            return "1205" in str(exc)
+    proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup", "--yes"], cwd=env.root,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 30
+        while not commits_held():
+            assert proc.poll() is None and time.monotonic() < deadline, "commits were never held"
+        assert _exact_clients()
+        proc.kill()
+        proc.wait(timeout=10)
+        started = time.monotonic()
+        server.sql(f"SET SESSION lock_wait_timeout = 5; INSERT INTO `{name}`.w VALUES ()")
+        assert time.monotonic() - started < 5
+        deadline = time.monotonic() + 5
+        while _exact_clients() or \
+                server.sql("SELECT COUNT(*) FROM information_schema.innodb_trx").strip() != "0":
+            assert time.monotonic() < deadline, "the exact-values client or its transaction outlived tenangdb"
+            time.sleep(0.05)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        server.sql(f"DROP DATABASE IF EXISTS `{name}`")

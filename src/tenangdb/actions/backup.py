@@ -404,7 +404,11 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
                 if snapshot is not None:
                     snapshot.begin()
                 if exact is not None and alignment.held:
-                    exact.begin()
+                    try:
+                        exact.begin()
+                    except exact_values.Misaligned as exc:  # its client died: no rewrite, the losses say why
+                        exact.close()
+                        exact, exact_unavailable = None, str(exc)
             provable = snapshot is not None and (alignment.held or snapshot.position is not None)
 
             def measure() -> None:

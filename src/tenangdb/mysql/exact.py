@@ -202,10 +202,6 @@ class ExactFloats:
             pass
         self._child.__exit__(None, None, None)
 
-    def reader(self, read, aligned) -> "Rewriter":
-        """Wrap the dump's `read`; `aligned()` says whether our view is the dump's."""
-        return Rewriter(read, self, aligned)
-
     def rows(self, plan: TablePlan):
         """Each row as a list of bytes (b"NULL" for NULL), in the dump's order."""
         self._send(plan.query(self.database))
