@@ -32,6 +32,7 @@ from tenangdb.mysql.connection import (client_options, connect, endpoint_from, p
 from tenangdb.mysql.tools import client_tool, dump_tool, mydumper_tool, tool_version
 from tenangdb.repository import identity, store, tracking
 from tenangdb.repository.lock import DirectoryLock
+from tenangdb.repository.manifest import Manifest
 from tenangdb.repository.naming import dump_file_name
 from tenangdb.runner import PIPE_SIZE, kill_all_children, spawn
 from tenangdb.fileio import human_size
@@ -464,31 +465,30 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
         # manifest, the log, `list`, verify, doctor, metrics and notifications all show.
         losses = checked.losses + dumped.losses
         finished = _now()
-        manifest = {
-            "format": 1,
-            "tool": {"name": "tenangdb", "version": __version__},
-            "database": name,
-            "name": staging.name,
-            "server": {"version": server.version, "flavour": server.flavour},
-            "engine": dumped.engine,
-            "started_at": when.isoformat(),
-            "finished_at": finished.isoformat(),
-            "binlog": dumped.binlog,
-            "compression": {"format": the_plan.compression, "level": the_plan.level},
-            "encryption": {"enabled": keys is not None, "method": "age" if keys else None,
-                           "recipients": keys.fingerprints() if keys else []},
-            "database_charset": inventory.charset,
-            "database_collation": inventory.collation,
-            "database_comment": checked.comment,
-            "qualified_references": checked.qualified_references,
-            "files": dumped.files,
-            "objects": inventory.as_manifest(),
-            "content_checks": content_checks,
-            "exact_floats": {"replaced_values": exact.rewritten} if exact is not None else None,
-            "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
-                        + ([consistency] if consistency else []),
-            "losses": [loss.as_manifest() for loss in losses],
-        }
+        manifest = Manifest(
+            tool={"name": "tenangdb", "version": __version__},
+            database=name,
+            name=staging.name,
+            server={"version": server.version, "flavour": server.flavour},
+            engine=dumped.engine,
+            started_at=when.isoformat(),
+            finished_at=finished.isoformat(),
+            binlog=dumped.binlog,
+            compression={"format": the_plan.compression, "level": the_plan.level},
+            encryption={"enabled": keys is not None, "method": "age" if keys else None,
+                        "recipients": keys.fingerprints() if keys else []},
+            database_charset=inventory.charset,
+            database_collation=inventory.collation,
+            database_comment=checked.comment,
+            qualified_references=checked.qualified_references,
+            files=dumped.files,
+            objects=inventory.as_manifest(),
+            content_checks=content_checks,
+            exact_floats={"replaced_values": exact.rewritten} if exact is not None else None,
+            warnings=[redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
+                     + ([consistency] if consistency else []),
+            losses=[loss.as_manifest() for loss in losses],
+        )
         try:
             return staging.commit(manifest), losses
         except OSError as exc:

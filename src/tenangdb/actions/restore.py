@@ -26,6 +26,7 @@ from tenangdb.mysql.connection import (Endpoint, client_options, connect, endpoi
 from tenangdb.mysql.tools import client_tool, myloader_tool
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import store
+from tenangdb.repository.manifest import FileEntry, Manifest
 from tenangdb.runner import spawn
 from tenangdb.stream.pipeline import unseal
 
@@ -63,13 +64,13 @@ def check_name(target: str, *, allow_system_schema: bool = False) -> None:
 
 
 def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], bool],
-                 allow_system_schema: bool = False, manifest: dict | None = None,
+                 allow_system_schema: bool = False, manifest: Manifest | None = None,
                  source: str | None = None) -> TargetCheck:
     """The checks a restore can make without reading the backup: the name, the connection, the
     privileges on the target and whether it holds anything (asking before writing into it).
     `manifest` None: not known yet (a remote backup not downloaded); checked again with it."""
     check_name(target, allow_system_schema=allow_system_schema)
-    streaming = manifest is None or manifest["engine"].get("name") != mydumper.ENGINE
+    streaming = manifest is None or manifest.engine.name != mydumper.ENGINE
     endpoint = endpoint_from(loaded.settings.database)
     conn = connect(endpoint)
     try:
@@ -80,7 +81,7 @@ def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], 
     finally:
         conn.close()
     if non_empty:
-        what = repr(manifest["database"]) if manifest else (source or "the backup")
+        what = repr(manifest.database) if manifest else (source or "the backup")
         if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
                        f"replace those of the same name. Restore {what} into it?"):
             raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
@@ -88,12 +89,12 @@ def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], 
     return TargetCheck(target=target, existed=existed, non_empty=non_empty)
 
 
-def _check_privileges(conn, target: str, manifest: dict | None, *, streaming: bool) -> None:
+def _check_privileges(conn, target: str, manifest: Manifest | None, *, streaming: bool) -> None:
     user, host, lines = grants_mod.current_grants(conn)
     grants, roles = grants_mod.parse_grants(lines)
     if roles:
         return  # a role's privileges are not in SHOW GRANTS of the account: the load will tell
-    needs = grants_mod.restore_requirements(manifest.get("objects") if manifest else None, streaming=streaming)
+    needs = grants_mod.restore_requirements(manifest.objects.as_dict() if manifest else None, streaming=streaming)
     report = grants_mod.check(grants, roles, needs, [target], user=user, host=host)
     if missing := report.missing_required:
         names = ", ".join(dict.fromkeys(need.privilege for need, _ in missing))
@@ -111,7 +112,7 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
     if manifest is not None:
         # Everything that needs no backup byte comes first: a wrong password or a non-empty
         # target is reported at once, not after minutes of reading.
-        if manifest["engine"].get("name") == mydumper.ENGINE:
+        if manifest.engine.name == mydumper.ENGINE:
             _loader(loaded.settings.database)
         else:
             client_tool(loaded.settings.database)
@@ -126,7 +127,7 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _manifest_if_readable(backup_path: str | Path) -> dict | None:
+def _manifest_if_readable(backup_path: str | Path) -> Manifest | None:
     """The manifest, shape-checked; None when it is unusable (verification says why)."""
     try:
         return manifest_mod.load(resolve_backup_path(backup_path))
@@ -169,7 +170,7 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
         raise RestoreFailed(f"cannot write the unsealed dump under {scratch}: {exc.strerror or exc}") from None
     manifest, folder = verified.manifest, verified.path
     cfg = loaded.settings
-    if manifest["engine"].get("name") == mydumper.ENGINE:
+    if manifest.engine.name == mydumper.ENGINE:
         client = _loader(cfg.database)
     else:
         client = client_tool(cfg.database)
@@ -181,7 +182,7 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
             if (checked is None or not checked.non_empty) and inv_mod.database_exists(conn, target) \
                     and inv_mod.database_object_count(conn, target) > 0:
                 if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
-                               f"replace those of the same name. Restore {manifest['database']!r} into it?"):
+                               f"replace those of the same name. Restore {manifest.database!r} into it?"):
                     raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
                                         "(pass --yes to restore into it)")
             created = _create_target(conn, target, manifest)
@@ -210,13 +211,13 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
     return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
 
 
-def _check_objects(endpoint: Endpoint, target: str, manifest: dict) -> None:
+def _check_objects(endpoint: Endpoint, target: str, manifest: Manifest) -> None:
     """A loader's exit status is not proof (a dump cut between two rows still ends in a valid
     INSERT, and the client exits 0): every object the manifest lists must be there."""
     conn = connect(endpoint)
     try:
         with translated_errors(endpoint):
-            missing = inv_mod.missing_objects(conn, target, manifest.get("objects") or {})
+            missing = inv_mod.missing_objects(conn, target, manifest.objects.as_dict())
     finally:
         conn.close()
     if missing:
@@ -224,14 +225,14 @@ def _check_objects(endpoint: Endpoint, target: str, manifest: dict) -> None:
         raise RestoreFailed(f"the load into {target!r} ended without error but is incomplete: {missing[0]}{more}")
 
 
-def _create_target(conn, target: str, manifest: dict) -> bool:
+def _create_target(conn, target: str, manifest: Manifest) -> bool:
     """Create the target unless it exists; True only when this call created it (the name
     was free at CREATE DATABASE time, so the database is ours to drop again)."""
     if inv_mod.database_exists(conn, target):
         return False
     try:
-        inv_mod.create_new_database(conn, target, manifest.get("database_charset"),
-                                    manifest.get("database_collation"), manifest.get("database_comment"))
+        inv_mod.create_new_database(conn, target, manifest.database_charset,
+                                    manifest.database_collation, manifest.database_comment)
     except inv_mod.DatabaseExists:
         return False  # somebody else's, created a moment ago
     return True
@@ -264,13 +265,13 @@ def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None
     false ignores database.mydumper.myloader.defaults_file (a sandbox is not that server).
     """
     manifest, folder = verified.manifest, verified.path
-    mydumper_backup = manifest["engine"].get("name") == mydumper.ENGINE
+    mydumper_backup = manifest.engine.name == mydumper.ENGINE
     if client is None:
         client = _loader(loaded.settings.database) if mydumper_backup else client_tool(loaded.settings.database)
     identities = identities_for(loaded, manifest, folder)
-    if target != manifest["database"] and manifest.get("qualified_references"):
+    if target != manifest.database and manifest.qualified_references:
         log.warning("these objects name database %r in their own SQL and will keep using it after the "
-                    "restore into %r: %s", manifest["database"], target, ", ".join(manifest["qualified_references"]))
+                    "restore into %r: %s", manifest.database, target, ", ".join(manifest.qualified_references))
     total = 0
     if mydumper_backup:
         if scratch is None:
@@ -278,24 +279,24 @@ def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None
         total = _load_mydumper(loaded, scratch, manifest, endpoint, target, verified.plain_bytes,
                                configured_login=configured_login)
     else:
-        for entry in manifest["files"]:
-            total += _load_file(folder / entry["name"], entry, manifest, client, endpoint, target, identities)
+        for entry in manifest.files:
+            total += _load_file(folder / entry.name, entry, manifest, client, endpoint, target, identities)
     return total
 
 
-def _load_file(path: Path, entry: dict, manifest: dict, client: str, endpoint, target: str,
+def _load_file(path: Path, entry: FileEntry, manifest: Manifest, client: str, endpoint, target: str,
                identities) -> int:
     with loading(manifest, entry, client, endpoint, target) as forward:
-        result = unseal(path, compression=manifest["compression"]["format"], identities=identities,
+        result = unseal(path, compression=manifest.compression.format, identities=identities,
                         forward=forward, hash_stored=False)
-    if result.plain.sha256 != entry["plain_sha256"]:
+    if result.plain.sha256 != entry.plain_sha256:
         raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
                             f"{target!r} may be incomplete")
     return result.plain.size
 
 
 @contextlib.contextmanager
-def loading(manifest: dict, entry: dict, client: str, endpoint, target: str):
+def loading(manifest: Manifest, entry: FileEntry, client: str, endpoint, target: str):
     """A mariadb client loading into `target`; yields the callable that takes the plain dump.
 
     Leaving the block normally ends the input and checks the client's exit status; leaving
@@ -311,7 +312,7 @@ def loading(manifest: dict, entry: dict, client: str, endpoint, target: str):
                 while view:  # a raw pipe write may take only part of the buffer
                     view = view[stdin.write(view):]
 
-            renamer = mysqldump.DatabaseRenamer(manifest["database"], target, write_all)
+            renamer = mysqldump.DatabaseRenamer(manifest.database, target, write_all)
             try:
                 yield renamer.write
                 renamer.close()
@@ -322,7 +323,7 @@ def loading(manifest: dict, entry: dict, client: str, endpoint, target: str):
                                     f"{child.error_line()}") from None
             status = child.wait()
     if status != 0:
-        name = entry.get("plain_name") or entry["name"]
+        name = entry.unsealed_name
         raise RestoreFailed(f"{Path(client).name} failed to load {name} (exit {status}): {child.error_line()}")
 
 
@@ -336,7 +337,7 @@ def _loader(dcfg) -> str:
         raise RestoreFailed(f"this backup was made by mydumper and restoring it needs myloader: {exc}") from None
 
 
-def _load_mydumper(loaded: LoadedConfig, plain_dir: Path, manifest: dict, endpoint, target: str,
+def _load_mydumper(loaded: LoadedConfig, plain_dir: Path, manifest: Manifest, endpoint, target: str,
                    plain_bytes: int, *, configured_login: bool = True) -> int:
     dcfg = loaded.settings.database
     binary = _loader(dcfg)
@@ -344,7 +345,7 @@ def _load_mydumper(loaded: LoadedConfig, plain_dir: Path, manifest: dict, endpoi
     login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file and configured_login \
         else private_defaults_file(endpoint)
     with login as defaults:
-        argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest["database"], target=target,
+        argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest.database, target=target,
                                   threads=mcfg.threads)
         with spawn(argv, stdout=subprocess.DEVNULL) as child:
             status = child.wait()
