@@ -84,6 +84,12 @@ class BackupRef:
         return cls(folder.parent.parent.name, folder.parent.name, folder.name)
 
     @classmethod
+    def from_name(cls, name: str) -> "BackupRef | None":
+        """Where the backup of this name lives (its name carries its database and time)."""
+        parsed = parse_backup_name(name)
+        return cls(parsed[0], month_folder(parsed[1]), name) if parsed else None
+
+    @classmethod
     def parse(cls, rel: str) -> "BackupRef | None":
         """A reference from `{db}/{YYYY-MM}/{name}`, or None if the text is not one."""
         parts = rel.split("/")
