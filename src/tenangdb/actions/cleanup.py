@@ -204,7 +204,7 @@ def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
         if folder.is_dir():
             # The local copy stays: remember that its remote copy expired on purpose, or every
             # backup run would upload it again and the next cleanup delete it again.
-            data = records.read(record, records.UploadRecord) or records.UploadRecord()
+            data = records.read_upload(folder) or records.UploadRecord()
             records.write(record, data.model_copy(update={
                 "ok": False, "expired": True,
                 "expired_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))

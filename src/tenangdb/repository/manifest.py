@@ -254,7 +254,10 @@ class Manifest(Part):
 
     def check_folder(self, folder: Path) -> None:
         """VerifyFailed unless the backup folder holds exactly the listed files, each of its size."""
-        found = self.compare({p.name: p.stat().st_size for p in folder.iterdir() if p.name != MANIFEST})
+        listed = self.file_names()
+        # Only listed files are measured: anything else is refused by name, whatever it is.
+        found = self.compare({p.name: p.stat().st_size if p.name in listed else None
+                              for p in folder.iterdir() if p.name != MANIFEST})
         if found.missing:
             raise VerifyFailed(f"{folder / found.missing[0]}: listed in the manifest but missing")
         if found.unexpected:
