@@ -662,11 +662,18 @@ def exporter(state: State, listen: str | None, port: int | None, metrics_file: s
 
 
 @cli.command("config")
+@click.option("--sample", is_flag=True, help="Print a commented sample config with every key, its default and "
+              "what it does (secrets as ${VAR}); reads no config file.")
 @click.pass_obj
-def show_config(state: State) -> None:
+def show_config(state: State, sample: bool) -> None:
     """Show the effective configuration and where each value came from (secrets redacted)."""
     from tenangdb.config.loader import effective_items
 
+    if sample:
+        from tenangdb.config.sample import sample_yaml
+
+        click.echo(sample_yaml(), nl=False)
+        return
     state.reap = False  # it only shows the configuration
     loaded = state.load()
     if loaded.path:
