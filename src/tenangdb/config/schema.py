@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Annotated, Any, Iterator, Literal, get_args
+from typing import Annotated, Any, Iterator, Literal, get_args, get_origin
 
 import platformdirs
 from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator,
@@ -596,9 +596,19 @@ def default_of(key: str) -> Any:
     return field_of(key).get_default(call_default_factory=True)
 
 
+def bounds_of(key: str) -> tuple[int | float | None, int | float | None]:
+    """(lowest, highest) a number key accepts; None where it has no bound."""
+    low = high = None
+    for constraint in field_of(key).metadata:
+        low = getattr(constraint, "ge", low)
+        high = getattr(constraint, "le", high)
+    return low, high
+
+
 def choices_of(key: str) -> tuple[str, ...]:
-    """The values a Literal key accepts, in the schema's order."""
-    return get_args(field_of(key).annotation)
+    """The values a Literal key accepts, in the schema's order; () for any other key."""
+    annotation = field_of(key).annotation
+    return get_args(annotation) if get_origin(annotation) is Literal else ()
 
 
 def secret_keys(model: type[BaseModel] = Settings) -> frozenset[str]:
