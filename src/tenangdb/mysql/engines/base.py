@@ -82,6 +82,13 @@ class Engine:
 
     def __init__(self, dcfg) -> None:
         self.dcfg = dcfg
+        self._tools: dict[Callable, str] = {}
+
+    def tool(self, find: Callable) -> str:
+        """A tool's path, found once (mysql/tools.py: ToolMissing when it is not there)."""
+        if find not in self._tools:
+            self._tools[find] = find(self.dcfg)
+        return self._tools[find]
 
     # --- choosing -------------------------------------------------------------------------
     @classmethod

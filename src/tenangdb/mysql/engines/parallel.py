@@ -29,16 +29,11 @@ class Parallel(Engine):
     label = "parallel"  # as the log names it
     name = mydumper.ENGINE
     fallback = "mysqldump"
-    rewrites_values = False
     # The counts and checksums wait until mydumper is done with the server: its threads
     # already compete for it, and the sealing goes on for a while after.
     checks_during_dump = False
     loads_from_folder = True
     loads_by_client = False
-
-    def __init__(self, dcfg) -> None:
-        super().__init__(dcfg)
-        self._dumper: str | None = None
 
     @classmethod
     def chosen_by_auto(cls, dcfg) -> bool:
@@ -54,9 +49,7 @@ class Parallel(Engine):
 
     @property
     def dump_tool(self) -> str:
-        if self._dumper is None:
-            self._dumper = mydumper_tool(self.dcfg)
-        return self._dumper
+        return self.tool(mydumper_tool)
 
     def check_chosen(self) -> None:
         self.check_backup_tools()

@@ -30,19 +30,10 @@ class Streaming(Engine):
     label = "streaming"  # as the log names it
     name = mysqldump.ENGINE
     rewrites_values = True
-    checks_during_dump = True
-    loads_from_folder = False
-    loads_by_client = True
-
-    def __init__(self, dcfg) -> None:
-        super().__init__(dcfg)
-        self._dump: str | None = None
 
     @property
     def dump_tool(self) -> str:
-        if self._dump is None:
-            self._dump = dump_tool(self.dcfg)
-        return self._dump
+        return self.tool(dump_tool)
 
     def check_backup_tools(self) -> None:
         self.dump_tool  # noqa: B018 - resolving it is the check
