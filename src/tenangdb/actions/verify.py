@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import VerifyFailed
-from tenangdb.mysql import mydumper
+from tenangdb.mysql import engines
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import store
 from tenangdb.stream.crypto import fingerprint, load_identities
@@ -140,24 +140,14 @@ def check_layout(loaded: LoadedConfig, folder: Path, manifest: dict) -> list | N
         if actual_size != entry["stored_size"]:
             raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
                                f"{entry['stored_size']} (truncated or damaged)")
-    _check_inventory(folder, manifest)
+    _check_inventory(loaded, folder, manifest)
     return identities
 
 
-def _check_inventory(folder: Path, manifest: dict) -> None:
-    """A file removed together with its manifest entry passes every hash: the manifest's own
-    inventory of the database still lists what it held."""
-    if manifest["engine"].get("name") != mydumper.ENGINE:
-        return  # one dump file: its end marker and the hashes cover it
-    objects = manifest.get("objects") or {}
-    checks = manifest.get("content_checks") or {}
-    exact = checks.get("tables") if checks.get("method") else None
-    rows = {}
-    for table in objects.get("tables") or []:
-        counted = (exact or {}).get(table.get("name"), {}).get("rows") if isinstance(exact, dict) else None
-        rows[table.get("name")] = counted if isinstance(counted, int) else (table.get("rows_estimate") or 0)
-    plain_names = {entry.get("plain_name") or entry["name"] for entry in manifest["files"]}
-    if gaps := mydumper.inventory_gaps(manifest["database"], objects, plain_names, rows):
+def _check_inventory(loaded: LoadedConfig, folder: Path, manifest: dict) -> None:
+    """What the hashes cannot show: the engine checks its files against the manifest's own
+    inventory of the database (a file removed together with its manifest entry)."""
+    if gaps := engines.for_manifest(manifest, loaded.settings.database).check_files(folder, manifest):
         more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
         raise VerifyFailed(f"{folder}: the manifest's inventory does not match its files: {gaps[0]}{more}")
 
