@@ -26,9 +26,12 @@ def lines_of(console: Console) -> list[str]:
 
 @pytest.fixture
 def console_log():
+    """The CLI's console logging for the test, the logger as it was afterwards."""
+    root = logging.getLogger("tenangdb")
+    before = root.handlers[:], root.level, root.propagate
     logs.setup("info")
     yield logging.getLogger("tenangdb.test")
-    logging.getLogger("tenangdb").handlers.clear()
+    root.handlers[:], root.level, root.propagate = before
 
 
 @pytest.mark.parametrize("width", [20, 24, 40, 80, 300])
