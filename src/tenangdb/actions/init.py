@@ -25,6 +25,7 @@ from tenangdb.config.schema import (Settings, bounds_of, choices_of, default_bac
 from tenangdb.deploy import host
 from tenangdb.deploy.systemd import ENABLE, UnitParams, render_units
 from tenangdb.errors import ConfigError, ConnectionFailed, TenangDBError
+from tenangdb.mysql import engines
 from tenangdb.mysql import grants as grants_mod
 from tenangdb.mysql import inventory
 from tenangdb.mysql.connection import connect, endpoint_from
@@ -230,7 +231,7 @@ def _report_tools(q: Questions) -> None:
             q.say(f"  {label}: not installed" + (" (needed for backups)" if label == "dump tool" else ""))
 
 
-def grant_advice(conn, server, databases: list[str], engine: str = "mysqldump") -> tuple[grants_mod.GrantReport,
+def grant_advice(conn, server, databases: list[str], engine: str = engines.DEFAULT) -> tuple[grants_mod.GrantReport,
                                                                                        list[str]]:
     user, hostpart, lines = grants_mod.current_grants(conn)
     parsed, roles = grants_mod.parse_grants(lines)
@@ -297,9 +298,8 @@ def run(a: Answers, q: Questions) -> dict:
         found = inventory.all_databases(conn, include_mysql=False)
         q.say(f"Connected: {server.flavour} {server.version}, binary log {'on' if server.log_bin else 'off'}")
         databases = _choose_databases(q, a.databases, found)
-        # backup.engine: auto (what init writes) picks mydumper when it is installed.
-        import shutil
-        engine = "mydumper" if shutil.which("mydumper") else "mysqldump"
+        # The grants of the engine that backup.engine: auto (what init writes) picks here.
+        engine = engines.choose(Settings()).name
         report, statements = grant_advice(conn, server, databases, engine)
     finally:
         conn.close()
