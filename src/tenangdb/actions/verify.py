@@ -9,6 +9,7 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import VerifyFailed
@@ -204,3 +205,25 @@ def select_backups(loaded: LoadedConfig, *, mode: str, databases: list[str] | No
     older = [f for _, folders in sorted(by_db.items()) for f in folders[:-1]]
     picked = (rng or random.SystemRandom()).sample(older, min(sample, len(older)))
     return sorted(picked)
+
+
+def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, target: str | None = None,
+                on_outcome: Callable[[Any], None] | None = None) -> list:
+    """Verify each backup in turn (with `test_restore`, restore it into a scratch target and
+    check it too), counting each in the metrics; the testrestore.Outcome of each, in order.
+    `on_outcome` hears of each as soon as it is done."""
+    from tenangdb.actions import observe, testrestore  # both build on this module
+
+
+    outcomes = []
+    try:
+        for path in paths:
+            outcome = (testrestore.test_restore(loaded, path, target=target) if test_restore
+                       else testrestore.check_files(loaded, path))
+            observe.verification(loaded, outcome)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+    finally:
+        observe.verify_done(loaded)
+    return outcomes

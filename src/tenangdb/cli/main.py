@@ -16,7 +16,7 @@ import platformdirs
 
 from tenangdb import __version__, logs
 from tenangdb.fileio import human_size
-from tenangdb.errors import (EXIT_BACKUP, EXIT_CLEANUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
+from tenangdb.errors import (EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
                              ConfigError, Interrupted, TenangDBError, VerifyFailed, request_interrupt)
 
 log = logging.getLogger("tenangdb")
@@ -259,117 +259,17 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
         if not click.confirm("Proceed with the backup?", default=False, err=True):
             click.echo("backup cancelled", err=True)
             return
-    from tenangdb.actions import observe
+    from tenangdb.actions import chain
 
-    # After the backups: check them (backup.verify_backup / test_restore), ship them off-site
-    # (inside the run, so the ping reports a failed upload), then expire old ones. The most
-    # serious failure decides the exit code: a backup (4), a verification (7), an upload (5),
-    # then the cleanup (6).
-    with observe.backup_run(loaded, plan) as observer:
-        with _progress_board() as board:
-            results = action.run(loaded, plan, on_result=observer.database_done, progress=board)
-        ok = [r for r in results if r.ok]
-        failed = [r for r in results if not r.ok]
-        # Backups committed with losses under backup.fidelity: strict count as failed but are
-        # kept, verified and uploaded like the others: a lossy copy can still save the day.
-        kept = [r for r in results if r.path is not None]
-        if not failed:
-            log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
-        elif ok:
-            log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
-        else:
-            log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
-        if lossy := [r for r in kept if r.losses]:
-            listed = ", ".join(f"{r.database} ({len(r.losses)})" for r in lossy)
-            if any(not r.ok for r in lossy):
-                log.error("backups with recorded losses count as failed (backup.fidelity: strict) and are "
-                          "kept: %s", listed)
-            else:
-                log.warning("backups with recorded losses (see tenangdb list, docs/fidelity.md): %s", listed)
-        code = EXIT_BACKUP if failed else 0
-        unverified = _verify_after_backup(loaded, kept)
-        if unverified:
-            log.error("%d of %d new backup%s failed verification", len(unverified), len(kept),
-                      "" if len(kept) == 1 else "s")
-            code = code or EXIT_VERIFY
-        if up.enabled and kept:
-            upload_code = _upload_after_backup(loaded, sorted({r.database for r in kept}))
-            if upload_code:
-                observer.problems.append("upload to the remote failed; the local backups are kept")
-            code = code or upload_code
-    if loaded.settings.cleanup.enabled and ok:
-        cleanup_code = _cleanup_after_backup(loaded)  # runs whatever failed before: the disk must not fill
-        code = code or cleanup_code
-    if code:
-        raise SystemExit(code)
-
-
-def _upload_after_backup(loaded, databases: list[str]) -> int:
-    """Upload every backup of these databases not yet on the remote (earlier failures too)."""
-    from tenangdb.actions import observe
-    from tenangdb.actions import upload as uploader
-
-    try:
-        results = uploader.run(loaded, databases=databases)
-    except TenangDBError as exc:
-        log.error("upload failed: %s", exc)
-        return EXIT_UPLOAD
-    observe.uploaded(loaded, results)
-    failed = [r for r in results if not r.ok]
-    if failed:
-        log.error("%d of %d upload%s failed; the local backups are kept and the next run retries",
-                  len(failed), len(results), "" if len(results) == 1 else "s")
-        return EXIT_UPLOAD
-    return 0
-
-
-def _cleanup_after_backup(loaded) -> int:
-    from tenangdb.actions import cleanup as action
-    from tenangdb.actions import observe
-
-    if loaded.settings.cleanup.weekend_only and not _weekend():
-        log.info("cleanup after backup skipped: cleanup.weekend_only and today is not Saturday or Sunday")
-        return 0
-    try:
-        started = time.monotonic()
-        the_plan = action.make_plan(loaded)
-        outcome = action.execute(loaded, the_plan)
-        observe.cleaned(loaded, the_plan, outcome, time.monotonic() - started)
-        log.info("cleanup: deleted %d, freed %s", len(outcome.deleted), human_size(outcome.freed))
-        action.check_outcome(outcome, the_plan)
-    except TenangDBError as exc:
-        log.error("cleanup after backup failed: %s", exc)
-        return EXIT_CLEANUP
-    return 0
+    outcome = chain.run(loaded, plan, progress=_progress_board)
+    if outcome.exit_code:
+        raise SystemExit(outcome.exit_code)
 
 
 def _weekend() -> bool:
-    from datetime import datetime
+    from tenangdb.actions.cleanup import is_weekend
 
-    return datetime.now().astimezone().weekday() >= 5
-
-
-def _verify_after_backup(loaded, results) -> list:
-    """backup.test_restore / backup.verify_backup: check each new backup; the failures."""
-    cfg = loaded.settings.backup
-    if not results or not (cfg.test_restore or cfg.verify_backup):
-        return []
-    from tenangdb.actions import observe, testrestore
-
-    failures = []
-    try:
-        for result in results:
-            outcome = (testrestore.test_restore(loaded, result.path) if cfg.test_restore
-                       else testrestore.check_files(loaded, result.path))
-            observe.verification(loaded, outcome)
-            if outcome.ok:
-                log.info("%s: %s passed (%s)", result.database, outcome.name, outcome.method)
-            else:
-                log.error("verification failed: %s", outcome.reason)
-                failures.append(outcome)
-    finally:
-        observe.verify_done(loaded)
-    return failures
+    return is_weekend()
 
 
 @cli.command()
@@ -389,8 +289,7 @@ def _verify_after_backup(loaded, results) -> list:
 def verify(state: State, backup_path: str | None, all_: bool, latest: bool, sample: int | None,
            databases: str | None, test_restore: bool, target: str | None, from_remote: bool) -> None:
     """Check checksums, decryption and completeness of backups; with --test-restore, restore and check them."""
-    from tenangdb.actions import fetch, observe
-    from tenangdb.actions import testrestore
+    from tenangdb.actions import fetch
     from tenangdb.actions import verify as action
 
     chosen = [name for name, on in (("--backup-path", bool(backup_path)), ("--all", all_), ("--latest", latest),
@@ -405,15 +304,10 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     if from_remote or (backup_path and fetch.is_remote_spec(backup_path, loaded)):
         if not backup_path:
             raise click.UsageError("--from-remote needs --backup-path (remote:{db}/{YYYY-MM}/{name} or a name)")
-        try:
-            with fetch.fetched(loaded, backup_path) as folder:
-                outcome = (testrestore.test_restore(loaded, folder, target=target) if test_restore
-                           else testrestore.check_files(loaded, folder))
-                observe.verification(loaded, outcome)
-                if not outcome.ok:
-                    raise VerifyFailed(outcome.reason)  # raised here, so it names the remote copy
-        finally:
-            observe.verify_done(loaded)
+        with fetch.fetched(loaded, backup_path) as folder:
+            [outcome] = action.verify_each(loaded, [folder], test_restore=test_restore, target=target)
+            if not outcome.ok:
+                raise VerifyFailed(outcome.reason)  # raised here, so it names the remote copy
         click.echo(f"{_verified_line(outcome)} (downloaded from the remote)")
         return
     if backup_path:
@@ -424,24 +318,17 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     if not paths:
         click.echo(f"no backups to verify under {loaded.settings.backup.directory}", err=True)
         return
-    failures = []
-    try:
-        for path in paths:
-            if test_restore:
-                outcome = testrestore.test_restore(loaded, path, target=target)
-            else:
-                outcome = testrestore.check_files(loaded, path)
-            observe.verification(loaded, outcome)
-            if outcome.ok:
-                click.echo(_verified_line(outcome))
-                for note in outcome.notes:
-                    log.warning("%s: %s", outcome.name, note)
-            else:
-                failures.append(outcome)
-                if len(paths) > 1:
-                    click.echo(f"FAILED {outcome.reason}")
-    finally:
-        observe.verify_done(loaded)
+
+    def show(outcome) -> None:
+        if outcome.ok:
+            click.echo(_verified_line(outcome))
+            for note in outcome.notes:
+                log.warning("%s: %s", outcome.name, note)
+        elif len(paths) > 1:
+            click.echo(f"FAILED {outcome.reason}")
+
+    outcomes = action.verify_each(loaded, paths, test_restore=test_restore, target=target, on_outcome=show)
+    failures = [outcome for outcome in outcomes if not outcome.ok]
     if not failures:
         return
     if len(paths) == 1:
