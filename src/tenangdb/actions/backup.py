@@ -6,7 +6,6 @@ import contextlib
 import fnmatch
 import logging
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -14,7 +13,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from tenangdb import __version__
+from tenangdb import __version__, control
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
@@ -219,7 +218,6 @@ def _run_concurrently(one: Callable[[str], Result], batch: list[str], workers: i
         # Stop everything: end every running dump so each worker fails fast and removes
         # its unfinished folder, then wait for them before the interrupt goes on.
         request_interrupt()
-        _cancelled.set()
         kill_all_children()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
@@ -261,36 +259,33 @@ def _backup_database(job: BackupJob, chosen: "_Engines") -> Result:
     return Result(name, True, path=path, duration=duration, size=size, losses=recorded)
 
 
-RETRY_CAP = 300.0
-_cancelled = threading.Event()
-
-
 def _with_retries(job: BackupJob, chosen: "_Engines"):
     """Back up one database, retrying transient failures with exponential backoff; the
     committed folder with its losses, and the connection (for the caller to close)."""
     cfg = job.settings.backup
     conn = None
-    attempt = 1
-    while True:
-        try:
-            conn = reconnect(conn, job.endpoint) if conn is not None else connect(job.endpoint)
-            with translated_errors(job.endpoint):
-                return _backup_one(conn, job, chosen), conn
-        except (BackupFailed, ConnectionFailed) as exc:
-            if interrupt_requested():
-                raise Interrupted("interrupted; unfinished work was removed") from None
-            if not getattr(exc, "retryable", True) or attempt >= cfg.retry_count:
-                if conn is not None:
-                    conn.close()
-                if attempt > 1:
-                    raise BackupFailed(f"{exc} (after {attempt} attempts)") from None
-                raise
-            delay = min(cfg.retry_delay * 2 ** (attempt - 1), RETRY_CAP)
-            log.warning("%s: attempt %d of %d failed (%s); retrying in %.0fs", job.database, attempt,
-                        cfg.retry_count, exc, delay)
-            if _cancelled.wait(delay):  # an interrupt ends the wait at once
-                raise Interrupted("interrupted; unfinished work was removed")
-            attempt += 1
+
+    def attempt():
+        nonlocal conn
+        conn = reconnect(conn, job.endpoint) if conn is not None else connect(job.endpoint)
+        with translated_errors(job.endpoint):
+            return _backup_one(conn, job, chosen)
+
+    def retrying(exc: BaseException, attempt: int, wait: float) -> None:
+        log.warning("%s: attempt %d of %d failed (%s); retrying in %.0fs", job.database, attempt,
+                    cfg.retry_count, exc, wait)
+    try:
+        return control.retry(attempt, attempts=cfg.retry_count, delay=cfg.retry_delay,
+                             retryable=(BackupFailed, ConnectionFailed), on_retry=retrying,
+                             interrupted="interrupted; unfinished work was removed"), conn
+    except (BackupFailed, ConnectionFailed) as exc:
+        if conn is not None:
+            conn.close()
+        if interrupt_requested():
+            raise Interrupted("interrupted; unfinished work was removed") from None
+        if getattr(exc, "attempts", 1) > 1 and not isinstance(exc, BackupFailed):
+            raise BackupFailed(str(exc)) from None  # a connection that kept failing failed this backup
+        raise
 
 
 @dataclass

@@ -9,11 +9,11 @@ through this interface only.
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, ClassVar
 
+from tenangdb import control
 from tenangdb.errors import BackupFailed
 from tenangdb.mysql import fidelity
 from tenangdb.progress import Progress
@@ -155,30 +155,14 @@ class Engine:
         raise NotImplementedError
 
 
-class Deadline:
+def dump_deadline(child, job: BackupJob, program: str) -> control.Deadline:
     """backup.timeout for one dump: on expiry the tool's whole process group is killed."""
-
-    def __init__(self, child, timeout: float) -> None:
-        self.expired = threading.Event()
-
-        def on_timeout() -> None:
-            self.expired.set()
-            child.kill_group()
-
-        self._timer = threading.Timer(timeout, on_timeout)
-        self._timer.daemon = True
-
-    def __enter__(self) -> "Deadline":
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
+    return control.Deadline(job.timeout, program, child.kill_group, setting="backup.timeout")
 
 
-def check_exit(program: str, child, status: int, deadline: Deadline, timeout: float) -> None:
-    if deadline.expired.is_set():
-        raise BackupFailed(f"{program} did not finish within backup.timeout ({timeout:.0f}s)")
+def check_exit(program: str, child, status: int, deadline: control.Deadline) -> None:
+    if deadline.expired:
+        raise BackupFailed(deadline.message())
     if status < 0:
         raise BackupFailed(f"{program} was killed by signal {-status}")
     if status != 0:

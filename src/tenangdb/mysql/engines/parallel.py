@@ -14,7 +14,7 @@ from tenangdb.errors import BackupFailed, ConfigError, RestoreFailed, ToolMissin
 from tenangdb.mysql import mydumper
 from tenangdb.mysql.alignment import FTWRL, mydumper_opened
 from tenangdb.mysql.connection import private_defaults_file
-from tenangdb.mysql.engines.base import (BackupJob, Deadline, DumpInput, Dumped, Engine, check_exit, file_entry,
+from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
                                          options_of)
 from tenangdb.mysql.tools import myloader_tool, mydumper_tool
 from tenangdb.repository import store
@@ -124,13 +124,13 @@ class Parallel(Engine):
                 sealer.on_child_exit = into.on_tool_exit
                 # umask 077: the plaintext files are the operator's data, readable by us alone.
                 with spawn(argv, stdout=subprocess.DEVNULL, umask=0o077) as child, \
-                        Deadline(child, job.timeout) as deadline:
+                        dump_deadline(child, job, program) as deadline:
                     try:
-                        sealed = sealer.run(child, stop=deadline.expired.is_set)
+                        sealed = sealer.run(child, stop=lambda: deadline.expired)
                     except OSError as exc:
                         raise store.disk_error(exc, staging.path) from None
                     status = child.wait()
-            check_exit(program, child, status, deadline, job.timeout)
+            check_exit(program, child, status, deadline)
             stderr = child.stderr_text()
             if fatal := mydumper.fatal_lines(stderr):
                 raise BackupFailed(f"{program} reported errors, so the dump is incomplete: {fatal[0][:300]}")

@@ -14,7 +14,7 @@ from tenangdb.errors import BackupFailed, RestoreFailed, ToolMissing
 from tenangdb.mysql import mysqldump
 from tenangdb.mysql.alignment import BLOCK_COMMIT, FTWRL, streaming_tool_opened
 from tenangdb.mysql.connection import client_options
-from tenangdb.mysql.engines.base import (BackupJob, Deadline, DumpInput, Dumped, Engine, check_exit, file_entry,
+from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
                                          options_of)
 from tenangdb.mysql.tools import client_tool, dump_tool, tool_version
 from tenangdb.repository import store
@@ -84,7 +84,7 @@ class Streaming(Engine):
                                        events=not checked.skip_events)
             log.debug("running %s", " ".join(argv))
             with spawn(argv, pass_fds=fds, stdout_buffer=PIPE_SIZE) as child, \
-                    Deadline(child, job.timeout) as deadline:
+                    dump_deadline(child, job, program) as deadline:
                 reader = ReadAhead(child.stdout)
                 done = 0
 
@@ -102,7 +102,7 @@ class Streaming(Engine):
                 finally:
                     reader.close()
                 status = child.wait()
-        check_exit(program, child, status, deadline, job.timeout)
+        check_exit(program, child, status, deadline)
         if not mysqldump.is_complete(sealed.tail):
             raise BackupFailed(f"{program} output ends without its completion marker; the dump is incomplete")
         into.on_tool_exit()
