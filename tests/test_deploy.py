@@ -1,4 +1,4 @@
-"""Pure tests: SHOW GRANTS parsing and least privilege, the secrets file, and the deploy files
+"""Without a server: the secrets file, and the deploy files
 (Kubernetes manifests, Dockerfile, example units) parsed and kept in step with their generator."""
 
 from __future__ import annotations
@@ -16,64 +16,8 @@ import yaml
 
 from tenangdb.config.loader import load_config, read_secrets_file, secrets_file_text
 from tenangdb.errors import ConfigError
-from tenangdb.mysql import grants
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-def test_parse_grants_and_find_excess():
-    lines = [
-        "GRANT ALL PRIVILEGES ON *.* TO `root`@`localhost` WITH GRANT OPTION",
-        "GRANT PROXY ON ''@'%' TO 'root'@'localhost' WITH GRANT OPTION",
-        "GRANT SELECT, INSERT (`a`, `b`), SHOW VIEW ON `shop\\_eu`.* TO `bk`@`%`",
-        "GRANT SUPER, REPLICATION CLIENT ON *.* TO `bk`@`%`",
-        "GRANT EXECUTE ON PROCEDURE `shop`.`p` TO `bk`@`%`",
-        "GRANT `backup_role` TO `bk`@`%`",
-    ]
-    parsed, roles = grants.parse_grants(lines)
-    assert roles == ["backup_role"]
-    assert parsed[0].privileges == {"ALL PRIVILEGES"} and parsed[0].grant_option and parsed[0].database is None
-    assert parsed[1].privileges == {"SELECT", "INSERT", "SHOW VIEW"} and parsed[1].database == "shop\\_eu"
-    assert "BINLOG MONITOR" in parsed[2].privileges  # REPLICATION CLIENT is its old name
-    assert parsed[3].routine
-    needs = grants.requirements("mysqldump", "mariadb", "10.11.6-MariaDB", binlog=True)
-    report = grants.check(parsed[1:], roles, needs, ["shop_eu", "shopXeu"], user="bk", host="%")
-    missing = {(n.privilege, w) for n, w in report.missing}
-    # The escaped pattern matches shop_eu only, not shopXeu.
-    assert ("SHOW VIEW", "`shop_eu`.*") not in missing and ("SHOW VIEW", "`shopXeu`.*") in missing
-    assert ("TRIGGER", "`shop_eu`.*") in missing and ("RELOAD", "*.*") in missing
-    assert any(item.startswith("SUPER") for item in report.excess)
-    assert any(item.startswith("INSERT") for item in report.excess)
-    everything = grants.check(parsed[:1], [], needs, ["all"], user="root", host="localhost")
-    assert not everything.missing and "ALL PRIVILEGES on *.*" in everything.excess
-    assert "GRANT OPTION on *.*" in everything.excess
-
-
-def test_requirements_follow_the_engine_and_server():
-    def names(*args, **kw):
-        return {n.privilege for n in grants.requirements(*args, **kw)}
-    assert "SHOW CREATE ROUTINE" in names("mysqldump", "mariadb", "11.4.2-MariaDB", binlog=False)
-    assert "SHOW_ROUTINE" in names("mysqldump", "mysql", "8.0.36", binlog=False)
-    assert "PROCESS" in names("mysqldump", "mysql", "8.0.36", binlog=False)
-    assert "REPLICATION CLIENT" in names("mysqldump", "mariadb", "10.4.30-MariaDB", binlog=True)
-    assert {"RELOAD", "BINLOG MONITOR"} <= names("mysqldump", "mariadb", "10.11.6-MariaDB", binlog=True)
-    assert not {"LOCK TABLES", "SUPER"} & names("mysqldump", "mariadb", "10.11.6-MariaDB", binlog=False)
-    # RELOAD holds commits while the snapshots open: asked for, but a backup goes on without it.
-    [reload] = [n for n in grants.requirements("mysqldump", "mariadb", "10.11.6-MariaDB", binlog=False)
-                if n.privilege == "RELOAD"]
-    assert reload.required is False and "BLOCK_COMMIT" in reload.why
-    assert {"RELOAD", "BACKUP_ADMIN"} <= names("mydumper", "mysql", "8.0.36", binlog=False)
-    mydumper = grants.requirements("mydumper", "mariadb", "10.11.6", binlog=False)
-    assert [n.required for n in mydumper if n.privilege == "RELOAD"] == [True]
-    assert "PROCESS" not in {n.privilege for n in mydumper} and "SHOW VIEW" in {n.privilege for n in mydumper}
-    statements = grants.least_privilege_statements(
-        grants.requirements("mysqldump", "mariadb", "10.11.6", binlog=True), ["a_b", "c"], "o'k", "%")
-    assert statements[0] == "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `a\\_b`.* TO 'o''k'@'%';"
-    assert "GRANT RELOAD, BINLOG MONITOR ON *.* TO 'o''k'@'%';" in statements
-    assert "GRANT SELECT ON `mysql`.`proc` TO 'o''k'@'%';" in statements
-    assert grants.least_privilege_statements(grants.requirements("mysqldump", "mariadb", "10.11.6", binlog=True),
-                                             ["all"], "u", "h") == [
-        "GRANT SELECT, SHOW VIEW, TRIGGER, EVENT, RELOAD, BINLOG MONITOR ON *.* TO 'u'@'h';"]
 
 
 def test_secrets_file_round_trip_and_lookup(tmp_path):

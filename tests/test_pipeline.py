@@ -1,22 +1,18 @@
-"""The stream pipeline and the pure naming rules, without a server."""
+"""The stream pipeline, without a server: sealing and unsealing files, and the dump tool's process."""
 
 from __future__ import annotations
 
 import io
 import os
-import random
 import shutil
 import time
 from pathlib import Path
 
 import pytest
-from hypothesis import given, settings, strategies as st
 from pyrage import x25519
 
 from tenangdb.errors import ToolMissing, VerifyFailed
-from tenangdb.mysql.mysqldump import DatabaseRenamer, binlog_coordinates, is_complete
 from tenangdb.runner import spawn
-from tenangdb.repository.naming import folder_name, parse_backup_name, backup_name
 from tenangdb.stream.pipeline import seal, unseal
 
 DATA = os.urandom(300_000) + b"INSERT INTO t VALUES (1,'x');\n" * 50_000
@@ -59,66 +55,6 @@ def test_seal_never_overwrites(tmp_path):
     with pytest.raises(FileExistsError):
         seal(io.BytesIO(b"x").read, path, compression="none", level=0, recipients=None)
     assert path.read_bytes() == b"precious"
-
-
-def test_renamer_rewrites_only_statement_starts():
-    dump = (b"/*!50003 ALTER DATABASE `shop` CHARACTER SET latin1 */ ;\n"
-            b"INSERT INTO t VALUES ('\\nALTER DATABASE `shop` in data');\n"
-            b"/*!50003 ALTER DATABASE `shop` CHARACTER SET utf8mb4 */ ;\n")
-    for _ in range(50):
-        out = bytearray()
-        renamer = DatabaseRenamer("shop", "shop`2", out.extend)
-        pos = 0
-        while pos < len(dump):
-            step = random.randint(1, 17)
-            renamer.write(dump[pos:pos + step])
-            pos += step
-        renamer.close()
-        assert bytes(out) == dump.replace(b"ATABASE `shop` CHAR", b"ATABASE `shop``2` CHAR")
-        assert renamer.rewrites == 2
-
-
-def test_renamer_rewrites_sequence_defaults_in_column_definitions_only():
-    dump = (b"CREATE TABLE `t` (\n"
-            b"  `id` bigint(20) NOT NULL DEFAULT nextval(`shop`.`seq`),\n"
-            b"  `note` varchar(50) DEFAULT 'nextval(`shop`.`seq`)',\n"
-            b"  PRIMARY KEY (`id`)\n) ENGINE=InnoDB;\n"
-            b"INSERT INTO `t` VALUES (1,'DEFAULT nextval(`shop`.`seq`)');\n") * 3
-    for size in (1, 7, 64, 1 << 20):
-        out = bytearray()
-        renamer = DatabaseRenamer("shop", "copy", out.extend)
-        renamer.BATCH = size
-        for i in range(0, len(dump), size):
-            renamer.write(dump[i:i + size])
-        renamer.close()
-        expected = dump.replace(b"NOT NULL DEFAULT nextval(`shop`.", b"NOT NULL DEFAULT nextval(`copy`.")
-        assert bytes(out) == expected
-        assert renamer.rewrites == 3
-
-
-def test_completion_marker_and_binlog():
-    assert is_complete(b"...\n-- Dump completed\n")
-    assert not is_complete(b"INSERT INTO t VALUES (1,")
-    head = (b"-- CHANGE MASTER TO MASTER_LOG_FILE='binlog.000002', MASTER_LOG_POS=344;\n"
-            b"-- SET GLOBAL gtid_slave_pos='0-1-2';\n")
-    assert binlog_coordinates(head) == {"file": "binlog.000002", "position": 344, "gtid": "0-1-2"}
-
-
-@settings(max_examples=300)
-@given(st.text(min_size=1, max_size=64))
-def test_folder_names_are_safe_and_distinct(name):
-    folder = folder_name(name)
-    assert "/" not in folder and folder not in (".", "..") and not folder.startswith(".")
-    assert "\x00" not in folder
-    other = name + "x"
-    assert folder_name(other) != folder
-
-
-def test_backup_names_parse_back():
-    from datetime import datetime, timezone
-    when = datetime(2026, 3, 4, 5, 6, 7, tzinfo=timezone.utc)
-    assert backup_name("my db", when) == "my%20db-2026-03-04_05-06-07"
-    assert parse_backup_name(backup_name("a-b", when, 2)) == ("a-b", when)
 
 
 @pytest.mark.skipif(not shutil.which("stdbuf"), reason="coreutils stdbuf is not installed")

@@ -12,6 +12,8 @@ import contextlib
 import signal
 from typing import Iterator
 
+from tenangdb.control import CANCEL
+
 EXIT_OK = 0
 EXIT_GENERAL = 1
 EXIT_CONFIG = 2
@@ -87,19 +89,16 @@ class Interrupted(TenangDBError):
     exit_code = EXIT_INTERRUPTED
 
 
-_interrupt_requested = False
-
-
 def request_interrupt() -> None:
     """Called by the signal handlers. An interrupt raised inside a callback of a native
-    library (pyrage) reaches us disguised as that library's error; this flag tells the
-    truth so the run stops instead of counting one more failed database."""
-    global _interrupt_requested
-    _interrupt_requested = True
+    library (pyrage) reaches us disguised as that library's error; the token tells the
+    truth so the run stops instead of counting one more failed database, and ends every
+    wait on it (control.CANCEL)."""
+    CANCEL.set()
 
 
 def interrupt_requested() -> bool:
-    return _interrupt_requested
+    return CANCEL.is_set()
 
 
 @contextlib.contextmanager

@@ -17,6 +17,8 @@ from typing import Any, Callable
 
 from tenangdb import __version__
 from tenangdb.config.schema import NotifyConfig
+from tenangdb.control import retry
+from tenangdb.errors import Interrupted
 from tenangdb.secrets import redact
 
 log = logging.getLogger("tenangdb.notify")
@@ -74,26 +76,40 @@ class Notifier:
         self._deliver("ping", url, redact(message).encode()[:10000], "text/plain; charset=utf-8")
 
     def _deliver(self, kind: str, url: str, body: bytes, content_type: str) -> bool:
-        attempts = 1 if kind in self._given_up else self.retries + 1
         problem = ""
-        for attempt in range(attempts):
-            if attempt:
-                time.sleep(self.retry_delay * attempt)
+
+        def attempt() -> None:
+            nonlocal problem
             request = urllib.request.Request(url, data=body, method="POST",
                                              headers={"Content-Type": content_type, "User-Agent": USER_AGENT})
             try:
                 with _opener.open(request, timeout=self.timeout) as response:
                     response.read(65536)
-                return True
             except urllib.error.HTTPError as exc:
                 problem = f"HTTP {exc.code}"
-                if 400 <= exc.code < 500 and exc.code not in (408, 429):
-                    break  # the request itself is wrong; repeating it will not help
+                # A 4xx (but a timeout or a rate limit) says the request itself is wrong;
+                # repeating it will not help.
+                wrong = 400 <= exc.code < 500 and exc.code not in (408, 429)
+                raise _Undelivered(retryable=not wrong) from None
             except (urllib.error.URLError, OSError, ValueError) as exc:
                 reason = getattr(exc, "reason", exc)
                 problem = str(reason) or type(reason).__name__
+                raise _Undelivered() from None
+
+        try:
+            retry(attempt, attempts=1 if kind in self._given_up else self.retries + 1, delay=self.retry_delay,
+                  retryable=(_Undelivered,))
+            return True
+        except (_Undelivered, Interrupted):
+            pass  # interrupted: the run is ending, the attempt made so far is all it gets
         self._given_up.add(kind)
         log.warning("%s notification to %s failed: %s", kind, _host(url), redact(problem.replace(url, _host(url))))
         if self.on_failure:
             self.on_failure(kind)
         return False
+
+
+class _Undelivered(Exception):
+    def __init__(self, *, retryable: bool = True) -> None:
+        super().__init__()
+        self.retryable = retryable

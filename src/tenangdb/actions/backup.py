@@ -5,10 +5,7 @@ from __future__ import annotations
 import contextlib
 import fnmatch
 import logging
-import shutil
-import subprocess
 import tempfile
-import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -16,31 +13,26 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
-from tenangdb import __version__
+from tenangdb import __version__, control
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
                              interrupt_requested, request_interrupt)
-from tenangdb.mysql import checksum, fidelity
+from tenangdb.fileio import human_size
+from tenangdb.mysql import checksum, engines, fidelity
 from tenangdb.mysql import exact as exact_values
-from tenangdb.mysql.alignment import Alignment, mydumper_opened, streaming_tool_opened
-from tenangdb.mysql.alignment import mode_for as alignment_mode
 from tenangdb.mysql import inventory as inv_mod
-from tenangdb.mysql import mydumper, mysqldump
-from tenangdb.mysql.connection import (client_options, connect, endpoint_from, private_defaults_file, reconnect,
-                                       translated_errors)
-from tenangdb.mysql.tools import client_tool, dump_tool, mydumper_tool, tool_version
+from tenangdb.mysql.alignment import Alignment
+from tenangdb.mysql.connection import connect, endpoint_from, reconnect, translated_errors
+from tenangdb.mysql.engines import BackupJob, DumpInput, Engine
+from tenangdb.mysql.tools import client_tool
+from tenangdb.progress import Progress  # noqa: F401 - the display's protocol, imported from here by the cli
 from tenangdb.repository import identity, store, tracking
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.manifest import Manifest
-from tenangdb.repository.naming import dump_file_name
-from tenangdb.runner import PIPE_SIZE, kill_all_children, spawn
-from tenangdb.fileio import human_size
+from tenangdb.runner import kill_all_children
 from tenangdb.secrets import redact
-from tenangdb.stream.codec import SUFFIX
 from tenangdb.stream.crypto import load_keys
-from tenangdb.stream.folder import FolderSealer
-from tenangdb.stream.pipeline import ReadAhead, seal
 
 log = logging.getLogger("tenangdb.backup")
 
@@ -56,16 +48,6 @@ class Result:
     # What the committed backup does not hold exactly (fidelity.Loss.as_manifest()). With
     # backup.fidelity: strict such a backup is kept but not ok; `path` is set either way.
     losses: list[dict] = field(default_factory=list)
-
-
-class Progress:
-    """What a run tells a progress display; the default tells nobody. Called from worker threads."""
-
-    def started(self, database: str, engine: str, tables: int) -> None: ...
-
-    def advanced(self, database: str, plain_bytes: int, tables_done: int | None = None) -> None: ...
-
-    def finished(self, database: str, ok: bool) -> None: ...
 
 
 @dataclass
@@ -105,25 +87,8 @@ def plan(loaded: LoadedConfig, databases: list[str] | None) -> Plan:
 
 
 def choose_engine(cfg) -> str:
-    """backup.engine resolved: `auto` takes mydumper when it is installed and enabled."""
-    wanted = cfg.backup.engine
-    mcfg = cfg.database.mydumper
-    if wanted == "mysqldump":
-        return "mysqldump"
-    if wanted == "mydumper":
-        if not mcfg.enabled:
-            raise ConfigError("backup.engine is mydumper but database.mydumper.enabled is false")
-        mydumper_tool(cfg.database)  # missing → a clear ToolMissing now, not per database
-        return "mydumper"
-    if not mcfg.enabled:
-        return "mysqldump"
-    try:
-        mydumper_tool(cfg.database)
-    except ToolMissing:
-        if mcfg.binary_path:
-            raise  # the operator pointed at a mydumper that is not there: say so
-        return "mysqldump"
-    return "mydumper"
+    """backup.engine resolved against this machine (engines.choose)."""
+    return engines.choose(cfg).name
 
 
 def describe_databases(the_plan: Plan) -> str:
@@ -193,7 +158,7 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
     keys = load_keys(cfg.backup.encryption) if the_plan.encrypted else None
     if keys is not None and not keys.recipients:
         raise ConfigError("encryption is enabled but no recipient could be derived from the configured keys")
-    tools = _tools(cfg.database, the_plan.engine)
+    chosen = _engines(cfg.database, the_plan.engine)
     endpoint = endpoint_from(cfg.database)
     root = the_plan.directory
     # Before any dump: a run that cannot record its successes afterwards, or that would
@@ -215,7 +180,10 @@ def run(loaded: LoadedConfig, the_plan: Plan, on_result: Callable[[Result], None
             log.info("backing up %d database%s: %s", len(names), "" if len(names) == 1 else "s", ", ".join(names))
 
             def one(name: str) -> Result:
-                result = _backup_database(endpoint, server, tools, name, the_plan, keys, cfg, progress)
+                job = BackupJob(database=name, endpoint=endpoint, server=server, settings=cfg,
+                                directory=the_plan.directory, compression=the_plan.compression,
+                                level=the_plan.level, keys=keys, progress=progress)
+                result = _backup_database(job, chosen)
                 progress.finished(name, result.ok)
                 results.append(result)
                 report(result)
@@ -251,22 +219,22 @@ def _run_concurrently(one: Callable[[str], Result], batch: list[str], workers: i
         # Stop everything: end every running dump so each worker fails fast and removes
         # its unfinished folder, then wait for them before the interrupt goes on.
         request_interrupt()
-        _cancelled.set()
         kill_all_children()
         pool.shutdown(wait=True, cancel_futures=True)
         raise
     pool.shutdown(wait=True)
 
 
-def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, cfg, progress: Progress) -> Result:
+def _backup_database(job: BackupJob, chosen: "_Engines") -> Result:
     """One database, start to end, on a connection of its own; failures become a Result."""
-    for stale in store.remove_stale_partials(the_plan.directory, name):
+    name = job.database
+    for stale in store.remove_stale_partials(job.directory, name):
         log.warning("removed an unfinished backup left by an earlier run: %s", stale)
     started = time.monotonic()
     log.info("%s: backup started", name)
     conn = None
     try:
-        (path, losses), conn = _with_retries(conn, endpoint, server, tools, name, the_plan, keys, cfg, progress)
+        (path, losses), conn = _with_retries(job, chosen)
     except Interrupted:
         raise
     except TenangDBError as exc:
@@ -283,7 +251,7 @@ def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, c
     if losses:
         log.warning("%s: the backup does not hold %d thing%s exactly (recorded in its manifest): %s", name,
                     len(losses), "" if len(losses) == 1 else "s", "; ".join(map(str, losses)))
-    if losses and cfg.backup.fidelity == "strict":
+    if losses and job.settings.backup.fidelity == "strict":
         error = (f"backup kept at {path}, but it does not hold {len(losses)} thing{'' if len(losses) == 1 else 's'} "
                  f"exactly (backup.fidelity: strict): {'; '.join(map(str, losses))}")
         log.error("%s: backup failed: %s", name, error)
@@ -292,115 +260,97 @@ def _backup_database(endpoint, server, tools, name: str, the_plan: Plan, keys, c
     return Result(name, True, path=path, duration=duration, size=size, losses=recorded)
 
 
-RETRY_CAP = 300.0
-_cancelled = threading.Event()
+def _with_retries(job: BackupJob, chosen: "_Engines"):
+    """Back up one database, retrying transient failures with exponential backoff; the
+    committed folder with its losses, and the connection (for the caller to close)."""
+    cfg = job.settings.backup
+    conn = None
 
+    def attempt():
+        nonlocal conn
+        conn = reconnect(conn, job.endpoint) if conn is not None else connect(job.endpoint)
+        with translated_errors(job.endpoint):
+            return _backup_one(conn, job, chosen)
 
-def _with_retries(conn, endpoint, server, tools, name, the_plan: Plan, keys, settings, progress: Progress):
-    """Back up one database, retrying transient failures with exponential backoff."""
-    cfg = settings.backup
-    attempt = 1
-    while True:
-        try:
-            conn = reconnect(conn, endpoint) if conn is not None else connect(endpoint)
-            with translated_errors(endpoint):
-                return _backup_one(conn, endpoint, server, tools, name, the_plan, keys, settings, progress), conn
-        except (BackupFailed, ConnectionFailed) as exc:
-            if interrupt_requested():
-                raise Interrupted("interrupted; unfinished work was removed") from None
-            if not getattr(exc, "retryable", True) or attempt >= cfg.retry_count:
-                if attempt > 1:
-                    raise BackupFailed(f"{exc} (after {attempt} attempts)") from None
-                raise
-            delay = min(cfg.retry_delay * 2 ** (attempt - 1), RETRY_CAP)
-            log.warning("%s: attempt %d of %d failed (%s); retrying in %.0fs", name, attempt, cfg.retry_count,
-                        exc, delay)
-            if _cancelled.wait(delay):  # an interrupt ends the wait at once
-                raise Interrupted("interrupted; unfinished work was removed")
-            attempt += 1
-
-
-@dataclass
-class _Tools:
-    dump: str | None  # mariadb-dump/mysqldump: the streaming engine and the fallback
-    mydumper: str | None
-    missing_dump: str | None = None  # why `dump` is None
-
-
-def _tools(dcfg, engine: str) -> _Tools:
-    if engine == "mysqldump":
-        return _Tools(dump=dump_tool(dcfg), mydumper=None)
+    def retrying(exc: BaseException, attempt: int, wait: float) -> None:
+        log.warning("%s: attempt %d of %d failed (%s); retrying in %.0fs", job.database, attempt,
+                    cfg.retry_count, exc, wait)
     try:
-        dump = dump_tool(dcfg)
-        missing = None
-    except ToolMissing as exc:  # only needed for databases mydumper cannot carry
-        if dcfg.mysqldump_path:
-            raise  # a path the operator set and got wrong is worth stopping for
-        dump, missing = None, str(exc)
-    return _Tools(dump=dump, mydumper=mydumper_tool(dcfg), missing_dump=missing)
+        return control.retry(attempt, attempts=cfg.retry_count, delay=cfg.retry_delay,
+                             retryable=(BackupFailed, ConnectionFailed), on_retry=retrying,
+                             interrupted="interrupted; unfinished work was removed"), conn
+    except (BackupFailed, ConnectionFailed) as exc:
+        if conn is not None:
+            conn.close()
+        if interrupt_requested():
+            raise Interrupted("interrupted; unfinished work was removed") from None
+        if getattr(exc, "attempts", 1) > 1 and not isinstance(exc, BackupFailed):
+            raise BackupFailed(str(exc)) from None  # a connection that kept failing failed this backup
+        raise
 
 
 @dataclass
-class _Dumped:
-    files: list[dict]
-    engine: dict
-    binlog: dict | None
-    warnings: list[str]
-    # What the dump found it could not carry exactly (e.g. a compensation that could not be done).
-    losses: list[fidelity.Loss] = field(default_factory=list)
+class _Engines:
+    primary: Engine
+    fallback: Engine | None  # for databases the primary cannot carry
+    fallback_missing: str | None = None  # why there is no fallback
 
 
-def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, keys, settings,
-                progress: Progress) -> tuple[Path, list[fidelity.Loss]]:
+def _engines(dcfg, name: str) -> _Engines:
+    primary = engines.by_name(name, dcfg)
+    primary.check_backup_tools()
+    if primary.fallback is None:
+        return _Engines(primary, None)
+    fallback = engines.by_name(primary.fallback, dcfg)
+    # Only needed for databases the primary cannot carry: missing, it fails those alone.
+    return _Engines(primary, fallback, fallback.check_fallback_tools())
+
+
+def _backup_one(conn, job: BackupJob, chosen: _Engines) -> tuple[Path, list[fidelity.Loss]]:
     """Dump, seal and commit one database; the committed folder and what it does not hold exactly."""
+    name, endpoint, settings = job.database, job.endpoint, job.settings
     if not inv_mod.database_exists(conn, name):
         raise BackupFailed(f"database {name!r} does not exist on the server", retryable=False)
     when = _now()
-    staging = store.begin(the_plan.directory, name, when)
+    staging = store.begin(job.directory, name, when)
     try:
         inventory = inv_mod.inventory(conn, name)
         checked = fidelity.check(conn, name)
         for warning in checked.warnings:
             log.warning("%s: %s", name, warning)
-        engine, fallback = the_plan.engine, None
-        if engine == "mydumper":
-            reasons = mydumper.unsupported(conn, name, inventory, checked.qualified_references)
-            if checked.lossy_floats:
-                reasons.append("FLOAT values that need more than 6 digits, which only the streaming dump is "
-                               "given exactly")
-            if checked.enum_errors:
-                reasons.append("ENUM error values, which only the streaming dump writes apart from ''")
-            if reasons:
-                fallback = (f"mydumper {'.'.join(map(str, mydumper.version(tools.mydumper)))} cannot carry "
-                            f"everything in this database ({'; '.join(reasons)}); used the streaming engine")
-                log.warning("%s: %s", name, fallback)
-                engine = "mysqldump"
+        engine, fallback = chosen.primary, None
+        if reasons := engine.cannot_carry(conn, name, inventory, checked):
+            fallback = f"{engine.describe_fallback(reasons)}; used the {chosen.fallback.label} engine"
+            log.warning("%s: %s", name, fallback)
+            if chosen.fallback_missing:
+                raise BackupFailed(f"{fallback}, but {chosen.fallback_missing}", retryable=False)
+            engine = chosen.fallback
         if checked.skip_events:
             # Not in the dump, so not promised by the manifest: restore and test restore check the
             # objects it lists, and the losses name these. (Cleared after the engine is chosen: a
             # database with events always goes to the streaming engine, which skips them.)
             inventory.events = []
-        progress.started(name, engine, len(inventory.tables))
-        if engine != "mydumper" and tools.dump is None:
-            raise BackupFailed(f"{fallback}, but {tools.missing_dump}", retryable=False)
+        job.progress.started(name, engine.name, len(inventory.tables))
         # Opened before the dump's own snapshot, with commits held until the dump's is open too
         # (mysql/alignment.py); see _content_checks.
         vcfg = settings.verify
         snapshot = alignment = exact = exact_unavailable = None
         loose = inventory.non_transactional
         position_before = inv_mod.binlog_position(conn) if loose else None
+        measuring = False
+        rewriter = None
         try:
             if vcfg.record:
                 snapshot = checksum.Snapshot(endpoint, name, checksum.ALGORITHMS[vcfg.checksum])
             plans = exact_values.plans(conn, name, list(checked.floats), checked.enum_empty) \
-                if engine != "mydumper" and (checked.floats or checked.enum_empty) else {}
+                if engine.rewrites_values and (checked.floats or checked.enum_empty) else {}
             if plans:
                 try:
                     exact = exact_values.ExactFloats(endpoint, name, plans, client_tool(settings.database))
                 except (ToolMissing, exact_values.Misaligned) as exc:
                     exact_unavailable = str(exc)
             if snapshot is not None or exact is not None:
-                alignment = Alignment(endpoint, name, mode=alignment_mode(engine, server.flavour, server.version),
+                alignment = Alignment(endpoint, name, mode=engine.alignment_mode(job.server),
                                       lock_wait=vcfg.align_lock_wait, deadline=vcfg.align_deadline)
                 if snapshot is not None:
                     snapshot.begin()
@@ -413,41 +363,38 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             provable = snapshot is not None and (alignment.held or snapshot.position is not None)
 
             def measure() -> None:
-                # The counts and checksums overlap the backup: for mydumper once the dump tool is
-                # done with the server (sealing goes on for a while), for the streaming dump from
-                # the start.
+                # The counts and checksums overlap the backup: from the start, or for an engine
+                # that keeps the server busy, once its tool is done with it (sealing goes on).
+                nonlocal measuring
                 if alignment is not None:
                     alignment.finish()
-                if provable:
+                if provable and not measuring:
+                    measuring = True
                     snapshot.start(inventory.tables)
             if alignment is not None:
-                alignment.arm(mydumper_opened(name) if engine == "mydumper" else streaming_tool_opened(name))
-            if engine == "mydumper":
-                dumped = _dump_mydumper(endpoint, server, tools.mydumper, name, the_plan, keys, settings, staging,
-                                        inventory, progress, on_dump_done=measure)
-            else:
-                if provable:
-                    snapshot.start(inventory.tables)
-                rewrite = rewriter = None
-                if exact is not None or checked.cycled:
-                    def rewrite(read):
-                        nonlocal rewriter
-                        # Our view is the dump's while commits are still held, or once they were let
-                        # go after the dump's view opened.
-                        rewriter = exact_values.Rewriter(
-                            read, exact, (lambda: alignment.held or alignment.aligned) if exact else lambda: False,
-                            cycled=checked.cycled)
-                        return rewriter.read
-                dumped = _dump_streaming(endpoint, server, tools.dump, name, the_plan, keys,
-                                         settings.backup.timeout, staging, inventory, progress, checked, rewrite)
-                if alignment is not None:
-                    alignment.finish()
+                alignment.arm(engine.tool_opened(name))
+            if engine.checks_during_dump and provable:
+                measuring = True
+                snapshot.start(inventory.tables)
+            rewrite = None
+            if engine.rewrites_values and (exact is not None or checked.cycled):
+                def rewrite(read):
+                    nonlocal rewriter
+                    # Our view is the dump's while commits are still held, or once they were let
+                    # go after the dump's view opened.
+                    rewriter = exact_values.Rewriter(
+                        read, exact, (lambda: alignment.held or alignment.aligned) if exact else lambda: False,
+                        cycled=checked.cycled)
+                    return rewriter.read
+            dumped = engine.dump(job, DumpInput(staging=staging, inventory=inventory, checked=checked,
+                                                rewrite=rewrite, on_tool_exit=measure))
             content_checks = _content_checks(snapshot, name, dumped.binlog, inventory.tables, alignment)
-            dumped.losses.extend(_float_losses(conn, endpoint, name, checked, exact, alignment, exact_unavailable))
+            dumped.losses.extend(_float_losses(conn, endpoint, name, checked, exact, alignment, engine,
+                                               exact_unavailable))
             dumped.losses.extend(_enum_losses(checked, exact, alignment, exact_unavailable))
             if checked.cycled:
                 dumped.losses.extend(_cycle_losses(conn, endpoint, name, checked.cycled,
-                                                   rewriter.cycles_written if engine != "mydumper" else set()))
+                                                   rewriter.cycles_written if rewriter is not None else set()))
         finally:
             if alignment is not None:
                 alignment.close()
@@ -469,14 +416,14 @@ def _backup_one(conn, endpoint, server, tools: _Tools, name, the_plan: Plan, key
             tool={"name": "tenangdb", "version": __version__},
             database=name,
             name=staging.name,
-            server={"version": server.version, "flavour": server.flavour},
+            server={"version": job.server.version, "flavour": job.server.flavour},
             engine=dumped.engine,
             started_at=when.isoformat(),
             finished_at=finished.isoformat(),
             binlog=dumped.binlog,
-            compression={"format": the_plan.compression, "level": the_plan.level},
-            encryption={"enabled": keys is not None, "method": "age" if keys else None,
-                        "recipients": keys.fingerprints() if keys else []},
+            compression={"format": job.compression, "level": job.level},
+            encryption={"enabled": job.keys is not None, "method": "age" if job.keys else None,
+                        "recipients": job.keys.fingerprints() if job.keys else []},
             database_charset=inventory.charset,
             database_collation=inventory.collation,
             database_comment=checked.comment,
@@ -556,13 +503,12 @@ def _enum_losses(checked, exact, alignment, unavailable: str | None) -> list[fid
     return losses
 
 
-def _float_losses(conn, endpoint, name: str, checked, exact, alignment,
+def _float_losses(conn, endpoint, name: str, checked, exact, alignment, engine: Engine,
                   unavailable: str | None = None) -> list[fidelity.Loss]:
     """The FLOAT columns whose values restore rounded: tables the rewrite could not do."""
     why: dict[str, str] = {}
     if exact is None:
-        reason = (f"exact values could not be read: {unavailable}" if unavailable
-                  else "the mydumper engine prints FLOAT with 6 significant digits")
+        reason = f"exact values could not be read: {unavailable}" if unavailable else engine.float_loss_reason()
         why = {table: reason for table in checked.lossy_floats}
     else:
         unaligned = ("exact values must be read in the dump's own snapshot, and "
@@ -639,152 +585,3 @@ def _content_checks(snapshot, name: str, dump_binlog: dict | None, tables: list[
         log.debug("%s: counted and checksummed %d tables in %.1fs", name, len(recorded["tables"]),
                   recorded["seconds"])
     return recorded
-
-
-class _Deadline:
-    """backup.timeout for one dump: on expiry the tool's whole process group is killed."""
-
-    def __init__(self, child, timeout: float) -> None:
-        self.expired = threading.Event()
-
-        def on_timeout() -> None:
-            self.expired.set()
-            child.kill_group()
-
-        self._timer = threading.Timer(timeout, on_timeout)
-        self._timer.daemon = True
-
-    def __enter__(self) -> "_Deadline":
-        self._timer.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._timer.cancel()
-
-
-def _check_exit(program: str, child, status: int, deadline: _Deadline, timeout: float) -> None:
-    if deadline.expired.is_set():
-        raise BackupFailed(f"{program} did not finish within backup.timeout ({timeout:.0f}s)")
-    if status < 0:
-        raise BackupFailed(f"{program} was killed by signal {-status}")
-    if status != 0:
-        raise BackupFailed(f"{program} failed (exit {status}): {child.error_line()}")
-
-
-def _file_entry(name: str, kind: str, sealed, plain_name: str | None = None) -> dict:
-    entry = {"name": name, "kind": kind,
-             "plain_size": sealed.plain.size, "plain_sha256": sealed.plain.sha256,
-             "stored_size": sealed.stored.size, "stored_sha256": sealed.stored.sha256}
-    if plain_name is not None:
-        entry["plain_name"] = plain_name
-    return entry
-
-
-def _dump_streaming(endpoint, server, tool, name, the_plan: Plan, keys, timeout: float, staging,
-                    inventory, progress: Progress, checked: fidelity.Preflight, rewrite=None) -> _Dumped:
-    file_name = dump_file_name(name, SUFFIX[the_plan.compression], keys is not None)
-    binlog = server.can_read_binlog_position
-    program = Path(tool).name
-    with client_options(endpoint) as (login, fds):
-        argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=server.flavour,
-                                   dump_history=bool(inventory.system_versioned) and not checked.skip_history,
-                                   events=not checked.skip_events)
-        log.debug("running %s", " ".join(argv))
-        with spawn(argv, pass_fds=fds, stdout_buffer=PIPE_SIZE) as child, \
-                _Deadline(child, timeout) as deadline:
-            reader = ReadAhead(child.stdout)
-            done = 0
-
-            def counted(n: int = -1) -> bytes:
-                nonlocal done
-                chunk = reader.read(n)
-                done += len(chunk)
-                progress.advanced(name, done)
-                return chunk
-            try:
-                sealed = seal(rewrite(counted) if rewrite else counted, staging.path / file_name,
-                              compression=the_plan.compression, level=the_plan.level,
-                              recipients=keys.recipients if keys else None)
-            except OSError as exc:
-                raise store.disk_error(exc, staging.path) from None
-            finally:
-                reader.close()
-            status = child.wait()
-    _check_exit(program, child, status, deadline, timeout)
-    if not mysqldump.is_complete(sealed.tail):
-        raise BackupFailed(f"{program} output ends without its completion marker; the dump is incomplete")
-    return _Dumped(
-        files=[_file_entry(file_name, "sql", sealed)],
-        engine={"name": mysqldump.ENGINE, "program": program, "version": tool_version(tool),
-                "options": [a for a in argv[1:] if a.startswith("--") and not a.startswith("--defaults")
-                            and a != "--"]},
-        binlog=mysqldump.binlog_coordinates(sealed.head) if binlog else None,
-        warnings=[line for line in child.stderr_text().splitlines() if line.strip()],
-    )
-
-
-def _dump_mydumper(endpoint, server, tool, name, the_plan: Plan, keys, settings, staging, inventory,
-                   progress: Progress, on_dump_done=lambda: None) -> _Dumped:
-    mcfg = settings.database.mydumper
-    timeout = settings.backup.timeout
-    program = Path(tool).name
-    suffix = SUFFIX[the_plan.compression] + (".age" if keys else "")
-    scratch = staging.scratch()
-    outdir = scratch / "dump"
-    try:
-        login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file else private_defaults_file(endpoint)
-        with login as defaults:
-            argv = mydumper.dump_argv(tool, defaults, name, outdir, threads=mcfg.threads,
-                                      chunk_filesize=mcfg.chunk_filesize, build_empty_files=mcfg.build_empty_files)
-            log.debug("running %s", " ".join(argv))
-            sealer = FolderSealer(outdir, staging.path, compression=the_plan.compression, level=the_plan.level,
-                                  recipients=keys.recipients if keys else None, suffix=suffix,
-                                  max_unsealed=mcfg.max_unsealed_mb << 20,
-                                  hold_until_end=frozenset({mydumper.METADATA}))
-            tables_seen: set[str] = set()
-            table_names = {t["name"] for t in inventory.tables}
-
-            def on_sealed(plain_name: str) -> None:
-                if (table := mydumper.table_of(plain_name, name)) in table_names:
-                    tables_seen.add(table)
-                progress.advanced(name, sealer.plain_bytes, len(tables_seen))
-            sealer.on_sealed = on_sealed
-            sealer.on_child_exit = on_dump_done
-            # umask 077: the plaintext files are the operator's data, readable by us alone.
-            with spawn(argv, stdout=subprocess.DEVNULL, umask=0o077) as child, \
-                    _Deadline(child, timeout) as deadline:
-                try:
-                    sealed = sealer.run(child, stop=deadline.expired.is_set)
-                except OSError as exc:
-                    raise store.disk_error(exc, staging.path) from None
-                status = child.wait()
-        _check_exit(program, child, status, deadline, timeout)
-        stderr = child.stderr_text()
-        if fatal := mydumper.fatal_lines(stderr):
-            raise BackupFailed(f"{program} reported errors, so the dump is incomplete: {fatal[0][:300]}")
-        by_name = {f.plain_name: f for f in sealed}
-        meta = by_name.get(mydumper.METADATA)
-        metadata_text = meta.result.head.decode("utf-8", errors="replace") if meta else ""
-        if not mydumper.is_complete(metadata_text):
-            raise BackupFailed(f"{program} did not record the end of the dump; the dump is incomplete")
-        if missing := sorted(mydumper.expected_schema_files(name, inventory) - set(by_name)):
-            raise BackupFailed(f"{program} wrote no {missing[0]}; the dump is incomplete")
-        # Recorded in the inventory, so verify can tell a last chunk removed with its file entry.
-        written = mydumper.data_files_per_table(by_name, name)
-        for table in inventory.tables:
-            table["data_files"] = written.get(table["name"], 0)
-        if sealer.paused_seconds:
-            log.info("%s: %s was paused %.1fs so that unsealed plaintext stayed under %d MiB", name, program,
-                     sealer.paused_seconds, mcfg.max_unsealed_mb)
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    skipped = ("--defaults-file", "--outputdir")
-    return _Dumped(
-        files=[_file_entry(f.name, "mydumper", f.result, plain_name=f.plain_name) for f in sealed],
-        engine={"name": mydumper.ENGINE, "program": program,
-                "version": ".".join(map(str, mydumper.version(tool))),
-                "options": [a for a in argv[1:] if a.startswith("--") and not a.startswith(skipped)]},
-        binlog=mydumper.binlog_coordinates(metadata_text) if server.can_read_binlog_position else None,
-        warnings=[line.strip() for line in stderr.splitlines()
-                  if line.strip() and "binlog coordinates will not be accurate" not in line],
-    )

@@ -58,6 +58,11 @@ class Outcome:
         return sum(d.item.size for d in self.deleted)
 
 
+def is_weekend() -> bool:
+    """Saturday or Sunday where the run happens (cleanup.weekend_only)."""
+    return datetime.now().astimezone().weekday() >= 5
+
+
 def _keep(cfg, override=None) -> Keep:
     def pick(name: str) -> int:
         value = getattr(override, f"keep_{name}", None) if override is not None else None

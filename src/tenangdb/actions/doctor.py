@@ -252,15 +252,13 @@ def service_unit(unit_dir: str, loaded: LoadedConfig | None = None) -> Check | N
 
 
 def tools(loaded: LoadedConfig) -> Check:
-    from tenangdb.actions.backup import choose_engine
-    from tenangdb.mysql.tools import dump_tool, myloader_tool, tool_version
+    from tenangdb.mysql import engines
     try:
-        path = dump_tool(loaded.settings.database)
-        seen = [f"{path} {tool_version(path)}"]
-        if choose_engine(loaded.settings) == "mydumper":
-            from tenangdb.mysql.tools import mydumper_tool
-            seen.append(f"{mydumper_tool(loaded.settings.database)} and "
-                        f"{myloader_tool(loaded.settings.database)} (the mydumper engine)")
+        # The streaming tool is always needed: it is every other engine's fallback.
+        seen = engines.by_name(engines.DEFAULT, loaded.settings.database).tools_seen()
+        chosen = engines.choose(loaded.settings)
+        if chosen.name != engines.DEFAULT:
+            seen += chosen.tools_seen()
     except TenangDBError as exc:
         return Check("tools", FAIL, str(exc), "apt-get install mariadb-client (and mydumper for the parallel "
                      "engine)")
@@ -293,11 +291,11 @@ def database(loaded: LoadedConfig) -> list[Check]:
     try:
         server = inventory.server_info(conn)
         names = loaded.settings.backup.databases or ["all"]
-        from tenangdb.actions.backup import choose_engine
+        from tenangdb.mysql import engines
         try:
-            engine = choose_engine(loaded.settings)
+            engine = engines.choose(loaded.settings).name
         except TenangDBError:
-            engine = "mysqldump"
+            engine = engines.DEFAULT
         report, statements = grant_advice(conn, server, names, engine)
         if tls is None:
             cipher = tls_cipher(conn)

@@ -7,7 +7,7 @@ import signal
 import threading
 
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import interrupt_requested
+from tenangdb.control import CANCEL
 from tenangdb.metrics.exporter import BasicAuth, serve, tls_context
 from tenangdb.metrics.state import StateFile
 
@@ -35,16 +35,14 @@ def run(loaded: LoadedConfig, listen: str | None = None, port: int | None = None
                     "can read the metrics", listen)
 
     server = serve(state, listen, port, cfg.path, auth, tls)
-    stop = threading.Event()
 
     def on_signal(signum, frame) -> None:  # noqa: ARG001
-        stop.set()
+        CANCEL.set()
 
+    # A signal that came before these handlers were installed has set the token too: its
+    # exception may have been swallowed where it landed (logging does that), but it still
+    # means stop.
     previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
-    if interrupt_requested():
-        # A signal before ours were installed: its exception may have been swallowed where it
-        # landed (logging does that), but it still means stop.
-        stop.set()
     worker = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.2},
                               name="exporter", daemon=True)
     worker.start()
@@ -55,7 +53,7 @@ def run(loaded: LoadedConfig, listen: str | None = None, port: int | None = None
              state.path, ", basic auth" if auth else "")
     try:
         # Waiting with a timeout keeps the main thread responsive to signals.
-        while not stop.wait(0.5):
+        while not CANCEL.wait(0.5):
             pass
     finally:
         server.shutdown()

@@ -20,10 +20,12 @@ import yaml
 from pydantic import ValidationError
 
 from tenangdb.config.loader import secrets_file_text
-from tenangdb.config.schema import Settings, default_rclone_config
+from tenangdb.config.schema import (Settings, bounds_of, choices_of, default_backup_directory, default_log_file, default_of,
+                                    default_rclone_config, default_state_directory)
 from tenangdb.deploy import host
 from tenangdb.deploy.systemd import ENABLE, UnitParams, render_units
 from tenangdb.errors import ConfigError, ConnectionFailed, TenangDBError
+from tenangdb.mysql import engines
 from tenangdb.mysql import grants as grants_mod
 from tenangdb.mysql import inventory
 from tenangdb.mysql.connection import connect, endpoint_from
@@ -96,13 +98,7 @@ def _is_root() -> bool:
 def default_layout(answers: Answers) -> Layout:
     config = os.path.abspath(answers.config)
     conf_dir = os.path.dirname(config)
-    system = _is_root()
-    if system:
-        backup, state, log = "/var/backups/tenangdb", "/var/lib/tenangdb", "/var/log/tenangdb/tenangdb.log"
-    else:
-        import platformdirs
-        data = platformdirs.user_data_dir("tenangdb")
-        backup, state, log = os.path.join(data, "backups"), data, os.path.join(data, "logs", "tenangdb.log")
+    backup, state, log = default_backup_directory(), default_state_directory(), default_log_file()
     return Layout(
         config=config,
         secrets=os.path.abspath(answers.secrets_file) if answers.secrets_file else os.path.join(conf_dir, "secrets.env"),
@@ -125,15 +121,22 @@ def _ask_valid(q: Questions, question: str, default: str, convert: Callable[[str
             q.say(f"  {exc}")
 
 
+PORTS = bounds_of("database.port")
+
+
 def _port(text: str) -> int:
-    if not text.strip().isdigit() or not 1 <= int(text) <= 65535:
-        raise ValueError("a port is a number from 1 to 65535")
+    low, high = PORTS
+    if not text.strip().isdigit() or not low <= int(text) <= high:
+        raise ValueError(f"a port is a number from {low} to {high}")
     return int(text)
 
 
+COMPRESSIONS = choices_of("backup.compression.format")
+
+
 def _compression(text: str) -> str:
-    if text not in ("zstd", "gzip", "xz", "none"):
-        raise ValueError("choose zstd, gzip, xz or none")
+    if text not in COMPRESSIONS:
+        raise ValueError(f"choose {', '.join(COMPRESSIONS[:-1])} or {COMPRESSIONS[-1]}")
     return text
 
 
@@ -178,7 +181,7 @@ def _connect(q: Questions, a: Answers) -> tuple[dict, object]:
     socket = a.socket
     hostname = a.host
     if hostname is None and socket is None and q.interactive:
-        where = q.ask("Database host, or the path of a unix socket", "localhost")
+        where = q.ask("Database host, or the path of a unix socket", default_of("database.host"))
         if where.startswith("/"):
             socket = where
         else:
@@ -188,11 +191,11 @@ def _connect(q: Questions, a: Answers) -> tuple[dict, object]:
         section["socket"] = socket
         section["host"] = "localhost"
     else:
-        section["host"] = hostname or "localhost"
+        section["host"] = hostname or default_of("database.host")
         port = a.port
         if port is None and q.interactive and section["host"] != "localhost":
-            port = _ask_valid(q, "Database port", "3306", _port)
-        section["port"] = port or 3306
+            port = _ask_valid(q, "Database port", str(default_of("database.port")), _port)
+        section["port"] = port or default_of("database.port")
     if section["host"] not in LOOPBACK and not socket:
         # Off this machine the connection must be encrypted (docs/SECURITY.md).
         section["ssl_mode"] = "REQUIRED"
@@ -228,7 +231,7 @@ def _report_tools(q: Questions) -> None:
             q.say(f"  {label}: not installed" + (" (needed for backups)" if label == "dump tool" else ""))
 
 
-def grant_advice(conn, server, databases: list[str], engine: str = "mysqldump") -> tuple[grants_mod.GrantReport,
+def grant_advice(conn, server, databases: list[str], engine: str = engines.DEFAULT) -> tuple[grants_mod.GrantReport,
                                                                                        list[str]]:
     user, hostpart, lines = grants_mod.current_grants(conn)
     parsed, roles = grants_mod.parse_grants(lines)
@@ -295,9 +298,8 @@ def run(a: Answers, q: Questions) -> dict:
         found = inventory.all_databases(conn, include_mysql=False)
         q.say(f"Connected: {server.flavour} {server.version}, binary log {'on' if server.log_bin else 'off'}")
         databases = _choose_databases(q, a.databases, found)
-        # backup.engine: auto (what init writes) picks mydumper when it is installed.
-        import shutil
-        engine = "mydumper" if shutil.which("mydumper") else "mysqldump"
+        # The grants of the engine that backup.engine: auto (what init writes) picks here.
+        engine = engines.choose(Settings()).name
         report, statements = grant_advice(conn, server, databases, engine)
     finally:
         conn.close()
@@ -306,8 +308,9 @@ def run(a: Answers, q: Questions) -> dict:
     backup_dir = a.backup_dir or (q.ask("Backup directory", layout.backup_dir) if q.interactive
                                   else layout.backup_dir)
     backup_dir = os.path.abspath(backup_dir)
-    compression = a.compression or (_ask_valid(q, "Compression (zstd, gzip, xz, none)", "zstd", _compression)
-                                    if q.interactive else "zstd")
+    compression = a.compression or (_ask_valid(q, f"Compression ({', '.join(COMPRESSIONS)})",
+                                               default_of("backup.compression.format"), _compression)
+                                    if q.interactive else default_of("backup.compression.format"))
 
     # Encryption: a new identity here, recipients whose identity is kept elsewhere, or none.
     encryption = a.encryption or ("recipients" if a.recipients else None)
@@ -366,8 +369,10 @@ def run(a: Answers, q: Questions) -> dict:
     metrics_section: dict = {"enabled": bool(metrics)}
     metrics_password = None
     if metrics:
-        listen = a.metrics_listen or (q.ask("Metrics listen address", "127.0.0.1") if q.interactive else "127.0.0.1")
-        port = a.metrics_port or (_ask_valid(q, "Metrics port", "9090", _port) if q.interactive else 9090)
+        listen = a.metrics_listen or (q.ask("Metrics listen address", default_of("metrics.listen")) if q.interactive
+                                      else default_of("metrics.listen"))
+        port = a.metrics_port or (_ask_valid(q, "Metrics port", str(default_of("metrics.port")), _port)
+                                  if q.interactive else default_of("metrics.port"))
         metrics_section.update(listen=listen, port=port,
                                storage_path=os.path.join(layout.state_dir, "metrics.json"))
         if listen not in LOOPBACK or a.metrics_user:
@@ -400,7 +405,9 @@ def run(a: Answers, q: Questions) -> dict:
     }
     if destination:
         data["upload"] = {"enabled": True, "destination": destination, "rclone_config_path": rclone_config}
-    data["logging"] = {"level": "info", "file_path": layout.log_file} if layout.log_file else {"level": "info"}
+    data["logging"] = {"level": default_of("logging.level")}
+    if layout.log_file:
+        data["logging"]["file_path"] = layout.log_file
     data["metrics"] = metrics_section
     _validate(data, secret_values, layout)
 

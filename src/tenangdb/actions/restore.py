@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 import logging
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from dataclasses import dataclass
@@ -17,18 +14,14 @@ from typing import Callable
 from tenangdb import orphans
 from tenangdb.actions.verify import Verified, identities_for, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import InvalidInput, RestoreFailed, ToolMissing, VerifyFailed, signals_deferred
+from tenangdb.errors import InvalidInput, RestoreFailed, VerifyFailed, signals_deferred
 from tenangdb.mysql import grants as grants_mod
 from tenangdb.mysql import inventory as inv_mod
-from tenangdb.mysql import mydumper, mysqldump
-from tenangdb.mysql.connection import (Endpoint, client_options, connect, endpoint_from, private_defaults_file,
-                                       quote_identifier, translated_errors)
-from tenangdb.mysql.tools import client_tool, myloader_tool
+from tenangdb.mysql import engines
+from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, quote_identifier, translated_errors
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import store
-from tenangdb.repository.manifest import FileEntry, Manifest
-from tenangdb.runner import spawn
-from tenangdb.stream.pipeline import unseal
+from tenangdb.repository.manifest import Manifest
 
 log = logging.getLogger("tenangdb.restore")
 
@@ -70,7 +63,7 @@ def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], 
     privileges on the target and whether it holds anything (asking before writing into it).
     `manifest` None: not known yet (a remote backup not downloaded); checked again with it."""
     check_name(target, allow_system_schema=allow_system_schema)
-    streaming = manifest is None or manifest.engine.name != mydumper.ENGINE
+    streaming = manifest is None or engines.for_manifest(manifest, loaded.settings.database).loads_by_client
     endpoint = endpoint_from(loaded.settings.database)
     conn = connect(endpoint)
     try:
@@ -112,14 +105,11 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
     if manifest is not None:
         # Everything that needs no backup byte comes first: a wrong password or a non-empty
         # target is reported at once, not after minutes of reading.
-        if manifest.engine.name == mydumper.ENGINE:
-            _loader(loaded.settings.database)
-        else:
-            client_tool(loaded.settings.database)
+        engines.for_manifest(manifest, loaded.settings.database).load_tool()
         asked = checked is not None and checked.non_empty
         checked = check_target(loaded, target, confirm=(lambda question: True) if asked else confirm,
                                allow_system_schema=allow_system_schema, manifest=manifest)
-    scratch = _mydumper_scratch(backup_path)
+    scratch = plain_folder(loaded, backup_path)
     try:
         return _run(loaded, backup_path, target, confirm, scratch, checked)
     finally:
@@ -135,18 +125,18 @@ def _manifest_if_readable(backup_path: str | Path) -> Manifest | None:
         return None
 
 
-def _mydumper_scratch(backup_path: str | Path) -> Path | None:
-    """For a mydumper backup, a private folder beside it for the plaintext myloader reads.
+def plain_folder(loaded: LoadedConfig, backup_path: str | Path) -> Path | None:
+    """For a backup whose engine loads from a folder, a private folder beside it for the plaintext.
 
-    myloader reads a whole folder, so the plaintext exists on disk for the length of the
-    load: 0700, on the backup's own filesystem, removed however the restore ends.
+    Such a loader (myloader) reads a whole folder, so the plaintext exists on disk for the
+    length of the load: 0700, on the backup's own filesystem, removed however the restore ends.
     """
     try:
         folder = resolve_backup_path(backup_path)
-        engine = json.loads((folder / manifest_mod.MANIFEST).read_text(encoding="utf-8"))["engine"]["name"]
-    except (OSError, ValueError, KeyError, TypeError, VerifyFailed):
+        engine = engines.for_manifest(manifest_mod.load(folder), loaded.settings.database)
+    except (OSError, VerifyFailed):
         return None  # verification will say what is wrong with it
-    if engine != mydumper.ENGINE:
+    if not engine.loads_from_folder:
         return None
     try:
         store.remove_orphaned_restores(folder.parent)
@@ -160,7 +150,7 @@ def _mydumper_scratch(backup_path: str | Path) -> Path | None:
 def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path | None,
          checked: TargetCheck | None) -> Restored:
     if scratch is not None:
-        _loader(loaded.settings.database)  # before reading gigabytes, not after
+        _engine_of(loaded, backup_path).load_tool()  # before reading gigabytes, not after
     try:
         # A mydumper backup is unsealed in the verifying pass itself: one read of the backup.
         verified = verify_backup(loaded, backup_path, extract_to=scratch)
@@ -170,10 +160,8 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
         raise RestoreFailed(f"cannot write the unsealed dump under {scratch}: {exc.strerror or exc}") from None
     manifest, folder = verified.manifest, verified.path
     cfg = loaded.settings
-    if manifest.engine.name == mydumper.ENGINE:
-        client = _loader(cfg.database)
-    else:
-        client = client_tool(cfg.database)
+    engine = engines.for_manifest(manifest, cfg.database)
+    engine.load_tool()
     endpoint = endpoint_from(cfg.database)
     conn = connect(endpoint)
     try:
@@ -190,7 +178,7 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
         conn.close()
     started = time.monotonic()
     try:
-        total = load_verified(loaded, verified, scratch, endpoint, target, client=client)
+        total = load_verified(loaded, verified, scratch, endpoint, target)
         _check_objects(endpoint, target, manifest)
     except BaseException as exc:
         # A half-loaded database looks like a restored one. One this restore created holds
@@ -258,101 +246,20 @@ def drop_created_database(endpoint: Endpoint, name: str) -> bool:
 
 
 def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None, endpoint: Endpoint, target: str,
-                  *, client: str | None = None, configured_login: bool = True) -> int:
+                  *, configured_login: bool = True) -> int:
     """Load a verified backup into `target` (which exists) at `endpoint`; the plain bytes loaded.
 
     No questions asked: the caller decided the target may be written. `configured_login`
-    false ignores database.mydumper.myloader.defaults_file (a sandbox is not that server).
+    false ignores the loader's own configured login file (a sandbox is not that server).
     """
     manifest, folder = verified.manifest, verified.path
-    mydumper_backup = manifest.engine.name == mydumper.ENGINE
-    if client is None:
-        client = _loader(loaded.settings.database) if mydumper_backup else client_tool(loaded.settings.database)
-    identities = identities_for(loaded, manifest, folder)
+    engine = engines.for_manifest(manifest, loaded.settings.database)
     if target != manifest.database and manifest.qualified_references:
         log.warning("these objects name database %r in their own SQL and will keep using it after the "
                     "restore into %r: %s", manifest.database, target, ", ".join(manifest.qualified_references))
-    total = 0
-    if mydumper_backup:
-        if scratch is None:
-            raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
-        total = _load_mydumper(loaded, scratch, manifest, endpoint, target, verified.plain_bytes,
-                               configured_login=configured_login)
-    else:
-        for entry in manifest.files:
-            total += _load_file(folder / entry.name, entry, manifest, client, endpoint, target, identities)
-    return total
+    return engine.load(manifest, folder, scratch, endpoint, target, identities=identities_for(loaded, manifest, folder),
+                       plain_bytes=verified.plain_bytes, configured_login=configured_login)
 
 
-def _load_file(path: Path, entry: FileEntry, manifest: Manifest, client: str, endpoint, target: str,
-               identities) -> int:
-    with loading(manifest, entry, client, endpoint, target) as forward:
-        result = unseal(path, compression=manifest.compression.format, identities=identities,
-                        forward=forward, hash_stored=False)
-    if result.plain.sha256 != entry.plain_sha256:
-        raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
-                            f"{target!r} may be incomplete")
-    return result.plain.size
-
-
-@contextlib.contextmanager
-def loading(manifest: Manifest, entry: FileEntry, client: str, endpoint, target: str):
-    """A mariadb client loading into `target`; yields the callable that takes the plain dump.
-
-    Leaving the block normally ends the input and checks the client's exit status; leaving
-    it with an error kills the client.
-    """
-    with client_options(endpoint) as (login, fds):
-        argv = mysqldump.restore_argv(client, login, target)
-        with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds) as child:
-            stdin = child.stdin
-
-            def write_all(data: bytes) -> None:
-                view = memoryview(data)
-                while view:  # a raw pipe write may take only part of the buffer
-                    view = view[stdin.write(view):]
-
-            renamer = mysqldump.DatabaseRenamer(manifest.database, target, write_all)
-            try:
-                yield renamer.write
-                renamer.close()
-                child.stdin.close()
-            except (BrokenPipeError, ConnectionResetError):
-                status = child.wait()
-                raise RestoreFailed(f"{Path(client).name} stopped reading the dump (exit {status}): "
-                                    f"{child.error_line()}") from None
-            status = child.wait()
-    if status != 0:
-        name = entry.unsealed_name
-        raise RestoreFailed(f"{Path(client).name} failed to load {name} (exit {status}): {child.error_line()}")
-
-
-def _loader(dcfg) -> str:
-    if not dcfg.mydumper.myloader.enabled:
-        raise RestoreFailed("this backup was made by mydumper and restoring it needs myloader, but "
-                            "database.mydumper.myloader.enabled is false")
-    try:
-        return myloader_tool(dcfg)
-    except ToolMissing as exc:
-        raise RestoreFailed(f"this backup was made by mydumper and restoring it needs myloader: {exc}") from None
-
-
-def _load_mydumper(loaded: LoadedConfig, plain_dir: Path, manifest: Manifest, endpoint, target: str,
-                   plain_bytes: int, *, configured_login: bool = True) -> int:
-    dcfg = loaded.settings.database
-    binary = _loader(dcfg)
-    mcfg = dcfg.mydumper.myloader
-    login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file and configured_login \
-        else private_defaults_file(endpoint)
-    with login as defaults:
-        argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest.database, target=target,
-                                  threads=mcfg.threads)
-        with spawn(argv, stdout=subprocess.DEVNULL) as child:
-            status = child.wait()
-    program = Path(binary).name
-    if status != 0:
-        raise RestoreFailed(f"{program} failed to load the backup (exit {status}): {child.error_line()}")
-    if fatal := mydumper.fatal_lines(child.stderr_text()):
-        raise RestoreFailed(f"{program} reported errors; the target database {target!r} may be incomplete: "
-                            f"{fatal[0][:300]}")
-    return plain_bytes
+def _engine_of(loaded: LoadedConfig, backup_path: str | Path) -> engines.Engine:
+    return engines.for_manifest(manifest_mod.load(resolve_backup_path(backup_path)), loaded.settings.database)

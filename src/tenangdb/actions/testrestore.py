@@ -25,11 +25,10 @@ from tenangdb.actions.verify import check_layout, resolve_backup_path, verify_ba
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import (ConnectionFailed, Interrupted, RestoreFailed, TenangDBError, ToolMissing, VerifyFailed,
                              interrupt_requested, signals_deferred)
-from tenangdb.mysql import checksum, fidelity, mydumper
+from tenangdb.mysql import checksum, engines, fidelity
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, translated_errors
 from tenangdb.mysql.sandbox import SandboxError, start_sandbox
-from tenangdb.mysql.tools import client_tool
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import records
 from tenangdb.repository.manifest import ContentChecks, Manifest
@@ -166,17 +165,17 @@ def _test_restore(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> No
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
     check_layout(loaded, folder, manifest)  # a wrong key or a cut file fails before any target exists
-    if manifest.engine.name == mydumper.ENGINE:
-        _test_restore_mydumper(loaded, path, kind, outcome)
+    engine = engines.for_manifest(manifest, loaded.settings.database)
+    engine.load_tool()  # before reading the backup, not after
+    if engine.loads_from_folder:
+        _test_restore_from_folder(loaded, path, kind, outcome)
         return
-    client = client_tool(loaded.settings.database)
     with _scratch(loaded, kind, manifest) as (endpoint, target):
         started = time.monotonic()
         # One pass: the files are verified while the scratch target loads them. What was
         # loaded counts only if verification passes; the target is thrown away regardless.
         try:
-            verified = verify_backup(loaded, path, sink=lambda m, entry: restore_mod.loading(
-                m, entry, client, endpoint, target))
+            verified = verify_backup(loaded, path, sink=lambda m, entry: engine.loader(m, entry, endpoint, target))
         except RestoreFailed as exc:
             if interrupt_requested():
                 raise Interrupted("interrupted; the scratch target was removed") from None
@@ -193,11 +192,10 @@ def _checking(outcome: Outcome, kind: str, target: str) -> None:
              "sandbox" if kind == "sandbox" else f"scratch database {target!r}", outcome.restore_seconds)
 
 
-def _test_restore_mydumper(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> None:
-    """myloader reads a folder: the verifying pass unseals into a private one first."""
-    plain_dir = restore_mod._mydumper_scratch(path)
+def _test_restore_from_folder(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> None:
+    """A loader that reads a folder: the verifying pass unseals into a private one first."""
+    plain_dir = restore_mod.plain_folder(loaded, path)
     try:
-        restore_mod._loader(loaded.settings.database)  # before reading the backup, not after
         try:
             verified = verify_backup(loaded, path, extract_to=plain_dir)
         except OSError as exc:

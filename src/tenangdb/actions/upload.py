@@ -19,6 +19,7 @@ from typing import Callable
 
 from tenangdb.actions.backup import state_directory
 from tenangdb.config.loader import LoadedConfig
+from tenangdb.control import retry
 from tenangdb.errors import TenangDBError, UploadFailed, VerifyFailed
 from tenangdb.remote.rclone import Rclone, join, local_hashes
 from tenangdb.repository import manifest as manifest_mod
@@ -29,7 +30,6 @@ from tenangdb.repository.naming import BackupRef
 
 log = logging.getLogger("tenangdb.upload")
 
-RETRY_CAP = 300.0
 # Verification methods strong enough to let cleanup delete the local copy.
 PROVING_METHODS = ("sha256", "md5", "sha1", "download")
 
@@ -136,8 +136,7 @@ def _bad(check: RemoteCheck, message: str) -> UploadFailed:
     return exc
 
 
-def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path,
-                  sleep: Callable[[float], None] = time.sleep) -> UploadResult:
+def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path) -> UploadResult:
     cfg = loaded.settings.upload
     rpath = remote_path(rc, root, folder)
     started = time.monotonic()
@@ -150,50 +149,50 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path,
     manifest_bytes = (folder / manifest_mod.MANIFEST).read_bytes()
     size = manifest.stored_bytes() + len(manifest_bytes)
     known: dict[str, dict[str, str]] = {}
-    attempt = 1
-    while True:
-        try:
-            mode = cfg.verify
-            hash_type = rc.best_hash() if mode == "hash" and not rc.hashing_reads else None
-            log.info("%s: uploading %s to %s", database, folder.name, rpath)
-            with ThreadPoolExecutor(max_workers=1) as pool:
-                # The remote reports e.g. MD5 and the manifest holds SHA-256: hash the local
-                # files once, proving them against the manifest while taking the MD5 — on
-                # another core while rclone copies.
-                hashing = pool.submit(_local_hashes, folder, manifest, hash_type) \
-                    if hash_type and hash_type != "sha256" and not known else None
-                rc.copy_folder(folder, rpath, exclude=[f"/{manifest_mod.MANIFEST}"],
-                               check=mode in ("off", "size"))
-                if hashing is not None:
-                    known.update(hashing.result())
-            check = verify_remote(rc, rpath, manifest, mode, known, with_manifest=False)
-            rc.copy_file(folder / manifest_mod.MANIFEST, join(rpath, manifest_mod.MANIFEST))  # last
-            # The data files are proven and nothing else was copied since: the manifest is
-            # checked byte for byte (no second hashing of the dump).
-            if mode != "off" and rc.cat(join(rpath, manifest_mod.MANIFEST)) != manifest_bytes:
-                raise UploadFailed(f"{join(rpath, manifest_mod.MANIFEST)}: differs from the local manifest")
-            break
-        except UploadFailed as exc:
-            if not exc.retryable or attempt >= cfg.retry_count:
-                message = f"{exc} (after {attempt} attempts)" if attempt > 1 else str(exc)
-                local_fault = getattr(exc, "local", False)
-                return _failed(folder, rpath, database, started, message, rc.destination, remote=not local_fault)
-            bad = list(getattr(exc, "bad_files", []))
-            if bad:
-                # A damaged remote file must be copied again, whatever its size and time; and a
-                # manifest left by an earlier attempt goes too, so the folder is not taken for a
-                # backup until its files are proven again.
-                bad.append(manifest_mod.MANIFEST)
-            for name in dict.fromkeys(bad):
-                try:
-                    rc.delete_file(join(rpath, name))
-                except TenangDBError:
-                    pass
-            delay = min(cfg.retry_delay * 2 ** (attempt - 1), RETRY_CAP)
-            log.warning("%s: upload attempt %d of %d failed (%s); retrying in %.0fs", database, attempt,
-                        cfg.retry_count, exc, delay)
-            sleep(delay)
-            attempt += 1
+
+    def attempt() -> RemoteCheck:
+        mode = cfg.verify
+        hash_type = rc.best_hash() if mode == "hash" and not rc.hashing_reads else None
+        log.info("%s: uploading %s to %s", database, folder.name, rpath)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            # The remote reports e.g. MD5 and the manifest holds SHA-256: hash the local
+            # files once, proving them against the manifest while taking the MD5 — on
+            # another core while rclone copies.
+            hashing = pool.submit(_local_hashes, folder, manifest, hash_type) \
+                if hash_type and hash_type != "sha256" and not known else None
+            rc.copy_folder(folder, rpath, exclude=[f"/{manifest_mod.MANIFEST}"],
+                           check=mode in ("off", "size"))
+            if hashing is not None:
+                known.update(hashing.result())
+        check = verify_remote(rc, rpath, manifest, mode, known, with_manifest=False)
+        rc.copy_file(folder / manifest_mod.MANIFEST, join(rpath, manifest_mod.MANIFEST))  # last
+        # The data files are proven and nothing else was copied since: the manifest is
+        # checked byte for byte (no second hashing of the dump).
+        if mode != "off" and rc.cat(join(rpath, manifest_mod.MANIFEST)) != manifest_bytes:
+            raise UploadFailed(f"{join(rpath, manifest_mod.MANIFEST)}: differs from the local manifest")
+        return check
+
+    def before_retry(exc: BaseException, attempt_no: int, delay: float) -> None:
+        bad = list(getattr(exc, "bad_files", []))
+        if bad:
+            # A damaged remote file must be copied again, whatever its size and time; and a
+            # manifest left by an earlier attempt goes too, so the folder is not taken for a
+            # backup until its files are proven again.
+            bad.append(manifest_mod.MANIFEST)
+        for name in dict.fromkeys(bad):
+            try:
+                rc.delete_file(join(rpath, name))
+            except TenangDBError:
+                pass
+        log.warning("%s: upload attempt %d of %d failed (%s); retrying in %.0fs", database, attempt_no,
+                    cfg.retry_count, exc, delay)
+
+    try:
+        check = retry(attempt, attempts=cfg.retry_count, delay=cfg.retry_delay, retryable=(UploadFailed,),
+                      on_retry=before_retry, interrupted="interrupted; the local backups are untouched")
+    except UploadFailed as exc:
+        local_fault = getattr(exc, "local", False)
+        return _failed(folder, rpath, database, started, str(exc), rc.destination, remote=not local_fault)
     duration = time.monotonic() - started
     stamp = now_iso()
     sizes = {entry.name: entry.stored_size for entry in manifest.files}

@@ -9,10 +9,11 @@ import os
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import VerifyFailed
-from tenangdb.mysql import mydumper
+from tenangdb.mysql import engines
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import store
 from tenangdb.repository.manifest import FileEntry, Manifest
@@ -129,24 +130,14 @@ def check_layout(loaded: LoadedConfig, folder: Path, manifest: Manifest) -> list
     its recorded size. Returns the identities to decrypt with."""
     identities = identities_for(loaded, manifest, folder)
     manifest.check_folder(folder)
-    _check_inventory(folder, manifest)
+    _check_inventory(loaded, folder, manifest)
     return identities
 
 
-def _check_inventory(folder: Path, manifest: Manifest) -> None:
-    """A file removed together with its manifest entry passes every hash: the manifest's own
-    inventory of the database still lists what it held."""
-    if manifest.engine.name != mydumper.ENGINE:
-        return  # one dump file: its end marker and the hashes cover it
-    checks = manifest.content_checks
-    exact = (checks.tables if checks is not None and checks.method else None) or {}
-    rows = {}
-    for table in manifest.objects.tables:
-        counted = exact.get(table.get("name"))
-        counted = counted.get("rows") if isinstance(counted, dict) else None
-        rows[table.get("name")] = counted if isinstance(counted, int) else (table.get("rows_estimate") or 0)
-    plain_names = {entry.unsealed_name for entry in manifest.files}
-    if gaps := mydumper.inventory_gaps(manifest.database, manifest.objects.as_dict(), plain_names, rows):
+def _check_inventory(loaded: LoadedConfig, folder: Path, manifest: Manifest) -> None:
+    """What the hashes cannot show: the engine checks its files against the manifest's own
+    inventory of the database (a file removed together with its manifest entry)."""
+    if gaps := engines.for_manifest(manifest, loaded.settings.database).check_files(folder, manifest):
         more = f" (and {len(gaps) - 1} more)" if len(gaps) > 1 else ""
         raise VerifyFailed(f"{folder}: the manifest's inventory does not match its files: {gaps[0]}{more}")
 
@@ -200,3 +191,25 @@ def select_backups(loaded: LoadedConfig, *, mode: str, databases: list[str] | No
     older = [f for _, folders in sorted(by_db.items()) for f in folders[:-1]]
     picked = (rng or random.SystemRandom()).sample(older, min(sample, len(older)))
     return sorted(picked)
+
+
+def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, target: str | None = None,
+                on_outcome: Callable[[Any], None] | None = None) -> list:
+    """Verify each backup in turn (with `test_restore`, restore it into a scratch target and
+    check it too), counting each in the metrics; the testrestore.Outcome of each, in order.
+    `on_outcome` hears of each as soon as it is done."""
+    from tenangdb.actions import observe, testrestore  # both build on this module
+
+
+    outcomes = []
+    try:
+        for path in paths:
+            outcome = (testrestore.test_restore(loaded, path, target=target) if test_restore
+                       else testrestore.check_files(loaded, path))
+            observe.verification(loaded, outcome)
+            outcomes.append(outcome)
+            if on_outcome is not None:
+                on_outcome(outcome)
+    finally:
+        observe.verify_done(loaded)
+    return outcomes

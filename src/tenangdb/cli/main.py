@@ -16,7 +16,7 @@ import platformdirs
 
 from tenangdb import __version__, logs
 from tenangdb.fileio import human_size
-from tenangdb.errors import (EXIT_BACKUP, EXIT_CLEANUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
+from tenangdb.errors import (EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
                              ConfigError, Interrupted, TenangDBError, VerifyFailed, request_interrupt)
 
 log = logging.getLogger("tenangdb")
@@ -259,117 +259,17 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
         if not click.confirm("Proceed with the backup?", default=False, err=True):
             click.echo("backup cancelled", err=True)
             return
-    from tenangdb.actions import observe
+    from tenangdb.actions import chain
 
-    # After the backups: check them (backup.verify_backup / test_restore), ship them off-site
-    # (inside the run, so the ping reports a failed upload), then expire old ones. The most
-    # serious failure decides the exit code: a backup (4), a verification (7), an upload (5),
-    # then the cleanup (6).
-    with observe.backup_run(loaded, plan) as observer:
-        with _progress_board() as board:
-            results = action.run(loaded, plan, on_result=observer.database_done, progress=board)
-        ok = [r for r in results if r.ok]
-        failed = [r for r in results if not r.ok]
-        # Backups committed with losses under backup.fidelity: strict count as failed but are
-        # kept, verified and uploaded like the others: a lossy copy can still save the day.
-        kept = [r for r in results if r.path is not None]
-        if not failed:
-            log.info("all %d database backup%s succeeded", len(ok), "" if len(ok) == 1 else "s")
-        elif ok:
-            log.warning("partial success: %d succeeded, %d failed", len(ok), len(failed))
-        else:
-            log.error("all %d database backup%s failed", len(failed), "" if len(failed) == 1 else "s")
-        if lossy := [r for r in kept if r.losses]:
-            listed = ", ".join(f"{r.database} ({len(r.losses)})" for r in lossy)
-            if any(not r.ok for r in lossy):
-                log.error("backups with recorded losses count as failed (backup.fidelity: strict) and are "
-                          "kept: %s", listed)
-            else:
-                log.warning("backups with recorded losses (see tenangdb list, docs/fidelity.md): %s", listed)
-        code = EXIT_BACKUP if failed else 0
-        unverified = _verify_after_backup(loaded, kept)
-        if unverified:
-            log.error("%d of %d new backup%s failed verification", len(unverified), len(kept),
-                      "" if len(kept) == 1 else "s")
-            code = code or EXIT_VERIFY
-        if up.enabled and kept:
-            upload_code = _upload_after_backup(loaded, sorted({r.database for r in kept}))
-            if upload_code:
-                observer.problems.append("upload to the remote failed; the local backups are kept")
-            code = code or upload_code
-    if loaded.settings.cleanup.enabled and ok:
-        cleanup_code = _cleanup_after_backup(loaded)  # runs whatever failed before: the disk must not fill
-        code = code or cleanup_code
-    if code:
-        raise SystemExit(code)
-
-
-def _upload_after_backup(loaded, databases: list[str]) -> int:
-    """Upload every backup of these databases not yet on the remote (earlier failures too)."""
-    from tenangdb.actions import observe
-    from tenangdb.actions import upload as uploader
-
-    try:
-        results = uploader.run(loaded, databases=databases)
-    except TenangDBError as exc:
-        log.error("upload failed: %s", exc)
-        return EXIT_UPLOAD
-    observe.uploaded(loaded, results)
-    failed = [r for r in results if not r.ok]
-    if failed:
-        log.error("%d of %d upload%s failed; the local backups are kept and the next run retries",
-                  len(failed), len(results), "" if len(results) == 1 else "s")
-        return EXIT_UPLOAD
-    return 0
-
-
-def _cleanup_after_backup(loaded) -> int:
-    from tenangdb.actions import cleanup as action
-    from tenangdb.actions import observe
-
-    if loaded.settings.cleanup.weekend_only and not _weekend():
-        log.info("cleanup after backup skipped: cleanup.weekend_only and today is not Saturday or Sunday")
-        return 0
-    try:
-        started = time.monotonic()
-        the_plan = action.make_plan(loaded)
-        outcome = action.execute(loaded, the_plan)
-        observe.cleaned(loaded, the_plan, outcome, time.monotonic() - started)
-        log.info("cleanup: deleted %d, freed %s", len(outcome.deleted), human_size(outcome.freed))
-        action.check_outcome(outcome, the_plan)
-    except TenangDBError as exc:
-        log.error("cleanup after backup failed: %s", exc)
-        return EXIT_CLEANUP
-    return 0
+    outcome = chain.run(loaded, plan, progress=_progress_board)
+    if outcome.exit_code:
+        raise SystemExit(outcome.exit_code)
 
 
 def _weekend() -> bool:
-    from datetime import datetime
+    from tenangdb.actions.cleanup import is_weekend
 
-    return datetime.now().astimezone().weekday() >= 5
-
-
-def _verify_after_backup(loaded, results) -> list:
-    """backup.test_restore / backup.verify_backup: check each new backup; the failures."""
-    cfg = loaded.settings.backup
-    if not results or not (cfg.test_restore or cfg.verify_backup):
-        return []
-    from tenangdb.actions import observe, testrestore
-
-    failures = []
-    try:
-        for result in results:
-            outcome = (testrestore.test_restore(loaded, result.path) if cfg.test_restore
-                       else testrestore.check_files(loaded, result.path))
-            observe.verification(loaded, outcome)
-            if outcome.ok:
-                log.info("%s: %s passed (%s)", result.database, outcome.name, outcome.method)
-            else:
-                log.error("verification failed: %s", outcome.reason)
-                failures.append(outcome)
-    finally:
-        observe.verify_done(loaded)
-    return failures
+    return is_weekend()
 
 
 @cli.command()
@@ -389,8 +289,7 @@ def _verify_after_backup(loaded, results) -> list:
 def verify(state: State, backup_path: str | None, all_: bool, latest: bool, sample: int | None,
            databases: str | None, test_restore: bool, target: str | None, from_remote: bool) -> None:
     """Check checksums, decryption and completeness of backups; with --test-restore, restore and check them."""
-    from tenangdb.actions import fetch, observe
-    from tenangdb.actions import testrestore
+    from tenangdb.actions import fetch
     from tenangdb.actions import verify as action
 
     chosen = [name for name, on in (("--backup-path", bool(backup_path)), ("--all", all_), ("--latest", latest),
@@ -405,15 +304,10 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     if from_remote or (backup_path and fetch.is_remote_spec(backup_path, loaded)):
         if not backup_path:
             raise click.UsageError("--from-remote needs --backup-path (remote:{db}/{YYYY-MM}/{name} or a name)")
-        try:
-            with fetch.fetched(loaded, backup_path) as folder:
-                outcome = (testrestore.test_restore(loaded, folder, target=target) if test_restore
-                           else testrestore.check_files(loaded, folder))
-                observe.verification(loaded, outcome)
-                if not outcome.ok:
-                    raise VerifyFailed(outcome.reason)  # raised here, so it names the remote copy
-        finally:
-            observe.verify_done(loaded)
+        with fetch.fetched(loaded, backup_path) as folder:
+            [outcome] = action.verify_each(loaded, [folder], test_restore=test_restore, target=target)
+            if not outcome.ok:
+                raise VerifyFailed(outcome.reason)  # raised here, so it names the remote copy
         click.echo(f"{_verified_line(outcome)} (downloaded from the remote)")
         return
     if backup_path:
@@ -424,24 +318,17 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     if not paths:
         click.echo(f"no backups to verify under {loaded.settings.backup.directory}", err=True)
         return
-    failures = []
-    try:
-        for path in paths:
-            if test_restore:
-                outcome = testrestore.test_restore(loaded, path, target=target)
-            else:
-                outcome = testrestore.check_files(loaded, path)
-            observe.verification(loaded, outcome)
-            if outcome.ok:
-                click.echo(_verified_line(outcome))
-                for note in outcome.notes:
-                    log.warning("%s: %s", outcome.name, note)
-            else:
-                failures.append(outcome)
-                if len(paths) > 1:
-                    click.echo(f"FAILED {outcome.reason}")
-    finally:
-        observe.verify_done(loaded)
+
+    def show(outcome) -> None:
+        if outcome.ok:
+            click.echo(_verified_line(outcome))
+            for note in outcome.notes:
+                log.warning("%s: %s", outcome.name, note)
+        elif len(paths) > 1:
+            click.echo(f"FAILED {outcome.reason}")
+
+    outcomes = action.verify_each(loaded, paths, test_restore=test_restore, target=target, on_outcome=show)
+    failures = [outcome for outcome in outcomes if not outcome.ok]
     if not failures:
         return
     if len(paths) == 1:
@@ -662,11 +549,18 @@ def exporter(state: State, listen: str | None, port: int | None, metrics_file: s
 
 
 @cli.command("config")
+@click.option("--sample", is_flag=True, help="Print a commented sample config with every key, its default and "
+              "what it does (secrets as ${VAR}); reads no config file.")
 @click.pass_obj
-def show_config(state: State) -> None:
+def show_config(state: State, sample: bool) -> None:
     """Show the effective configuration and where each value came from (secrets redacted)."""
     from tenangdb.config.loader import effective_items
 
+    if sample:
+        from tenangdb.config.sample import sample_yaml
+
+        click.echo(sample_yaml(), nl=False)
+        return
     state.reap = False  # it only shows the configuration
     loaded = state.load()
     if loaded.path:
@@ -706,7 +600,48 @@ def _default_init_config() -> str:
     return str(Path(platformdirs.user_config_dir("tenangdb")) / "config.yaml")
 
 
-@cli.command()
+class _KeyOption(click.Option):
+    """A flag that answers for a config key: its choices or range, the default it shows and,
+    unless it says more, its help are the key's in the schema. They are read when the command
+    is used, so that other commands start without loading the schema."""
+
+    def __init__(self, *args, key: str, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.key = key
+        self.resolved = False
+
+    def resolve(self) -> None:
+        if self.resolved:
+            return
+        from tenangdb.config.schema import bounds_of, choices_of, default_of, field_of
+
+        info = field_of(self.key)
+        if choices_of(self.key):
+            self.type = click.Choice(choices_of(self.key))
+        elif info.annotation is int:
+            self.type = click.IntRange(*bounds_of(self.key))
+        if not self.help:
+            text = info.description or ""
+            self.help = text[:1].upper() + text[1:] + "."
+        default = default_of(self.key)
+        shown = f"; default {default}" if default not in (None, [], "") else ""
+        self.help += f" (config key {self.key}{shown})"
+        self.resolved = True
+
+
+class _InitCommand(click.Command):
+    def get_params(self, ctx: click.Context) -> list[click.Parameter]:
+        for param in self.params:
+            if isinstance(param, _KeyOption):
+                param.resolve()
+        return super().get_params(ctx)
+
+
+def _key_option(*decls: str, key: str, help: str | None = None):
+    return click.option(*decls, cls=_KeyOption, key=key, help=help)
+
+
+@cli.command(cls=_InitCommand)
 @click.option("--config", "local_config", type=click.Path(dir_okay=False),
               help="Where to write the config (as tenangdb --config; default /etc/tenangdb/config.yaml as root, "
               "else the user config dir).")
@@ -719,15 +654,15 @@ def _default_init_config() -> str:
 @click.option("--root", "root", type=click.Path(file_okay=False), default="/", show_default=True,
               help="Write every file under this folder instead of / (packaging); nothing is enabled.")
 @click.option("--binary", help="The tenangdb executable the units run (default: this one).")
-@click.option("--host", help="Database host (default localhost: the local socket).")
-@click.option("--port", type=click.IntRange(1, 65535), help="Database port (default 3306).")
-@click.option("--socket", help="Database unix socket.")
-@click.option("--db-user", help="Database user for backups.")
+@_key_option("--host", key="database.host")
+@_key_option("--port", key="database.port", help="Database port.")
+@_key_option("--socket", key="database.socket", help="Database unix socket.")
+@_key_option("--db-user", "user", key="database.username", help="Database user for backups.")
 @click.option("--password-stdin", is_flag=True, help="Read the database password from stdin (or set "
               "TENANGDB_DB_PASSWORD); passwords are never taken as arguments.")
-@click.option("--databases", help="Comma-separated databases, or all.")
-@click.option("--backup-dir", help="Backup directory.")
-@click.option("--compression", type=click.Choice(["zstd", "gzip", "xz", "none"]), help="Compression (zstd).")
+@_key_option("--databases", key="backup.databases", help="Comma-separated databases, or all.")
+@_key_option("--backup-dir", key="backup.directory", help="Backup directory.")
+@_key_option("--compression", key="backup.compression.format", help="Compression.")
 @click.option("--encryption", type=click.Choice(["generate", "recipients", "none"]),
               help="generate: an age identity beside the config (an existing one is reused); recipients: encrypt "
               "to --recipient keys whose identity is kept elsewhere.")
@@ -736,20 +671,18 @@ def _default_init_config() -> str:
 @click.option("--secrets-file", help="Where the secrets go (default: secrets.env beside the config).")
 @click.option("--state-dir", help="Tracking and metrics folder (default /var/lib/tenangdb as root).")
 @click.option("--log-file", help="Log file (default /var/log/tenangdb/tenangdb.log as root; empty for none).")
-@click.option("--upload", help="rclone destination remote:path (tested now); empty for none.")
-@click.option("--rclone-config", help="rclone config file for uploads.")
+@_key_option("--upload", key="upload.destination", help="rclone destination remote:path (tested now); empty for "
+             "none.")
+@_key_option("--rclone-config", key="upload.rclone_config_path", help="rclone config file for uploads.")
 @click.option("--metrics/--no-metrics", default=None, help="Record metrics for the exporter.")
-@click.option("--metrics-listen", help="Exporter address (default 127.0.0.1; elsewhere basic auth is set up).")
-@click.option("--metrics-port", type=click.IntRange(1, 65535), help="Exporter port (default 9090).")
-@click.option("--metrics-user", help="Basic auth user for the exporter; its password is generated (or "
-              "TENANGDB_METRICS_BASIC_AUTH_PASSWORD).")
+@_key_option("--metrics-listen", key="metrics.listen", help="Exporter address (elsewhere than loopback, basic "
+             "auth is set up).")
+@_key_option("--metrics-port", key="metrics.port", help="Exporter port.")
+@_key_option("--metrics-user", key="metrics.basic_auth.username", help="Basic auth user for the exporter; its "
+             "password is generated (or TENANGDB_METRICS_BASIC_AUTH_PASSWORD).")
 @click.pass_obj
-def init(state: State, local_config: str | None, force: bool, dry_run: bool, deploy_systemd: bool, systemd_user: str, root: str,
-         binary: str | None, host: str | None, port: int | None, socket: str | None, db_user: str | None,
-         password_stdin: bool, databases: str | None, backup_dir: str | None, compression: str | None,
-         encryption: str | None, recipients: tuple[str, ...], key_file: str | None, secrets_file: str | None,
-         state_dir: str | None, log_file: str | None, upload: str | None, rclone_config: str | None, metrics: bool | None, metrics_listen: str | None,
-         metrics_port: int | None, metrics_user: str | None) -> None:
+def init(state: State, local_config: str | None, root: str, password_stdin: bool, databases: str | None,
+         recipients: tuple[str, ...], **flags) -> None:
     """Set up TenangDB: check the database, tools and grants; write the config (0640), the secrets
     (0600) and the folders; with --deploy-systemd, the service user and hardened units.
 
@@ -768,21 +701,17 @@ def init(state: State, local_config: str | None, force: bool, dry_run: bool, dep
         else:
             password = sys.stdin.readline().rstrip("\r\n")
     if not interactive:
-        missing = [flag for flag, value in (("--db-user", db_user), ("--databases", databases)) if not value]
+        missing = [flag for flag, value in (("--db-user", flags["user"]), ("--databases", databases)) if not value]
         if missing:
             raise ConfigError(f"no terminal to ask on: give {' and '.join(missing)} (see tenangdb init --help)")
+    # Every other flag is named as the answer it gives.
     answers = action.Answers(
-        config=local_config or state.config_path or _default_init_config(), root=Path(os.path.abspath(root)), force=force, dry_run=dry_run,
-        deploy_systemd=deploy_systemd, systemd_user=systemd_user, host=host, port=port, socket=socket,
-        user=db_user, password=password, databases=_split(databases) if databases else None,
-        backup_dir=backup_dir, compression=compression, encryption=encryption, recipients=list(recipients),
-        key_file=key_file, upload=upload, rclone_config=rclone_config, metrics=metrics,
-        metrics_listen=metrics_listen, metrics_port=metrics_port, metrics_user=metrics_user,
-        metrics_password=os.environ.get(action.METRICS_PASSWORD_VAR), secrets_file=secrets_file, binary=binary,
-        state_dir=state_dir, log_file=log_file)
+        config=local_config or state.config_path or _default_init_config(), root=Path(os.path.abspath(root)),
+        password=password, databases=_split(databases) if databases else None, recipients=list(recipients),
+        metrics_password=os.environ.get(action.METRICS_PASSWORD_VAR), **flags)
     done = action.run(answers, _Questions(interactive))
     layout = done["layout"]
-    if dry_run:
+    if answers.dry_run:
         click.echo(f"# dry run: nothing was written\n# --- {layout.config} (0640)")
         click.echo(done["config"], nl=False)
         if done["secrets"]:

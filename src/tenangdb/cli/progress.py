@@ -1,8 +1,10 @@
 """The live progress display of `tenangdb backup` on a terminal.
 
-A few lines at the bottom of stderr, one per database that is running or done, redrawn
-twice a second. Log lines go through the board's stream, so they print above it instead
-of tearing it. Without a terminal there is no board: the log has one line per event.
+One row per database that is running or done, kept at the bottom of stderr by rich's live
+display and fitted to the terminal's width at every redraw: a long name is shortened with an
+ellipsis and, on a narrow terminal, the less telling columns give way, so a row never wraps
+and the redraw never tears. Log lines go through the board's stream and print above it.
+Without a terminal there is no board: the log has one line per event.
 """
 
 from __future__ import annotations
@@ -10,10 +12,25 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from rich.console import Console, ConsoleOptions, RenderResult
+from rich.live import Live
+from rich.padding import Padding
+from rich.table import Table
+from rich.text import Text
 
 from tenangdb.actions.backup import Progress
 from tenangdb.fileio import human_size
+
+INDENT = 2
+NAME_MIN = 6  # below this a name says nothing; the optional columns give way first
+# The optional columns in the order they give way last: what is left on a narrow terminal
+# answers "how far along" before "how fast" and "with what".
+KEPT_LONGEST = ("tables", "size", "elapsed", "rate", "engine")
+SHOWN_ORDER = ("engine", "size", "rate", "elapsed", "tables")
+RIGHT_ALIGNED = {"size", "rate", "elapsed"}
+STATE_STYLE = {"running": "", "done": "green", "FAILED": "bold red"}
 
 
 @dataclass
@@ -26,17 +43,88 @@ class _Row:
     ended: float | None = None
     ok: bool | None = None
 
+    @property
+    def state(self) -> str:
+        return "running" if self.ok is None else ("done" if self.ok else "FAILED")
+
+    def cells(self, now: float) -> dict[str, str]:
+        elapsed = (self.ended or now) - self.started
+        rate = self.plain_bytes / elapsed if elapsed > 0 else 0.0
+        return {"engine": self.engine, "size": human_size(self.plain_bytes),
+                "rate": f"{human_size(int(rate))}/s", "elapsed": f"{elapsed:.1f}s",
+                "tables": f"tables {self.tables_done}/{self.tables}" if self.tables_done is not None else ""}
+
+
+class Rows:
+    """The board as a rich renderable: laid out for the width it is given, never wider."""
+
+    def __init__(self, rows: dict[str, _Row], now: float | None = None) -> None:
+        self.rows = rows
+        self.now = time.monotonic() if now is None else now
+
+    def __rich_console__(self, console: Console, options: ConsoleOptions) -> RenderResult:
+        rows = list(self.rows.items())
+        if not rows:
+            return
+        width = options.max_width - INDENT
+        # More rows than the screen holds: the finished ones are summed up in one line, so
+        # the running ones stay in sight (a live display taller than the screen is cut).
+        room = max(1, options.max_height - 2)
+        hidden = 0
+        if len(rows) > room:
+            running = [r for r in rows if r[1].ok is None]
+            finished = [r for r in rows if r[1].ok is not None]
+            keep = max(0, room - 1 - len(running))
+            hidden = len(finished) - keep
+            shown = {name for name, _ in running[:room - 1] + finished[len(finished) - keep:]}
+            rows = [r for r in rows if r[0] in shown]
+        cells = [row.cells(self.now) for _, row in rows]
+        state_width = max(len(row.state) for _, row in rows)
+        used = NAME_MIN + 1 + state_width
+        kept = set()
+        for column in KEPT_LONGEST:
+            column_width = max(len(c[column]) for c in cells)
+            if not column_width:
+                continue
+            if used + 1 + column_width > width:
+                break
+            kept.add(column)
+            used += 1 + column_width
+        longest_name = max(len(name) for name, _ in rows)
+        name_width = max(1, min(longest_name, width - (used - NAME_MIN)))
+
+        table = Table.grid(padding=(0, 1))
+        table.add_column(width=name_width, no_wrap=True, overflow="ellipsis")
+        table.add_column(no_wrap=True, overflow="ellipsis")
+        columns = [c for c in SHOWN_ORDER if c in kept]
+        for column in columns:
+            table.add_column(no_wrap=True, overflow="ellipsis",
+                             justify="right" if column in RIGHT_ALIGNED else "left")
+        for (name, row), row_cells in zip(rows, cells):
+            table.add_row(Text(name), Text(row.state, style=STATE_STYLE[row.state]),
+                          *(Text(row_cells[c]) for c in columns))
+        yield Padding(table, (0, 0, 0, INDENT), expand=False)
+        if hidden > 0:
+            summary = Text(f"… and {hidden} more finished", no_wrap=True, overflow="ellipsis")
+            summary.truncate(width, overflow="ellipsis")
+            yield Padding(summary, (0, 0, 0, INDENT), expand=False)
+
 
 class Board(Progress):
+    """The progress protocol drawn live; also the stream the console log handler writes to
+    while the board is up (see `logs.console_stream`), so each log line prints above it."""
+
     REFRESH = 0.5
 
-    def __init__(self, stream=None) -> None:
-        self._out = stream or sys.stderr
+    def __init__(self, console: Console | None = None) -> None:
+        self.console = console or Console(file=sys.stderr, highlight=False)
         self._rows: dict[str, _Row] = {}
-        self._lock = threading.RLock()
-        self._drawn = 0
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._loop, daemon=True, name="progress")
+        self._lock = threading.Lock()
+        self._partial = ""
+        # stdout is left alone: it may be a pipe while stderr is the terminal, and what a
+        # command prints there must not move to stderr.
+        self._live = Live(console=self.console, get_renderable=self.render,
+                          refresh_per_second=1 / self.REFRESH, redirect_stdout=False)
 
     # -- Progress
     def started(self, database: str, engine: str, tables: int) -> None:
@@ -44,11 +132,12 @@ class Board(Progress):
             self._rows[database] = _Row(engine, tables)
 
     def advanced(self, database: str, plain_bytes: int, tables_done: int | None = None) -> None:
-        row = self._rows.get(database)
-        if row is not None:
-            row.plain_bytes = plain_bytes
-            if tables_done is not None:
-                row.tables_done = tables_done
+        with self._lock:
+            row = self._rows.get(database)
+            if row is not None:
+                row.plain_bytes = plain_bytes
+                if tables_done is not None:
+                    row.tables_done = tables_done
 
     def finished(self, database: str, ok: bool) -> None:
         with self._lock:
@@ -56,53 +145,29 @@ class Board(Progress):
             if row is not None:
                 row.ended, row.ok = time.monotonic(), ok
 
+    def render(self) -> Rows:
+        with self._lock:  # a copy: the workers go on changing the rows while it is drawn
+            return Rows({name: replace(row) for name, row in self._rows.items()})
+
     # -- a stream for the log handler
     def write(self, text: str) -> int:
         with self._lock:
-            self._clear()
-            self._out.write(text)
-            self._draw()
+            lines = (self._partial + text).split("\n")
+            self._partial = lines.pop()
+        for line in lines:
+            # A Text, never markup: a log line is printed as it is. soft_wrap keeps it whole
+            # (the terminal folds it) so it can be copied as one line.
+            self.console.print(Text(line), soft_wrap=True)
         return len(text)
 
     def flush(self) -> None:
-        self._out.flush()
+        self.console.file.flush()
 
     def __enter__(self) -> "Board":
-        self._thread.start()
+        self._live.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(timeout=2)
-        with self._lock:
-            self._clear()
-            self._draw()  # the final state stays on screen
-            self._drawn = 0
-            self._out.flush()
-
-    def _loop(self) -> None:
-        while not self._stop.wait(self.REFRESH):
-            with self._lock:
-                self._clear()
-                self._draw()
-
-    def _clear(self) -> None:
-        if self._drawn:
-            self._out.write(f"\x1b[{self._drawn}F\x1b[J")  # up to the board's first line, erase below
-            self._drawn = 0
-
-    def _draw(self) -> None:
-        lines = [self._line(name, row) for name, row in self._rows.items()]
-        if lines:
-            self._out.write("\n".join(lines) + "\n")
-            self._out.flush()
-        self._drawn = len(lines)
-
-    @staticmethod
-    def _line(name: str, row: _Row) -> str:
-        elapsed = (row.ended or time.monotonic()) - row.started
-        rate = row.plain_bytes / elapsed if elapsed > 0 else 0.0
-        state = "running" if row.ok is None else ("done" if row.ok else "FAILED")
-        tables = f"  tables {row.tables_done}/{row.tables}" if row.tables_done is not None else ""
-        return (f"  {name:<24} {state:<8} {row.engine:<9} {human_size(row.plain_bytes):>10}  "
-                f"{human_size(int(rate)):>10}/s  {elapsed:6.1f}s{tables}")
+        if self._partial:
+            self.write("\n")
+        self._live.stop()  # the final state stays on screen

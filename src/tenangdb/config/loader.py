@@ -15,7 +15,7 @@ import platformdirs
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from tenangdb.config.schema import SECRET_KEYS, Settings
+from tenangdb.config.schema import SECRET_KEYS, Settings, section_model
 from tenangdb.errors import ConfigError
 from tenangdb.secrets import redact
 
@@ -108,11 +108,6 @@ def _fields(model: type[BaseModel]) -> dict[str, str]:
     return names
 
 
-def _section_model(model: type[BaseModel], name: str) -> type[BaseModel] | None:
-    annotation = model.model_fields[name].annotation
-    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
-
-
 def normalize_keys(raw: dict[str, Any], model: type[BaseModel] = Settings, prefix: str = "",
                    notes: list[str] | None = None) -> tuple[dict[str, Any], list[str]]:
     """Keys as the original read them: case-insensitively (mapped, with a warning) and without
@@ -140,7 +135,7 @@ def normalize_keys(raw: dict[str, Any], model: type[BaseModel] = Settings, prefi
             raise ConfigError(f"{dotted} and {origin[name]} are the same key written twice; keep one")
         origin[name] = dotted
         field_name = names.get(name)
-        sub = _section_model(model, field_name) if field_name else None
+        sub = section_model(model.model_fields[field_name]) if field_name else None
         if sub is not None and isinstance(value, dict):
             value, _ = normalize_keys(value, sub, f"{prefix}.{name}" if prefix else name, notes)
         out[name] = value
@@ -290,9 +285,9 @@ def _field_path(model: type[BaseModel], words: list[str]) -> list[str] | None:
         rest = words[len(parts):]
         if not rest:
             return [name]
-        annotation = info.annotation
-        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-            deeper = _field_path(annotation, rest)
+        sub = section_model(info)
+        if sub is not None:
+            deeper = _field_path(sub, rest)
             if deeper:
                 return [name, *deeper]
     return None
@@ -347,11 +342,11 @@ def _describe(error: dict[str, Any]) -> str:
         parent, _, leaf = loc.rpartition(".")
         model: type[BaseModel] = Settings
         for part in parent.split(".") if parent else []:
-            annotation = model.model_fields.get(part)
-            if annotation is None or not (isinstance(annotation.annotation, type)
-                                          and issubclass(annotation.annotation, BaseModel)):
+            info = model.model_fields.get(part)
+            sub = section_model(info) if info is not None else None
+            if sub is None:
                 break
-            model = annotation.annotation
+            model = sub
         names = list(model.model_fields)
         close = difflib.get_close_matches(leaf, names, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else f" (expected one of: {', '.join(names)})"

@@ -1,23 +1,24 @@
-"""The configuration schema: the single source of keys, defaults and validation.
+"""The configuration schema: the single source of keys, defaults, descriptions and validation.
 
 Section and key names follow the original TenangDB (`database`, `backup`, `upload`,
 `logging`, `metrics`, `cleanup`) so its configuration files keep working; keys it
-documented but never honoured are accepted and described where they become real.
+documented but never honoured are accepted and described where they become real. Keys kept
+only so the original's files load are marked `compat` (see `is_compat`); the loader's
+IGNORED_KEYS are the ones that are not even in the schema. `config/sample.py` writes the
+commented sample config (`tenangdb config --sample`) from these fields, and `tenangdb init`
+takes its defaults and choices from them.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Iterator, Literal, get_args, get_origin
 
 import platformdirs
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-
-# Keys whose values are secrets: redacted everywhere and refused in world-readable files.
-SECRET_KEYS = frozenset({"database.password", "backup.encryption.key", "metrics.basic_auth.password",
-                         # Webhook and ping URLs carry their credential in the URL itself.
-                         "notify.webhook", "notify.ping"})
+from pydantic import (BaseModel, BeforeValidator, ConfigDict, Field, SecretStr, field_validator,
+                      model_validator)
+from pydantic.fields import FieldInfo
 
 _DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
 _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -43,6 +44,36 @@ def parse_duration(value: Any) -> float:
     if pos != len(text) or not text:
         raise ValueError(f"expected a duration such as 30s, 10m or 1h, got {value!r}")
     return total
+
+
+def split_list(value: Any) -> Any:
+    """`"a, b"` (as an environment override carries a list) → `["a", "b"]`; lists pass as they are."""
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+# Seconds, written as a number or as 30s / 10m / 2h30m.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+# Names, written as a YAML list or as one comma-separated string.
+NameList = Annotated[list[str], BeforeValidator(split_list)]
+
+COMPAT = {"compat": True}
+_COMPAT_NOTE = "Kept for compatibility with the original TenangDB"
+
+
+def compat(default: Any, description: str, **kwargs: Any) -> Any:
+    """A key the original TenangDB's files carry: accepted so they load, marked as such."""
+    return Field(default, description=f"{_COMPAT_NOTE}: {description}", json_schema_extra=COMPAT, **kwargs)
+
+
+def is_compat(info: FieldInfo) -> bool:
+    extra = info.json_schema_extra
+    return isinstance(extra, dict) and bool(extra.get("compat"))
+
+
+def is_duration(info: FieldInfo) -> bool:
+    return any(isinstance(m, BeforeValidator) and m.func is parse_duration for m in info.metadata)
 
 
 class _Section(BaseModel):
@@ -74,26 +105,32 @@ def default_state_directory() -> str:
 
 
 class MyloaderConfig(_Section):
-    enabled: bool = True
-    binary_path: str | None = None
-    defaults_file: str | None = None
-    threads: int = Field(4, ge=1)
+    """myloader, which loads mydumper backups (restore and test restore)."""
+
+    enabled: bool = Field(True, description="false: mydumper backups cannot be restored here (an error says so)")
+    binary_path: str | None = Field(None, description="the myloader program (default: myloader on the PATH)")
+    defaults_file: str | None = Field(None, description="an option file for myloader instead of the "
+                                      "database section's connection keys")
+    threads: int = Field(4, ge=1, description="tables loaded at once")
 
 
 class MydumperConfig(_Section):
     """The parallel engine (backup.engine: auto or mydumper)."""
 
-    enabled: bool = True
-    binary_path: str | None = None
-    defaults_file: str | None = None
-    threads: int = Field(4, ge=1)
-    chunk_filesize: int = Field(100, ge=1)
-    compress_method: str | None = None
-    build_empty_files: bool = False
-    use_defer: bool = True
-    single_table: bool = False
-    no_schemas: bool = False
-    no_data: bool = False
+    enabled: bool = Field(True, description="false: backup.engine auto never picks mydumper")
+    binary_path: str | None = Field(None, description="the mydumper program (default: mydumper on the PATH)")
+    defaults_file: str | None = Field(None, description="an option file for mydumper instead of the "
+                                      "database section's connection keys")
+    threads: int = Field(4, ge=1, description="threads dumping at once")
+    chunk_filesize: int = Field(100, ge=1, description="MB per data file: sealing overlaps the dump file by file")
+    compress_method: str | None = compat(None, "no effect; TenangDB compresses every file itself "
+                                         "(backup.compression)")
+    build_empty_files: bool = Field(False, description="also write data files for tables without rows")
+    use_defer: bool = compat(True, "no effect")
+    single_table: bool = compat(False, "no effect")
+    no_schemas: bool = Field(False, description="must stay false: a dump without schemas cannot be restored")
+    no_data: bool = Field(False, description="must stay false: a dump without data cannot be restored")
+
     @field_validator("no_schemas", "no_data")
     @classmethod
     def _whole_dumps_only(cls, value: bool) -> bool:
@@ -102,39 +139,42 @@ class MydumperConfig(_Section):
                              "database; TenangDB always dumps schemas and data")
         return value
 
-    max_unsealed_mb: int = Field(1024, ge=16, description="plaintext dump files waiting to be sealed before "
+    max_unsealed_mb: int = Field(1024, ge=16, description="MB of plaintext dump files waiting to be sealed before "
                                  "mydumper is paused")
-    myloader: MyloaderConfig = Field(default_factory=MyloaderConfig)
+    myloader: MyloaderConfig = Field(default_factory=MyloaderConfig, description=MyloaderConfig.__doc__)
 
 
 SslMode = Literal["DISABLED", "PREFERRED", "REQUIRED", "VERIFY_CA", "VERIFY_IDENTITY"]
 
 
 class DatabaseConfig(_Section):
-    host: str = "localhost"
-    port: int = Field(3306, ge=1, le=65535)
-    socket: str | None = None
-    username: str | None = None
-    password: SecretStr | None = None
-    timeout: float = Field(30, gt=0, description="connect timeout in seconds")
-    defaults_file: str | None = None
-    ssl_mode: SslMode = "PREFERRED"
-    ssl_ca: str | None = None
-    ssl_cert: str | None = None
-    ssl_key: str | None = None
-    mysqldump_path: str | None = None
-    mysql_path: str | None = None
-    mydumper: MydumperConfig = Field(default_factory=MydumperConfig)
+    """The server to back up and how to reach it."""
+
+    host: str = Field("localhost", description="server host name or address; localhost means the local unix "
+                      "socket, as for the mysql client")
+    port: int = Field(3306, ge=1, le=65535, description="TCP port")
+    socket: str | None = Field(None, description="unix socket path (default: the client's own)")
+    username: str | None = Field(None, description="account the backups run as (default: the client's own, "
+                                 "e.g. the login name)")
+    password: SecretStr | None = Field(None, description="its password (none: socket authentication); give it "
+                                       "as ${VAR} or set TENANGDB_DB_PASSWORD")
+    timeout: Duration = Field(30, gt=0, description="connect timeout (seconds, or 30s / 1m)")
+    defaults_file: str | None = Field(None, description="an option file to use instead of the keys above")
+    ssl_mode: SslMode = Field("PREFERRED", description="TLS to the server (off this machine use REQUIRED or "
+                              "better)")
+    ssl_ca: str | None = Field(None, description="CA certificate file for VERIFY_CA and VERIFY_IDENTITY")
+    ssl_cert: str | None = Field(None, description="client certificate file")
+    ssl_key: str | None = Field(None, description="client certificate's key file")
+    mysqldump_path: str | None = Field(None, description="the dump program (default: mariadb-dump, else mysqldump, "
+                                       "on the PATH)")
+    mysql_path: str | None = Field(None, description="the client program restores load with (default: mariadb, "
+                                   "else mysql, on the PATH)")
+    mydumper: MydumperConfig = Field(default_factory=MydumperConfig, description=MydumperConfig.__doc__)
 
     @field_validator("ssl_mode", mode="before")
     @classmethod
     def _upper(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
-
-    @field_validator("timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
 
 CompressionFormat = Literal["zstd", "gzip", "xz", "none"]
@@ -145,12 +185,16 @@ DEFAULT_LEVELS = {"zstd": 3, "gzip": 6, "xz": 6, "none": 0}
 
 
 class CompressionConfig(_Section):
-    format: CompressionFormat = Field("zstd", alias="algorithm")
-    level: int | None = None
+    """How dump files are compressed (also written as `compression: gzip` or `compression: false`)."""
+
+    format: CompressionFormat = Field("zstd", alias="algorithm", description="zstd, gzip, xz or none (the "
+                                      "original's algorithm: and tar.gz / tar.zst / tar.xz are read as these)")
+    level: int | None = Field(None, description="compression level (default: zstd 3, gzip 6, xz 6; ranges: "
+                              "zstd 1-22, gzip 1-9, xz 0-9)")
     # The original's keys: `enabled: false` means no compression; the others had no effect there.
-    enabled: bool = True
-    keep_original: bool | None = None
-    compress_upload: bool | None = None
+    enabled: bool = compat(True, "false means format none")
+    keep_original: bool | None = compat(None, "no effect")
+    compress_upload: bool | None = compat(None, "no effect")
 
     @model_validator(mode="before")
     @classmethod
@@ -183,27 +227,25 @@ class CompressionConfig(_Section):
 
 
 class EncryptionConfig(_Section):
-    enabled: bool = False
-    recipients: list[str] = Field(default_factory=list)
-    recipients_file: str | None = None
-    key: SecretStr | None = None
-    key_file: str | None = None
+    """age encryption of every stored file (also written as `encryption: false`)."""
+
+    enabled: bool = Field(False, description="encrypt backups; needs recipients, recipients_file, key or key_file")
+    recipients: NameList = Field(default_factory=list, description="age public keys (age1...) to encrypt to")
+    recipients_file: str | None = Field(None, description="a file of age public keys, one a line")
+    key: SecretStr | None = Field(None, description="an age identity (AGE-SECRET-KEY-1...), to verify and restore; "
+                                  "give it as ${VAR} or set TENANGDB_ENCRYPTION_KEY")
+    key_file: str | None = Field(None, description="a file holding the age identity (mode 0600), to verify and "
+                                 "restore; without recipients, backups are encrypted to it")
     # A host that encrypts to recipients whose identity is kept elsewhere, while it holds an
     # identity of its own for something else; without this, that is a configuration error.
-    allow_foreign_recipients: bool = False
+    allow_foreign_recipients: bool = Field(False, description="true: an identity that decrypts none of the "
+                                           "recipients is only a warning (else exit 2; no identity at all is fine)")
 
     @model_validator(mode="before")
     @classmethod
     def _shorthand(cls, value: Any) -> Any:
         if isinstance(value, bool):
             return {"enabled": value}
-        return value
-
-    @field_validator("recipients", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
         return value
 
     @model_validator(mode="after")
@@ -215,40 +257,46 @@ class EncryptionConfig(_Section):
         return self
 
 
+BackupEngine = Literal["auto", "mysqldump", "mydumper"]
+
+
 class BackupConfig(_Section):
-    directory: str = Field(default_factory=default_backup_directory)
+    """What is backed up, where, and how."""
+
+    directory: str = Field(default_factory=default_backup_directory, description="where backups are stored "
+                           "(default /var/backups/tenangdb as root, else the user data dir)")
     # A list of names, or `all`: every database but the server's own schemas.
-    databases: list[str] = Field(default_factory=list)
-    exclude: list[str] = Field(default_factory=list, description="shell patterns of databases to skip")
+    databases: NameList = Field(default_factory=list, description="databases to back up, or all (every "
+                                "database but the server's own schemas)")
+    exclude: NameList = Field(default_factory=list, description="shell patterns of databases to skip")
     include_mysql: bool = Field(False, description="with `databases: all`, also back up the mysql schema")
-    tracking_directory: str | None = Field(None, description="where the last-backup tracking file lives")
-    engine: Literal["auto", "mysqldump", "mydumper"] = "auto"
-    compression: CompressionConfig = Field(default_factory=CompressionConfig)
-    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig)
-    batch_size: int = Field(5, ge=1)
-    concurrency: int = Field(3, ge=1)
+    tracking_directory: str | None = Field(None, description="where the last-backup tracking file lives "
+                                           "(default /var/lib/tenangdb as root, else the user data dir)")
+    engine: BackupEngine = Field("auto", description="auto (mydumper when installed and "
+                                 "database.mydumper.enabled), mysqldump or mydumper")
+    compression: CompressionConfig = Field(default_factory=CompressionConfig, description=CompressionConfig.__doc__)
+    encryption: EncryptionConfig = Field(default_factory=EncryptionConfig, description=EncryptionConfig.__doc__)
+    batch_size: int = Field(5, ge=1, description="databases per batch; batches run one after another")
+    concurrency: int = Field(3, ge=1, description="databases backed up at once, each on its own connection")
     # Per database dump. The original had a 30m default that nothing enforced; killing a long
     # dump at 30 minutes would lose backups it made, so the default only stops a hung dump.
-    timeout: float = Field(86400, gt=0)
-    retry_count: int = Field(3, ge=1)
-    retry_delay: float = Field(10, ge=0)
-    check_last_backup_time: bool = True
-    min_backup_interval: float = Field(3600, ge=0)
-    skip_confirmation: bool = False
-    verify_backup: bool = False
-    test_restore: bool = False
-    checksum_algorithm: Literal["sha256"] = "sha256"
+    timeout: Duration = Field(86400, gt=0, description="per database dump; its process group is killed on "
+                              "expiry (seconds, or 30m / 24h)")
+    retry_count: int = Field(3, ge=1, description="attempts per database for transient failures")
+    retry_delay: Duration = Field(10, ge=0, description="first wait between attempts; doubles each attempt "
+                                  "(at most 5 minutes)")
+    check_last_backup_time: bool = Field(True, description="check backup.min_backup_interval before a run")
+    min_backup_interval: Duration = Field(3600, ge=0, description="a backup newer than this asks on a terminal; "
+                                          "without one: a warning, then the run")
+    skip_confirmation: bool = Field(False, description="run without asking, as --yes does")
+    verify_backup: bool = Field(False, description="verify every new backup after the run (exit 7 when one fails)")
+    test_restore: bool = Field(False, description="test-restore every new backup after the run (exit 7 when one "
+                               "fails)")
+    checksum_algorithm: Literal["sha256"] = compat("sha256", "backups are always hashed with SHA-256")
     fidelity: Literal["lenient", "strict"] = Field(
         "lenient", description="what a backup that cannot hold everything exactly counts as (docs/fidelity.md); "
         "either way it is kept and its losses recorded: lenient: a success (exit 0); strict: a failure (exit 4, "
         "the tracking file is not advanced)")
-
-    @field_validator("databases", "exclude", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
 
     @field_validator("databases")
     @classmethod
@@ -256,11 +304,6 @@ class BackupConfig(_Section):
         if "all" in value and len(value) > 1:
             raise ValueError("`all` cannot be combined with database names (use backup.exclude)")
         return value
-
-    @field_validator("timeout", "retry_delay", "min_backup_interval", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
 
 UploadVerify = Literal["hash", "size", "download", "off"]
@@ -272,16 +315,22 @@ def default_rclone_config() -> str:
 
 
 class UploadConfig(_Section):
-    enabled: bool = False
-    destination: str | None = Field(None, description="rclone path, e.g. s3backup:bucket/tenangdb")
-    rclone_path: str | None = None
-    rclone_config_path: str | None = None
-    timeout: float = Field(300, gt=0, description="per rclone call")
-    retry_count: int = Field(3, ge=1)
-    retry_delay: float = Field(10, ge=0, description="first wait between attempts; doubles each time")
+    """Off-site copies with rclone."""
+
+    enabled: bool = Field(False, description="upload after every backup")
+    destination: str | None = Field(None, description="rclone path, e.g. s3backup:bucket/tenangdb (a plain path "
+                                    "is a local folder)")
+    rclone_path: str | None = Field(None, description="the rclone program (default: rclone on the PATH)")
+    rclone_config_path: str | None = Field(None, description="rclone's config file (default "
+                                           "~/.config/rclone/rclone.conf); always passed to rclone explicitly")
+    timeout: Duration = Field(300, gt=0, description="per rclone call (seconds, or 5m)")
+    retry_count: int = Field(3, ge=1, description="attempts per backup")
+    retry_delay: Duration = Field(10, ge=0, description="first wait between attempts; doubles each time")
     # true/hash: sizes, and hashes where the backend has them; size: sizes only;
     # download: read every stored file back and hash it; false/off: rclone's exit status only.
-    verify: UploadVerify = "hash"
+    verify: UploadVerify = Field("hash", description="how the remote copy is checked: hash (or true): sizes and "
+                                 "hashes; size: sizes only; download: every file read back and hashed; off (or "
+                                 "false): rclone's exit status only")
 
     @field_validator("verify", mode="before")
     @classmethod
@@ -294,11 +343,6 @@ class UploadConfig(_Section):
             value = value.strip().lower()
             return {"true": "hash", "yes": "hash", "on": "hash", "false": "off", "no": "off"}.get(value, value)
         return value
-
-    @field_validator("timeout", "retry_delay", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
 
     @field_validator("destination")
     @classmethod
@@ -322,13 +366,17 @@ class UploadConfig(_Section):
 
 
 LogLevel = Literal["debug", "info", "warning", "error"]
+LogFormat = Literal["clean", "text", "json"]
 
 
 class LoggingConfig(_Section):
-    level: LogLevel = "info"
-    format: Literal["clean", "text", "json"] = "clean"
-    file_format: Literal["clean", "text", "json"] = "text"
-    file_path: str | None = Field(None, alias="file")
+    """Log lines on stderr and, optionally, in a file."""
+
+    level: LogLevel = Field("info", description="debug, info, warning (or warn) or error; --log-level overrides it")
+    format: LogFormat = Field("clean", description="stderr lines: clean, text or json")
+    file_format: LogFormat = Field("text", description="log file lines: clean, text or json")
+    file_path: str | None = Field(None, alias="file", description="also log to this file (created 0640); none: "
+                                  "no log file")
 
     @field_validator("level", mode="before")
     @classmethod
@@ -340,9 +388,12 @@ class LoggingConfig(_Section):
 
 
 class BasicAuthConfig(_Section):
-    username: str | None = None
+    """HTTP basic auth for the exporter: both keys or neither."""
+
+    username: str | None = Field(None, description="user name Prometheus sends")
     # Plain, ${VAR}, a bcrypt hash ($2b$...) or sha256:<64 hex digits>.
-    password: SecretStr | None = None
+    password: SecretStr | None = Field(None, description="its password: plain (as ${VAR}), sha256:<64 hex digits> "
+                                       "or a bcrypt hash ($2b$...)")
 
     @model_validator(mode="after")
     def _both(self) -> "BasicAuthConfig":
@@ -365,15 +416,18 @@ HEALTH_PATHS = ("/healthz", "/health", "/ready")
 
 
 class MetricsConfig(_Section):
-    enabled: bool = False
-    listen: str = "127.0.0.1"
-    port: int = Field(9090, ge=1, le=65535)
-    path: str = "/metrics"
-    storage_path: str | None = None
+    """Prometheus metrics: the state file every run updates, and the exporter that serves it."""
+
+    enabled: bool = Field(False, description="record every run's outcome in the metrics state file")
+    listen: str = Field("127.0.0.1", description="address tenangdb exporter listens on")
+    port: int = Field(9090, ge=1, le=65535, description="port tenangdb exporter listens on")
+    path: str = Field("/metrics", description="URL path of the metrics")
+    storage_path: str | None = Field(None, description="the metrics state file (default: metrics.json in "
+                                     "/var/lib/tenangdb as root, else the user data dir)")
     textfile: str | None = Field(None, description="node_exporter textfile written after every run")
-    basic_auth: BasicAuthConfig = Field(default_factory=BasicAuthConfig)
-    tls_cert: str | None = None
-    tls_key: str | None = None
+    basic_auth: BasicAuthConfig = Field(default_factory=BasicAuthConfig, description=BasicAuthConfig.__doc__)
+    tls_cert: str | None = Field(None, description="certificate file; with tls_key, the exporter serves HTTPS")
+    tls_key: str | None = Field(None, description="the certificate's key file")
 
     @field_validator("path")
     @classmethod
@@ -394,11 +448,13 @@ class MetricsConfig(_Section):
 
 
 class NotifyConfig(_Section):
+    """Notifications of backup and upload events; the URLs carry their credential and are secrets."""
+
     webhook: SecretStr | None = Field(None, description="JSON POST for every backup event")
     ping: SecretStr | None = Field(None, description="healthchecks.io-style URL: /start, itself, /fail")
-    timeout: float = Field(10, gt=0)
-    retries: int = Field(2, ge=0, le=10)
-    retry_delay: float = Field(2, ge=0)
+    timeout: Duration = Field(10, gt=0, description="per request (seconds, or 10s)")
+    retries: int = Field(2, ge=0, le=10, description="further attempts after a failed request")
+    retry_delay: Duration = Field(2, ge=0, description="wait between attempts (seconds, or 2s)")
 
     @field_validator("webhook", "ping")
     @classmethod
@@ -407,47 +463,38 @@ class NotifyConfig(_Section):
             raise ValueError("must be an http:// or https:// URL")
         return value
 
-    @field_validator("timeout", "retry_delay", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
-
 
 class KeepConfig(_Section):
-    """A grandfather-father-son policy: how many of the newest, and one per day/week/month/year."""
+    """A grandfather-father-son policy: how many of the newest, and one per day/week/month/year.
 
-    keep_last: int | None = Field(None, ge=0)
-    keep_daily: int | None = Field(None, ge=0)
-    keep_weekly: int | None = Field(None, ge=0)
-    keep_monthly: int | None = Field(None, ge=0)
-    keep_yearly: int | None = Field(None, ge=0)
+    Unset or 0: no such rule."""
+
+    keep_last: int | None = Field(None, ge=0, description="the N newest backups")
+    keep_daily: int | None = Field(None, ge=0, description="the newest backup of each of the N most recent days")
+    keep_weekly: int | None = Field(None, ge=0, description="the newest backup of each of the N most recent "
+                                    "ISO weeks")
+    keep_monthly: int | None = Field(None, ge=0, description="the newest backup of each of the N most recent "
+                                     "months")
+    keep_yearly: int | None = Field(None, ge=0, description="the newest backup of each of the N most recent years")
 
 
-class CleanupConfig(_Section):
+class CleanupConfig(KeepConfig):
+    """Retention: which backups are deleted, locally and remotely. The keep_* rules apply to
+    both places; `remote` overrides any of them for the remote copies."""
+
     enabled: bool = Field(False, description="run cleanup after every backup")
-    max_age_days: int = Field(7, ge=1, description="local backups older than this may be deleted")
-    remote_retention_days: int = Field(30, ge=1, description="remote backups older than this may be deleted")
+    max_age_days: int = Field(7, ge=1, description="local backups older than this (days) may be deleted")
+    remote_retention_days: int = Field(30, ge=1, description="remote backups older than this (days) may be "
+                                       "deleted")
     cleanup_uploaded_files: bool = Field(False, description="delete a local copy once its remote copy is verified")
     verify_cloud_exists: bool = Field(True, description="re-check the remote copy before deleting a local one")
     weekend_only: bool = Field(False, description="cleanup runs only on Saturday and Sunday unless --force")
     age_based_cleanup: bool = Field(True, description="false: local backups are never deleted for their age")
     require_verified: bool = Field(False, description="keep_* rules count only backups that passed verify "
                                    "(or verify --test-restore)")
-    databases: list[str] = Field(default_factory=list)
-    # A GFS policy for both places; `remote` overrides any of them for the remote copies.
-    keep_last: int | None = Field(None, ge=0)
-    keep_daily: int | None = Field(None, ge=0)
-    keep_weekly: int | None = Field(None, ge=0)
-    keep_monthly: int | None = Field(None, ge=0)
-    keep_yearly: int | None = Field(None, ge=0)
-    remote: KeepConfig = Field(default_factory=KeepConfig)
-
-    @field_validator("databases", mode="before")
-    @classmethod
-    def _split(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            return [part.strip() for part in value.split(",") if part.strip()]
-        return value
+    databases: NameList = Field(default_factory=list, description="only these databases (default: all)")
+    remote: KeepConfig = Field(default_factory=KeepConfig, description="keep_* for the remote copies (unset "
+                               "keys: the ones above)")
 
 
 class SandboxConfig(_Section):
@@ -457,12 +504,8 @@ class SandboxConfig(_Section):
                                "(default: the system temp folder); needs room for the restored data")
     options: list[str] = Field(default_factory=list, description="extra mariadbd options, e.g. "
                                "--innodb-buffer-pool-size=2G")
-    startup_timeout: float = Field(120, gt=0)
-
-    @field_validator("startup_timeout", mode="before")
-    @classmethod
-    def _duration(cls, value: Any) -> float:
-        return parse_duration(value)
+    startup_timeout: Duration = Field(120, gt=0, description="longest wait for the sandbox server to start "
+                                      "(seconds, or 2m)")
 
 
 class VerifyConfig(_Section):
@@ -478,23 +521,18 @@ class VerifyConfig(_Section):
     checksum: Literal["checksum-table", "md5"] = Field(
         "checksum-table", description="checksum-table: the server's CHECKSUM TABLE (fast, 32-bit, compared only "
         "on the same server version); md5: a portable 128-bit checksum of every row, about ten times the cost")
-    align_lock_wait: float = Field(
+    align_lock_wait: Duration = Field(
         5, gt=0, le=3600, description="how long a backup may wait to hold commits (BACKUP STAGE BLOCK_COMMIT, or "
         "FLUSH TABLES WITH READ LOCK for mydumper) while its snapshots open; past it the backup goes on "
         "without content proof")
-    align_deadline: float = Field(
+    align_deadline: Duration = Field(
         2, gt=0, le=3600, description="how long commits stay held at most while waiting for the dump tool to "
         "open its snapshot (it normally takes milliseconds); past it they are let go and the backup goes on "
         "without content proof")
     require_content_proof: bool = Field(
         False, description="a test restore that can only show the load and the objects (no recorded counts "
         "and checksums to compare) fails with exit 7 instead of passing with a warning")
-    sandbox: SandboxConfig = Field(default_factory=SandboxConfig)
-
-    @field_validator("align_lock_wait", "align_deadline", mode="before")
-    @classmethod
-    def _durations(cls, value: Any) -> float:
-        return parse_duration(value)
+    sandbox: SandboxConfig = Field(default_factory=SandboxConfig, description=SandboxConfig.__doc__)
 
     @field_validator("database_prefix")
     @classmethod
@@ -509,11 +547,75 @@ class Settings(_Section):
     secrets_file: str | None = Field(
         None, description="NAME=\"value\" file (mode 0600) where ${NAME} references are looked up when "
         "the environment does not set them; TENANGDB_SECRETS_FILE overrides it")
-    database: DatabaseConfig = Field(default_factory=DatabaseConfig)
-    backup: BackupConfig = Field(default_factory=BackupConfig)
-    upload: UploadConfig = Field(default_factory=UploadConfig)
-    logging: LoggingConfig = Field(default_factory=LoggingConfig)
-    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
-    notify: NotifyConfig = Field(default_factory=NotifyConfig)
-    cleanup: CleanupConfig = Field(default_factory=CleanupConfig)
-    verify: VerifyConfig = Field(default_factory=VerifyConfig)
+    database: DatabaseConfig = Field(default_factory=DatabaseConfig, description=DatabaseConfig.__doc__)
+    backup: BackupConfig = Field(default_factory=BackupConfig, description=BackupConfig.__doc__)
+    upload: UploadConfig = Field(default_factory=UploadConfig, description=UploadConfig.__doc__)
+    logging: LoggingConfig = Field(default_factory=LoggingConfig, description=LoggingConfig.__doc__)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig, description=MetricsConfig.__doc__)
+    notify: NotifyConfig = Field(default_factory=NotifyConfig, description=NotifyConfig.__doc__)
+    cleanup: CleanupConfig = Field(default_factory=CleanupConfig, description=CleanupConfig.__doc__)
+    verify: VerifyConfig = Field(default_factory=VerifyConfig, description=VerifyConfig.__doc__)
+
+
+def section_model(info: FieldInfo) -> type[BaseModel] | None:
+    """The model of a field that is a section of its own, else None."""
+    annotation = info.annotation
+    return annotation if isinstance(annotation, type) and issubclass(annotation, BaseModel) else None
+
+
+def _is_secret(info: FieldInfo) -> bool:
+    annotation = info.annotation
+    return annotation is SecretStr or SecretStr in get_args(annotation)
+
+
+def iter_fields(model: type[BaseModel] = Settings, prefix: str = "") -> Iterator[tuple[str, FieldInfo]]:
+    """(dotted key, field) for every key, sections before the keys inside them."""
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        yield key, info
+        sub = section_model(info)
+        if sub is not None:
+            yield from iter_fields(sub, f"{key}.")
+
+
+def field_of(key: str) -> FieldInfo:
+    """The schema field of a dotted key, e.g. `database.port`."""
+    model: type[BaseModel] = Settings
+    info: FieldInfo | None = None
+    for part in key.split("."):
+        if model is None or part not in model.model_fields:
+            raise KeyError(key)
+        info = model.model_fields[part]
+        model = section_model(info)  # type: ignore[assignment]
+    assert info is not None
+    return info
+
+
+def default_of(key: str) -> Any:
+    """The default value of a dotted key, e.g. default_of("database.port") == 3306."""
+    return field_of(key).get_default(call_default_factory=True)
+
+
+def bounds_of(key: str) -> tuple[int | float | None, int | float | None]:
+    """(lowest, highest) a number key accepts; None where it has no bound."""
+    low = high = None
+    for constraint in field_of(key).metadata:
+        low = getattr(constraint, "ge", low)
+        high = getattr(constraint, "le", high)
+    return low, high
+
+
+def choices_of(key: str) -> tuple[str, ...]:
+    """The values a Literal key accepts, in the schema's order; () for any other key."""
+    annotation = field_of(key).annotation
+    return get_args(annotation) if get_origin(annotation) is Literal else ()
+
+
+def secret_keys(model: type[BaseModel] = Settings) -> frozenset[str]:
+    """The dotted keys of the SecretStr fields."""
+    return frozenset(key for key, info in iter_fields(model) if _is_secret(info))
+
+
+# Keys whose values are secrets: redacted everywhere and refused in world-readable files.
+# Webhook and ping URLs are among them: they carry their credential.
+SECRET_KEYS = secret_keys()

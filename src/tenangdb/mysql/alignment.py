@@ -27,7 +27,6 @@ when the tool has not opened its view within `deadline`, nothing is held (or it 
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 
@@ -182,13 +181,6 @@ def mydumper_opened(database: str):
     """mydumper: a job query naming one of our tables comes after every worker's snapshot."""
     needle = f"{quote_identifier(database)}."
     return lambda db, info: bool(info) and needle in str(info)
-
-
-def mode_for(engine: str, flavour: str, version: str) -> str:
-    release = tuple(int(part) for part in re.findall(r"\d+", version)[:3])
-    if engine == "mydumper" or flavour != "mariadb" or release < (10, 4, 1):
-        return FTWRL
-    return BLOCK_COMMIT
 
 
 def _why(exc: BaseException) -> str:

@@ -164,8 +164,9 @@ def _version_tuple(version: str) -> tuple[int, ...]:
 
 
 def requirements(engine: str, flavour: str, version: str, *, binlog: bool) -> list[Need]:
-    """What the account needs for the engine against this server. The mydumper engine falls
-    back to the streaming one for databases it cannot carry, so it needs both sets."""
+    """What the account needs for the engine against this server: what every dump runs, and
+    what the engine adds (Engine.dump_needs). An engine with a fallback needs that one's
+    privileges too; the common set is the streaming dump's."""
     ver = _version_tuple(version)
     needs = [
         Need("SELECT", "database", "read the tables"),
@@ -185,17 +186,8 @@ def requirements(engine: str, flavour: str, version: str, *, binlog: bool) -> li
     if flavour == "mysql" and ver >= (8, 0, 21):
         needs.append(Need("PROCESS", "global", "the tablespace query of mysqldump 8.0.21+"))
     binlog_priv = "BINLOG MONITOR" if flavour == "mariadb" and ver >= (10, 5) else "REPLICATION CLIENT"
-    if engine == "mydumper":
-        # Measured with mydumper 0.10 on MariaDB 10.11: without RELOAD it stops ("Couldn't
-        # acquire global lock"); PROCESS is not needed.
-        needs.append(Need("RELOAD", "global", "FLUSH TABLES WITH READ LOCK for mydumper's consistent start"))
-        if flavour == "mysql" and ver >= (8, 0):
-            needs.append(Need("BACKUP_ADMIN", "global", "LOCK INSTANCE FOR BACKUP"))
-    else:
-        # Not needed to dump; without it the backup goes on, unproven (mysql/alignment.py).
-        needs.append(Need("RELOAD", "global", "hold commits for a few milliseconds while the dump and the "
-                          "content checks open their snapshots (BACKUP STAGE BLOCK_COMMIT): the proof that "
-                          "a test restore's rows and checksums match the dump", required=False))
+    from tenangdb.mysql import engines  # the engines name their needs with this module's Need
+    needs += engines.ENGINES[engine].dump_needs(flavour, ver)
     if binlog:
         needs.append(Need(binlog_priv, "global", "record the binlog position (SHOW MASTER STATUS)",
                           required=False))

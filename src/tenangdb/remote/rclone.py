@@ -16,14 +16,14 @@ import os
 import re
 import shutil
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
 
 from tenangdb.config.schema import UploadConfig
-from tenangdb.errors import ConfigError, Interrupted, UploadFailed, interrupt_requested
+from tenangdb.control import CANCEL, Deadline
+from tenangdb.errors import ConfigError, Interrupted, UploadFailed
 from tenangdb.runner import spawn
 from tenangdb.secrets import redact
 
@@ -113,26 +113,15 @@ class Rclone:
         log.debug("running %s", " ".join(argv))
         limit = timeout or self.timeout
         started = time.monotonic()
-        with spawn(argv) as child:
-            expired = threading.Event()
-
-            def on_timeout() -> None:
-                expired.set()
-                child.kill_group()
-
-            timer = threading.Timer(limit, on_timeout)
-            timer.daemon = True
-            timer.start()
-            try:
-                out = child.stdout.read() if child.stdout else b""
-                status = child.wait()
-            finally:
-                timer.cancel()
+        with spawn(argv) as child, \
+                Deadline(limit, f"rclone {what}", child.kill_group, setting="upload.timeout") as deadline:
+            out = child.stdout.read() if child.stdout else b""
+            status = child.wait()
         log.debug("rclone %s: exit %s after %.2fs", what, status, time.monotonic() - started)
-        if interrupt_requested():
+        if CANCEL.is_set():
             raise Interrupted("interrupted; the local backups are untouched")
-        if expired.is_set():
-            raise UploadFailed(f"rclone {what}: no answer within upload.timeout ({limit:.0f}s)")
+        if deadline.expired:
+            raise UploadFailed(deadline.message())
         if status not in ok_codes:
             stderr = child.stderr_text()
             raise UploadFailed(f"rclone {what} failed (exit {status}): {summarise(stderr)}",
@@ -243,18 +232,16 @@ class Rclone:
         digest = hashlib.sha256()
         size = 0
         argv = self.argv("cat", remote)
-        with spawn(argv) as child:
-            timer = threading.Timer(self.timeout, child.kill_group)
-            timer.daemon = True
-            timer.start()
-            try:
-                assert child.stdout is not None
-                while chunk := child.stdout.read(1 << 20):
-                    digest.update(chunk)
-                    size += len(chunk)
-                status = child.wait()
-            finally:
-                timer.cancel()
+        with spawn(argv) as child, \
+                Deadline(self.timeout, f"rclone read of {remote}", child.kill_group,
+                         setting="upload.timeout") as deadline:
+            assert child.stdout is not None
+            while chunk := child.stdout.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+            status = child.wait()
+        if deadline.expired:
+            raise UploadFailed(deadline.message())
         if status != 0:
             raise UploadFailed(f"rclone read of {remote} failed (exit {status}): {summarise(child.stderr_text())}")
         return digest.hexdigest(), size

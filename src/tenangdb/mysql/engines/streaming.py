@@ -1,0 +1,165 @@
+"""The streaming engine: mariadb-dump (or mysqldump) into one sealed SQL file; the mariadb
+client loads it back. It carries everything the server can print, and it is the one whose
+stream exact values are put back into (mysql/exact.py)."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import re
+import subprocess
+from pathlib import Path
+
+from tenangdb.errors import BackupFailed, RestoreFailed, ToolMissing
+from tenangdb.mysql import mysqldump
+from tenangdb.mysql.alignment import BLOCK_COMMIT, FTWRL, streaming_tool_opened
+from tenangdb.mysql.connection import client_options
+from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
+                                         options_of)
+from tenangdb.mysql.tools import client_tool, dump_tool, tool_version
+from tenangdb.repository import store
+from tenangdb.repository.manifest import FileEntry, Manifest
+from tenangdb.repository.naming import dump_file_name
+from tenangdb.runner import PIPE_SIZE, spawn
+from tenangdb.stream.codec import SUFFIX
+from tenangdb.stream.pipeline import ReadAhead, seal, unseal
+
+log = logging.getLogger("tenangdb.backup")
+
+
+class Streaming(Engine):
+    label = "streaming"  # as the log names it
+    name = mysqldump.ENGINE
+    rewrites_values = True
+
+    @property
+    def dump_tool(self) -> str:
+        return self.tool(dump_tool)
+
+    def check_backup_tools(self) -> None:
+        self.dump_tool  # noqa: B018 - resolving it is the check
+
+    def check_fallback_tools(self) -> str | None:
+        """As a fallback: why the tool is missing (None: it is there). A path the operator set
+        and got wrong is worth stopping for at once."""
+        try:
+            self.check_backup_tools()
+        except ToolMissing as exc:
+            if self.dcfg.mysqldump_path:
+                raise
+            return str(exc)
+        return None
+
+    def tools_seen(self) -> list[str]:
+        return [f"{self.dump_tool} {tool_version(self.dump_tool)}"]
+
+    def float_loss_reason(self) -> str:
+        return "the dump prints FLOAT with 6 significant digits, and no table key lets the exact values be put back"
+
+    def alignment_mode(self, server) -> str:
+        release = tuple(int(part) for part in re.findall(r"\d+", server.version)[:3])
+        # BACKUP STAGE blocks commits only (no table flush); MariaDB 10.4.1 and later.
+        return BLOCK_COMMIT if server.flavour == "mariadb" and release >= (10, 4, 1) else FTWRL
+
+    def tool_opened(self, database: str):
+        return streaming_tool_opened(database)
+
+    @classmethod
+    def dump_needs(cls, flavour: str, version: tuple[int, ...]) -> list:
+        from tenangdb.mysql.grants import Need
+        # Not needed to dump; without it the backup goes on, unproven (mysql/alignment.py).
+        return [Need("RELOAD", "global", "hold commits for a few milliseconds while the dump and the content "
+                     "checks open their snapshots (BACKUP STAGE BLOCK_COMMIT): the proof that a test restore's "
+                     "rows and checksums match the dump", required=False)]
+
+    def dump(self, job: BackupJob, into: DumpInput) -> Dumped:
+        tool = self.dump_tool
+        name = job.database
+        file_name = dump_file_name(name, SUFFIX[job.compression], job.keys is not None)
+        binlog = job.server.can_read_binlog_position
+        program = Path(tool).name
+        checked, staging = into.checked, into.staging
+        with client_options(job.endpoint) as (login, fds):
+            argv = mysqldump.dump_argv(tool, login, name, binlog=binlog, flavour=job.server.flavour,
+                                       dump_history=bool(into.inventory.system_versioned) and not checked.skip_history,
+                                       events=not checked.skip_events)
+            log.debug("running %s", " ".join(argv))
+            with spawn(argv, pass_fds=fds, stdout_buffer=PIPE_SIZE) as child, \
+                    dump_deadline(child, job, program) as deadline:
+                reader = ReadAhead(child.stdout)
+                done = 0
+
+                def counted(n: int = -1) -> bytes:
+                    nonlocal done
+                    chunk = reader.read(n)
+                    done += len(chunk)
+                    job.progress.advanced(name, done)
+                    return chunk
+                try:
+                    sealed = seal(into.rewrite(counted) if into.rewrite else counted, staging.path / file_name,
+                                  compression=job.compression, level=job.level, recipients=job.recipients)
+                except OSError as exc:
+                    raise store.disk_error(exc, staging.path) from None
+                finally:
+                    reader.close()
+                status = child.wait()
+        check_exit(program, child, status, deadline)
+        if not mysqldump.is_complete(sealed.tail):
+            raise BackupFailed(f"{program} output ends without its completion marker; the dump is incomplete")
+        into.on_tool_exit()
+        return Dumped(
+            files=[file_entry(file_name, "sql", sealed)],
+            engine={"name": self.name, "program": program, "version": tool_version(tool),
+                    "options": options_of(argv, ("--defaults",))},
+            binlog=mysqldump.binlog_coordinates(sealed.head) if binlog else None,
+            warnings=[line for line in child.stderr_text().splitlines() if line.strip()],
+        )
+
+    def load_tool(self) -> str:
+        return client_tool(self.dcfg)
+
+    @contextlib.contextmanager
+    def loader(self, manifest: Manifest, entry: FileEntry, endpoint, target: str):
+        """A mariadb client loading into `target`; yields the callable that takes the plain dump.
+
+        Leaving the block normally ends the input and checks the client's exit status; leaving
+        it with an error kills the client.
+        """
+        client = self.load_tool()
+        with client_options(endpoint) as (login, fds):
+            argv = mysqldump.restore_argv(client, login, target)
+            with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds) as child:
+                stdin = child.stdin
+
+                def write_all(data: bytes) -> None:
+                    view = memoryview(data)
+                    while view:  # a raw pipe write may take only part of the buffer
+                        view = view[stdin.write(view):]
+
+                renamer = mysqldump.DatabaseRenamer(manifest.database, target, write_all)
+                try:
+                    yield renamer.write
+                    renamer.close()
+                    child.stdin.close()
+                except (BrokenPipeError, ConnectionResetError):
+                    status = child.wait()
+                    raise RestoreFailed(f"{Path(client).name} stopped reading the dump (exit {status}): "
+                                        f"{child.error_line()}") from None
+                status = child.wait()
+        if status != 0:
+            name = entry.unsealed_name
+            raise RestoreFailed(f"{Path(client).name} failed to load {name} (exit {status}): {child.error_line()}")
+
+    def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
+             identities, plain_bytes: int, configured_login: bool = True) -> int:
+        total = 0
+        for entry in manifest.files:
+            path = folder / entry.name
+            with self.loader(manifest, entry, endpoint, target) as forward:
+                result = unseal(path, compression=manifest.compression.format, identities=identities,
+                                forward=forward, hash_stored=False)
+            if result.plain.sha256 != entry.plain_sha256:
+                raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
+                                    f"{target!r} may be incomplete")
+            total += result.plain.size
+        return total
