@@ -9,6 +9,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from tenangdb.repository import store
+from tenangdb.repository.manifest import FileEntry, Manifest
 from tenangdb.repository.naming import dump_file_name
 
 
@@ -22,18 +23,18 @@ def make_backup(root: Path, database: str, when: datetime, payload: bytes | None
     os.chmod(path, 0o640)
     digest = hashlib.sha256(payload).hexdigest()
     finished = when + timedelta(seconds=5)
-    manifest = {
-        "format": 1, "tool": {"name": "tenangdb", "version": "test"}, "database": database,
-        "name": staging.name, "server": {"version": "test", "flavour": "mariadb"},
-        "engine": {"name": "mysqldump", "program": "fabricated", "version": "0", "options": []},
-        "started_at": when.isoformat(), "finished_at": finished.isoformat(), "binlog": None,
-        "compression": {"format": "none", "level": 0},
-        "encryption": {"enabled": False, "method": None, "recipients": []},
-        "files": [{"name": name, "kind": "sql", "plain_size": len(payload), "plain_sha256": digest,
-                   "stored_size": len(payload), "stored_sha256": digest}],
-        "objects": {"tables": [], "views": [], "routines": [], "triggers": [], "events": []},
-        "warnings": [],
-    }
+    manifest = Manifest(
+        tool={"name": "tenangdb", "version": "test"}, database=database,
+        name=staging.name, server={"version": "test", "flavour": "mariadb"},
+        engine={"name": "mysqldump", "program": "fabricated", "version": "0", "options": []},
+        started_at=when.isoformat(), finished_at=finished.isoformat(), binlog=None,
+        compression={"format": "none", "level": 0},
+        encryption={"enabled": False, "method": None, "recipients": []},
+        files=[FileEntry(name=name, kind="sql", plain_size=len(payload), plain_sha256=digest,
+                         stored_size=len(payload), stored_sha256=digest)],
+        objects={"tables": [], "views": [], "routines": [], "triggers": [], "events": []},
+        warnings=[],
+    )
     return staging.commit(manifest)
 
 

@@ -10,6 +10,7 @@ from tenangdb.errors import ConfigError, ToolMissing, VerifyFailed
 from tenangdb.mysql import engines, grants
 from tenangdb.mysql.alignment import BLOCK_COMMIT, FTWRL
 from tenangdb.mysql.inventory import ServerInfo
+from tenangdb.repository.manifest import Engine, Manifest
 
 
 def settings(engine: str = "auto", **mydumper) -> Settings:
@@ -45,8 +46,12 @@ def test_auto_stops_on_a_mydumper_path_that_is_not_there(tmp_path):
 
 def test_a_manifest_from_an_unknown_engine_is_refused_by_name():
     with pytest.raises(VerifyFailed, match="'physical' engine, which this version cannot read"):
-        engines.for_manifest({"engine": {"name": "physical"}}, Settings().database)
-    assert engines.for_manifest({"engine": {"name": "mydumper"}}, Settings().database).loads_from_folder
+        engines.for_manifest(_made_by("physical"), Settings().database)
+    assert engines.for_manifest(_made_by("mydumper"), Settings().database).loads_from_folder
+
+
+def _made_by(engine: str) -> Manifest:
+    return Manifest.model_construct(engine=Engine(name=engine))
 
 
 @pytest.mark.parametrize(("flavour", "version", "mode"), [

@@ -29,6 +29,7 @@ from tenangdb.mysql.tools import client_tool
 from tenangdb.progress import Progress  # noqa: F401 - the display's protocol, imported from here by the cli
 from tenangdb.repository import identity, store, tracking
 from tenangdb.repository.lock import DirectoryLock
+from tenangdb.repository.manifest import Manifest
 from tenangdb.runner import kill_all_children
 from tenangdb.secrets import redact
 from tenangdb.stream.crypto import load_keys
@@ -411,31 +412,30 @@ def _backup_one(conn, job: BackupJob, chosen: _Engines) -> tuple[Path, list[fide
         # manifest, the log, `list`, verify, doctor, metrics and notifications all show.
         losses = checked.losses + dumped.losses
         finished = _now()
-        manifest = {
-            "format": 1,
-            "tool": {"name": "tenangdb", "version": __version__},
-            "database": name,
-            "name": staging.name,
-            "server": {"version": job.server.version, "flavour": job.server.flavour},
-            "engine": dumped.engine,
-            "started_at": when.isoformat(),
-            "finished_at": finished.isoformat(),
-            "binlog": dumped.binlog,
-            "compression": {"format": job.compression, "level": job.level},
-            "encryption": {"enabled": job.keys is not None, "method": "age" if job.keys else None,
-                           "recipients": job.keys.fingerprints() if job.keys else []},
-            "database_charset": inventory.charset,
-            "database_collation": inventory.collation,
-            "database_comment": checked.comment,
-            "qualified_references": checked.qualified_references,
-            "files": dumped.files,
-            "objects": inventory.as_manifest(),
-            "content_checks": content_checks,
-            "exact_floats": {"replaced_values": exact.rewritten} if exact is not None else None,
-            "warnings": [redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
-                        + ([consistency] if consistency else []),
-            "losses": [loss.as_manifest() for loss in losses],
-        }
+        manifest = Manifest(
+            tool={"name": "tenangdb", "version": __version__},
+            database=name,
+            name=staging.name,
+            server={"version": job.server.version, "flavour": job.server.flavour},
+            engine=dumped.engine,
+            started_at=when.isoformat(),
+            finished_at=finished.isoformat(),
+            binlog=dumped.binlog,
+            compression={"format": job.compression, "level": job.level},
+            encryption={"enabled": job.keys is not None, "method": "age" if job.keys else None,
+                        "recipients": job.keys.fingerprints() if job.keys else []},
+            database_charset=inventory.charset,
+            database_collation=inventory.collation,
+            database_comment=checked.comment,
+            qualified_references=checked.qualified_references,
+            files=dumped.files,
+            objects=inventory.as_manifest(),
+            content_checks=content_checks,
+            exact_floats={"replaced_values": exact.rewritten} if exact is not None else None,
+            warnings=[redact(w) for w in (checked.warnings + dumped.warnings)[-20:]]
+                     + ([consistency] if consistency else []),
+            losses=[loss.as_manifest() for loss in losses],
+        )
         try:
             return staging.commit(manifest), losses
         except OSError as exc:

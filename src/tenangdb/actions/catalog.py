@@ -7,7 +7,6 @@ Used by `list` (to show) and `cleanup` (to decide). Times come from each manifes
 from __future__ import annotations
 
 import logging
-import re
 import shutil
 import stat
 import tempfile
@@ -20,11 +19,11 @@ from tenangdb.errors import VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import lock, records
-from tenangdb.repository.naming import is_staging, parse_backup_name
+from tenangdb.repository.manifest import Manifest
+from tenangdb.repository.naming import BackupRef, is_month, is_staging, parse_backup_name
 from tenangdb.retention import BACKUP, FOREIGN, LOCAL, PARTIAL, REMOTE, Item
 
 log = logging.getLogger("tenangdb.catalog")
-_MONTH = re.compile(r"^\d{4}-\d{2}$")
 
 
 @dataclass
@@ -53,6 +52,10 @@ class Entry:
     def name(self) -> str:
         return self.rel.rsplit("/", 1)[-1]
 
+    @property
+    def ref(self) -> BackupRef | None:
+        return BackupRef.parse(self.rel)
+
     def item(self) -> Item:
         return Item(key=self.key, database=self.database, location=self.location, rel=self.rel, kind=self.kind,
                     time=self.time, size=self.size, complete=self.complete, verified=self.verified,
@@ -66,10 +69,10 @@ class Entry:
         return data
 
 
-def _manifest_time(manifest: dict) -> datetime | None:
+def _manifest_time(manifest: Manifest) -> datetime | None:
     try:
-        when = datetime.fromisoformat(str(manifest["started_at"]))
-    except (KeyError, ValueError):
+        when = datetime.fromisoformat(manifest.started_at)
+    except ValueError:
         return None
     return when if when.tzinfo else when.replace(tzinfo=timezone.utc)
 
@@ -98,7 +101,7 @@ def local_entries(root: Path, destination: str | None) -> list[Entry]:
     running = lock.holder(root)
     for db_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
         for month in sorted(_children(db_dir)):
-            if not month.is_dir() or not _MONTH.match(month.name):
+            if not month.is_dir() or not is_month(month.name):
                 if not month.exists():
                     continue  # an emptied month removed by a cleanup while we looked
                 found.append(Entry(db_dir.name, LOCAL, f"{db_dir.name}/{month.name}", str(month), kind=FOREIGN,
@@ -147,9 +150,8 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
         if not path.exists():
             raise FileNotFoundError(str(path)) from None  # deleted by a cleanup while we looked
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path), problem=str(exc))
-    entry = Entry(str(manifest["database"]), LOCAL, rel, str(path), time=_manifest_time(manifest),
-                  size=_size(path), encrypted=bool(manifest["encryption"].get("enabled")),
-                  losses=manifest_mod.losses(manifest))
+    entry = Entry(manifest.database, LOCAL, rel, str(path), time=_manifest_time(manifest),
+                  size=_size(path), encrypted=manifest.encryption.enabled, losses=manifest.loss_records())
     if entry.time is None:
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=entry.size,
                      problem="manifest has no valid started_at")
@@ -158,29 +160,28 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
         entry.complete = True
     except (VerifyFailed, OSError) as exc:
         entry.problem = str(exc)
-    checked = records.read(records.verify_path(path))
+    checked = records.read_verify(path)
     if checked and entry.complete:
-        entry.verified = bool(checked.get("ok"))
-        method = checked.get("method", "verify")
-        entry.verified_how = method if checked.get("ok") else f"{method} failed"
-        if checked.get("ok"):
-            entry.proof = checked.get("proof")
-        entry.verified_at = checked.get("at")
+        entry.verified = checked.ok
+        entry.verified_how = checked.method if checked.ok else f"{checked.method} failed"
+        if checked.ok:
+            entry.proof = checked.proof
+        entry.verified_at = checked.at
     if destination:
-        upload = records.read(records.upload_path(path))
-        if upload and upload.get("destination") == destination:
-            if upload.get("ok"):
-                entry.uploaded = f"yes ({upload.get('verify')})"
-                entry.remote_verified = upload.get("verify") in PROVING_METHODS
+        upload = records.read_upload(path)
+        if upload and upload.destination == destination:
+            if upload.ok:
+                entry.uploaded = f"yes ({upload.verify})"
+                entry.remote_verified = upload.verify in PROVING_METHODS
             else:
-                entry.uploaded = "expired" if upload.get("expired") else "failed"
+                entry.uploaded = "expired" if upload.expired else "failed"
     return entry
 
 
 def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
     """The backups under the destination, read from one listing and one download of the manifests."""
     listing = rc.list(rc.destination) or []
-    folders: dict[str, dict[str, int]] = {}
+    folders: dict[BackupRef, dict[str, int]] = {}
     found: list[Entry] = []
     for remote_file in listing:
         parts = remote_file.path.split("/")
@@ -189,47 +190,44 @@ def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
                                join(rc.destination, remote_file.path), kind=FOREIGN, size=remote_file.size,
                                problem="a file outside any backup folder"))
             continue
-        rel = "/".join(parts[:3])
-        folders.setdefault(rel, {})["/".join(parts[3:])] = remote_file.size
+        folders.setdefault(BackupRef(*parts[:3]), {})["/".join(parts[3:])] = remote_file.size
     if not folders:
         return found
     scratch = Path(tempfile.mkdtemp(prefix="tenangdb-manifests-"))
     try:
         rc.fetch_manifests(scratch)
-        for rel, files in sorted(folders.items()):
-            found.append(_remote_entry(rc, root, scratch, rel, files))
+        for ref, files in sorted(folders.items(), key=lambda item: str(item[0])):
+            found.append(_remote_entry(rc, root, scratch, ref, files))
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return found
 
 
-def _remote_entry(rc: Rclone, root: Path, scratch: Path, rel: str, files: dict[str, int]) -> Entry:
-    db_folder = rel.split("/")[0]
+def _remote_entry(rc: Rclone, root: Path, scratch: Path, ref: BackupRef, files: dict[str, int]) -> Entry:
+    rel, db_folder = str(ref), ref.db
     key = join(rc.destination, rel)
     size = sum(files.values())
     if manifest_mod.MANIFEST not in files:
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size,
                      problem="no manifest: an unfinished upload or not a backup")
     try:
-        manifest = manifest_mod.load(scratch / rel)
+        manifest = manifest_mod.load(ref.path(scratch))
     except VerifyFailed as exc:
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size, problem=str(exc))
     when = _manifest_time(manifest)
     if when is None:
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size, problem="manifest has no valid started_at")
-    entry = Entry(str(manifest["database"]), REMOTE, rel, key, time=when, size=size,
-                  encrypted=bool(manifest["encryption"].get("enabled")), files=sorted(files),
-                  losses=manifest_mod.losses(manifest))
-    expected = {e["name"]: e["stored_size"] for e in manifest["files"]}
-    stored = {name: sz for name, sz in files.items() if name != manifest_mod.MANIFEST}
-    if stored == expected:
+    entry = Entry(manifest.database, REMOTE, rel, key, time=when, size=size,
+                  encrypted=manifest.encryption.enabled, files=sorted(files), losses=manifest.loss_records())
+    found = manifest.compare({name: sz for name, sz in files.items() if name != manifest_mod.MANIFEST})
+    if not found:
         entry.complete = True
     else:
-        wrong = sorted(set(expected) ^ set(stored)) or sorted(n for n in expected if expected[n] != stored.get(n))
+        wrong = sorted(found.missing + found.unexpected) or sorted(name for name, _, _ in found.wrong_size)
         entry.problem = f"{wrong[0]}: missing, unexpected or of the wrong size"
-    upload = records.read(records.upload_path(root.joinpath(*rel.split("/"))))
-    if upload and upload.get("ok") and upload.get("destination") == rc.destination:
-        entry.verified_how = upload.get("verify")
-        entry.verified_at = upload.get("verified_at")
-        entry.verified = entry.complete and upload.get("verify") in PROVING_METHODS
+    upload = records.read_upload(ref.path(root))
+    if upload and upload.ok and upload.destination == rc.destination:
+        entry.verified_how = upload.verify
+        entry.verified_at = upload.verified_at
+        entry.verified = entry.complete and upload.verify in PROVING_METHODS
     return entry

@@ -24,6 +24,7 @@ from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import identity, records
 from tenangdb.repository.lock import DirectoryLock
+from tenangdb.repository.naming import BackupRef
 from tenangdb.retention import BACKUP, LOCAL, PARTIAL, REMOTE, Decision, Keep, Policy, plan
 
 log = logging.getLogger("tenangdb.cleanup")
@@ -125,17 +126,16 @@ def make_plan(loaded: LoadedConfig, *, databases: list[str] | None = None, max_a
 def _reverify(loaded: LoadedConfig, rc: Rclone, entry: catalog.Entry) -> str | None:
     """Check the remote copy of a local backup again; None when it is whole, else why not."""
     folder = Path(entry.key)
-    record = records.read(records.upload_path(folder)) or {}
-    if not record.get("remote_path"):
+    record = records.read_upload(folder)
+    if record is None or not record.remote_path:
         return "no upload record names the remote copy"
     mode = loaded.settings.upload.verify
     if mode in ("off", "size"):
         mode = "hash"  # deleting the local copy needs more than sizes
     try:
         manifest = manifest_mod.load(folder)
-        known = {name: {k: v for k, v in info.items() if k != "size"}
-                 for name, info in (record.get("files") or {}).items()}
-        check = verify_remote(rc, record.get("remote_path") or "", manifest, mode, known,
+        known = {name: {k: v for k, v in info.items() if k != "size"} for name, info in record.files.items()}
+        check = verify_remote(rc, record.remote_path, manifest, mode, known,
                               manifest_bytes=(folder / manifest_mod.MANIFEST).read_bytes())
     except TenangDBError as exc:
         return str(exc)
@@ -204,14 +204,15 @@ def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
         log.error("could not delete the expired remote copies: %s", exc)
         return
     for decision in doomed:
-        entry = the_plan.entries[decision.item.key]
-        record = records.upload_path(root.joinpath(*entry.rel.split("/")))
-        if root.joinpath(*entry.rel.split("/")).is_dir():
+        folder = the_plan.entries[decision.item.key].ref.path(root)
+        record = records.upload_path(folder)
+        if folder.is_dir():
             # The local copy stays: remember that its remote copy expired on purpose, or every
             # backup run would upload it again and the next cleanup delete it again.
-            data = records.read(record) or {}
-            records.write(record, {**data, "format": 1, "ok": False, "expired": True,
-                                   "expired_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+            data = records.read_upload(folder) or records.UploadRecord()
+            records.write(record, data.model_copy(update={
+                "ok": False, "expired": True,
+                "expired_at": datetime.now(timezone.utc).isoformat(timespec="seconds")}))
         else:
             records.remove(record)
         log.info("deleted remote %s (%s)", decision.item.key, decision.reason)
@@ -245,9 +246,8 @@ def _remove_local(path: Path, kind: str) -> None:
 
 
 def _mark_not_uploaded(folder: Path, why: str) -> None:
-    records.write(records.upload_path(folder), {"format": 1, "ok": False, "destination": None,
-                                                 "attempted_at": now_iso(),
-                                                 "error": f"remote copy failed re-verification: {why}"})
+    records.write(records.upload_path(folder), records.UploadRecord(
+        ok=False, destination=None, attempted_at=now_iso(), error=f"remote copy failed re-verification: {why}"))
 
 
 def _forget_orphan_records(root: Path, the_plan: Plan) -> None:
@@ -260,8 +260,8 @@ def _forget_orphan_records(root: Path, the_plan: Plan) -> None:
         parsed = records.parse_record_name(path.name)
         if not parsed:
             continue
-        rel = f"{path.parent.parent.name}/{path.parent.name}/{parsed[0]}"
-        if not (path.parent / parsed[0]).exists() and rel not in remote_alive:
+        folder = path.parent / parsed[0]
+        if not folder.exists() and str(BackupRef.from_path(folder)) not in remote_alive:
             records.remove(path)
 
 

@@ -402,9 +402,10 @@ def metrics(loaded: LoadedConfig) -> Check:
 def _newest_backups(directory: Path) -> dict[str, Path]:
     """The newest committed backup folder of each database folder."""
     from tenangdb.repository import store
+    from tenangdb.repository.naming import BackupRef
     newest: dict[str, Path] = {}
     for folder_path in store.iter_backups(directory):
-        key = folder_path.parent.parent.name
+        key = BackupRef.from_path(folder_path).db
         if key not in newest or folder_path.name > newest[key].name:
             newest[key] = folder_path
     return newest
@@ -458,9 +459,9 @@ def fidelity(loaded: LoadedConfig) -> Check:
             manifest = manifest_mod.load(folder_path)
         except TenangDBError:
             continue  # a damaged backup is verify's to report
-        if losses := manifest_mod.losses(manifest):
-            lossy.append(f"{manifest['database']} ({folder_path.name}): "
-                         + "; ".join(manifest_mod.describe_loss(loss) for loss in losses))
+        if manifest.losses:
+            lossy.append(f"{manifest.database} ({folder_path.name}): "
+                         + "; ".join(str(loss) for loss in manifest.losses))
     if not newest:
         return Check("fidelity", PASS, "no backup yet to look at")
     if lossy:

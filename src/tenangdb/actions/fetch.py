@@ -15,7 +15,7 @@ from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import ConfigError, UploadFailed, VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository.naming import month_folder, parse_backup_name
+from tenangdb.repository.naming import BackupRef
 
 log = logging.getLogger("tenangdb.fetch")
 PREFIX = "remote:"
@@ -36,11 +36,10 @@ def remote_location(rc: Rclone, spec: str) -> str:
     if not relative or ".." in relative.split("/"):
         raise VerifyFailed(f"{spec}: not a remote backup path (expected remote:{{db}}/{{YYYY-MM}}/{{name}})")
     if "/" not in relative:
-        parsed = parse_backup_name(relative)
-        if not parsed:
+        ref = BackupRef.from_name(relative)
+        if ref is None:
             raise VerifyFailed(f"{spec}: not a backup name (expected {{db}}-YYYY-MM-DD_HH-MM-SS)")
-        database, when = parsed
-        return join(rc.destination, database, month_folder(when), relative)
+        return join(rc.destination, *ref.parts)
     return join(rc.destination, relative)
 
 

@@ -91,7 +91,7 @@ def database_of(path: str | Path) -> str:
 
     folder = Path(path).parent if Path(path).is_file() else Path(path)
     try:
-        return str(manifest_mod.load(resolve_backup_path(path))["database"])
+        return manifest_mod.load(resolve_backup_path(path)).database
     except Exception:  # noqa: BLE001 - a damaged backup still needs a label
         parsed = parse_backup_name(folder.name)
         return parsed[0] if parsed else "unknown"

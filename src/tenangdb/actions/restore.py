@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
@@ -22,6 +21,7 @@ from tenangdb.mysql import engines
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, quote_identifier, translated_errors
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import store
+from tenangdb.repository.manifest import Manifest
 
 log = logging.getLogger("tenangdb.restore")
 
@@ -57,7 +57,7 @@ def check_name(target: str, *, allow_system_schema: bool = False) -> None:
 
 
 def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], bool],
-                 allow_system_schema: bool = False, manifest: dict | None = None,
+                 allow_system_schema: bool = False, manifest: Manifest | None = None,
                  source: str | None = None) -> TargetCheck:
     """The checks a restore can make without reading the backup: the name, the connection, the
     privileges on the target and whether it holds anything (asking before writing into it).
@@ -74,7 +74,7 @@ def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], 
     finally:
         conn.close()
     if non_empty:
-        what = repr(manifest["database"]) if manifest else (source or "the backup")
+        what = repr(manifest.database) if manifest else (source or "the backup")
         if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
                        f"replace those of the same name. Restore {what} into it?"):
             raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
@@ -82,12 +82,12 @@ def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], 
     return TargetCheck(target=target, existed=existed, non_empty=non_empty)
 
 
-def _check_privileges(conn, target: str, manifest: dict | None, *, streaming: bool) -> None:
+def _check_privileges(conn, target: str, manifest: Manifest | None, *, streaming: bool) -> None:
     user, host, lines = grants_mod.current_grants(conn)
     grants, roles = grants_mod.parse_grants(lines)
     if roles:
         return  # a role's privileges are not in SHOW GRANTS of the account: the load will tell
-    needs = grants_mod.restore_requirements(manifest.get("objects") if manifest else None, streaming=streaming)
+    needs = grants_mod.restore_requirements(manifest.objects.as_dict() if manifest else None, streaming=streaming)
     report = grants_mod.check(grants, roles, needs, [target], user=user, host=host)
     if missing := report.missing_required:
         names = ", ".join(dict.fromkeys(need.privilege for need, _ in missing))
@@ -117,7 +117,7 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
             shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _manifest_if_readable(backup_path: str | Path) -> dict | None:
+def _manifest_if_readable(backup_path: str | Path) -> Manifest | None:
     """The manifest, shape-checked; None when it is unusable (verification says why)."""
     try:
         return manifest_mod.load(resolve_backup_path(backup_path))
@@ -133,9 +133,8 @@ def plain_folder(loaded: LoadedConfig, backup_path: str | Path) -> Path | None:
     """
     try:
         folder = resolve_backup_path(backup_path)
-        manifest = json.loads((folder / manifest_mod.MANIFEST).read_text(encoding="utf-8"))
-        engine = engines.for_manifest(manifest, loaded.settings.database)
-    except (OSError, ValueError, KeyError, TypeError, AttributeError, VerifyFailed):
+        engine = engines.for_manifest(manifest_mod.load(folder), loaded.settings.database)
+    except (OSError, VerifyFailed):
         return None  # verification will say what is wrong with it
     if not engine.loads_from_folder:
         return None
@@ -171,7 +170,7 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
             if (checked is None or not checked.non_empty) and inv_mod.database_exists(conn, target) \
                     and inv_mod.database_object_count(conn, target) > 0:
                 if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
-                               f"replace those of the same name. Restore {manifest['database']!r} into it?"):
+                               f"replace those of the same name. Restore {manifest.database!r} into it?"):
                     raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
                                         "(pass --yes to restore into it)")
             created = _create_target(conn, target, manifest)
@@ -200,13 +199,13 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
     return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
 
 
-def _check_objects(endpoint: Endpoint, target: str, manifest: dict) -> None:
+def _check_objects(endpoint: Endpoint, target: str, manifest: Manifest) -> None:
     """A loader's exit status is not proof (a dump cut between two rows still ends in a valid
     INSERT, and the client exits 0): every object the manifest lists must be there."""
     conn = connect(endpoint)
     try:
         with translated_errors(endpoint):
-            missing = inv_mod.missing_objects(conn, target, manifest.get("objects") or {})
+            missing = inv_mod.missing_objects(conn, target, manifest.objects.as_dict())
     finally:
         conn.close()
     if missing:
@@ -214,14 +213,14 @@ def _check_objects(endpoint: Endpoint, target: str, manifest: dict) -> None:
         raise RestoreFailed(f"the load into {target!r} ended without error but is incomplete: {missing[0]}{more}")
 
 
-def _create_target(conn, target: str, manifest: dict) -> bool:
+def _create_target(conn, target: str, manifest: Manifest) -> bool:
     """Create the target unless it exists; True only when this call created it (the name
     was free at CREATE DATABASE time, so the database is ours to drop again)."""
     if inv_mod.database_exists(conn, target):
         return False
     try:
-        inv_mod.create_new_database(conn, target, manifest.get("database_charset"),
-                                    manifest.get("database_collation"), manifest.get("database_comment"))
+        inv_mod.create_new_database(conn, target, manifest.database_charset,
+                                    manifest.database_collation, manifest.database_comment)
     except inv_mod.DatabaseExists:
         return False  # somebody else's, created a moment ago
     return True
@@ -255,9 +254,9 @@ def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None
     """
     manifest, folder = verified.manifest, verified.path
     engine = engines.for_manifest(manifest, loaded.settings.database)
-    if target != manifest["database"] and manifest.get("qualified_references"):
+    if target != manifest.database and manifest.qualified_references:
         log.warning("these objects name database %r in their own SQL and will keep using it after the "
-                    "restore into %r: %s", manifest["database"], target, ", ".join(manifest["qualified_references"]))
+                    "restore into %r: %s", manifest.database, target, ", ".join(manifest.qualified_references))
     return engine.load(manifest, folder, scratch, endpoint, target, identities=identities_for(loaded, manifest, folder),
                        plain_bytes=verified.plain_bytes, configured_login=configured_login)
 

@@ -31,6 +31,7 @@ from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, translat
 from tenangdb.mysql.sandbox import SandboxError, start_sandbox
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import records
+from tenangdb.repository.manifest import ContentChecks, Manifest
 
 log = logging.getLogger("tenangdb.verify")
 
@@ -93,8 +94,7 @@ def _describe(path: str | Path) -> tuple[Path, str, str, list[dict]]:
     folder = Path(path).parent if Path(path).is_file() else Path(path)
     try:
         manifest = manifest_mod.load(resolve_backup_path(path))
-        return (folder, str(manifest["database"]), str(manifest.get("name") or folder.name),
-                manifest_mod.losses(manifest))
+        return folder, manifest.database, manifest.name or folder.name, manifest.loss_records()
     except (TenangDBError, OSError, KeyError, TypeError):
         from tenangdb.repository.naming import parse_backup_name
 
@@ -156,7 +156,7 @@ def _save(outcome: Outcome) -> None:
     if not outcome.path.is_dir():
         return  # nothing to record beside
     try:
-        records.write(records.verify_path(outcome.path), outcome.record())
+        records.write(records.verify_path(outcome.path), records.VerifyRecord(**outcome.record()))
     except OSError as exc:
         log.warning("could not record the verification beside %s: %s", outcome.path, exc.strerror or exc)
 
@@ -216,7 +216,7 @@ def _test_restore_from_folder(loaded: LoadedConfig, path, kind: str, outcome: Ou
 
 
 @contextlib.contextmanager
-def _scratch(loaded: LoadedConfig, kind: str, manifest: dict) -> Iterator[tuple[Endpoint, str]]:
+def _scratch(loaded: LoadedConfig, kind: str, manifest: Manifest) -> Iterator[tuple[Endpoint, str]]:
     if kind == "sandbox":
         with _sandbox(loaded, manifest) as found:
             yield found
@@ -226,7 +226,7 @@ def _scratch(loaded: LoadedConfig, kind: str, manifest: dict) -> Iterator[tuple[
 
 
 @contextlib.contextmanager
-def _sandbox(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[Endpoint, str]]:
+def _sandbox(loaded: LoadedConfig, manifest: Manifest) -> Iterator[tuple[Endpoint, str]]:
     scfg = loaded.settings.verify.sandbox
     box = None
     try:
@@ -236,12 +236,12 @@ def _sandbox(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[Endpoint, s
                             timeout=30, defaults_file=None, ssl_mode="DISABLED", ssl_ca=None, ssl_cert=None,
                             ssl_key=None)
         # The sandbox is empty: the backup goes back under its own name.
-        target = str(manifest["database"])
+        target = manifest.database
         conn = connect(endpoint)
         try:
             with translated_errors(endpoint):
-                inv_mod.create_new_database(conn, target, manifest.get("database_charset"),
-                                            manifest.get("database_collation"), manifest.get("database_comment"))
+                inv_mod.create_new_database(conn, target, manifest.database_charset,
+                                            manifest.database_collation, manifest.database_comment)
         finally:
             conn.close()
         yield endpoint, target
@@ -253,7 +253,7 @@ def _sandbox(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[Endpoint, s
 
 
 @contextlib.contextmanager
-def _scratch_database(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[Endpoint, str]]:
+def _scratch_database(loaded: LoadedConfig, manifest: Manifest) -> Iterator[tuple[Endpoint, str]]:
     endpoint = endpoint_from(loaded.settings.database)
     prefix = loaded.settings.verify.database_prefix
     conn = connect(endpoint)
@@ -263,8 +263,8 @@ def _scratch_database(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[En
             for _ in range(20):
                 name = f"{prefix}{secrets.token_hex(6)}"
                 try:
-                    inv_mod.create_new_database(conn, name, manifest.get("database_charset"),
-                                                manifest.get("database_collation"), manifest.get("database_comment"))
+                    inv_mod.create_new_database(conn, name, manifest.database_charset,
+                                                manifest.database_collation, manifest.database_comment)
                 except inv_mod.DatabaseExists:
                     continue  # never a name that exists: that database is not ours
                 created = name
@@ -280,21 +280,21 @@ def _scratch_database(loaded: LoadedConfig, manifest: dict) -> Iterator[tuple[En
         conn.close()
 
 
-def _check(endpoint: Endpoint, target: str, manifest: dict, outcome: Outcome) -> None:
+def _check(endpoint: Endpoint, target: str, manifest: Manifest, outcome: Outcome) -> None:
     conn = connect(endpoint)
     try:
         with translated_errors(endpoint):
             checksum.prepare_session(conn)
-            outcome.failures += inv_mod.missing_objects(conn, target, manifest.get("objects") or {})
+            outcome.failures += inv_mod.missing_objects(conn, target, manifest.objects.as_dict())
             _check_tables(conn, target, manifest, outcome)
     finally:
         conn.close()
 
 
-def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
-    recorded = manifest.get("content_checks") or {}
-    tables = recorded.get("tables") if recorded.get("method") == "snapshot" else None
-    algorithm = recorded.get("algorithm") or checksum.CHECKSUM_TABLE
+def _check_tables(conn, target: str, manifest: Manifest, outcome: Outcome) -> None:
+    recorded = manifest.content_checks or ContentChecks()
+    tables = recorded.proven_tables
+    algorithm = recorded.algorithm or checksum.CHECKSUM_TABLE
     compare_checksums = True
     if algorithm not in checksum.ALGORITHMS.values():
         tables = None
@@ -303,20 +303,20 @@ def _check_tables(conn, target: str, manifest: dict, outcome: Outcome) -> None:
         algorithm = checksum.CHECKSUM_TABLE
     elif tables is None:
         outcome.notes.append("no row counts or checksums were recorded at backup time ("
-                             + (recorded.get("reason") or "a backup made before they were recorded")
+                             + (recorded.reason or "a backup made before they were recorded")
                              + "); only the load and the object list were checked")
-    elif algorithm == checksum.CHECKSUM_TABLE and recorded.get("server_version") != checksum.server_version(conn):
+    elif algorithm == checksum.CHECKSUM_TABLE and recorded.server_version != checksum.server_version(conn):
         compare_checksums = False
         outcome.notes.append(f"the restoring server ({checksum.server_version(conn)}) is not the version that "
-                             f"recorded the CHECKSUM TABLE values ({recorded.get('server_version')}); only exact "
+                             f"recorded the CHECKSUM TABLE values ({recorded.server_version}); only exact "
                              "row counts were compared (verify.checksum: md5 is portable across versions)")
-    for name, why in (recorded.get("skipped") or {}).items():
+    for name, why in (recorded.skipped or {}).items():
         outcome.notes.append(f"table {name!r} was not compared: {why}")
     present = {t["name"] for t in inv_mod.inventory(conn, target).tables}
     restored: dict[str, dict] = {}
-    listed = [entry["name"] for entry in (manifest.get("objects") or {}).get("tables", [])]
+    listed = [entry["name"] for entry in manifest.objects.tables]
     # A recorded loss changes its table's content on purpose: only its row count can match.
-    lossy = fidelity.tables_named(manifest.get("losses") or [])
+    lossy = fidelity.tables_named(manifest.loss_records())
     counted_only = 0
     for name in listed:
         if name not in present:

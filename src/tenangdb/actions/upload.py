@@ -25,6 +25,8 @@ from tenangdb.remote.rclone import Rclone, join, local_hashes
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import identity, records, store
 from tenangdb.repository.lock import DirectoryLock
+from tenangdb.repository.manifest import Manifest
+from tenangdb.repository.naming import BackupRef
 
 log = logging.getLogger("tenangdb.upload")
 
@@ -53,30 +55,21 @@ class RemoteCheck:
 
 def remote_path(rc: Rclone, root: Path, folder: Path) -> str:
     """`{destination}/{db}/{YYYY-MM}/{backup}` for a local backup folder."""
-    return join(rc.destination, *folder.relative_to(root).parts)
+    return join(rc.destination, *BackupRef.from_path(folder.relative_to(root)).parts)
 
 
 def now_iso() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def check_local(folder: Path) -> dict:
+def check_local(folder: Path) -> Manifest:
     """The manifest, after checking the folder holds exactly its files at their sizes."""
     manifest = manifest_mod.load(folder)
-    listed = {entry["name"]: entry for entry in manifest["files"]}
-    present = {p.name for p in folder.iterdir()} - {manifest_mod.MANIFEST}
-    if missing := sorted(set(listed) - present):
-        raise VerifyFailed(f"{folder / missing[0]}: listed in the manifest but missing")
-    if extra := sorted(present - set(listed)):
-        raise VerifyFailed(f"{folder / extra[0]}: not listed in the manifest")
-    for name, entry in listed.items():
-        size = (folder / name).stat().st_size
-        if size != entry["stored_size"]:
-            raise VerifyFailed(f"{folder / name}: size is {size} bytes, the manifest says {entry['stored_size']}")
+    manifest.check_folder(folder)
     return manifest
 
 
-def verify_remote(rc: Rclone, rpath: str, manifest: dict, mode: str, known: dict[str, dict[str, str]],
+def verify_remote(rc: Rclone, rpath: str, manifest: Manifest, mode: str, known: dict[str, dict[str, str]],
                   *, manifest_bytes: bytes | None = None, with_manifest: bool = True) -> RemoteCheck:
     """Compare the remote folder with the manifest; UploadFailed names the first difference.
 
@@ -90,28 +83,28 @@ def verify_remote(rc: Rclone, rpath: str, manifest: dict, mode: str, known: dict
     if listing is None:
         raise UploadFailed(f"{rpath}: the remote copy is missing", retryable=True)
     remote = {f.path: f for f in listing}
-    expected = {entry["name"]: entry for entry in manifest["files"]}
-    wanted = set(expected) | ({manifest_mod.MANIFEST} if with_manifest else set())
-    present = set(remote) if with_manifest else set(remote) - {manifest_mod.MANIFEST}
-    if missing := sorted(wanted - present):
-        raise UploadFailed(f"{join(rpath, missing[0])}: missing on the remote")
-    if extra := sorted(present - wanted):
-        raise UploadFailed(f"{join(rpath, extra[0])}: on the remote but not in the manifest")
+    expected = {entry.name: entry for entry in manifest.files}
+    found = manifest.compare({name: f.size for name, f in remote.items() if name != manifest_mod.MANIFEST})
+    if with_manifest and manifest_mod.MANIFEST not in remote:
+        found.missing = sorted([*found.missing, manifest_mod.MANIFEST])
+    if found.missing:
+        raise UploadFailed(f"{join(rpath, found.missing[0])}: missing on the remote")
+    if found.unexpected:
+        raise UploadFailed(f"{join(rpath, found.unexpected[0])}: on the remote but not in the manifest")
     if mode == "off":
         return RemoteCheck("off")
     check = RemoteCheck("size")
-    for name, entry in expected.items():
-        if remote[name].size != entry["stored_size"]:
-            check.bad_files.append(name)
-            raise _bad(check, f"{join(rpath, name)}: remote size is {remote[name].size} bytes, "
-                              f"the manifest says {entry['stored_size']}")
+    if found.wrong_size:
+        name, size, listed = found.wrong_size[0]
+        check.bad_files.append(name)
+        raise _bad(check, f"{join(rpath, name)}: remote size is {size} bytes, the manifest says {listed}")
     if manifest_bytes is not None and with_manifest and remote[manifest_mod.MANIFEST].size != len(manifest_bytes):
         check.bad_files.append(manifest_mod.MANIFEST)
         raise _bad(check, f"{join(rpath, manifest_mod.MANIFEST)}: remote size differs from the local manifest")
     if read_back:
         for name, entry in expected.items():
             digest, _ = rc.sha256_of(join(rpath, name))
-            if digest != entry["stored_sha256"]:
+            if digest != entry.stored_sha256:
                 check.bad_files.append(name)
                 raise _bad(check, f"{join(rpath, name)}: SHA-256 of the remote copy (read back) does not "
                                   "match the manifest (damaged)")
@@ -121,7 +114,7 @@ def verify_remote(rc: Rclone, rpath: str, manifest: dict, mode: str, known: dict
         proven = True
         for name, entry in expected.items():
             have = remote[name].hashes.get(hash_type, "")
-            want = entry["stored_sha256"] if hash_type == "sha256" else known.get(name, {}).get(hash_type)
+            want = entry.stored_sha256 if hash_type == "sha256" else known.get(name, {}).get(hash_type)
             if not have or not want:
                 proven = False  # e.g. a multipart object without a stored MD5: sizes only
                 continue
@@ -147,14 +140,14 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path) ->
     cfg = loaded.settings.upload
     rpath = remote_path(rc, root, folder)
     started = time.monotonic()
-    database = folder.parent.parent.name
+    database = BackupRef.from_path(folder).db
     try:
         manifest = check_local(folder)
-        database = str(manifest["database"])
+        database = manifest.database
     except VerifyFailed as exc:
         return _failed(folder, rpath, database, started, f"local copy is damaged, not uploaded: {exc}")
     manifest_bytes = (folder / manifest_mod.MANIFEST).read_bytes()
-    size = sum(entry["stored_size"] for entry in manifest["files"]) + len(manifest_bytes)
+    size = manifest.stored_bytes() + len(manifest_bytes)
     known: dict[str, dict[str, str]] = {}
 
     def attempt() -> RemoteCheck:
@@ -202,31 +195,29 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path) ->
         return _failed(folder, rpath, database, started, str(exc), rc.destination, remote=not local_fault)
     duration = time.monotonic() - started
     stamp = now_iso()
-    records.write(records.upload_path(folder), {
-        "format": 1, "ok": True, "destination": rc.destination, "remote_path": rpath,
-        "uploaded_at": stamp, "verified_at": stamp, "verify": check.method, "bytes": size,
-        "files": {name: {"size": next(e["stored_size"] for e in manifest["files"] if e["name"] == name), **hashes}
-                  for name, hashes in known.items()},
-    })
+    sizes = {entry.name: entry.stored_size for entry in manifest.files}
+    records.write(records.upload_path(folder), records.UploadRecord(
+        ok=True, destination=rc.destination, remote_path=rpath, uploaded_at=stamp, verified_at=stamp,
+        verify=check.method, bytes=size, files={name: {"size": sizes[name], **hashes} for name, hashes in known.items()}))
     log.info("%s: uploaded %s in %.1fs, remote copy verified (%s)", database, folder.name, duration, check.method)
     return UploadResult(database, folder, rpath, True, size=size, duration=duration, method=check.method)
 
 
-def _local_hashes(folder: Path, manifest: dict, hash_type: str) -> dict[str, dict[str, str]]:
+def _local_hashes(folder: Path, manifest: Manifest, hash_type: str) -> dict[str, dict[str, str]]:
     known = {}
-    for entry in manifest["files"]:
+    for entry in manifest.files:
         try:
-            sha, other, _ = local_hashes(folder / entry["name"], hash_type)
+            sha, other, _ = local_hashes(folder / entry.name, hash_type)
         except OSError as exc:
-            exc2 = UploadFailed(f"{folder / entry['name']}: cannot read it: {exc.strerror or exc}", retryable=False)
+            exc2 = UploadFailed(f"{folder / entry.name}: cannot read it: {exc.strerror or exc}", retryable=False)
             exc2.local = True  # type: ignore[attr-defined]
             raise exc2 from None
-        if sha != entry["stored_sha256"]:
-            damaged = UploadFailed(f"{folder / entry['name']}: local copy does not match its manifest "
+        if sha != entry.stored_sha256:
+            damaged = UploadFailed(f"{folder / entry.name}: local copy does not match its manifest "
                                    "(damaged); not uploaded — run tenangdb verify", retryable=False)
             damaged.local = True  # type: ignore[attr-defined]
             raise damaged
-        known[entry["name"]] = {hash_type: other or ""}
+        known[entry.name] = {hash_type: other or ""}
     return known
 
 
@@ -234,17 +225,16 @@ def _failed(folder: Path, rpath: str, database: str, started: float, message: st
             destination: str | None = None, remote: bool = False) -> UploadResult:
     log.error("%s: upload of %s failed: %s", database, folder.name, message)
     if destination is not None:
-        records.write(records.upload_path(folder), {"format": 1, "ok": False, "destination": destination,
-                                                     "remote_path": rpath, "attempted_at": now_iso(),
-                                                     "error": message})
+        records.write(records.upload_path(folder), records.UploadRecord(
+            ok=False, destination=destination, remote_path=rpath, attempted_at=now_iso(), error=message))
     return UploadResult(database, folder, rpath, False, duration=time.monotonic() - started, error=message,
                         remote_failed=remote)
 
 
 def _expired_remotely(folder: Path, destination: str) -> bool:
     """Cleanup deleted this backup's remote copy by the retention policy: not to be sent again."""
-    record = records.read(records.upload_path(folder))
-    return bool(record and record.get("expired") and record.get("destination") == destination)
+    record = records.read_upload(folder)
+    return bool(record and record.expired and record.destination == destination)
 
 
 def pending(root: Path, destination: str, databases: list[str] | None = None) -> list[Path]:
@@ -279,7 +269,7 @@ def run(loaded: LoadedConfig, *, databases: list[str] | None = None, paths: list
             if stopped is not None:
                 # The remote failed after every retry: the rest would wait out the same
                 # retries for the same reason. They stay local and pending for the next run.
-                result = UploadResult(folder.parent.parent.name, folder, remote_path(rc, root, folder), False,
+                result = UploadResult(BackupRef.from_path(folder).db, folder, remote_path(rc, root, folder), False,
                                       error=f"not attempted: {stopped}", remote_failed=True)
                 log.error("%s: upload of %s not attempted: the remote failed for an earlier backup",
                           result.database, folder.name)
@@ -308,7 +298,7 @@ def resolve_local(root: Path, path: str) -> Path:
         relative = folder.resolve().relative_to(root.resolve())
     except ValueError:
         raise UploadFailed(f"{path}: not a backup under {root}", retryable=False) from None
-    if len(relative.parts) != 3 or not (folder / manifest_mod.MANIFEST).is_file():
+    if BackupRef.parse(relative.as_posix()) is None or not (folder / manifest_mod.MANIFEST).is_file():
         raise UploadFailed(f"{path}: not a committed backup folder ({{db}}/{{YYYY-MM}}/{{name}} with a manifest)",
                            retryable=False)
     return root / relative

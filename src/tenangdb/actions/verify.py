@@ -16,6 +16,8 @@ from tenangdb.errors import VerifyFailed
 from tenangdb.mysql import engines
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import store
+from tenangdb.repository.manifest import FileEntry, Manifest
+from tenangdb.repository.naming import BackupRef, folder_name
 from tenangdb.stream.crypto import fingerprint, load_identities
 from tenangdb.stream.pipeline import unseal
 
@@ -25,7 +27,7 @@ log = logging.getLogger("tenangdb.verify")
 @dataclass
 class Verified:
     path: Path
-    manifest: dict
+    manifest: Manifest
     plain_bytes: int
 
 
@@ -39,14 +41,14 @@ def resolve_backup_path(path: str | Path) -> Path:
     return folder
 
 
-def identities_for(loaded: LoadedConfig, manifest: dict, folder: Path) -> list | None:
-    if not manifest["encryption"].get("enabled"):
+def identities_for(loaded: LoadedConfig, manifest: Manifest, folder: Path) -> list | None:
+    if not manifest.encryption.enabled:
         return None
     identities = load_identities(loaded.settings.backup.encryption)
     if not identities:
         raise VerifyFailed(f"{folder}: the backup is encrypted and no age identity is configured "
                            "(set backup.encryption.key_file, backup.encryption.key or TENANGDB_ENCRYPTION_KEY)")
-    wanted = {r.get("fingerprint") for r in manifest["encryption"].get("recipients", [])}
+    wanted = {r.fingerprint for r in manifest.encryption.recipients}
     have = {fingerprint(str(identity.to_public())) for identity in identities}
     if wanted and not wanted & have:
         raise VerifyFailed(f"{folder}: wrong decryption key: the configured age identity is not one the backup "
@@ -68,22 +70,20 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
     identities = check_layout(loaded, folder, manifest)
-    listed = {entry["name"] for entry in manifest["files"]}
-
-    files = manifest["files"]
+    files = manifest.files
     parallel = sink is None and len(files) >= 2 and VERIFY_WORKERS >= 2
 
-    def one(entry: dict) -> int:
+    def one(entry: FileEntry) -> int:
         opened = sink(manifest, entry) if sink is not None else _extraction(extract_to, entry)
         # Files checked side by side already keep every core busy; one file alone gets a
         # second thread for decompression.
-        return _verify_file(folder / entry["name"], entry, manifest, identities, opened, threaded=not parallel)
+        return _verify_file(folder / entry.name, entry, manifest, identities, opened, threaded=not parallel)
 
     if parallel:
         total = _in_parallel(one, files)
     else:
         total = sum(one(entry) for entry in files)  # a sink takes the files in order
-    log.info("verified %s (%d file%s, %d plain bytes)", folder, len(listed), "" if len(listed) == 1 else "s", total)
+    log.info("verified %s (%d file%s, %d plain bytes)", folder, len(files), "" if len(files) == 1 else "s", total)
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
 
 
@@ -92,7 +92,7 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
 VERIFY_WORKERS = min(2, os.cpu_count() or 1)
 
 
-def _in_parallel(one, files: list[dict]) -> int:
+def _in_parallel(one, files: list[FileEntry]) -> int:
     """Run `one` over the files with VERIFY_WORKERS threads; the first failure in manifest
     order is raised, once every started check has ended."""
     pool = ThreadPoolExecutor(max_workers=VERIFY_WORKERS, thread_name_prefix="verify")
@@ -106,46 +106,35 @@ def _in_parallel(one, files: list[dict]) -> int:
         pool.shutdown(wait=True, cancel_futures=True)
 
 
-def _verify_file(file_path: Path, entry: dict, manifest: dict, identities, opened, *,
+def _verify_file(file_path: Path, entry: FileEntry, manifest: Manifest, identities, opened, *,
                  threaded: bool = True) -> int:
     try:
         with opened as forward:
-            result = unseal(file_path, compression=manifest["compression"]["format"], identities=identities,
+            result = unseal(file_path, compression=manifest.compression.format, identities=identities,
                             forward=forward, threaded=threaded)
     except VerifyFailed:
         # Say the most precise thing: bytes changed on disk beats "cannot decrypt".
-        if _sha256(file_path) != entry["stored_sha256"]:
+        if _sha256(file_path) != entry.stored_sha256:
             raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest "
                                "(the file was damaged or modified)") from None
         raise
-    if result.stored.sha256 != entry["stored_sha256"]:
+    if result.stored.sha256 != entry.stored_sha256:
         raise VerifyFailed(f"{file_path}: SHA-256 of the stored bytes does not match the manifest (damaged)")
-    if result.plain.size != entry["plain_size"] or result.plain.sha256 != entry["plain_sha256"]:
+    if result.plain.size != entry.plain_size or result.plain.sha256 != entry.plain_sha256:
         raise VerifyFailed(f"{file_path}: the decrypted dump does not match the manifest's SHA-256")
     return result.plain.size
 
 
-def check_layout(loaded: LoadedConfig, folder: Path, manifest: dict) -> list | None:
+def check_layout(loaded: LoadedConfig, folder: Path, manifest: Manifest) -> list | None:
     """The checks that read no file's content: a usable key, exactly the listed files, each of
     its recorded size. Returns the identities to decrypt with."""
     identities = identities_for(loaded, manifest, folder)
-    listed = {entry["name"] for entry in manifest["files"]}
-    present = {p.name for p in folder.iterdir()} - {manifest_mod.MANIFEST}
-    if missing := sorted(listed - present):
-        raise VerifyFailed(f"{folder / missing[0]}: listed in the manifest but missing")
-    if extra := sorted(present - listed):
-        raise VerifyFailed(f"{folder / extra[0]}: not listed in the manifest (unexpected file in a sealed backup)")
-    for entry in manifest["files"]:
-        file_path = folder / entry["name"]
-        actual_size = file_path.stat().st_size
-        if actual_size != entry["stored_size"]:
-            raise VerifyFailed(f"{file_path}: size is {actual_size} bytes, the manifest says "
-                               f"{entry['stored_size']} (truncated or damaged)")
+    manifest.check_folder(folder)
     _check_inventory(loaded, folder, manifest)
     return identities
 
 
-def _check_inventory(loaded: LoadedConfig, folder: Path, manifest: dict) -> None:
+def _check_inventory(loaded: LoadedConfig, folder: Path, manifest: Manifest) -> None:
     """What the hashes cannot show: the engine checks its files against the manifest's own
     inventory of the database (a file removed together with its manifest entry)."""
     if gaps := engines.for_manifest(manifest, loaded.settings.database).check_files(folder, manifest):
@@ -154,12 +143,11 @@ def _check_inventory(loaded: LoadedConfig, folder: Path, manifest: dict) -> None
 
 
 @contextlib.contextmanager
-def _extraction(folder: Path | None, entry: dict):
+def _extraction(folder: Path | None, entry: FileEntry):
     if folder is None:
         yield None
         return
-    name = entry.get("plain_name") or entry["name"]
-    fd = os.open(folder / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    fd = os.open(folder / entry.unsealed_name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
     with os.fdopen(fd, "wb") as out:
         yield out.write
 
@@ -188,10 +176,8 @@ def select_backups(loaded: LoadedConfig, *, mode: str, databases: list[str] | No
     root = Path(loaded.settings.backup.directory)
     by_db: dict[str, list[Path]] = {}
     for folder in store.iter_backups(root):
-        by_db.setdefault(folder.parent.parent.name, []).append(folder)
+        by_db.setdefault(BackupRef.from_path(folder).db, []).append(folder)
     if databases:
-        from tenangdb.repository.naming import folder_name
-
         wanted = {folder_name(name) for name in databases}
         if unknown := sorted(n for n in databases if folder_name(n) not in by_db):
             raise VerifyFailed(f"no backups of {', '.join(unknown)} under {root}")

@@ -191,7 +191,7 @@ class Snapshot:
         return out, binlog_position(self.conn)
 
     def record(self, dump_binlog: dict | None, tables: list[dict], alignment=None) -> dict:
-        """What goes into manifest["content_checks"]: counts and checksums, or why there are none.
+        """What goes into the manifest's content_checks: counts and checksums, or why there are none.
 
         Proven when commits were held while this view and the dump's opened (`alignment`), or
         when both views report the same binary log position."""

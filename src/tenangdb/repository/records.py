@@ -16,7 +16,9 @@ import json
 import logging
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tenangdb.fileio import write_atomically
 
@@ -45,20 +47,75 @@ def parse_record_name(name: str) -> tuple[str, str] | None:
     return (match.group("name"), match.group("kind")) if match else None
 
 
-def read(path: Path) -> dict[str, Any] | None:
+class Record(BaseModel):
+    """A record beside a backup. Only the keys given when it was made (or found when it was
+    read) are written, so each kind of record keeps its own set of keys; unknown keys stay."""
+
+    model_config = ConfigDict(extra="allow")
+
+    format: int = 1
+    ok: bool = False
+
+    def model_post_init(self, context: Any, /) -> None:
+        self.__pydantic_fields_set__.update({"format", "ok"})
+
+    def body(self) -> bytes:
+        return (json.dumps(self.model_dump(mode="json", exclude_unset=True), indent=2, sort_keys=True)
+                + "\n").encode()
+
+
+class UploadRecord(Record):
+    """The off-site copy of a backup: where it went and how it was proven, or why it was not."""
+
+    destination: str | None = None
+    remote_path: str | None = None
+    uploaded_at: str | None = None
+    verified_at: str | None = None
+    verify: str | None = None  # what proved the remote copy: sha256/md5/sha1/download/size/off
+    bytes: int | None = None
+    # file name -> {"size": …, hash type: hash} for hashes other than the manifest's SHA-256
+    files: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    attempted_at: str | None = None
+    error: str | None = None
+    expired: bool = False  # cleanup deleted the remote copy on purpose
+    expired_at: str | None = None
+
+
+class VerifyRecord(Record):
+    """The latest check of the local copy (checksums or a test restore)."""
+
+    at: str | None = None
+    verified_at: str | None = None
+    method: str = "verify"
+    duration_seconds: float | None = None
+    failures: list[str] = Field(default_factory=list)
+    notes: list[str] = Field(default_factory=list)
+    proof: str | None = None  # a passing test restore: "content proven", …
+
+
+R = TypeVar("R", bound=Record)
+
+
+def read(path: Path, kind: type[R]) -> R | None:
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
+        return kind.model_validate_json(path.read_bytes())
     except FileNotFoundError:
         return None
-    except (OSError, UnicodeDecodeError, ValueError) as exc:
-        log.warning("ignoring unreadable record %s (%s)", path, exc)
+    except (OSError, ValidationError) as exc:
+        log.warning("ignoring unreadable record %s (%s)", path, " ".join(str(exc).split())[:300])
         return None
-    return data if isinstance(data, dict) else None
 
 
-def write(path: Path, data: dict[str, Any]) -> None:
-    body = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
-    write_atomically(path, body, FILE_MODE)
+def read_upload(folder: Path) -> UploadRecord | None:
+    return read(upload_path(folder), UploadRecord)
+
+
+def read_verify(folder: Path) -> VerifyRecord | None:
+    return read(verify_path(folder), VerifyRecord)
+
+
+def write(path: Path, record: Record) -> None:
+    write_atomically(path, record.body(), FILE_MODE)
 
 
 def remove(path: Path) -> None:
@@ -68,9 +125,9 @@ def remove(path: Path) -> None:
         pass
 
 
-def upload_for(folder: Path, destination: str) -> dict[str, Any] | None:
+def upload_for(folder: Path, destination: str) -> UploadRecord | None:
     """The upload record of a backup for this destination, if one says it was copied whole."""
-    record = read(upload_path(folder))
-    if record and record.get("destination") == destination and record.get("ok"):
+    record = read_upload(folder)
+    if record and record.destination == destination and record.ok:
         return record
     return None

@@ -71,9 +71,9 @@ class Staging:
     path: Path
     final: Path
 
-    def commit(self, manifest: dict) -> Path:
+    def commit(self, manifest: manifest_mod.Manifest) -> Path:
         """Write the manifest last, fsync everything and rename into place."""
-        data = manifest_mod.dumps(manifest)
+        data = manifest.dumps()
         target = self.path / manifest_mod.MANIFEST
         fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
         try:

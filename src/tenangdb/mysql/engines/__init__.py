@@ -7,6 +7,7 @@ from tenangdb.errors import VerifyFailed
 from tenangdb.mysql.engines.base import BackupJob, DumpInput, Dumped, Engine
 from tenangdb.mysql.engines.parallel import Parallel
 from tenangdb.mysql.engines.streaming import Streaming
+from tenangdb.repository.manifest import Manifest
 
 # Order matters for `backup.engine: auto`: the first engine that says it is chosen by auto
 # wins, the last one is the default.
@@ -32,9 +33,9 @@ def choose(cfg) -> Engine:
     return engine
 
 
-def for_manifest(manifest: dict, dcfg) -> Engine:
+def for_manifest(manifest: Manifest, dcfg) -> Engine:
     """The engine that made a backup, which is the one that checks and loads it."""
-    name = (manifest.get("engine") or {}).get("name")
+    name = manifest.engine.name
     if name not in ENGINES:
         raise VerifyFailed(f"the backup was made by the {name!r} engine, which this version cannot read")
     return by_name(name, dcfg)

@@ -17,6 +17,7 @@ from tenangdb import control
 from tenangdb.errors import BackupFailed
 from tenangdb.mysql import fidelity
 from tenangdb.progress import Progress
+from tenangdb.repository.manifest import FileEntry, Manifest
 
 
 @dataclass
@@ -135,7 +136,7 @@ class Engine:
         raise NotImplementedError
 
     # --- verify and load ------------------------------------------------------------------
-    def check_files(self, folder: Path, manifest: dict) -> list[str]:
+    def check_files(self, folder: Path, manifest: Manifest) -> list[str]:
         """What the files of a backup lack beyond what the hashes show (e.g. a file removed
         with its manifest entry); each a line naming it."""
         return []
@@ -144,12 +145,12 @@ class Engine:
         """The loading tool's path, or RestoreFailed saying why there is none (before any read)."""
         raise NotImplementedError
 
-    def loader(self, manifest: dict, entry: dict, endpoint, target: str):
+    def loader(self, manifest: Manifest, entry: FileEntry, endpoint, target: str):
         """A context manager yielding the callable that takes one file's plain bytes, loading
         them into `target`; None when this engine loads from a folder instead."""
         return None
 
-    def load(self, manifest: dict, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
+    def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
              identities, plain_bytes: int, configured_login: bool = True) -> int:
         """Load a verified backup into `target` (which exists); the plain bytes loaded."""
         raise NotImplementedError

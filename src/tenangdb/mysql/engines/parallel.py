@@ -18,6 +18,7 @@ from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, c
                                          options_of)
 from tenangdb.mysql.tools import myloader_tool, mydumper_tool
 from tenangdb.repository import store
+from tenangdb.repository.manifest import Manifest
 from tenangdb.runner import spawn
 from tenangdb.stream.codec import SUFFIX
 from tenangdb.stream.folder import FolderSealer
@@ -159,18 +160,18 @@ class Parallel(Engine):
                       if line.strip() and "binlog coordinates will not be accurate" not in line],
         )
 
-    def check_files(self, folder: Path, manifest: dict) -> list[str]:
+    def check_files(self, folder: Path, manifest: Manifest) -> list[str]:
         """A file removed together with its manifest entry passes every hash: the manifest's own
         inventory of the database still lists what it held."""
-        objects = manifest.get("objects") or {}
-        checks = manifest.get("content_checks") or {}
-        exact = checks.get("tables") if checks.get("method") else None
+        checks = manifest.content_checks
+        exact = (checks.tables if checks is not None and checks.method else None) or {}
         rows = {}
-        for table in objects.get("tables") or []:
-            counted = (exact or {}).get(table.get("name"), {}).get("rows") if isinstance(exact, dict) else None
+        for table in manifest.objects.tables:
+            counted = exact.get(table.get("name"))
+            counted = counted.get("rows") if isinstance(counted, dict) else None
             rows[table.get("name")] = counted if isinstance(counted, int) else (table.get("rows_estimate") or 0)
-        plain_names = {entry.get("plain_name") or entry["name"] for entry in manifest["files"]}
-        return mydumper.inventory_gaps(manifest["database"], objects, plain_names, rows)
+        plain_names = {entry.unsealed_name for entry in manifest.files}
+        return mydumper.inventory_gaps(manifest.database, manifest.objects.as_dict(), plain_names, rows)
 
     def load_tool(self) -> str:
         if not self.dcfg.mydumper.myloader.enabled:
@@ -181,7 +182,7 @@ class Parallel(Engine):
         except ToolMissing as exc:
             raise RestoreFailed(f"this backup was made by mydumper and restoring it needs myloader: {exc}") from None
 
-    def load(self, manifest: dict, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
+    def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
              identities, plain_bytes: int, configured_login: bool = True) -> int:
         if plain_dir is None:
             raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
@@ -191,7 +192,7 @@ class Parallel(Engine):
         login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file and configured_login \
             else private_defaults_file(endpoint)
         with login as defaults:
-            argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest["database"], target=target,
+            argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest.database, target=target,
                                       threads=mcfg.threads)
             with spawn(argv, stdout=subprocess.DEVNULL) as child:
                 status = child.wait()

@@ -18,6 +18,7 @@ from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, c
                                          options_of)
 from tenangdb.mysql.tools import client_tool, dump_tool, tool_version
 from tenangdb.repository import store
+from tenangdb.repository.manifest import FileEntry, Manifest
 from tenangdb.repository.naming import dump_file_name
 from tenangdb.runner import PIPE_SIZE, spawn
 from tenangdb.stream.codec import SUFFIX
@@ -118,7 +119,7 @@ class Streaming(Engine):
         return client_tool(self.dcfg)
 
     @contextlib.contextmanager
-    def loader(self, manifest: dict, entry: dict, endpoint, target: str):
+    def loader(self, manifest: Manifest, entry: FileEntry, endpoint, target: str):
         """A mariadb client loading into `target`; yields the callable that takes the plain dump.
 
         Leaving the block normally ends the input and checks the client's exit status; leaving
@@ -135,7 +136,7 @@ class Streaming(Engine):
                     while view:  # a raw pipe write may take only part of the buffer
                         view = view[stdin.write(view):]
 
-                renamer = mysqldump.DatabaseRenamer(manifest["database"], target, write_all)
+                renamer = mysqldump.DatabaseRenamer(manifest.database, target, write_all)
                 try:
                     yield renamer.write
                     renamer.close()
@@ -146,18 +147,18 @@ class Streaming(Engine):
                                         f"{child.error_line()}") from None
                 status = child.wait()
         if status != 0:
-            name = entry.get("plain_name") or entry["name"]
+            name = entry.unsealed_name
             raise RestoreFailed(f"{Path(client).name} failed to load {name} (exit {status}): {child.error_line()}")
 
-    def load(self, manifest: dict, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
+    def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
              identities, plain_bytes: int, configured_login: bool = True) -> int:
         total = 0
-        for entry in manifest["files"]:
-            path = folder / entry["name"]
+        for entry in manifest.files:
+            path = folder / entry.name
             with self.loader(manifest, entry, endpoint, target) as forward:
-                result = unseal(path, compression=manifest["compression"]["format"], identities=identities,
+                result = unseal(path, compression=manifest.compression.format, identities=identities,
                                 forward=forward, hash_stored=False)
-            if result.plain.sha256 != entry["plain_sha256"]:
+            if result.plain.sha256 != entry.plain_sha256:
                 raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
                                     f"{target!r} may be incomplete")
             total += result.plain.size
