@@ -18,7 +18,7 @@ from tenangdb.actions.upload import PROVING_METHODS, check_local
 from tenangdb.errors import VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import lock, records
+from tenangdb.repository import legacy, lock, records
 from tenangdb.repository.manifest import Manifest
 from tenangdb.repository.naming import BackupRef, is_month, is_staging, parse_backup_name
 from tenangdb.retention import BACKUP, FOREIGN, LOCAL, PARTIAL, REMOTE, Item
@@ -47,6 +47,9 @@ class Entry:
     in_progress: bool = False  # local partials: a run holds the directory lock, so it is being written
     files: list[str] = field(default_factory=list)  # remote: the stored files, relative to the folder
     losses: list[dict] = field(default_factory=list)  # what the backup does not hold exactly (manifest)
+    # Made by the original TenangDB (repository/legacy.py): no manifest, so nothing is proven
+    # of it; its time is the local time in its name.
+    legacy: bool = False
 
     @property
     def name(self) -> str:
@@ -141,6 +144,10 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
         is_dir = False  # a dangling link: shown, as not a backup
     if is_dir and is_staging(path.name):
         return Entry(db_folder, LOCAL, rel, str(path), kind=PARTIAL, time=_mtime(path), size=_size(path))
+    if (old := legacy.detect(path)) is not None:
+        # Kept and expired by the same rules as ours; never counted as verified.
+        return Entry(old.database, LOCAL, rel, str(path), time=old.time, size=_size(path), complete=True,
+                     legacy=True)
     if not is_dir or not parse_backup_name(path.name):
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path),
                      problem="not a backup folder name")

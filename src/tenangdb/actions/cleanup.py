@@ -236,7 +236,10 @@ def _remove_local(path: Path, kind: str) -> None:
     # removes — never a damaged folder that still looks like a backup.
     doomed = path.parent / f".{path.name}.deleting.partial"
     os.rename(path, doomed)
-    shutil.rmtree(doomed)
+    if doomed.is_dir():
+        shutil.rmtree(doomed)
+    else:
+        doomed.unlink()  # a legacy .sql file or archive
     records.remove(records.verify_path(path))
     month = path.parent
     try:

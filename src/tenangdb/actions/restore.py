@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -20,6 +21,7 @@ from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import engines
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, quote_identifier, translated_errors
 from tenangdb.repository import manifest as manifest_mod
+from tenangdb.repository import legacy as legacy_mod
 from tenangdb.repository import store
 from tenangdb.repository.manifest import Manifest
 
@@ -58,12 +60,14 @@ def check_name(target: str, *, allow_system_schema: bool = False) -> None:
 
 def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], bool],
                  allow_system_schema: bool = False, manifest: Manifest | None = None,
-                 source: str | None = None) -> TargetCheck:
+                 source: str | None = None, engine: engines.Engine | None = None) -> TargetCheck:
     """The checks a restore can make without reading the backup: the name, the connection, the
     privileges on the target and whether it holds anything (asking before writing into it).
     `manifest` None: not known yet (a remote backup not downloaded); checked again with it."""
     check_name(target, allow_system_schema=allow_system_schema)
-    streaming = manifest is None or engines.for_manifest(manifest, loaded.settings.database).loads_by_client
+    if engine is None and manifest is not None:
+        engine = engines.for_manifest(manifest, loaded.settings.database)
+    streaming = engine is None or engine.loads_by_client
     endpoint = endpoint_from(loaded.settings.database)
     conn = connect(endpoint)
     try:
@@ -101,6 +105,9 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
     """Restore a backup into `target`. `checked`: the target was checked (and the operator
     asked) already, before a download."""
     check_name(target, allow_system_schema=allow_system_schema)
+    if (old := legacy_mod.detect(Path(backup_path))) is not None:
+        return _run_legacy(loaded, old, target, confirm=confirm, allow_system_schema=allow_system_schema,
+                           checked=checked)
     manifest = _manifest_if_readable(backup_path)
     if manifest is not None:
         # Everything that needs no backup byte comes first: a wrong password or a non-empty
@@ -138,11 +145,17 @@ def plain_folder(loaded: LoadedConfig, backup_path: str | Path) -> Path | None:
         return None  # verification will say what is wrong with it
     if not engine.loads_from_folder:
         return None
+    return private_folder_beside(folder)
+
+
+def private_folder_beside(path: Path) -> Path:
+    """A 0700 folder in `path`'s own folder, named with its owner so that the next run removes
+    it if this one is killed outright (orphans.py)."""
     try:
-        store.remove_orphaned_restores(folder.parent)
-        scratch = Path(tempfile.mkdtemp(prefix=f"{store.RESTORE_PREFIX}{orphans.token()}-", dir=folder.parent))
+        store.remove_orphaned_restores(path.parent)
+        scratch = Path(tempfile.mkdtemp(prefix=f"{store.RESTORE_PREFIX}{orphans.token()}-", dir=path.parent))
     except OSError as exc:
-        raise RestoreFailed(f"cannot create a private folder beside {folder}: {exc.strerror or exc}") from None
+        raise RestoreFailed(f"cannot create a private folder beside {path}: {exc.strerror or exc}") from None
     os.chmod(scratch, 0o700)
     return scratch
 
@@ -162,7 +175,53 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
     cfg = loaded.settings
     engine = engines.for_manifest(manifest, cfg.database)
     engine.load_tool()
-    endpoint = endpoint_from(cfg.database)
+    endpoint, created = _open_target(loaded, target, confirm, checked, repr(manifest.database),
+                                     lambda conn: _create_target(conn, target, manifest))
+    started = time.monotonic()
+    with _undone_on_failure(endpoint, target, created):
+        total = load_verified(loaded, verified, scratch, endpoint, target)
+        _check_objects(endpoint, target, manifest)
+    duration = time.monotonic() - started
+    log.info("restored %s into database %r in %.1fs", folder, target, duration)
+    return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
+
+
+def _run_legacy(loaded: LoadedConfig, old: legacy_mod.Legacy, target: str, *, confirm: Callable[[str], bool],
+                allow_system_schema: bool, checked: TargetCheck | None) -> Restored:
+    """A backup of the original TenangDB: no manifest, so neither its bytes nor its objects can be
+    checked; the dump tool's completion mark is, and the operator is told what is not."""
+    engine = engines.for_legacy(legacy_mod.content_form(old), loaded.settings.database)
+    engine.load_tool()
+    asked = checked is not None and checked.non_empty
+    checked = check_target(loaded, target, confirm=(lambda question: True) if asked else confirm,
+                           allow_system_schema=allow_system_schema, source=str(old.path), engine=engine)
+    log.warning("%s is %s: nothing records its checksums or its objects, so this restore can check only that "
+                "the dump tool finished it", old.path, old.describe())
+    endpoint, created = _open_target(loaded, target, confirm, checked, str(old.path),
+                                     lambda conn: _create_target(conn, target, None))
+    scratch: list[Path] = []
+
+    def private_folder() -> Path:
+        scratch.append(private_folder_beside(old.path))
+        return scratch[-1]
+    started = time.monotonic()
+    try:
+        with _undone_on_failure(endpoint, target, created):
+            total = engine.load_legacy(old, endpoint, target, private_folder)
+    finally:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+    duration = time.monotonic() - started
+    log.info("restored the legacy backup %s into database %r in %.1fs (not proven: it has no manifest)", old.path,
+             target, duration)
+    return Restored(path=old.path, target=target, duration=duration, plain_bytes=total)
+
+
+def _open_target(loaded: LoadedConfig, target: str, confirm, checked: TargetCheck | None, what: str,
+                 create: Callable) -> tuple[Endpoint, bool]:
+    """Connect, ask again if the target filled up since it was checked, create it if missing:
+    the endpoint and whether this restore created the database."""
+    endpoint = endpoint_from(loaded.settings.database)
     conn = connect(endpoint)
     try:
         with translated_errors(endpoint):
@@ -170,19 +229,21 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
             if (checked is None or not checked.non_empty) and inv_mod.database_exists(conn, target) \
                     and inv_mod.database_object_count(conn, target) > 0:
                 if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
-                               f"replace those of the same name. Restore {manifest.database!r} into it?"):
+                               f"replace those of the same name. Restore {what} into it?"):
                     raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
                                         "(pass --yes to restore into it)")
-            created = _create_target(conn, target, manifest)
+            return endpoint, create(conn)
     finally:
         conn.close()
-    started = time.monotonic()
+
+
+@contextlib.contextmanager
+def _undone_on_failure(endpoint: Endpoint, target: str, created: bool):
+    """A half-loaded database looks like a restored one. One this restore created holds nothing
+    else, so it goes if the load fails; one that existed before is not ours to drop."""
     try:
-        total = load_verified(loaded, verified, scratch, endpoint, target)
-        _check_objects(endpoint, target, manifest)
+        yield
     except BaseException as exc:
-        # A half-loaded database looks like a restored one. One this restore created holds
-        # nothing else, so it goes; one that existed before is not ours to drop.
         if created:
             with signals_deferred():
                 dropped = drop_created_database(endpoint, target)
@@ -190,13 +251,10 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
                     else f"the partly loaded database {target!r} could not be dropped; drop it by hand")
         else:
             note = f"database {target!r} existed before this restore and may now be partly loaded"
-        if isinstance(exc, RestoreFailed):
-            raise RestoreFailed(f"{exc}; {note}") from None
+        if isinstance(exc, (RestoreFailed, VerifyFailed)):
+            raise type(exc)(f"{exc}; {note}") from None
         log.error("restore stopped: %s", note)
         raise
-    duration = time.monotonic() - started
-    log.info("restored %s into database %r in %.1fs", folder, target, duration)
-    return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
 
 
 def _check_objects(endpoint: Endpoint, target: str, manifest: Manifest) -> None:
@@ -213,14 +271,16 @@ def _check_objects(endpoint: Endpoint, target: str, manifest: Manifest) -> None:
         raise RestoreFailed(f"the load into {target!r} ended without error but is incomplete: {missing[0]}{more}")
 
 
-def _create_target(conn, target: str, manifest: Manifest) -> bool:
-    """Create the target unless it exists; True only when this call created it (the name
-    was free at CREATE DATABASE time, so the database is ours to drop again)."""
+def _create_target(conn, target: str, manifest: Manifest | None) -> bool:
+    """Create the target unless it exists, with the source's character set when the manifest
+    says it; True only when this call created it (the name was free at CREATE DATABASE time,
+    so the database is ours to drop again)."""
     if inv_mod.database_exists(conn, target):
         return False
     try:
-        inv_mod.create_new_database(conn, target, manifest.database_charset,
-                                    manifest.database_collation, manifest.database_comment)
+        inv_mod.create_new_database(conn, target, manifest.database_charset if manifest else None,
+                                    manifest.database_collation if manifest else None,
+                                    manifest.database_comment if manifest else None)
     except inv_mod.DatabaseExists:
         return False  # somebody else's, created a moment ago
     return True

@@ -30,6 +30,7 @@ from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, translated_errors
 from tenangdb.mysql.sandbox import SandboxError, start_sandbox
 from tenangdb.repository import manifest as manifest_mod
+from tenangdb.repository import legacy as legacy_mod
 from tenangdb.repository import records
 from tenangdb.repository.manifest import ContentChecks, Manifest
 
@@ -39,6 +40,9 @@ CONTENT = "content proven"
 PARTIAL = "content proven for some tables"
 ROWS = "row counts proven"
 OBJECTS = "loaded, objects present"
+# A backup of the original TenangDB: no manifest lists its objects or records its content.
+LEGACY_LOADED = "loaded; nothing recorded to compare (legacy backup)"
+LEGACY_READ = "read whole, the dump tool's completion mark present; no checksums (legacy backup)"
 
 
 @dataclass
@@ -113,6 +117,8 @@ def resolve_target(loaded: LoadedConfig) -> str:
 
 def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
     """The plain verification (manifest, file set, sizes, both SHA-256, decryption) as an Outcome."""
+    if (old := legacy_mod.detect(Path(path))) is not None:
+        return _check_legacy(old)
     folder, database, name, losses = _describe(path)
     outcome = Outcome(path=folder, database=database, name=name, method="checksums", losses=losses)
     started = time.monotonic()
@@ -130,11 +136,18 @@ def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
 def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None = None) -> Outcome:
     """Verify, restore into a scratch target, check; never raises for what it finds (see Outcome.ok)."""
     kind = target or resolve_target(loaded)
-    folder, database, name, losses = _describe(path)
-    outcome = Outcome(path=folder, database=database, name=name, method=f"test-restore:{kind}", losses=losses)
+    old = legacy_mod.detect(Path(path))
+    if old is not None:
+        outcome = Outcome(path=old.path, database=old.database, name=old.path.name, method=f"test-restore:{kind}")
+    else:
+        folder, database, name, losses = _describe(path)
+        outcome = Outcome(path=folder, database=database, name=name, method=f"test-restore:{kind}", losses=losses)
     started = time.monotonic()
     try:
-        _test_restore(loaded, path, kind, outcome)
+        if old is not None:
+            _test_restore_legacy(loaded, old, kind, outcome)
+        else:
+            _test_restore(loaded, path, kind, outcome)
     except Interrupted:
         raise
     except (VerifyFailed, RestoreFailed, ToolMissing, SandboxError, ConnectionFailed) as exc:
@@ -153,8 +166,8 @@ def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None =
 
 
 def _save(outcome: Outcome) -> None:
-    if not outcome.path.is_dir():
-        return  # nothing to record beside
+    if not outcome.path.is_dir() or outcome.proof in (LEGACY_LOADED, LEGACY_READ):
+        return  # nothing to record beside, or a legacy backup: its records would read as ours
     try:
         records.write(records.verify_path(outcome.path), records.VerifyRecord(**outcome.record()))
     except OSError as exc:
@@ -215,8 +228,68 @@ def _test_restore_from_folder(loaded: LoadedConfig, path, kind: str, outcome: Ou
             shutil.rmtree(plain_dir, ignore_errors=True)
 
 
+def _check_legacy(old: legacy_mod.Legacy) -> Outcome:
+    """A legacy backup has no checksums: read it whole and check the dump tool finished it."""
+    outcome = Outcome(path=old.path, database=old.database, name=old.path.name, method="legacy-read")
+    started = time.monotonic()
+    try:
+        checked = legacy_mod.check(old)
+        outcome.restored_bytes = checked.plain_bytes
+        outcome.proof = LEGACY_READ
+        outcome.notes.append(checked.summary())
+    except VerifyFailed as exc:
+        outcome.failures.append(str(exc))
+    outcome.duration = time.monotonic() - started
+    outcome.ok = not outcome.failures
+    return outcome
+
+
+@dataclass
+class _Source:
+    """What a scratch target is created from when there is no manifest."""
+    database: str
+    database_charset: str | None = None
+    database_collation: str | None = None
+    database_comment: str | None = None
+
+
+def _test_restore_legacy(loaded: LoadedConfig, old: legacy_mod.Legacy, kind: str, outcome: Outcome) -> None:
+    engine = engines.for_legacy(legacy_mod.content_form(old), loaded.settings.database)
+    engine.load_tool()
+    scratch: list[Path] = []
+
+    def private_folder() -> Path:
+        scratch.append(restore_mod.private_folder_beside(old.path))
+        return scratch[-1]
+    try:
+        with _scratch(loaded, kind, _Source(old.database)) as (endpoint, target):
+            started = time.monotonic()
+            try:
+                outcome.restored_bytes = engine.load_legacy(old, endpoint, target, private_folder)
+            except RestoreFailed as exc:
+                raise VerifyFailed(f"the restore did not finish: {exc}") from None
+            outcome.restore_seconds = time.monotonic() - started
+            _checking(outcome, kind, target)
+            conn = connect(endpoint)
+            try:
+                with translated_errors(endpoint):
+                    checksum.prepare_session(conn)
+                    tables = [t["name"] for t in inv_mod.inventory(conn, target).tables]
+                    outcome.restored_rows = sum(checksum.table_checksum(conn, target, name, checksum.CHECKSUM_TABLE)
+                                                ["rows"] for name in tables)
+            finally:
+                conn.close()
+    finally:
+        for folder in scratch:
+            shutil.rmtree(folder, ignore_errors=True)
+    outcome.proof = LEGACY_LOADED
+    outcome.notes.append(f"{old.describe()}: the load finished ({len(tables)} tables, {outcome.restored_rows} rows), "
+                         "but no manifest lists its objects or records their counts and checksums, so nothing "
+                         "shows the restore complete")
+
+
 @contextlib.contextmanager
-def _scratch(loaded: LoadedConfig, kind: str, manifest: Manifest) -> Iterator[tuple[Endpoint, str]]:
+def _scratch(loaded: LoadedConfig, kind: str, manifest: Manifest | _Source) -> Iterator[tuple[Endpoint, str]]:
     if kind == "sandbox":
         with _sandbox(loaded, manifest) as found:
             yield found

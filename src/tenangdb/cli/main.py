@@ -346,7 +346,8 @@ def _verified_line(outcome) -> str:
     losses = (f", with {len(outcome.losses)} recorded loss{'' if len(outcome.losses) == 1 else 'es'}: "
               + "; ".join(describe_loss(loss) for loss in outcome.losses)) if outcome.losses else ""
     if not outcome.method.startswith("test-restore"):
-        return f"OK {outcome.path}{losses}"
+        # A legacy backup has no checksums: say what was read instead.
+        return f"OK {outcome.path}{losses}" + (f" ({outcome.proof})" if outcome.method == "legacy-read" else "")
     line = (f"OK {outcome.path} ({outcome.method}: {outcome.proof}; restored {outcome.restored_rows} rows in "
             f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables matched their recorded counts and "
             f"checksums, {outcome.duration:.1f}s in all){losses}")
@@ -455,11 +456,13 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
         for e in backups:
             how = "; ".join(part for part in (e.verified_how, e.proof) if part)
             verified = ("yes" if e.verified else "no") + (f" ({how})" if how else "")
+            if e.legacy:
+                verified = "legacy (no manifest: unverified)"
             if e.problem:
                 verified = "DAMAGED"
             uploaded = "-" if e.location == "remote" else (e.uploaded or "no")
             rows.append((e.database, e.location, e.name, _when(e.time), human_size(e.size),
-                         "age" if e.encrypted else "no", verified, uploaded, str(len(e.losses)) if e.losses else "-"))
+                         "age" if e.encrypted else "-" if e.legacy else "no", verified, uploaded, str(len(e.losses)) if e.losses else "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())

@@ -14,7 +14,7 @@ from tenangdb.repository.manifest import Manifest
 ENGINES: dict[str, type[Engine]] = {engine.name: engine for engine in (Parallel, Streaming)}
 DEFAULT = Streaming.name
 
-__all__ = ["BackupJob", "DumpInput", "Dumped", "Engine", "ENGINES", "by_name", "choose", "for_manifest"]
+__all__ = ["BackupJob", "DumpInput", "Dumped", "Engine", "ENGINES", "by_name", "choose", "for_legacy", "for_manifest"]
 
 
 def by_name(name: str, dcfg) -> Engine:
@@ -31,6 +31,11 @@ def choose(cfg) -> Engine:
     engine = by_name(wanted, cfg.database)
     engine.check_chosen()
     return engine
+
+
+def for_legacy(form: str, dcfg) -> Engine:
+    """The engine that loads a backup of the original TenangDB with this content (legacy.SQL, FOLDER)."""
+    return next(engine for engine in ENGINES.values() if engine.legacy_form == form)(dcfg)
 
 
 def for_manifest(manifest: Manifest, dcfg) -> Engine:

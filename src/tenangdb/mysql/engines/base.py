@@ -80,6 +80,8 @@ class Engine:
     loads_from_folder: ClassVar[bool] = False
     # The privileges a load needs are those of the streaming client (grants.restore_requirements).
     loads_by_client: ClassVar[bool] = True
+    # The content of the original TenangDB's backups this engine loads (repository/legacy.py).
+    legacy_form: ClassVar[str | None] = None
 
     def __init__(self, dcfg) -> None:
         self.dcfg = dcfg
@@ -153,6 +155,12 @@ class Engine:
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
              identities, plain_bytes: int, configured_login: bool = True) -> int:
         """Load a verified backup into `target` (which exists); the plain bytes loaded."""
+        raise NotImplementedError
+
+    def load_legacy(self, old, endpoint, target: str, private_folder: Callable[[], Path]) -> int:
+        """Load a backup of the original TenangDB (legacy.Legacy of this engine's legacy_form)
+        into `target`, refusing one its dump tool did not finish; the plain bytes loaded.
+        `private_folder()` makes a 0700 folder for plaintext, removed by the caller."""
         raise NotImplementedError
 
 

@@ -17,7 +17,7 @@ from tenangdb.mysql.connection import private_defaults_file
 from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
                                          options_of)
 from tenangdb.mysql.tools import myloader_tool, mydumper_tool
-from tenangdb.repository import store
+from tenangdb.repository import legacy, store
 from tenangdb.repository.manifest import Manifest
 from tenangdb.runner import spawn
 from tenangdb.stream.codec import SUFFIX
@@ -35,6 +35,7 @@ class Parallel(Engine):
     checks_during_dump = False
     loads_from_folder = True
     loads_by_client = False
+    legacy_form = legacy.FOLDER
 
     @classmethod
     def chosen_by_auto(cls, dcfg) -> bool:
@@ -186,13 +187,19 @@ class Parallel(Engine):
              identities, plain_bytes: int, configured_login: bool = True) -> int:
         if plain_dir is None:
             raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
+        self.load_folder(plain_dir, manifest.database, endpoint, target, configured_login=configured_login)
+        return plain_bytes
+
+    def load_folder(self, plain_dir: Path, source: str, endpoint, target: str, *,
+                    configured_login: bool = True) -> None:
+        """myloader: the mydumper folder `plain_dir`, a dump of database `source`, into `target`."""
         binary = self.load_tool()
         mcfg = self.dcfg.mydumper.myloader
         # A sandbox is not the server database.mydumper.myloader.defaults_file logs into.
         login = contextlib.nullcontext(mcfg.defaults_file) if mcfg.defaults_file and configured_login \
             else private_defaults_file(endpoint)
         with login as defaults:
-            argv = mydumper.load_argv(binary, defaults, plain_dir, source=manifest.database, target=target,
+            argv = mydumper.load_argv(binary, defaults, plain_dir, source=source, target=target,
                                       threads=mcfg.threads)
             with spawn(argv, stdout=subprocess.DEVNULL) as child:
                 status = child.wait()
@@ -202,4 +209,12 @@ class Parallel(Engine):
         if fatal := mydumper.fatal_lines(child.stderr_text()):
             raise RestoreFailed(f"{program} reported errors; the target database {target!r} may be incomplete: "
                                 f"{fatal[0][:300]}")
-        return plain_bytes
+
+    def load_legacy(self, old, endpoint, target: str, private_folder) -> int:
+        folder = old.path if old.form == legacy.FOLDER else legacy.extract_folder(old, private_folder())
+        metadata = folder / mydumper.METADATA
+        if not metadata.is_file() or not mydumper.is_complete(metadata.read_text(encoding="utf-8", errors="replace")):
+            raise RestoreFailed(f"{old.path}: mydumper's metadata does not record the end of the dump, so it is "
+                                "incomplete")
+        self.load_folder(folder, old.database, endpoint, target)
+        return sum(p.stat().st_size for p in folder.rglob("*") if p.is_file())

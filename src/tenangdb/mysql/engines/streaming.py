@@ -17,7 +17,7 @@ from tenangdb.mysql.connection import client_options
 from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
                                          options_of)
 from tenangdb.mysql.tools import client_tool, dump_tool, tool_version
-from tenangdb.repository import store
+from tenangdb.repository import legacy, store
 from tenangdb.repository.manifest import FileEntry, Manifest
 from tenangdb.repository.naming import dump_file_name
 from tenangdb.runner import PIPE_SIZE, spawn
@@ -31,6 +31,7 @@ class Streaming(Engine):
     label = "streaming"  # as the log names it
     name = mysqldump.ENGINE
     rewrites_values = True
+    legacy_form = legacy.SQL
 
     @property
     def dump_tool(self) -> str:
@@ -118,9 +119,13 @@ class Streaming(Engine):
     def load_tool(self) -> str:
         return client_tool(self.dcfg)
 
-    @contextlib.contextmanager
     def loader(self, manifest: Manifest, entry: FileEntry, endpoint, target: str):
-        """A mariadb client loading into `target`; yields the callable that takes the plain dump.
+        return self.client_load(manifest.database, entry.unsealed_name, endpoint, target)
+
+    @contextlib.contextmanager
+    def client_load(self, source: str, label: str, endpoint, target: str):
+        """A mariadb client loading a dump of database `source` into `target`; yields the
+        callable that takes the plain dump. `label` names the dump in errors.
 
         Leaving the block normally ends the input and checks the client's exit status; leaving
         it with an error kills the client.
@@ -136,7 +141,7 @@ class Streaming(Engine):
                     while view:  # a raw pipe write may take only part of the buffer
                         view = view[stdin.write(view):]
 
-                renamer = mysqldump.DatabaseRenamer(manifest.database, target, write_all)
+                renamer = mysqldump.DatabaseRenamer(source, target, write_all)
                 try:
                     yield renamer.write
                     renamer.close()
@@ -147,8 +152,7 @@ class Streaming(Engine):
                                         f"{child.error_line()}") from None
                 status = child.wait()
         if status != 0:
-            name = entry.unsealed_name
-            raise RestoreFailed(f"{Path(client).name} failed to load {name} (exit {status}): {child.error_line()}")
+            raise RestoreFailed(f"{Path(client).name} failed to load {label} (exit {status}): {child.error_line()}")
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
              identities, plain_bytes: int, configured_login: bool = True) -> int:
@@ -162,4 +166,16 @@ class Streaming(Engine):
                 raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
                                     f"{target!r} may be incomplete")
             total += result.plain.size
+        return total
+
+    def load_legacy(self, old, endpoint, target: str, private_folder) -> int:
+        total, tail = 0, b""
+        with legacy.sql_stream(old) as read, self.client_load(old.database, old.path.name, endpoint, target) as forward:
+            while chunk := read(legacy.CHUNK):
+                forward(chunk)
+                total += len(chunk)
+                tail = (tail + chunk)[-4096:]
+            if not mysqldump.is_complete(tail):
+                raise RestoreFailed(f"{old.path}: the dump ends without mysqldump's completion comment, so it is "
+                                    "incomplete")
         return total

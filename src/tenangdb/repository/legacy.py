@@ -1,0 +1,253 @@
+"""Backups the original TenangDB made, in the same layout: `{dir}/{db}/{YYYY-MM}/` holding
+
+- `{db}-{YYYY-MM-DD_HH-MM-SS}.sql`: the plain output of mysqldump/mariadb-dump;
+- `{db}-{stamp}/`: a mydumper folder (a `metadata` file and one or more `.sql` files);
+- `{db}-{stamp}.tar.gz`, `.tar.zst` or `.tar.xz`: a tar of one of those, whose top entry is the
+  backup's own name. The original always wrote gzip inside, whatever the extension; the
+  compression is read from the file's first bytes, so a real zstd or xz archive works too.
+
+The stamp is the original's local time. There is no manifest, so nothing records what such a
+backup holds or the checksums of its bytes: what can be shown is that it reads to its end (an
+archive's gzip trailer carries a CRC of its content) and that the dump tool wrote its
+completion mark. Every place that shows a legacy backup says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import lzma
+import os
+import re
+import stat
+import tarfile
+import zlib
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import IO, Callable, Iterator
+
+import zstandard
+
+from tenangdb.errors import VerifyFailed
+from tenangdb.mysql import mydumper, mysqldump
+from tenangdb.repository.manifest import MANIFEST
+
+SQL, FOLDER, ARCHIVE = "sql", "mydumper folder", "archive"
+_NAME = re.compile(r"^(?P<db>.+)-(?P<stamp>\d{4}-\d{2}-\d{2}_\d{2}-\d{2}-\d{2})"
+                   r"(?P<ext>\.sql|\.tar\.gz|\.tar\.zst|\.tar\.xz)?$")
+STAMP = "%Y-%m-%d_%H-%M-%S"
+# mydumper's files: plain, or compressed by its --compress (gzip; zstd/lz4 in later releases).
+_DUMP_FILE = re.compile(r"\.sql(\.gz|\.zst|\.lz4)?$")
+CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Legacy:
+    path: Path
+    database: str
+    time: datetime  # aware: the stamp read as this machine's local time, as the original wrote it
+    form: str  # SQL, FOLDER or ARCHIVE
+
+    def describe(self) -> str:
+        return f"a backup of the original TenangDB ({self.form}, no manifest)"
+
+
+def detect(path: Path) -> Legacy | None:
+    """The legacy backup at `path`, or None when it is not one (ours, or anything else)."""
+    match = _NAME.match(path.name)
+    if not match:
+        return None
+    try:
+        mode = path.lstat().st_mode
+    except FileNotFoundError:
+        return None
+    ext = match.group("ext")
+    if stat.S_ISDIR(mode):
+        if ext or (path / MANIFEST).exists() or not (path / mydumper.METADATA).is_file():
+            return None
+        form = FOLDER
+    elif stat.S_ISREG(mode) and ext:
+        form = SQL if ext == ".sql" else ARCHIVE
+    else:
+        return None
+    when = datetime.strptime(match.group("stamp"), STAMP).astimezone()  # naive = local time
+    return Legacy(path, match.group("db"), when, form)
+
+
+def require(path: str | Path) -> Legacy:
+    """`detect` for a path the operator named: VerifyFailed saying what it is not."""
+    found = detect(Path(path))
+    if found is None:
+        raise VerifyFailed(f"{path}: not a backup of the original TenangDB (expected {{db}}-YYYY-MM-DD_HH-MM-SS "
+                           "as a .sql file, a .tar.gz/.tar.zst/.tar.xz archive or a mydumper folder)")
+    return found
+
+
+def _open(path: Path) -> IO[bytes]:
+    try:
+        return open(path, "rb")
+    except OSError as exc:
+        raise VerifyFailed(f"{path}: cannot be read: {exc.strerror or exc}") from None
+
+
+@contextlib.contextmanager
+def _decompressed(path: Path) -> Iterator[IO[bytes]]:
+    with _open(path) as raw:
+        magic = raw.read(6)
+        raw.seek(0)
+        if magic.startswith(b"\x1f\x8b"):
+            with gzip.GzipFile(fileobj=raw) as stream:
+                yield stream
+        elif magic.startswith(b"\x28\xb5\x2f\xfd"):
+            with zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True) as stream:
+                yield stream
+        elif magic.startswith(b"\xfd7zXZ\x00"):
+            with lzma.LZMAFile(raw) as stream:
+                yield stream
+        else:
+            raise VerifyFailed(f"{path}: not a gzip, zstd or xz archive")
+
+
+@dataclass
+class Member:
+    name: str  # the dump file's own name, or a file's path inside the mydumper folder
+    dump: bool  # the archive's top entry is this file: an archived .sql dump
+    read: Callable[[int], bytes]
+
+
+@contextlib.contextmanager
+def _archive(legacy: Legacy, *, whole: bool = True) -> Iterator[Iterator[Member]]:
+    """The regular files of an archive in order, as members relative to its top entry. Damage,
+    a cut or anything outside the backup's own top entry is a VerifyFailed naming it.
+    `whole`: once the caller is done, read on to the compressed stream's end, where gzip
+    checks its CRC (tar stops reading at its end-of-archive blocks)."""
+    top = _strip_ext(legacy.path.name)
+    try:
+        with _decompressed(legacy.path) as stream, tarfile.open(fileobj=stream, mode="r|") as tar:
+            def members() -> Iterator[Member]:
+                for info in tar:
+                    name = info.name[2:] if info.name.startswith("./") else info.name
+                    if info.isdir():
+                        continue
+                    parts = Path(name).parts
+                    dump = parts == (f"{top}.sql",)
+                    if not dump and (len(parts) < 2 or parts[0] != top or ".." in parts or name.startswith("/")):
+                        raise VerifyFailed(f"{legacy.path}: holds {info.name!r}, outside the backup {top!r}")
+                    if not info.isreg():
+                        continue  # the original recorded links without their target: nothing to load
+                    handle = tar.extractfile(info)
+                    yield Member(parts[0] if dump else "/".join(parts[1:]), dump, handle.read)
+            yield members()
+            while whole and stream.read(CHUNK):
+                pass
+    except (tarfile.TarError, EOFError, gzip.BadGzipFile, zlib.error, lzma.LZMAError, zstandard.ZstdError) as exc:
+        raise VerifyFailed(f"{legacy.path}: the archive is damaged or cut short ({exc})") from None
+
+
+def _strip_ext(name: str) -> str:
+    for ext in (".tar.gz", ".tar.zst", ".tar.xz"):
+        if name.endswith(ext):
+            return name[: -len(ext)]
+    return name
+
+
+def archive_form(legacy: Legacy) -> str:
+    """What an archive holds: SQL or FOLDER (read from its first file)."""
+    with _archive(legacy, whole=False) as members:
+        for member in members:
+            return SQL if member.dump else FOLDER
+    raise VerifyFailed(f"{legacy.path}: the archive holds no file")
+
+
+def content_form(legacy: Legacy) -> str:
+    """SQL or FOLDER: how the backup loads."""
+    return archive_form(legacy) if legacy.form == ARCHIVE else legacy.form
+
+
+@contextlib.contextmanager
+def sql_stream(legacy: Legacy) -> Iterator[Callable[[int], bytes]]:
+    """The plain SQL of a `.sql` backup or of an archive holding one, as a read(n) callable."""
+    if legacy.form == SQL:
+        with _open(legacy.path) as handle:
+            yield handle.read
+        return
+    with _archive(legacy) as members:
+        for member in members:
+            if member.dump:
+                yield member.read
+                for _ in members:  # the rest, so a damaged trailer still fails the read
+                    pass
+                return
+        raise VerifyFailed(f"{legacy.path}: the archive holds no .sql dump")
+
+
+def extract_folder(legacy: Legacy, into: Path) -> Path:
+    """Unpack an archive of a mydumper folder into `into` (a private folder): regular files only,
+    created 0600 and never through a link. Returns the folder myloader reads."""
+    with _archive(legacy) as members:
+        for member in members:
+            if member.dump:
+                raise VerifyFailed(f"{legacy.path}: the archive holds a .sql dump, not a mydumper folder")
+            target = into.joinpath(*member.name.split("/"))
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as out:
+                while chunk := member.read(CHUNK):
+                    out.write(chunk)
+    return into
+
+
+@dataclass
+class Checked:
+    """What reading a legacy backup whole showed."""
+    legacy: Legacy
+    form: str  # SQL or FOLDER: its content
+    plain_bytes: int
+    files: int
+
+    def summary(self) -> str:
+        how = "its archive read whole (gzip/zstd/xz checks passed), " if self.legacy.form == ARCHIVE else ""
+        return (f"legacy backup ({self.form}): {how}{self.files} file(s), {self.plain_bytes} plain bytes, the dump "
+                "tool's completion mark present; no manifest, so no checksums or object list to compare")
+
+
+def check(legacy: Legacy) -> Checked:
+    """Read the backup whole: an archive to its end, and the dump's completion mark (mysqldump's
+    last comment, or mydumper's `Finished dump at` in its metadata). VerifyFailed says what is wrong."""
+    if legacy.form == FOLDER:
+        seen: dict[str, str] = {}
+        total = 0
+        for path in (p for p in legacy.path.iterdir() if p.is_file()):
+            with _open(path) as handle:
+                data = b"".join(iter(lambda: handle.read(CHUNK), b"")) if path.name == mydumper.METADATA else b""
+                total += len(data) + sum(len(chunk) for chunk in iter(lambda: handle.read(CHUNK), b""))
+            seen[path.name] = data.decode("utf-8", errors="replace")
+        return _folder_checked(legacy, seen, total)
+    if legacy.form == SQL or content_form(legacy) == SQL:
+        total, tail = 0, b""
+        with sql_stream(legacy) as read:
+            while chunk := read(CHUNK):
+                total += len(chunk)
+                tail = (tail + chunk)[-4096:]
+        if not mysqldump.is_complete(tail):
+            raise VerifyFailed(f"{legacy.path}: the dump ends without mysqldump's completion comment; it is "
+                               "incomplete")
+        return Checked(legacy, SQL, total, 1)
+    seen: dict[str, str] = {}
+    total = 0
+    with _archive(legacy) as members:
+        for member in members:
+            data = b"".join(iter(lambda: member.read(CHUNK), b""))
+            total += len(data)
+            seen[member.name] = data.decode("utf-8", errors="replace") if member.name == mydumper.METADATA else ""
+    return _folder_checked(legacy, seen, total)
+
+
+def _folder_checked(legacy: Legacy, files: dict[str, str], total: int) -> Checked:
+    if mydumper.METADATA not in files or not mydumper.is_complete(files[mydumper.METADATA]):
+        raise VerifyFailed(f"{legacy.path}: mydumper's metadata does not record the end of the dump; it is "
+                           "incomplete")
+    if not any(_DUMP_FILE.search(name) for name in files):
+        raise VerifyFailed(f"{legacy.path}: the mydumper folder holds no dump file (.sql, .sql.gz, ...)")
+    return Checked(legacy, FOLDER, total, len(files))
