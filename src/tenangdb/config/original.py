@@ -104,7 +104,7 @@ class _Key:
 
 def _truthy(value: Any) -> bool:
     if isinstance(value, str):
-        return value.strip().lower() in ("true", "yes", "on", "1")
+        return value.strip().lower() not in ("", "false", "no", "off", "0")
     return bool(value)
 
 
@@ -122,6 +122,19 @@ class _Reader:
 
 
 Rule = Callable[[_Reader], "str | None"]
+
+
+def _if_set(key: str, said: str) -> Rule:
+    """A key that changes something only where the file sets it (true, a list, a name)."""
+    def rule(get: _Reader) -> str | None:
+        found = get(key)
+        return f"{found.shown} — {said}" if found.set and _truthy(found.value) else None
+    return rule
+
+
+def _refused(what: str) -> str:
+    return (f"the original dumped without {what}; TenangDB refuses it (exit 2): a backup must restore into a "
+            "working database; remove the key")
 
 
 def _remote_retention(get: _Reader) -> str | None:
@@ -143,36 +156,12 @@ def _weekend_only(get: _Reader) -> str | None:
             "(--force bypassed it); TenangDB runs it on any day")
 
 
-def _uploaded_files(get: _Reader) -> str | None:
-    key = get("cleanup.cleanup_uploaded_files")
-    if not key.set or not _truthy(key.value):
-        return None
-    return (f"{key.shown} — the original never deleted a local copy for being uploaded; TenangDB deletes a "
-            "local copy once its remote copy is verified, however young")
-
-
-def _enabled(get: _Reader) -> str | None:
-    key = get("cleanup.enabled")
-    if not _truthy(key.value):
-        return None
-    return (f"{key.shown} — the original ignored it (cleanup ran only as `tenangdb cleanup`); TenangDB also "
-            "runs cleanup after each backup run")
-
-
 def _verify_cloud(get: _Reader) -> str | None:
     key = get("cleanup.verify_cloud_exists")
     if not _truthy(key.value) or not (key.set or _truthy(get("upload.enabled").value)):
         return None
     return (f"{key.shown} — the original never checked the remote copy; with uploads on, TenangDB deletes "
             "a local copy only once its remote copy is verified, and checks that copy again just before")
-
-
-def _databases(get: _Reader) -> str | None:
-    key = get("cleanup.databases")
-    if not key.set or not key.value:
-        return None
-    return (f"{key.shown} — with this filter the original's real cleanup deleted nothing (only its dry run "
-            "listed files); TenangDB deletes the expired backups of these databases")
 
 
 def _max_age(get: _Reader) -> str | None:
@@ -210,14 +199,6 @@ def _timeout(get: _Reader) -> str | None:
                 f"{format_duration(default_of('backup.timeout'))} default applies)")
     return (f"{format_duration(key.value)} (default) — the original never stopped a dump (its 30m default was "
             f"not enforced); TenangDB kills a dump that runs longer")
-
-
-def _metrics_port(get: _Reader) -> str | None:
-    key = get("metrics.port")
-    if not key.set:
-        return None
-    return (f"{key.shown} — the original served metrics on it only while `tenangdb backup` ran; here it is "
-            "the port of `tenangdb exporter` (`tenangdb-exporter` uses 9090 unless --port, as before)")
 
 
 def _compression_enabled(get: _Reader) -> str | None:
@@ -270,33 +251,6 @@ def _compression_level(get: _Reader) -> str | None:
             f"applies it to {codec} and refuses a level out of {codec}'s range")
 
 
-def _keep_original(get: _Reader) -> str | None:
-    key = get("backup.compression.keep_original")
-    if not key.set or not _truthy(key.value):
-        return None
-    return (f"{key.shown} — the original kept the uncompressed dump beside its archive; TenangDB stores "
-            "only the compressed files")
-
-
-def _refused(flag: str) -> Rule:
-    def rule(get: _Reader) -> str | None:
-        key = get(f"database.mydumper.{flag}")
-        if not key.set or not _truthy(key.value):
-            return None
-        what = "schemas" if flag == "no_schemas" else "data"
-        return (f"{key.shown} — the original dumped without {what}; TenangDB refuses it (exit 2): a backup "
-                "must restore into a working database; remove the key")
-    return rule
-
-
-def _compress_method(get: _Reader) -> str | None:
-    key = get("database.mydumper.compress_method")
-    if not key.set or not key.value:
-        return None
-    return (f"{key.shown} — the original had mydumper compress its files; TenangDB compresses every file "
-            "itself (backup.compression)")
-
-
 def _mydumper_enabled(get: _Reader) -> str | None:
     key = get("database.mydumper.enabled")
     if key.set:
@@ -313,14 +267,6 @@ def _host(get: _Reader) -> str | None:
             "socket, as the mysql client does (write 127.0.0.1 for TCP)")
 
 
-def _retry_delay(get: _Reader) -> str | None:
-    key = get("backup.retry_delay")
-    if not key.set:
-        return None
-    return (f"{key.shown} — the original waited this long between every two attempts; TenangDB doubles the "
-            "wait after each attempt (at most 5 minutes)")
-
-
 def _log_file(get: _Reader) -> str | None:
     if get("logging.file_path").set:
         return None
@@ -331,24 +277,38 @@ def _log_file(get: _Reader) -> str | None:
 RULES: dict[str, Rule] = {
     "cleanup.remote_retention_days": _remote_retention,
     "cleanup.weekend_only": _weekend_only,
-    "cleanup.cleanup_uploaded_files": _uploaded_files,
-    "cleanup.enabled": _enabled,
+    "cleanup.cleanup_uploaded_files": _if_set(
+        "cleanup.cleanup_uploaded_files", "the original never deleted a local copy for being uploaded; TenangDB "
+        "deletes a local copy once its remote copy is verified, however young"),
+    "cleanup.enabled": _if_set(
+        "cleanup.enabled", "the original ignored it (cleanup ran only as `tenangdb cleanup`); TenangDB also runs "
+        "cleanup after each backup run"),
     "cleanup.verify_cloud_exists": _verify_cloud,
-    "cleanup.databases": _databases,
+    "cleanup.databases": _if_set(
+        "cleanup.databases", "with this filter the original's real cleanup deleted nothing (only its dry run "
+        "listed files); TenangDB deletes the expired backups of these databases"),
     "cleanup.max_age_days": _max_age,
     "cleanup.age_based_cleanup": _age_based,
     "backup.timeout": _timeout,
-    "backup.retry_delay": _retry_delay,
+    "backup.retry_delay": _if_set(
+        "backup.retry_delay", "the original waited this long between every two attempts; TenangDB doubles the "
+        "wait after each attempt (at most 5 minutes)"),
     "backup.compression.enabled": _compression_enabled,
     "backup.compression.format": _compression_format,
     "backup.compression.level": _compression_level,
-    "backup.compression.keep_original": _keep_original,
+    "backup.compression.keep_original": _if_set(
+        "backup.compression.keep_original", "the original kept the uncompressed dump beside its archive; "
+        "TenangDB stores only the compressed files"),
     "database.host": _host,
     "database.mydumper.enabled": _mydumper_enabled,
-    "database.mydumper.compress_method": _compress_method,
-    "database.mydumper.no_schemas": _refused("no_schemas"),
-    "database.mydumper.no_data": _refused("no_data"),
-    "metrics.port": _metrics_port,
+    "database.mydumper.compress_method": _if_set(
+        "database.mydumper.compress_method", "the original had mydumper compress its files; TenangDB compresses "
+        "every file itself (backup.compression)"),
+    "database.mydumper.no_schemas": _if_set("database.mydumper.no_schemas", _refused("schemas")),
+    "database.mydumper.no_data": _if_set("database.mydumper.no_data", _refused("data")),
+    "metrics.port": _if_set(
+        "metrics.port", "the original served metrics on it only while `tenangdb backup` ran; here it is the "
+        "port of `tenangdb exporter` (`tenangdb-exporter` uses 9090 unless --port, as before)"),
     "logging.file_path": _log_file,
 }
 
