@@ -135,7 +135,7 @@ def test_original_example_config_cleanup_line(env, sample_db):
     assert old.is_dir() and len(env.backups_of(sample_db)) == 2
 
     # Reviewed and acknowledged: the backup older than max_age_days goes, the new one stays.
-    done = run_cli("config", "--migrate", "--write", "--config", str(example))
+    done = run_cli("config", "--migrate", "--write", "--config", str(example), cwd=env.root)
     assert done.returncode == 0, done.stderr
     done = run_cli(*argv("systemd_cleanup", config=example), cwd=env.root, env=original_env(env))
     assert done.returncode == 0, done.stderr
@@ -241,7 +241,7 @@ def test_unreviewed_original_timeout_does_not_kill_a_dump(env, sample_db, tmp_pa
     assert _wait_for(lambda: not _dump_alive(tmp_path), timeout=10)
 
     # Reviewed: the timeout it sets is the one enforced.
-    assert run_cli("config", "--migrate", "--write", "--config", str(cfg)).returncode == 0
+    assert run_cli("config", "--migrate", "--write", "--config", str(cfg), cwd=env.root).returncode == 0
     done = run_cli(*argv("cronjob_backup", config=cfg), cwd=env.root, env=original_env(env))
     assert done.returncode == 4 and "timed out after 1 s (backup.timeout)" in done.stderr
 
@@ -313,7 +313,7 @@ def test_original_metrics_json_is_imported_and_served(env, sample_db):
         assert state.with_name("metrics.json.original").read_text() == original
         assert json.loads(state.read_text())["format"] == 1
         # Reviewed, so that the cleanup below is a real one and counted.
-        assert run_cli("config", "--migrate", "--write", "--config", str(cfg)).returncode == 0
+        assert run_cli("config", "--migrate", "--write", "--config", str(cfg), cwd=env.root).returncode == 0
         done = run_cli("cleanup", "--yes", "--config", str(cfg), cwd=env.root, env=original_env(env))
         assert done.returncode == 0, done.stderr
         fams = families(http_get(base + "/metrics")[2])
