@@ -39,11 +39,16 @@ logging: {level: WARN, format: clean, file_format: text}
 metrics: {enabled: false, port: 8080}
 cleanup: {enabled: false, max_age_days: 7, remote_retention_days: 3, weekend_only: false}
 """)
-    s = load_config(cfg, environ={}).settings
+    loaded = load_config(cfg, environ={})
+    s = loaded.settings
     assert s.database.port == 3306
     assert s.backup.compression.format == "gzip" and s.backup.compression.effective_level == 6
-    assert s.backup.timeout == 1800 and s.backup.retry_delay == 10 and s.backup.min_backup_interval == 3600
+    assert s.backup.retry_delay == 10 and s.backup.min_backup_interval == 3600
     assert s.logging.level == "warning"
+    # The original never enforced its timeout: until the file is reviewed, neither does this.
+    assert loaded.from_original and loaded.unenforced == {"backup.timeout": "30m"} and s.backup.timeout == 86400
+    cfg.write_text("config_version: 2\n" + cfg.read_text())
+    assert load_config(cfg, environ={}).settings.backup.timeout == 1800
 
 
 @pytest.mark.parametrize("text,expected", [

@@ -11,13 +11,15 @@ import subprocess
 import sys
 import time
 from contextlib import contextmanager
-from datetime import datetime
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
 import yaml
 
-from conftest import run_cli
+from conftest import TENANGDB, run_cli
+from fabricate import make_backup
+from test_failures import _dump_alive, _slow_dump, _wait_for
 from test_metrics import families, free_port, http_get, serving, value
 
 ORIGINAL = yaml.safe_load((Path(__file__).parent / "original" / "deployment.yaml").read_text())
@@ -25,20 +27,34 @@ EXPORTER = Path(sys.executable).with_name("tenangdb-exporter")
 
 
 def original_config(env, name: str, database: str, **replace) -> dict:
-    """One of the original's example configs, pointed at the test server and folders."""
+    """One of the original's example configs, pointed at the test server and folders. Only the
+    original's keys: what must differ from a deployment's is in `original_env`."""
     data = json.loads(json.dumps(ORIGINAL["configs"][name]))
+    server = env.server
     data["database"] = {k: v for k, v in data["database"].items() if k not in ("host", "port", "username",
                                                                               "password")}
-    data["database"].update(env.server.config_section())
+    data["database"].update(username=server.user, host=server.host, port=server.port)
+    if server.password:
+        data["database"]["password"] = server.password
     data["backup"]["databases"] = [database]
     if data["backup"]["directory"].startswith("/"):
         data["backup"]["directory"] = str(env.backups)
-    # The tracking file's place is the state directory; keep it inside the test's folder.
-    data["backup"]["tracking_directory"] = str(env.root / "tracking")
     for dotted, new in replace.items():
-        section, key = dotted.split("__")
-        data[section][key] = new
+        *path, key = dotted.split("__")
+        node = data
+        for part in path:
+            node = node.setdefault(part, {})
+        node[key] = new
     return data
+
+
+def original_env(env) -> dict:
+    """The server's socket and a tracking folder inside the test's, as environment overrides:
+    keys only this TenangDB has would make the file no longer the original's."""
+    extra = {"TENANGDB_BACKUP_TRACKING_DIRECTORY": str(env.root / "tracking")}
+    if env.server.socket:
+        extra["TENANGDB_DATABASE_SOCKET"] = env.server.socket
+    return extra
 
 
 def write(env, data: dict, name: str = "config.yaml") -> Path:
@@ -73,11 +89,11 @@ def test_original_deployment_lines_back_up_clean_up_and_serve(env, sample_db):
     # tenangdb init's systemd units, with config.yaml.example.
     example = write(env, original_config(env, "example", sample_db,
                                          metrics__storage_path=str(env.root / "state" / "metrics.json")))
-    done = run_cli(*argv("systemd_backup", config=example), cwd=env.root)
+    done = run_cli(*argv("systemd_backup", config=example), cwd=env.root, env=original_env(env))
     assert done.returncode == 0, done.stderr
     assert "all 1 database backup succeeded" in done.stderr
     # The bare program: the original's deprecated alias of backup, with a one-line warning.
-    done = run_cli(*argv("deprecated_bare", config=example), cwd=env.root)
+    done = run_cli(*argv("deprecated_bare", config=example), cwd=env.root, env=original_env(env))
     assert done.returncode == 0, done.stderr
     assert [line for line in done.stderr.splitlines() if "deprecated" in line] == [
         "warning: tenangdb without a command is deprecated and runs `tenangdb backup`; name the command "
@@ -91,23 +107,143 @@ def test_original_deployment_lines_back_up_clean_up_and_serve(env, sample_db):
     work = env.root / "work"
     work.mkdir()
     relative = write(env, original_config(env, "frequency_check", sample_db), "frequency.yaml")
-    done = run_cli(*argv("cronjob_backup", config=relative), cwd=work)
+    done = run_cli(*argv("cronjob_backup", config=relative), cwd=work, env=original_env(env))
     assert done.returncode == 0, done.stderr
+    # Its `timeout: 30m` was never enforced by the original; until the review, neither here.
+    assert f"backup.timeout: 30m in {relative}, a config of the original TenangDB, is not enforced" in done.stderr
     [first] = (work / "backups" / sample_db).glob("*/*")
     assert "backup" in (work / "log" / "tenangdb.log").read_text()
-    done = run_cli(*argv("systemd_cleanup", config=relative), cwd=work)
+    done = run_cli(*argv("systemd_cleanup", config=relative), cwd=work, env=original_env(env))
     assert done.returncode == 0, done.stderr
+    assert "cleanup runs as --dry-run until you review what now changes with `tenangdb config --migrate`" \
+        in done.stderr
     assert list((work / "backups" / sample_db).glob("*/*")) == [first]  # a fresh backup is never deleted
 
 
-@pytest.mark.xfail(strict=True, reason="not handled yet: cleanup lists upload.destination even with uploads "
-                   "off, and the example's placeholder remote cannot be listed (exit 6); the review of "
-                   "keys that now act (config --migrate) is to decide")
 def test_original_example_config_cleanup_line(env, sample_db):
-    example = write(env, original_config(env, "example", sample_db))
-    assert run_cli(*argv("systemd_backup", config=example), cwd=env.root).returncode == 0
-    done = run_cli(*argv("systemd_cleanup", config=example), cwd=env.root)
+    # Uploads off: its placeholder `remote:backup-folder` is not listed (it cannot be). Until the
+    # review, cleanup (the command, and the one after each backup) only shows its plan.
+    old = make_backup(env.backups, sample_db, datetime.now(timezone.utc) - timedelta(days=10))
+    example = write(env, original_config(env, "example", sample_db, cleanup__enabled=True))
+    done = run_cli(*argv("systemd_backup", config=example), cwd=env.root, env=original_env(env))
     assert done.returncode == 0, done.stderr
+    assert "cleanup after backup: " in done.stderr and "cleanup (dry run): would delete 1" in done.stderr
+    done = run_cli(*argv("systemd_cleanup", config=example), cwd=env.root, env=original_env(env))
+    assert done.returncode == 0, done.stderr
+    assert "dry run: nothing will be deleted" in done.stdout and f"DELETE local  {sample_db}/" in done.stdout
+    assert "tenangdb config --migrate" in done.stderr and "cannot list the remote" not in done.stderr
+    assert old.is_dir() and len(env.backups_of(sample_db)) == 2
+
+    # Reviewed and acknowledged: the backup older than max_age_days goes, the new one stays.
+    done = run_cli("config", "--migrate", "--write", "--config", str(example), cwd=env.root)
+    assert done.returncode == 0, done.stderr
+    done = run_cli(*argv("systemd_cleanup", config=example), cwd=env.root, env=original_env(env))
+    assert done.returncode == 0, done.stderr
+    assert "dry run" not in done.stdout and "deleted 1 item(s)" in done.stdout
+    assert not old.exists() and len(env.backups_of(sample_db)) == 1
+
+
+# What `config --migrate` names for each of the original's example configs.
+REVIEWED = {
+    "example": {"cleanup.remote_retention_days", "cleanup.weekend_only", "cleanup.age_based_cleanup",
+                "cleanup.max_age_days", "cleanup.verify_cloud_exists", "metrics.port", "backup.timeout",
+                "backup.compression.enabled", "logging.file_path"},
+    "frequency_check": {"backup.timeout", "backup.retry_delay", "cleanup.weekend_only", "cleanup.max_age_days",
+                        "backup.compression.enabled", "database.mydumper.enabled"},
+    "kubernetes": {"cleanup.remote_retention_days", "cleanup.weekend_only", "cleanup.max_age_days",
+                   "cleanup.verify_cloud_exists", "metrics.port", "backup.timeout", "backup.compression.enabled",
+                   "database.mydumper.enabled", "logging.file_path"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(ORIGINAL["configs"]))
+def test_config_migrate_reviews_each_original_config(offline_env, name):
+    env = offline_env
+    text = "# the operator's own comment\n" + yaml.safe_dump(ORIGINAL["configs"][name], sort_keys=False)
+    cfg = env.root / "config.yaml"
+    cfg.write_text(text)
+    os.chmod(cfg, 0o640)
+    done = env.cli("config", "--migrate", config=cfg)
+    assert done.returncode == 0, done.stderr
+    changes = [line for line in done.stdout.splitlines() if " — " in line]
+    assert {line.split(":")[0] for line in changes} == REVIEWED[name], done.stdout
+    assert "acknowledge it with `tenangdb config --migrate --write`" in done.stdout
+    said = "\n".join(changes)
+    if name == "example":
+        assert ("cleanup.remote_retention_days: 3 — the original never deleted remote copies; TenangDB will "
+                "delete remote copies older than 3 days") in said
+        assert "cleanup.weekend_only: false — the original ran cleanup only on Saturday and Sunday" in said
+        assert "metrics.port: 8080 — the original served metrics on it only while `tenangdb backup` ran" in said
+    if name == "frequency_check":
+        assert "backup.timeout: 30m — the original never enforced it; TenangDB kills a dump that runs longer" in said
+    assert cfg.read_text() == text  # a review changes nothing
+
+    done = env.cli("config", "--migrate", "--write", config=cfg)
+    assert done.returncode == 0, done.stderr
+    kept = env.root / "config.yaml.original"
+    assert kept.read_text() == text and kept.stat().st_mode & 0o777 == 0o640
+    new = cfg.read_text()
+    assert new.startswith("# Reviewed with `tenangdb config --migrate`")
+    assert new.endswith("\nconfig_version: 2\n" + text)
+    assert cfg.stat().st_mode & 0o777 == 0o640
+    done = env.cli("config", "--migrate", config=cfg)
+    assert done.returncode == 0 and "nothing to review" in done.stdout and "config_version: 2" in done.stdout
+
+
+def test_config_migrate_on_a_config_of_this_tenangdb(offline_env):
+    env = offline_env
+    cfg = env.write_config()  # sets backup.tracking_directory, which the original never had
+    done = env.cli("config", "--migrate", "--write", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == (f"nothing to review: {cfg} is not a config of the original TenangDB (it sets "
+                           "backup.tracking_directory, which only this TenangDB has)\n")
+    assert not (env.root / "config.yaml.original").exists()
+    assert env.cli("config", "--write", config=cfg).returncode == 2
+
+
+def test_config_migrate_write_refuses_what_it_cannot_write(offline_env):
+    env = offline_env
+    cfg = env.root / "config.yaml"
+    cfg.write_text("backup:\n  databases: [shop]\n")
+    os.chmod(cfg, 0o600)
+    (env.root / "config.yaml.original").mkdir()  # where the old file's copy must go
+    done = env.cli("config", "--migrate", "--write", config=cfg)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert f"error: cannot write {cfg}.original: Is a directory; {cfg} is unchanged" in done.stderr
+    assert cfg.read_text() == "backup:\n  databases: [shop]\n"
+    # A flow mapping cannot take a line at the top: refused, unchanged.
+    (env.root / "config.yaml.original").rmdir()
+    cfg.write_text("{backup: {databases: [shop]}}\n")
+    done = env.cli("config", "--migrate", "--write", config=cfg)
+    assert done.returncode == 2 and "add the line at the top by hand" in done.stderr
+    assert cfg.read_text() == "{backup: {databases: [shop]}}\n"
+    assert not (env.root / "config.yaml.original").exists()
+
+
+def test_unreviewed_original_timeout_does_not_kill_a_dump(env, sample_db, tmp_path):
+    slow = _slow_dump(tmp_path)
+    cfg = write(env, original_config(env, "frequency_check", sample_db, backup__timeout="1s",
+                                     database__mysqldump_path=str(slow), database__mydumper__enabled=False))
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")}
+    proc = subprocess.Popen([*TENANGDB, *argv("cronjob_backup", config=cfg)], cwd=env.root, text=True,
+                            env={**environ, **original_env(env)}, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            stdin=subprocess.DEVNULL)
+    try:
+        assert _wait_for(lambda: list(env.backups.rglob("*.partial")) and (tmp_path / "dump.pid").exists())
+        time.sleep(3)  # three times the timeout the file sets
+        assert proc.poll() is None and _dump_alive(tmp_path)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 130, err
+    assert f"backup.timeout: 1s in {cfg}, a config of the original TenangDB, is not enforced" in err
+    assert "timed out" not in err
+    assert _wait_for(lambda: not _dump_alive(tmp_path), timeout=10)
+
+    # Reviewed: the timeout it sets is the one enforced.
+    assert run_cli("config", "--migrate", "--write", "--config", str(cfg), cwd=env.root).returncode == 0
+    done = run_cli(*argv("cronjob_backup", config=cfg), cwd=env.root, env=original_env(env))
+    assert done.returncode == 4 and "timed out after 1 s (backup.timeout)" in done.stderr
 
 
 def test_original_kubernetes_cronjob_and_exporter(env, sample_db):
@@ -118,7 +254,7 @@ def test_original_kubernetes_cronjob_and_exporter(env, sample_db):
                            upload__rclone_config_path=str(env.root / "rclone.conf"),
                            metrics__storage_path=str(metrics_file))
     config = write(env, data)
-    done = run_cli(*argv("cronjob_backup", config=config), cwd=env.root)
+    done = run_cli(*argv("cronjob_backup", config=config), cwd=env.root, env=original_env(env))
     assert done.returncode == 0, done.stderr
     assert "frequency: ignored, as the original TenangDB ignored it" in done.stderr
     assert list(remote.glob(f"{sample_db}/*/*/manifest.json"))
@@ -171,12 +307,14 @@ def test_original_metrics_json_is_imported_and_served(env, sample_db):
         log.seek(0)
         assert "metrics.port" not in log.read()
 
-        done = run_cli("backup", "--config", str(cfg), "--yes", cwd=env.root)
+        done = run_cli("backup", "--config", str(cfg), "--yes", cwd=env.root, env=original_env(env))
         assert done.returncode == 0, done.stderr
         assert "is the original TenangDB's; its counts and times are imported" in done.stderr
         assert state.with_name("metrics.json.original").read_text() == original
         assert json.loads(state.read_text())["format"] == 1
-        done = run_cli("cleanup", "--yes", "--config", str(cfg), cwd=env.root)
+        # Reviewed, so that the cleanup below is a real one and counted.
+        assert run_cli("config", "--migrate", "--write", "--config", str(cfg), cwd=env.root).returncode == 0
+        done = run_cli("cleanup", "--yes", "--config", str(cfg), cwd=env.root, env=original_env(env))
         assert done.returncode == 0, done.stderr
         fams = families(http_get(base + "/metrics")[2])
         assert value(fams, "tenangdb_backup_success", "tenangdb_backup_success_total", database="app_db") == 41

@@ -132,6 +132,18 @@ def cleanup(loaded: LoadedConfig) -> bool:
     """cleanup.enabled: expire old backups by the policy, as `tenangdb cleanup --yes` would."""
     from tenangdb.actions import cleanup as action
 
+    if loaded.from_original:
+        from tenangdb.config.original import unreviewed_cleanup
+        log.warning("cleanup after backup: %s", unreviewed_cleanup(loaded.path))
+        try:
+            the_plan = action.make_plan(loaded)
+            action.check_outcome(action.Outcome(), the_plan)
+        except TenangDBError as exc:
+            log.error("cleanup after backup failed: %s", exc)
+            return False
+        log.info("cleanup (dry run): would delete %d, freeing %s", len(the_plan.deletions),
+                 human_size(the_plan.freed))
+        return True
     if loaded.settings.cleanup.weekend_only and not action.is_weekend():
         log.info("cleanup after backup skipped: cleanup.weekend_only and today is not Saturday or Sunday")
         return True

@@ -98,6 +98,10 @@ def make_plan(loaded: LoadedConfig, *, databases: list[str] | None = None, max_a
     policy = policy_from(loaded, databases=databases, max_age_days=max_age_days)
     # The remote is the upload destination, whether uploads run after each backup or by hand.
     destination = settings.upload.destination
+    if destination and not settings.upload.enabled and not _uploaded_to(root, destination):
+        # Uploads off and nothing here ever went there: a placeholder (the original's example
+        # config carries `remote:backup-folder`) is no remote to list, let alone expire.
+        destination = None
     entries = catalog.local_entries(root, destination)
     rc = None
     remote_error = None
@@ -121,6 +125,12 @@ def make_plan(loaded: LoadedConfig, *, databases: list[str] | None = None, max_a
         items.append(entry.item())
     decisions = plan(items, policy, now or datetime.now(timezone.utc))
     return Plan(decisions, by_key, rc, policy, remote_error)
+
+
+def _uploaded_to(root: Path, destination: str) -> bool:
+    """Whether any backup under `root` was ever uploaded (or tried) to this destination."""
+    return any((record := records.read(path, records.UploadRecord)) is not None and record.destination == destination
+               for path in records.upload_records(root))
 
 
 def _reverify(loaded: LoadedConfig, rc: Rclone, entry: catalog.Entry) -> str | None:

@@ -20,6 +20,7 @@ import yaml
 from pydantic import ValidationError
 
 from tenangdb.config.loader import secrets_file_text
+from tenangdb.config.original import VERSION
 from tenangdb.config.schema import (Settings, bounds_of, choices_of, default_backup_directory, default_log_file, default_of,
                                     default_rclone_config, default_state_directory)
 from tenangdb.deploy import host
@@ -393,7 +394,8 @@ def run(a: Answers, q: Questions) -> dict:
         enc_section["key_file"] = layout.key_file
     elif encryption == "recipients":
         enc_section["recipients"] = recipients
-    data: dict = {}
+    # Marks the file as this TenangDB's, never reviewed as the original's (config/original.py).
+    data: dict = {"config_version": VERSION}
     if secret_values:
         data["secrets_file"] = layout.secrets
     data["database"] = db_section

@@ -230,6 +230,11 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
     from tenangdb.actions import backup as action
 
     loaded = state.load()
+    if "backup.timeout" in loaded.unenforced:
+        from tenangdb.config.sample import format_duration
+        log.warning("backup.timeout: %s in %s, a config of the original TenangDB, is not enforced (the original "
+                    "never enforced it); the %s default applies until `tenangdb config --migrate`",
+                    loaded.unenforced["backup.timeout"], loaded.path, format_duration(loaded.settings.backup.timeout))
     plan = action.plan(loaded, _split(databases))
     enc = "age" if plan.encrypted else "off"
     b, up = loaded.settings.backup, loaded.settings.upload
@@ -495,8 +500,14 @@ def cleanup(state: State, dry_run: bool, yes: bool, force: bool, databases: str 
 
     from tenangdb import orphans
 
-    state.reap = not dry_run
+    state.reap = False  # whether this run may remove anything is known once the config is
     loaded = state.load()
+    if loaded.from_original and not dry_run:
+        from tenangdb.config.original import unreviewed_cleanup
+        log.warning("%s", unreviewed_cleanup(loaded.path))
+        dry_run = True
+    if not dry_run:
+        state.reaped = orphans.reap_for(loaded)
     for leftover in orphans.find_for(loaded) if dry_run else state.reaped:
         verb = "would remove" if dry_run else "removed" if leftover.error is None else "cannot remove"
         click.echo(f"{verb} {leftover.describe()}" + (f": {leftover.error}" if leftover.error else ""))
@@ -554,11 +565,20 @@ def exporter(state: State, listen: str | None, port: int | None, metrics_file: s
 @cli.command("config")
 @click.option("--sample", is_flag=True, help="Print a commented sample config with every key, its default and "
               "what it does (secrets as ${VAR}); reads no config file.")
+@click.option("--migrate", is_flag=True, help="Review a config of the original TenangDB: every key whose "
+              "behaviour changes here, what the original did and what this does.")
+@click.option("--write", is_flag=True, help="With --migrate: acknowledge the review by adding config_version: 2 "
+              "to the file (the old file is kept as <name>.original).")
 @click.pass_obj
-def show_config(state: State, sample: bool) -> None:
+def show_config(state: State, sample: bool, migrate: bool, write: bool) -> None:
     """Show the effective configuration and where each value came from (secrets redacted)."""
     from tenangdb.config.loader import effective_items
 
+    if write and not migrate:
+        raise click.UsageError("--write goes with --migrate")
+    if migrate:
+        _migrate(state, write)
+        return
     if sample:
         from tenangdb.config.sample import sample_yaml
 
@@ -572,6 +592,50 @@ def show_config(state: State, sample: bool) -> None:
         click.echo("# no config file found; searched: " + ", ".join(str(p) for p in loaded.searched))
     for key, value, source in effective_items(loaded):
         click.echo(f"{key} = {value}    # {source}")
+
+
+def _migrate(state: State, write: bool) -> None:
+    from tenangdb.config import original
+    from tenangdb.config.loader import discover, normalize_keys, read_raw
+
+    state.reap = False
+    problem: ConfigError | None = None
+    try:
+        path = state.load().path
+    except ConfigError as exc:
+        # A file the original accepted may not load here (max_age_days: 0, no_schemas: true):
+        # the review says why, then the error stands.
+        problem = exc
+        path = discover(state.config_path or os.environ.get("TENANGDB_CONFIG"))[0]
+    if path is None:
+        if problem:
+            raise problem
+        click.echo("nothing to review: no config file found")
+        return
+    try:
+        raw, _ = normalize_keys(read_raw(path))
+    except ConfigError:
+        raise problem or ConfigError(f"cannot read {path}") from None
+    why = original.not_original_because(raw) if raw else "it sets nothing"
+    if why:
+        if problem:
+            raise problem
+        click.echo(f"nothing to review: {path} is not a config of the original TenangDB ({why})")
+        return
+    click.echo(f"{path} is a config of the original TenangDB. What its keys do here, where that differs "
+               "from the original:")
+    for line in original.review(raw):
+        click.echo(line)
+    if problem:
+        click.echo("this file does not load here; fix what the error below names, then run this again", err=True)
+        raise problem
+    if not write:
+        click.echo(f"until this is acknowledged, cleanup runs as --dry-run and an explicit backup.timeout is not "
+                   f"enforced; acknowledge it with `{original.MIGRATE_COMMAND} --write`")
+        return
+    copy = original.write_mark(path)
+    click.echo(f"wrote {original.MARK}: {original.VERSION} into {path} (the old file is kept as {copy}); cleanup "
+               "now deletes by these keys and backup.timeout is enforced")
 
 
 class _Questions:

@@ -15,7 +15,8 @@ import platformdirs
 import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
-from tenangdb.config.schema import SECRET_KEYS, Settings, section_model
+from tenangdb.config import original
+from tenangdb.config.schema import SECRET_KEYS, Settings, default_of, section_model
 from tenangdb.errors import ConfigError
 from tenangdb.secrets import redact
 
@@ -36,6 +37,10 @@ class LoadedConfig:
     searched: list[Path]
     sources: dict[str, str] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)  # logged once logging is set up
+    # A file of the original TenangDB not yet reviewed (config/original.py): cleanup only shows
+    # its plan, and the keys in `unenforced` (key -> value as written) are not acted on.
+    from_original: bool = False
+    unenforced: dict[str, str] = field(default_factory=dict)
 
     def source_of(self, key: str) -> str:
         return self.sources.get(key, "default")
@@ -376,6 +381,7 @@ def load_config(
     raw: dict[str, Any] = {}
     sources: dict[str, str] = {}
     notes: list[str] = []
+    from_original = False
     if path is not None:
         raw = _read_yaml(path)
         if not raw:
@@ -388,6 +394,7 @@ def load_config(
         except ConfigError as exc:
             raise ConfigError(f"configuration error in {path}: {exc}") from None
         notes = [f"{path}: {note}" for note in notes]
+        from_original = original.is_from_original(raw)
         _check_secret_permissions(path, raw, insecure)
         used: dict[str, list[str]] = {}
         lookup: Mapping[str, str] = env
@@ -431,8 +438,16 @@ def load_config(
             value = getattr(value, part)
         if isinstance(value, SecretStr):
             redact.add(value.get_secret_value())
+    unenforced: dict[str, str] = {}
+    if from_original and sources.get("backup.timeout", "").startswith("file"):
+        # The original never enforced it: a 30m written there must not kill tonight's long dump.
+        unenforced["backup.timeout"] = str(raw["backup"]["timeout"])
+        settings.backup.timeout = default_of("backup.timeout")
+        sources["backup.timeout"] = (f"default; {path} sets {unenforced['backup.timeout']}, not enforced until "
+                                     f"{original.MIGRATE_COMMAND}")
     warnings = notes + (_check_recipients(settings, where) if check_recipients else [])
-    return LoadedConfig(settings=settings, path=path, searched=searched, sources=sources, warnings=warnings)
+    return LoadedConfig(settings=settings, path=path, searched=searched, sources=sources, warnings=warnings,
+                        from_original=from_original, unenforced=unenforced)
 
 
 def _short(recipient: str) -> str:

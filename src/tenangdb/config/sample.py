@@ -11,6 +11,7 @@ from pydantic import BaseModel
 from pydantic.fields import FieldInfo
 
 from tenangdb.config.loader import ENV_ALIASES, ENV_PREFIX
+from tenangdb.config.original import MARK, VERSION
 from tenangdb.config.schema import SECRET_KEYS, Settings, is_duration, section_model
 
 WIDTH = 100
@@ -73,7 +74,9 @@ def _section(model: type[BaseModel], prefix: str, depth: int) -> list[str]:
             # A value here would be a plaintext secret; the placeholder names where it comes from.
             lines.append(f"{indent}# {name}: ${{{secret_variable(key)}}}")
         else:
-            lines.append(f"{indent}{name}: {_value(key, info, getattr(defaults, name))}")
+            # A sample is a config of this TenangDB, not the original's: it carries the mark.
+            value = VERSION if key == MARK else getattr(defaults, name)
+            lines.append(f"{indent}{name}: {_value(key, info, value)}")
     return lines
 
 

@@ -543,6 +543,9 @@ class VerifyConfig(_Section):
 
 
 class Settings(_Section):
+    config_version: int | None = Field(
+        None, description="written as 2 by init and by `config --migrate --write`; a file without it whose keys "
+        "are all the original TenangDB's is reviewed as the original's (see `tenangdb config --migrate`)")
     # Read by the loader before ${VAR} expansion; see config/loader.py.
     secrets_file: str | None = Field(
         None, description="NAME=\"value\" file (mode 0600) where ${NAME} references are looked up when "
@@ -555,6 +558,13 @@ class Settings(_Section):
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description=NotifyConfig.__doc__)
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig, description=CleanupConfig.__doc__)
     verify: VerifyConfig = Field(default_factory=VerifyConfig, description=VerifyConfig.__doc__)
+
+    @field_validator("config_version")
+    @classmethod
+    def _known_version(cls, value: int | None) -> int | None:
+        if value is not None and value != 2:
+            raise ValueError("2 is the only config version this TenangDB knows")
+        return value
 
 
 def section_model(info: FieldInfo) -> type[BaseModel] | None:
