@@ -103,7 +103,36 @@ def test_dockerfile_runs_as_non_root():
     assert users and users[-1] == f"{UID}:{UID}" and not users[-1].startswith("0")
     assert instructions.index(next(i for i in instructions if i.startswith("USER "))) > max(
         n for n, i in enumerate(instructions) if i.startswith("RUN "))  # nothing runs as root after USER
-    assert "mariadb-client" in text and "rclone" in text and 'ENTRYPOINT ["tenangdb"]' in text
+    assert "mariadb-client" in text and "rclone" in text and 'ENTRYPOINT ["tenangdb-entrypoint"]' in text
+
+
+def test_the_image_routes_the_original_command_lines(tmp_path):
+    """The original's manifests run `/tenangdb backup ...` and `/tenangdb-exporter --port ...`, and
+    its entrypoint took `tenangdb ...` or `tenangdb-exporter ...` first: the entrypoint script the
+    Dockerfile writes, run with stand-ins for the two programs."""
+    import re
+    import subprocess
+
+    from tenangdb.deploy.kubernetes import DOCKERFILE
+    run = DOCKERFILE.split("RUN ln -s ", 1)[1].split("\n\n", 1)[0].replace("\\\n", " ")
+    assert "ln -s /usr/local/bin/tenangdb /tenangdb " in "RUN ln -s " + run
+    assert "ln -s /usr/local/bin/tenangdb-exporter /tenangdb-exporter " in run
+    printf = re.search(r"(printf .*?) > /usr/local/bin/tenangdb-entrypoint", run).group(1)
+    script = tmp_path / "entrypoint"
+    subprocess.run(["sh", "-c", f"{printf} > {script}"], check=True)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for program in ("tenangdb", "tenangdb-exporter"):
+        (bin_dir / program).write_text(f'#!/bin/sh\necho {program} "$@"\n')
+        (bin_dir / program).chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin"}
+    for argv, ran in ((["tenangdb", "backup", "--force"], "tenangdb backup --force"),
+                      (["tenangdb-exporter", "--port", "9090"], "tenangdb-exporter --port 9090"),
+                      (["exporter", "--port", "9090"], "tenangdb exporter --port 9090"),
+                      (["backup", "--yes"], "tenangdb backup --yes"),
+                      ([], "tenangdb")):
+        done = subprocess.run(["sh", str(script), *argv], capture_output=True, text=True, env=env)
+        assert done.returncode == 0 and done.stdout.strip() == ran, (argv, done.stdout, done.stderr)
 
 
 def test_example_units_match_and_verify():

@@ -200,6 +200,18 @@ COPY pyproject.toml README.md /src/
 COPY src /src/src
 RUN pip install --no-cache-dir /src && rm -rf /src
 
+# The original image's paths (/tenangdb, /tenangdb-exporter), which its manifests name, and its
+# entrypoint's routing: `tenangdb ...` or `tenangdb-exporter ...` may come first.
+RUN ln -s /usr/local/bin/tenangdb /tenangdb \\
+ && ln -s /usr/local/bin/tenangdb-exporter /tenangdb-exporter \\
+ && printf '%s\\n' '#!/bin/sh' \\
+      'case "$1" in' \\
+      '  tenangdb-exporter) shift; exec tenangdb-exporter "$@" ;;' \\
+      '  tenangdb) shift ;;' \\
+      'esac' \\
+      'exec tenangdb "$@"' > /usr/local/bin/tenangdb-entrypoint \\
+ && chmod 755 /usr/local/bin/tenangdb-entrypoint
+
 ENV PYTHONDONTWRITEBYTECODE=1 \\
     PYTHONUNBUFFERED=1 \\
     HOME={DATA} \\
@@ -208,6 +220,6 @@ ENV PYTHONDONTWRITEBYTECODE=1 \\
 
 USER {UID}:{UID}
 WORKDIR {DATA}
-ENTRYPOINT ["tenangdb"]
+ENTRYPOINT ["tenangdb-entrypoint"]
 CMD ["--help"]
 """
