@@ -137,6 +137,15 @@ def unique(prefix: str = "db") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 
 
+def made_database(server, prefix: str, statements: str):
+    """A fixture body: a new database named `{prefix}_…` made by `statements` (run inside it),
+    yielded by name and dropped afterwards."""
+    name = unique(prefix)
+    server.sql(f"CREATE DATABASE `{name}`; USE `{name}`; {statements}")
+    yield name
+    server.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
 @pytest.fixture
 def sample_db(server):
     """A small database with a table, a view, a routine and a trigger."""

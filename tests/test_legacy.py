@@ -14,22 +14,17 @@ from pathlib import Path
 
 import pytest
 
-from conftest import unique
+from conftest import made_database, unique
 
 
 @pytest.fixture
 def legacy_db(server):
-    name = unique("legacy")
-    server.sql(f"""
-        CREATE DATABASE `{name}`;
-        USE `{name}`;
+    yield from made_database(server, "legacy", """
         CREATE TABLE item (id INT PRIMARY KEY, label VARCHAR(40), price DECIMAL(10,2), note TEXT) ENGINE=InnoDB;
         INSERT INTO item SELECT seq, CONCAT('item ', seq), seq * 1.25, REPEAT('n', seq % 30) FROM seq_1_to_3000;
         CREATE TABLE tag (id INT PRIMARY KEY AUTO_INCREMENT, item_id INT, tag VARCHAR(20)) ENGINE=InnoDB;
         INSERT INTO tag (item_id, tag) SELECT seq, IF(seq % 2, 'odd', 'even') FROM seq_1_to_500;
     """)
-    yield name
-    server.sql(f"DROP DATABASE IF EXISTS `{name}`")
 
 
 def _login(server) -> list[str]:
