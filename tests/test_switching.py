@@ -48,10 +48,14 @@ def original_config(env, name: str, database: str, **replace) -> dict:
     return data
 
 
-def original_env(env) -> dict:
+def original_env(env, *, log_file: bool = True) -> dict:
     """The server's socket and a tracking folder inside the test's, as environment overrides:
-    keys only this TenangDB has would make the file no longer the original's."""
+    keys only this TenangDB has would make the file no longer the original's. `log_file`: the
+    original's default log file (/var/log/tenangdb/tenangdb.log as root) inside the test's
+    folder too, for a config that sets none."""
     extra = {"TENANGDB_BACKUP_TRACKING_DIRECTORY": str(env.root / "tracking")}
+    if log_file:
+        extra["TENANGDB_LOGGING_FILE_PATH"] = str(env.root / "original-default.log")
     if env.server.socket:
         extra["TENANGDB_DATABASE_SOCKET"] = env.server.socket
     return extra
@@ -107,13 +111,13 @@ def test_original_deployment_lines_back_up_clean_up_and_serve(env, sample_db):
     work = env.root / "work"
     work.mkdir()
     relative = write(env, original_config(env, "frequency_check", sample_db), "frequency.yaml")
-    done = run_cli(*argv("cronjob_backup", config=relative), cwd=work, env=original_env(env))
+    done = run_cli(*argv("cronjob_backup", config=relative), cwd=work, env=original_env(env, log_file=False))
     assert done.returncode == 0, done.stderr
     # Its `timeout: 30m` was never enforced by the original; until the review, neither here.
     assert f"backup.timeout: 30m in {relative}, a config of the original TenangDB, is not enforced" in done.stderr
     [first] = (work / "backups" / sample_db).glob("*/*")
     assert "backup" in (work / "log" / "tenangdb.log").read_text()
-    done = run_cli(*argv("systemd_cleanup", config=relative), cwd=work, env=original_env(env))
+    done = run_cli(*argv("systemd_cleanup", config=relative), cwd=work, env=original_env(env, log_file=False))
     assert done.returncode == 0, done.stderr
     assert "cleanup runs as --dry-run until you review what now changes with `tenangdb config --migrate`" \
         in done.stderr

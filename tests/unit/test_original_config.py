@@ -147,6 +147,20 @@ def test_loader_does_not_enforce_the_originals_timeout_until_marked(tmp_path):
     assert not loaded.from_original and loaded.unenforced == {} and loaded.settings.backup.timeout == 1800
 
 
+def test_the_originals_default_log_file_until_marked(tmp_path, monkeypatch):
+    monkeypatch.setattr("tenangdb.config.loader.default_log_file", lambda: str(tmp_path / "var-log" / "t.log"))
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(yaml.safe_dump({"backup": {"databases": ["a"]}}))
+    loaded = load_config(cfg, environ={})
+    assert loaded.original_log_file == str(tmp_path / "var-log" / "t.log")
+    assert loaded.settings.logging.file_path is None  # the other commands log as configured
+    # Set in the file or the environment: that one, and no default of the original's.
+    loaded = load_config(cfg, environ={"TENANGDB_LOGGING_FILE_PATH": str(tmp_path / "mine.log")})
+    assert loaded.original_log_file is None and loaded.settings.logging.file_path == str(tmp_path / "mine.log")
+    original.write_mark(cfg)
+    assert load_config(cfg, environ={}).original_log_file is None
+
+
 def test_config_version_is_2_or_absent(tmp_path):
     cfg = tmp_path / "config.yaml"
     cfg.write_text("config_version: 3\n")

@@ -31,14 +31,25 @@ class State:
         self.reap = True  # remove what dead runs left behind (orphans.py) once the config is known
         self.reaped: list = []
 
-    def load(self, *, check_recipients: bool = True):
+    def load(self, *, check_recipients: bool = True, original_log_file: bool = False):
+        """`original_log_file`: a run the original logged to its default file (backup, cleanup)."""
         if self._loaded is None:
             from tenangdb.config.loader import load_config
             from tenangdb.logs import setup
 
             self._loaded = load_config(self.config_path, insecure=self.insecure, check_recipients=check_recipients)
             lg = self._loaded.settings.logging
-            setup(self.log_level or lg.level, lg.format, lg.file_path, lg.file_format)
+            # The original's runs logged to its default file; a switched deployment's logrotate
+            # and log shippers still read it. Not opening it is a warning, as it was there.
+            original_file = self._loaded.original_log_file if original_log_file else None
+            try:
+                setup(self.log_level or lg.level, lg.format, original_file or lg.file_path, lg.file_format)
+            except OSError as exc:
+                if not original_file:
+                    raise
+                setup(self.log_level or lg.level, lg.format, None, lg.file_format)
+                log.warning("cannot write the log file %s (%s): logging to the console only", original_file,
+                            exc.strerror or exc)
             for warning in self._loaded.warnings:
                 log.warning("%s", warning)
             if self.reap:
@@ -229,7 +240,7 @@ def backup(state: State, databases: str | None, dry_run: bool, yes: bool, force:
     """Back up the configured databases."""
     from tenangdb.actions import backup as action
 
-    loaded = state.load()
+    loaded = state.load(original_log_file=True)
     if "backup.timeout" in loaded.unenforced:
         from tenangdb.config.sample import format_duration
         log.warning("backup.timeout: %s in %s, a config of the original TenangDB, is not enforced (the original "
@@ -501,7 +512,7 @@ def cleanup(state: State, dry_run: bool, yes: bool, force: bool, databases: str 
     from tenangdb import orphans
 
     state.reap = False  # whether this run may remove anything is known once the config is
-    loaded = state.load()
+    loaded = state.load(original_log_file=True)
     if loaded.from_original and not dry_run:
         from tenangdb.config.original import unreviewed_cleanup
         log.warning("%s", unreviewed_cleanup(loaded.path))

@@ -16,7 +16,7 @@ import yaml
 from pydantic import BaseModel, SecretStr, ValidationError
 
 from tenangdb.config import original
-from tenangdb.config.schema import SECRET_KEYS, Settings, default_of, section_model
+from tenangdb.config.schema import SECRET_KEYS, Settings, default_log_file, default_of, section_model
 from tenangdb.errors import ConfigError
 from tenangdb.secrets import redact
 
@@ -41,6 +41,9 @@ class LoadedConfig:
     # its plan, and the keys in `unenforced` (key -> value as written) are not acted on.
     from_original: bool = False
     unenforced: dict[str, str] = field(default_factory=dict)
+    # The file the original would have logged to (it did unless told otherwise), for a file of
+    # the original that sets no logging.file_path: backup and cleanup runs log there too.
+    original_log_file: str | None = None
 
     def source_of(self, key: str) -> str:
         return self.sources.get(key, "default")
@@ -445,9 +448,10 @@ def load_config(
         settings.backup.timeout = default_of("backup.timeout")
         sources["backup.timeout"] = (f"default; {path} sets {unenforced['backup.timeout']}, not enforced until "
                                      f"{original.MIGRATE_COMMAND}")
+    original_log_file = default_log_file() if from_original and "logging.file_path" not in sources else None
     warnings = notes + (_check_recipients(settings, where) if check_recipients else [])
     return LoadedConfig(settings=settings, path=path, searched=searched, sources=sources, warnings=warnings,
-                        from_original=from_original, unenforced=unenforced)
+                        from_original=from_original, unenforced=unenforced, original_log_file=original_log_file)
 
 
 def _short(recipient: str) -> str:

@@ -271,7 +271,7 @@ def _log_file(get: _Reader) -> str | None:
     if get("logging.file_path").set:
         return None
     return ("not set — the original logged to a file by default (/var/log/tenangdb/tenangdb.log as root); "
-            "TenangDB writes a log file only where this says")
+            "TenangDB keeps logging there until this review is written, then only where this key says")
 
 
 RULES: dict[str, Rule] = {
