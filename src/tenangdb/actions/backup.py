@@ -247,6 +247,10 @@ def _backup_database(job: BackupJob, chosen: "_Engines") -> Result:
             conn.close()
     size = sum(f.stat().st_size for f in path.iterdir())
     duration = time.monotonic() - started
+    try:
+        store.refresh_latest(job.directory, name)
+    except OSError as exc:  # a convenience for scripts: never the reason a backup fails
+        log.warning("%s: could not update %s: %s", name, job.directory / store.LATEST, exc.strerror or exc)
     recorded = [loss.as_manifest() for loss in losses]
     if losses:
         log.warning("%s: the backup does not hold %d thing%s exactly (recorded in its manifest): %s", name,

@@ -18,7 +18,7 @@ from tenangdb.actions.upload import PROVING_METHODS, check_local
 from tenangdb.errors import VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import legacy, lock, records
+from tenangdb.repository import legacy, lock, records, store
 from tenangdb.repository.manifest import Manifest
 from tenangdb.repository.naming import BackupRef, is_month, is_staging, parse_backup_name
 from tenangdb.retention import BACKUP, FOREIGN, LOCAL, PARTIAL, REMOTE, Item
@@ -102,7 +102,8 @@ def local_entries(root: Path, destination: str | None) -> list[Entry]:
     if not root.is_dir():
         return found
     running = lock.holder(root)
-    for db_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+    for db_dir in sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                         and not store.is_latest_folder(p)):
         for month in sorted(_children(db_dir)):
             if not month.is_dir() or not is_month(month.name):
                 if not month.exists():

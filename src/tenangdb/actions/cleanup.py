@@ -22,7 +22,7 @@ from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import CleanupFailed, TenangDBError
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import identity, records
+from tenangdb.repository import identity, records, store
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import BackupRef
 from tenangdb.retention import BACKUP, LOCAL, PARTIAL, REMOTE, Decision, Keep, Policy, plan
@@ -186,6 +186,11 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
                 log.error("could not delete %s: %s", item.key, message)
                 outcome.failed.append((decision, str(message)))
         _forget_orphan_records(root, the_plan)
+        for database in sorted({d.item.database for d in outcome.deleted if d.item.location == LOCAL}):
+            try:
+                store.refresh_latest(root, database)
+            except OSError as exc:
+                log.warning("could not update %s: %s", root / store.LATEST, exc.strerror or exc)
     return outcome
 
 

@@ -124,6 +124,13 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
             shutil.rmtree(scratch, ignore_errors=True)
 
 
+def own_database(backup_path: str | Path) -> str:
+    """The database a backup was made of: a restore's target when none is named."""
+    if (old := legacy_mod.detect(Path(backup_path))) is not None:
+        return old.database
+    return manifest_mod.load(resolve_backup_path(backup_path)).database
+
+
 def _manifest_if_readable(backup_path: str | Path) -> Manifest | None:
     """The manifest, shape-checked; None when it is unusable (verification says why)."""
     try:

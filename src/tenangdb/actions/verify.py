@@ -15,9 +15,9 @@ from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import VerifyFailed
 from tenangdb.mysql import engines
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import store
+from tenangdb.repository import legacy, store
 from tenangdb.repository.manifest import FileEntry, Manifest
-from tenangdb.repository.naming import BackupRef, folder_name
+from tenangdb.repository.naming import BackupRef, folder_name, parse_backup_name
 from tenangdb.stream.crypto import fingerprint, load_identities
 from tenangdb.stream.pipeline import unseal
 
@@ -32,13 +32,50 @@ class Verified:
 
 
 def resolve_backup_path(path: str | Path) -> Path:
-    """Accept the backup folder, its manifest or one of its files."""
+    """Accept the backup folder, its manifest or one of its files, or a `latest/{db}` link to it."""
     folder = Path(path)
     if folder.is_file():
         folder = folder.parent
     if not folder.exists():
         raise VerifyFailed(f"{path}: no such backup")
-    return folder
+    return folder.resolve() if folder.is_symlink() else folder
+
+
+def expand_backup_path(loaded: LoadedConfig, path: str | Path) -> list[Path]:
+    """What a --backup-path names: one backup (its folder, a file in it, a backup of the original
+    TenangDB, a `latest/{db}` link), the newest backup of each database (`{directory}/latest`,
+    also before any backup made that folder), or every backup below a folder (the repository,
+    a database's or a month's folder). A path that names none of these comes back alone, for
+    the verification to say what is wrong with it."""
+    given = Path(path)
+    if legacy.detect(given) is not None or given.is_file() or (given / manifest_mod.MANIFEST).exists():
+        return [given]
+    if given.name == store.LATEST and (store.is_latest_folder(given) or not given.exists()):
+        newest: dict[Path, Path] = {}
+        for folder in store.iter_backups(given.parent):
+            db = folder.parent.parent
+            newest[db] = max(newest.get(db, folder), folder, key=lambda p: p.name)
+        if not newest:
+            raise VerifyFailed(f"{path}: no backups under {given.parent}")
+        return [newest[db] for db in sorted(newest)]
+    if not given.is_dir() or parse_backup_name(given.name):
+        return [given]
+    found = sorted(_backups_below(given))
+    return found or [given]
+
+
+def _backups_below(folder: Path):
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith(".") or store.is_latest_folder(entry) or entry.is_symlink():
+            continue
+        if legacy.detect(entry) is not None:
+            yield entry
+        elif entry.is_dir():
+            # A backup folder, whole or damaged (verification says which), or a level of the layout.
+            if parse_backup_name(entry.name):
+                yield entry
+            else:
+                yield from _backups_below(entry)
 
 
 def identities_for(loaded: LoadedConfig, manifest: Manifest, folder: Path) -> list | None:

@@ -327,7 +327,7 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
         click.echo(f"{_verified_line(outcome)} (downloaded from the remote)")
         return
     if backup_path:
-        paths = [Path(backup_path)]
+        paths = action.expand_backup_path(loaded, backup_path)
     else:
         mode = "all" if all_ else "latest" if latest else "sample"
         paths = action.select_backups(loaded, mode=mode, databases=_split(databases), sample=sample or 0)
@@ -373,34 +373,56 @@ def _verified_line(outcome) -> str:
 
 
 @cli.command()
-@click.option("--backup-path", "-b", required=True, help="Backup folder to restore.")
-@click.option("--target-database", "--database", "-d", "target", required=True,
-              help="Database to restore into (created if missing).")
+@click.option("--backup-path", "-b", required=True, help="Backup to restore: its folder, a latest/{db} link, or a "
+              "folder above backups (on a terminal you choose one).")
+@click.option("--target-database", "--database", "-d", "target",
+              help="Database to restore into (created if missing); default: the backup's own database.")
 @click.option("--yes", "-y", is_flag=True, help="Restore into a non-empty database without asking.")
 @click.option("--from-remote", is_flag=True, help="The backup path names a remote backup "
               "(remote:{db}/{YYYY-MM}/{name}, or its name): download, verify, restore, remove the download.")
 @click.option("--allow-system-schema", is_flag=True, help="Allow mysql or sys as the target: the backup's tables "
               "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
 @click.pass_obj
-def restore(state: State, backup_path: str, target: str, yes: bool, from_remote: bool,
+def restore(state: State, backup_path: str, target: str | None, yes: bool, from_remote: bool,
             allow_system_schema: bool) -> None:
-    """Verify a backup, then restore it into a database."""
+    """Verify a backup, then restore it into a database (by default its own)."""
     from tenangdb.actions import fetch, observe
     from tenangdb.actions import restore as action
 
-    action.check_name(target, allow_system_schema=allow_system_schema)  # before the config, the server or a byte
+    if target is not None:
+        action.check_name(target, allow_system_schema=allow_system_schema)  # before the config, the server or a byte
     loaded = state.load()
     confirm = _confirm_factory(yes)
     with observe.restore_run(loaded, backup_path):
         if from_remote or fetch.is_remote_spec(backup_path, loaded):
             # The connection and the target first: a download can take long.
-            checked = action.check_target(loaded, target, confirm=confirm, allow_system_schema=allow_system_schema,
-                                          source=backup_path)
+            checked = None if target is None else action.check_target(
+                loaded, target, confirm=confirm, allow_system_schema=allow_system_schema, source=backup_path)
             with fetch.fetched(loaded, backup_path) as folder:
-                action.run(loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema,
-                           checked=checked)
+                action.run(loaded, folder, target or action.own_database(folder), confirm=confirm,
+                           allow_system_schema=allow_system_schema, checked=checked)
         else:
-            action.run(loaded, backup_path, target, confirm=confirm, allow_system_schema=allow_system_schema)
+            chosen = _choose_backup(loaded, backup_path)
+            action.run(loaded, chosen, target or action.own_database(chosen), confirm=confirm,
+                       allow_system_schema=allow_system_schema)
+
+
+def _choose_backup(loaded, backup_path: str) -> Path:
+    """The one backup a restore's --backup-path names; for a folder above several, the operator
+    picks one on a terminal, and without one it is a usage error listing them."""
+    from tenangdb.actions import verify
+
+    found = verify.expand_backup_path(loaded, backup_path)
+    if len(found) == 1:
+        return found[0]
+    found.sort(key=lambda p: p.name, reverse=True)  # names carry the time: newest first
+    if not _interactive():
+        shown = ", ".join(str(p) for p in found[:5]) + (f" and {len(found) - 5} more" if len(found) > 5 else "")
+        raise click.UsageError(f"{backup_path} holds {len(found)} backups ({shown}); name one with --backup-path")
+    for number, path in enumerate(found, 1):
+        click.echo(f"{number:3d}  {path}", err=True)
+    pick = click.prompt("Restore which backup?", type=click.IntRange(1, len(found)), err=True)
+    return found[pick - 1]
 
 
 @cli.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
 import shutil
@@ -161,7 +162,8 @@ def iter_backups(root: Path, database: str | None = None) -> Iterator[Path]:
     if database is not None:
         db_dirs = [root / folder_name(database)] if (root / folder_name(database)).is_dir() else []
     else:
-        db_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+        db_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")
+                         and not is_latest_folder(p))
     for db_dir in db_dirs:
         for month in sorted(p for p in db_dir.iterdir() if p.is_dir()):
             for entry in sorted(month.iterdir()):
@@ -173,3 +175,39 @@ def iter_backups(root: Path, database: str | None = None) -> Iterator[Path]:
 def count_backups(root: Path, database: str) -> int:
     """Committed backups of one database under the directory."""
     return sum(1 for _ in iter_backups(root, database))
+
+
+LATEST = "latest"
+
+
+def is_latest_folder(path: Path) -> bool:
+    """The repository's `latest/` folder of links (not a database's folder)."""
+    return path.name == LATEST and (path / LATEST_MARK).exists()
+
+
+LATEST_MARK = ".tenangdb-latest"
+
+
+def refresh_latest(root: Path, database: str) -> None:
+    """Point `{root}/latest/{db}` at the newest committed backup of the database (or remove the
+    link when there is none), atomically: a new link under a temporary name, renamed over the
+    old one. The folder lets scripts written for a fixed path (`verify --backup-path
+    {dir}/latest`, `ls latest/`) find tonight's backups. A database whose own folder is named
+    `latest` gets no such folder: its backups keep their place."""
+    folder = root / LATEST
+    if folder.exists() and not is_latest_folder(folder):
+        return  # a database named `latest` owns that name
+    newest = max(iter_backups(root, database), key=lambda p: p.name, default=None)
+    link = folder / folder_name(database)
+    if newest is None:
+        with contextlib.suppress(FileNotFoundError):
+            link.unlink()
+        return
+    folder.mkdir(mode=0o750, exist_ok=True)
+    (folder / LATEST_MARK).touch(exist_ok=True)
+    temporary = folder / f".{link.name}.{os.getpid()}.new"
+    with contextlib.suppress(FileNotFoundError):
+        temporary.unlink()
+    os.symlink(os.path.relpath(newest, folder), temporary)
+    os.replace(temporary, link)
+    _fsync_dir(folder)
