@@ -19,6 +19,7 @@ from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
                              interrupt_requested, request_interrupt)
 from tenangdb.fileio import human_size
+from tenangdb.logs import FAILED, security_event
 from tenangdb.mysql import checksum, engines, fidelity
 from tenangdb.mysql import exact as exact_values
 from tenangdb.mysql import inventory as inv_mod
@@ -240,7 +241,7 @@ def _backup_database(job: BackupJob, chosen: "_Engines") -> Result:
     except TenangDBError as exc:
         if interrupt_requested():
             raise Interrupted("interrupted; unfinished work was removed") from None
-        log.error("%s: backup failed: %s", name, exc)
+        security_event(log, "backup_failed", FAILED, "%s: backup failed: %s", name, exc)
         return Result(name, False, error=str(exc), duration=time.monotonic() - started)
     finally:
         if conn is not None:
@@ -258,7 +259,7 @@ def _backup_database(job: BackupJob, chosen: "_Engines") -> Result:
     if losses and job.settings.backup.fidelity == "strict":
         error = (f"backup kept at {path}, but it does not hold {len(losses)} thing{'' if len(losses) == 1 else 's'} "
                  f"exactly (backup.fidelity: strict): {'; '.join(map(str, losses))}")
-        log.error("%s: backup failed: %s", name, error)
+        security_event(log, "backup_failed", FAILED, "%s: backup failed: %s", name, error)
         return Result(name, False, path=path, error=error, duration=duration, size=size, losses=recorded)
     log.info("%s: backup completed in %.1fs (%s) → %s", name, duration, human_size(size), path)
     return Result(name, True, path=path, duration=duration, size=size, losses=recorded)

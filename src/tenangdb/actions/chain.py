@@ -100,10 +100,8 @@ def verify_new(loaded: LoadedConfig, results: list) -> list:
     from tenangdb.actions import verify
 
     def report(outcome) -> None:
-        if outcome.ok:
+        if outcome.ok:  # a failure is logged by verify_each
             log.info("%s: %s passed (%s)", outcome.database, outcome.name, outcome.method)
-        else:
-            log.error("verification failed: %s", outcome.reason)
 
     outcomes = verify.verify_each(loaded, [r.path for r in results], test_restore=cfg.test_restore,
                                   on_outcome=report)

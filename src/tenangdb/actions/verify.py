@@ -13,6 +13,7 @@ from typing import Any, Callable
 
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import VerifyFailed
+from tenangdb.logs import FAILED, security_event
 from tenangdb.mysql import engines
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import legacy, store
@@ -244,6 +245,8 @@ def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, 
             outcome = (testrestore.test_restore(loaded, path, target=target) if test_restore
                        else testrestore.check_files(loaded, path))
             observe.verification(loaded, outcome)
+            if not outcome.ok:
+                security_event(log, "verify_failed", FAILED, "verification failed: %s", outcome.reason)
             outcomes.append(outcome)
             if on_outcome is not None:
                 on_outcome(outcome)

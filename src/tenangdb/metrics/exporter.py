@@ -16,9 +16,11 @@ import logging
 import socket
 import ssl
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 from tenangdb.errors import ConfigError, TenangDBError
+from tenangdb.logs import UNAUTHORIZED, security_event
 from tenangdb.metrics.exposition import CONTENT_TYPE, render
 from tenangdb.metrics.state import StateCorrupted, StateFile, empty
 
@@ -113,7 +115,33 @@ _INDEX = (b"<html><head><title>TenangDB Exporter</title></head><body><h1>TenangD
           b'<li><a href="/ready">/ready</a></li><li><a href="/healthz">/healthz</a></li></ul></body></html>\n')
 
 
+class RefusedLogins:
+    """A security event for refused metrics logins: one line per peer per `every` seconds,
+    with how many were refused since; never what was tried. A scanner must not flood the log,
+    and one attempt must not go unseen."""
+
+    def __init__(self, every: float = 60.0) -> None:
+        self.every = every
+        self._lock = threading.Lock()
+        self._peers: dict[str, tuple[float, int]] = {}
+
+    def note(self, peer: str, had_credentials: bool) -> None:
+        now = time.monotonic()
+        with self._lock:
+            last, count = self._peers.get(peer, (float("-inf"), 0))
+            if now - last < self.every:
+                self._peers[peer] = (last, count + 1)
+                return
+            self._peers[peer] = (now, 0)
+            if len(self._peers) > 4096:  # forget the quiet ones
+                self._peers = {p: v for p, v in self._peers.items() if now - v[0] < self.every}
+        more = f" (and {count} more since the last report)" if count else ""
+        security_event(log, "metrics_login_refused", UNAUTHORIZED, "metrics request from %s refused: %s%s", peer,
+                       "wrong credentials" if had_credentials else "no credentials", more, level=logging.WARNING)
+
+
 def make_handler(state: StateFile, metrics_path: str, auth: BasicAuth | None):
+    refused = RefusedLogins()
     class Handler(BaseHTTPRequestHandler):
         timeout = 30  # a client that stops talking releases its thread
 
@@ -166,6 +194,7 @@ def make_handler(state: StateFile, metrics_path: str, auth: BasicAuth | None):
                 self._send(404, b"not found\n")
                 return
             if auth is not None and not auth.check(self.headers.get("Authorization")):
+                refused.note(self.client_address[0], "Authorization" in self.headers)
                 self._send(401, b"unauthorized\n",
                            headers={"WWW-Authenticate": 'Basic realm="tenangdb", charset="UTF-8"'})
                 return
