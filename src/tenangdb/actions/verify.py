@@ -232,10 +232,11 @@ def select_backups(loaded: LoadedConfig, *, mode: str, databases: list[str] | No
 
 
 def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, target: str | None = None,
-                on_outcome: Callable[[Any], None] | None = None) -> list:
+                on_outcome: Callable[[Any], None] | None = None, log_failures: bool = True) -> list:
     """Verify each backup in turn (with `test_restore`, restore it into a scratch target and
     check it too), counting each in the metrics; the testrestore.Outcome of each, in order.
-    `on_outcome` hears of each as soon as it is done."""
+    `on_outcome` hears of each as soon as it is done. A failure is logged as a security event
+    unless `log_failures` is false (the caller reports it in its own words)."""
     from tenangdb.actions import observe, testrestore  # both build on this module
 
 
@@ -245,7 +246,7 @@ def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, 
             outcome = (testrestore.test_restore(loaded, path, target=target) if test_restore
                        else testrestore.check_files(loaded, path))
             observe.verification(loaded, outcome)
-            if not outcome.ok:
+            if not outcome.ok and log_failures:
                 security_event(log, "verify_failed", FAILED, "verification failed: %s", outcome.reason)
             outcomes.append(outcome)
             if on_outcome is not None:

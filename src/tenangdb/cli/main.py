@@ -321,7 +321,9 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
         if not backup_path:
             raise click.UsageError("--from-remote needs --backup-path (remote:{db}/{YYYY-MM}/{name} or a name)")
         with fetch.fetched(loaded, backup_path) as folder:
-            [outcome] = action.verify_each(loaded, [folder], test_restore=test_restore, target=target)
+            # Its failure is raised here, so that it names the remote copy, not the download.
+            [outcome] = action.verify_each(loaded, [folder], test_restore=test_restore, target=target,
+                                           log_failures=False)
             if not outcome.ok:
                 raise VerifyFailed(outcome.reason)  # raised here, so it names the remote copy
         click.echo(f"{_verified_line(outcome)} (downloaded from the remote)")
