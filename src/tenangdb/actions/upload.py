@@ -146,6 +146,9 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path) ->
         database = manifest.database
     except VerifyFailed as exc:
         return _failed(folder, rpath, database, started, f"local copy is damaged, not uploaded: {exc}")
+    if cfg.encryption and not manifest.encryption.enabled:
+        return _failed(folder, rpath, database, started, "not encrypted, so not uploaded (upload.encryption is "
+                       "true; set backup.encryption for new backups)")
     manifest_bytes = (folder / manifest_mod.MANIFEST).read_bytes()
     size = manifest.stored_bytes() + len(manifest_bytes)
     known: dict[str, dict[str, str]] = {}

@@ -101,7 +101,6 @@ IGNORED_KEYS = {
     "database.type": "only MySQL and MariaDB are supported",
     "database.mysql": "the dump options are chosen by backup.engine",
     "database.postgresql": "only MySQL and MariaDB are supported",
-    "upload.encryption": "use backup.encryption; backups are encrypted before they are uploaded",
     "upload.verify_upload": "uploads are always verified; upload.verify chooses how",
 }
 
@@ -148,6 +147,23 @@ def normalize_keys(raw: dict[str, Any], model: type[BaseModel] = Settings, prefi
             value, _ = normalize_keys(value, sub, f"{prefix}.{name}" if prefix else name, notes)
         out[name] = value
     return out, notes
+
+
+def _security_guide_keys(raw: dict[str, Any]) -> None:
+    """The security guide writes the age identity as `backup.encryption_key` beside
+    `encryption: true`: it is `backup.encryption.key`."""
+    backup = raw.get("backup")
+    if not isinstance(backup, dict) or "encryption_key" not in backup:
+        return
+    key = backup.pop("encryption_key")
+    encryption = backup.get("encryption")
+    if isinstance(encryption, dict):
+        if "key" in encryption:
+            raise ConfigError("backup.encryption_key and backup.encryption.key are the same key written twice; "
+                              "keep one")
+        encryption["key"] = key
+    else:
+        backup["encryption"] = {"key": key} if encryption is None else {"enabled": encryption, "key": key}
 
 
 def _walk(data: Any, prefix: str = ""):
@@ -397,6 +413,10 @@ def load_config(
         except ConfigError as exc:
             raise ConfigError(f"configuration error in {path}: {exc}") from None
         notes = [f"{path}: {note}" for note in notes]
+        try:
+            _security_guide_keys(raw)
+        except ConfigError as exc:
+            raise ConfigError(f"configuration error in {path}: {exc}") from None
         from_original = original.is_from_original(raw)
         _check_secret_permissions(path, raw, insecure)
         used: dict[str, list[str]] = {}

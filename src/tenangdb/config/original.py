@@ -44,6 +44,7 @@ ORIGINAL_KEYS = frozenset({
     "backup.compression.keep_original", "backup.compression.compress_upload",
     "upload.enabled", "upload.rclone_path", "upload.rclone_config_path", "upload.destination", "upload.timeout",
     "upload.retry_count",
+    "upload.encryption",  # its security guide's; it read and ignored it (here it refuses unencrypted uploads)
     "logging.level", "logging.format", "logging.file_format", "logging.file_path",
     "cleanup.enabled", "cleanup.cleanup_uploaded_files", "cleanup.remote_retention_days", "cleanup.weekend_only",
     "cleanup.age_based_cleanup", "cleanup.max_age_days", "cleanup.verify_cloud_exists", "cleanup.databases",
@@ -280,6 +281,9 @@ RULES: dict[str, Rule] = {
     "cleanup.cleanup_uploaded_files": _if_set(
         "cleanup.cleanup_uploaded_files", "the original never deleted a local copy for being uploaded; TenangDB "
         "deletes a local copy once its remote copy is verified, however young"),
+    "upload.encryption": _if_set(
+        "upload.encryption", "the original ignored it; TenangDB refuses to upload a backup that is not encrypted "
+        "when it is true"),
     "cleanup.enabled": _if_set(
         "cleanup.enabled", "the original ignored it (cleanup ran only as `tenangdb cleanup`); TenangDB also runs "
         "cleanup after each backup run"),

@@ -324,6 +324,8 @@ class UploadConfig(_Section):
     rclone_config_path: str | None = Field(None, description="rclone's config file (default "
                                            "~/.config/rclone/rclone.conf); always passed to rclone explicitly")
     timeout: Duration = Field(300, gt=0, description="per rclone call (seconds, or 5m)")
+    encryption: bool = Field(False, description="true: never upload a backup that is not encrypted (each one is "
+                             "refused and reported; backup.encryption makes them encrypted)")
     retry_count: int = Field(3, ge=1, description="attempts per backup")
     retry_delay: Duration = Field(10, ge=0, description="first wait between attempts; doubles each time")
     # true/hash: sizes, and hashes where the backend has them; size: sizes only;

@@ -39,7 +39,8 @@ def parse_identities(text: str, origin: str) -> list:
     for line in _key_lines(text):
         redact.add(line)
         if not line.startswith("AGE-SECRET-KEY-1"):
-            raise ConfigError(f"{origin}: not an age identity (expected AGE-SECRET-KEY-1…)")
+            raise ConfigError(f"{origin}: not an age identity (expected AGE-SECRET-KEY-1…; a passphrase is not "
+                              "supported: make an identity with `tenangdb key generate -o FILE`)")
         try:
             identities.append(x25519.Identity.from_str(line))
         except pyrage.IdentityError:
