@@ -181,6 +181,7 @@ def test_config_migrate_reviews_each_original_config(offline_env, name):
     if name == "frequency_check":
         assert "backup.timeout: 30m — the original never enforced it; TenangDB kills a dump that runs longer" in said
     assert cfg.read_text() == text  # a review changes nothing
+    assert review_check(env, cfg)["status"] == "warn"
 
     done = env.cli("config", "--migrate", "--write", config=cfg)
     assert done.returncode == 0, done.stderr
@@ -192,6 +193,14 @@ def test_config_migrate_reviews_each_original_config(offline_env, name):
     assert cfg.stat().st_mode & 0o777 == 0o640
     done = env.cli("config", "--migrate", config=cfg)
     assert done.returncode == 0 and "nothing to review" in done.stdout and "config_version: 2" in done.stdout
+    assert review_check(env, cfg) is None
+
+
+def review_check(env, cfg):
+    """doctor's check of a config of the original not yet reviewed, or None."""
+    done = env.cli("doctor", "--json", config=cfg, timeout=120)
+    found = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "config-review"]
+    return found[0] if found else None
 
 
 def test_config_migrate_on_a_config_of_this_tenangdb(offline_env):

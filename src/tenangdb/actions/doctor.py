@@ -50,6 +50,15 @@ def _mode(st: os.stat_result) -> str:
     return f"{stat.S_IMODE(st.st_mode):04o}"
 
 
+def config_review(loaded: LoadedConfig) -> Check | None:
+    """A config of the original TenangDB not yet reviewed: its cleanup only shows its plan."""
+    if not loaded.from_original:
+        return None
+    return Check("config-review", WARN, f"{loaded.path} is a config of the original TenangDB, not yet reviewed: "
+                 "cleanup only shows its plan and its backup.timeout is not enforced until then",
+                 "read `tenangdb config --migrate`, then acknowledge it with `tenangdb config --migrate --write`")
+
+
 def config_file(loaded: LoadedConfig) -> Check:
     if loaded.path is None:
         return Check("config-file", WARN, "no config file: only defaults and environment variables",
@@ -534,6 +543,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
     cfg = loaded.settings
     checks: list[Check | None] = [
         config_file(loaded),
+        config_review(loaded),
         plaintext(loaded),
         secret_file("secrets-file", _secrets_path(loaded)),
         secret_file("key-file", cfg.backup.encryption.key_file),
