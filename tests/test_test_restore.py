@@ -212,7 +212,7 @@ def test_damage_is_caught_with_exit_7(env, server, sample_db, damage, reason):
     done = _verify(env, cfg, folder)
     assert done.returncode == 7, done.stderr
     lines = done.stderr.strip().splitlines()
-    assert lines[-1].startswith(f"error: {sample_db}: backup {folder.name}: "), lines
+    assert lines[-1].startswith(f"error: FAILED {sample_db}: backup {folder.name}: "), lines
     assert re.search(reason, lines[-1]), lines[-1]
     record = _sidecar(folder)
     assert record["ok"] is False and re.search(reason, record["failures"][0])

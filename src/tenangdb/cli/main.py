@@ -345,12 +345,14 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
         elif len(paths) > 1:
             click.echo(f"FAILED {outcome.reason}")
 
-    outcomes = action.verify_each(loaded, paths, test_restore=test_restore, target=target, on_outcome=show)
+    # One backup's failure is this command's one error line, with the word a log watch greps for.
+    outcomes = action.verify_each(loaded, paths, test_restore=test_restore, target=target, on_outcome=show,
+                                  log_failures=len(paths) > 1)
     failures = [outcome for outcome in outcomes if not outcome.ok]
     if not failures:
         return
     if len(paths) == 1:
-        click.echo(f"error: {failures[0].reason}", err=True)
+        click.echo(f"error: FAILED {failures[0].reason}", err=True)
     else:
         click.echo(f"error: {len(failures)} of {len(paths)} backups failed verification", err=True)
     raise SystemExit(EXIT_VERIFY)

@@ -204,7 +204,7 @@ def refresh_latest(root: Path, database: str) -> None:
             link.unlink()
         return
     folder.mkdir(mode=0o750, exist_ok=True)
-    (folder / LATEST_MARK).touch(exist_ok=True)
+    (folder / LATEST_MARK).touch(mode=0o640, exist_ok=True)
     temporary = folder / f".{link.name}.{os.getpid()}.new"
     with contextlib.suppress(FileNotFoundError):
         temporary.unlink()
