@@ -166,7 +166,9 @@ def test_disk_full_is_exit_4_and_leaves_nothing(env, server, sample_db, tmp_path
 def _slow_dump(tmp_path):
     """A dump tool that writes a little, records its PID and then hangs."""
     fake = tmp_path / "slow-dump"
-    fake.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'dump.pid'}\necho '-- MariaDB dump'\n"
+    # The PID file appears whole (renamed into place): the tests read it as soon as it exists.
+    fake.write_text(f"#!/bin/sh\necho $$ > {tmp_path / 'dump.pid.new'} && mv {tmp_path / 'dump.pid.new'} "
+                    f"{tmp_path / 'dump.pid'}\necho '-- MariaDB dump'\n"
                     "echo 'CREATE TABLE t (id int);'\nexec sleep 60\n")
     fake.chmod(0o755)
     return fake

@@ -325,9 +325,12 @@ def test_what_a_child_started_itself_is_ended_by_the_next_run(env, server, sampl
                            database=dict(server.config_section(), mysqldump_path=str(wrapper)))
     proc = _start(env, cfg, "backup", "--yes")
     try:
-        assert _wait_for(lambda: (tmp_path / "tool.pid").exists() or proc.poll() is not None, timeout=60)
+        # The shell creates the file before `echo` writes the PID into it: wait for the PID.
+        pid_file = tmp_path / "tool.pid"
+        assert _wait_for(lambda: (pid_file.exists() and pid_file.read_text().strip()) or proc.poll() is not None,
+                         timeout=60)
         assert proc.poll() is None, proc.stderr.read()
-        tool = int((tmp_path / "tool.pid").read_text())
+        tool = int(pid_file.read_text())
         record = [p for p in Path(orphans.login_parent()).iterdir() if p.name.startswith(f"{orphans.RUN_PREFIX}{proc.pid}.")]
         assert len(record) == 1
         _kill9(proc)
