@@ -162,3 +162,17 @@ def test_what_is_not_a_legacy_backup_is_named(env, server, legacy_db):
     stray.write_text("hello")
     done = env.cli("restore", "-b", str(stray), "-d", unique("restored"), config=env.write_config())
     assert done.returncode == 7 and "no manifest.json" in done.stderr
+
+
+def test_a_legacy_mydumper_folder_without_its_end_is_refused(env, server, legacy_db, needs_mydumper):
+    path = legacy_mydumper(env, server, legacy_db, datetime.now())
+    metadata = path / "metadata"
+    metadata.write_text("".join(line for line in metadata.read_text().splitlines(keepends=True)
+                                if "Finished dump at" not in line))
+    cfg = env.write_config()
+    done = env.cli("verify", "-b", str(path), config=cfg)
+    assert done.returncode == 7 and "does not record the end of the dump" in done.stderr, done.stderr
+    target = unique("restored")
+    done = env.cli("restore", "-b", str(path), "-d", target, config=cfg)
+    assert done.returncode == 4 and "does not record the end of the dump" in done.stderr, done.stderr
+    assert "was dropped" in done.stderr and target not in server.sql("SHOW DATABASES")

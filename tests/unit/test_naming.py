@@ -59,3 +59,16 @@ def test_staging_folders_are_hidden_and_recognised():
 def test_dump_file_names():
     assert dump_file_name("shop", ".zst", True) == "shop.sql.zst.age"
     assert dump_file_name("a/b", "", False) == "a%2Fb.sql"
+
+
+def test_a_stamp_that_is_no_date_is_no_backup_name(tmp_path):
+    from tenangdb.repository import legacy
+    from tenangdb.repository.naming import parse_backup_name
+
+    assert parse_backup_name("shop-2026-13-45_00-00-00") is None
+    odd = tmp_path / "shop-2026-13-45_00-00-00.sql"
+    odd.write_text("-- Dump completed\n")
+    assert legacy.detect(odd) is None
+    fine = tmp_path / "shop-2026-12-31_23-59-59.sql"
+    fine.write_text("-- Dump completed\n")
+    assert legacy.detect(fine).database == "shop"

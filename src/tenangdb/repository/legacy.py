@@ -71,17 +71,11 @@ def detect(path: Path) -> Legacy | None:
         form = SQL if ext == ".sql" else ARCHIVE
     else:
         return None
-    when = datetime.strptime(match.group("stamp"), STAMP).astimezone()  # naive = local time
+    try:
+        when = datetime.strptime(match.group("stamp"), STAMP).astimezone()  # naive = local time
+    except ValueError:
+        return None  # no such date (a month 13): not a name the original wrote
     return Legacy(path, match.group("db"), when, form)
-
-
-def require(path: str | Path) -> Legacy:
-    """`detect` for a path the operator named: VerifyFailed saying what it is not."""
-    found = detect(Path(path))
-    if found is None:
-        raise VerifyFailed(f"{path}: not a backup of the original TenangDB (expected {{db}}-YYYY-MM-DD_HH-MM-SS "
-                           "as a .sql file, a .tar.gz/.tar.zst/.tar.xz archive or a mydumper folder)")
-    return found
 
 
 def _open(path: Path) -> IO[bytes]:
@@ -216,14 +210,11 @@ def check(legacy: Legacy) -> Checked:
     """Read the backup whole: an archive to its end, and the dump's completion mark (mysqldump's
     last comment, or mydumper's `Finished dump at` in its metadata). VerifyFailed says what is wrong."""
     if legacy.form == FOLDER:
-        seen: dict[str, str] = {}
-        total = 0
+        files = []
         for path in (p for p in legacy.path.iterdir() if p.is_file()):
             with _open(path) as handle:
-                data = b"".join(iter(lambda: handle.read(CHUNK), b"")) if path.name == mydumper.METADATA else b""
-                total += len(data) + sum(len(chunk) for chunk in iter(lambda: handle.read(CHUNK), b""))
-            seen[path.name] = data.decode("utf-8", errors="replace")
-        return _folder_checked(legacy, seen, total)
+                files.append(_read_through(path.name, handle.read))
+        return _folder_checked(legacy, files)
     if legacy.form == SQL or content_form(legacy) == SQL:
         total, tail = 0, b""
         with sql_stream(legacy) as read:
@@ -234,17 +225,25 @@ def check(legacy: Legacy) -> Checked:
             raise VerifyFailed(f"{legacy.path}: the dump ends without mysqldump's completion comment; it is "
                                "incomplete")
         return Checked(legacy, SQL, total, 1)
-    seen: dict[str, str] = {}
-    total = 0
     with _archive(legacy) as members:
-        for member in members:
-            data = b"".join(iter(lambda: member.read(CHUNK), b""))
-            total += len(data)
-            seen[member.name] = data.decode("utf-8", errors="replace") if member.name == mydumper.METADATA else ""
-    return _folder_checked(legacy, seen, total)
+        files = [_read_through(member.name, member.read) for member in members]
+    return _folder_checked(legacy, files)
 
 
-def _folder_checked(legacy: Legacy, files: dict[str, str], total: int) -> Checked:
+def _read_through(name: str, read: Callable[[int], bytes]) -> tuple[str, str, int]:
+    """(name, text if it is mydumper's metadata, bytes read): every file read to its end in
+    bounded pieces (a table's data file may be gigabytes), only the metadata kept."""
+    kept, total = [], 0
+    while chunk := read(CHUNK):
+        total += len(chunk)
+        if name == mydumper.METADATA:
+            kept.append(chunk)
+    return name, b"".join(kept).decode("utf-8", errors="replace"), total
+
+
+def _folder_checked(legacy: Legacy, read: list[tuple[str, str, int]]) -> Checked:
+    files = {name: text for name, text, _ in read}
+    total = sum(size for _, _, size in read)
     if mydumper.METADATA not in files or not mydumper.is_complete(files[mydumper.METADATA]):
         raise VerifyFailed(f"{legacy.path}: mydumper's metadata does not record the end of the dump; it is "
                            "incomplete")

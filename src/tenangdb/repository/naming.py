@@ -51,7 +51,10 @@ def parse_backup_name(name: str) -> tuple[str, datetime] | None:
     match = _NAME.match(name)
     if not match:
         return None
-    when = datetime.strptime(match.group("stamp"), STAMP).replace(tzinfo=timezone.utc)
+    try:
+        when = datetime.strptime(match.group("stamp"), STAMP).replace(tzinfo=timezone.utc)
+    except ValueError:
+        return None  # shaped like a stamp, but no such time (a month 13)
     return match.group("db"), when
 
 
