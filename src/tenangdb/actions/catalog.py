@@ -46,6 +46,7 @@ class Entry:
     problem: str | None = None
     in_progress: bool = False  # local partials: a run holds the directory lock, so it is being written
     files: list[str] = field(default_factory=list)  # remote: the stored files, relative to the folder
+    record: str | None = None  # remote: the backup's record, relative to the destination
     losses: list[dict] = field(default_factory=list)  # what the backup does not hold exactly (manifest)
     # Made by the original TenangDB (repository/legacy.py): no manifest, so nothing is proven
     # of it; its time is the local time in its name.
@@ -67,6 +68,7 @@ class Entry:
     def as_json(self) -> dict:
         data = asdict(self)
         data.pop("files")
+        data.pop("record")
         data["name"] = self.name
         data["time"] = self.time.isoformat() if self.time else None
         return data
@@ -191,8 +193,12 @@ def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
     listing = rc.list(rc.destination) or []
     folders: dict[BackupRef, dict[str, int]] = {}
     found: list[Entry] = []
+    record_names: set[str] = set()
     for remote_file in listing:
         parts = remote_file.path.split("/")
+        if len(parts) == 3 and records.parse_record_name(parts[2]):
+            record_names.add(remote_file.path)  # a backup's record, read with its backup
+            continue
         if len(parts) < 4:
             found.append(Entry(parts[0] if len(parts) > 1 else "", REMOTE, remote_file.path,
                                join(rc.destination, remote_file.path), kind=FOREIGN, size=remote_file.size,
@@ -203,9 +209,13 @@ def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
         return found
     scratch = Path(tempfile.mkdtemp(prefix="tenangdb-manifests-"))
     try:
-        rc.fetch_manifests(scratch)
+        rc.fetch_matching(scratch, [f"/*/*/*/{manifest_mod.MANIFEST}", "/*/*/.*.upload.json"],
+                          "download of the remote manifests and records")
         for ref, files in sorted(folders.items(), key=lambda item: str(item[0])):
-            found.append(_remote_entry(rc, root, scratch, ref, files))
+            entry = _remote_entry(rc, root, scratch, ref, files)
+            if records.remote_record_rel(str(ref)) in record_names:
+                entry.record = records.remote_record_rel(str(ref))
+            found.append(entry)
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     return found
@@ -233,9 +243,25 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, ref: BackupRef, files: 
     else:
         wrong = sorted(found.missing + found.unexpected) or sorted(name for name, _, _ in found.wrong_size)
         entry.problem = f"{wrong[0]}: missing, unexpected or of the wrong size"
-    upload = records.read_upload(ref.path(root))
-    if upload and upload.ok and upload.destination == rc.destination:
-        entry.verified_how = upload.verify
-        entry.verified_at = upload.verified_at
+    # The record on the remote is the one every machine shares; this machine's own record
+    # stands in for copies uploaded before records were kept there.
+    # (The one on the remote is about that copy whatever name this machine's rclone config
+    # gives the remote.)
+    upload = records.read(scratch / records.remote_record_rel(rel), records.UploadRecord)
+    if upload is None:
+        upload = records.read_upload(ref.path(root))
+        if upload is None or upload.destination != rc.destination:
+            return entry
+    if upload.ok:
+        entry.verified_how = upload.check or upload.verify
+        entry.verified_at = upload.checked_at or upload.verified_at
+        entry.proof = upload.proof
         entry.verified = entry.complete and upload.verify in PROVING_METHODS
+    elif upload.failed_at and entry.complete:
+        # A later check found the copy damaged: not a backup to restore from or to keep in
+        # place of a good one, until an upload repairs it.
+        entry.complete = False
+        entry.verified_how = f"{upload.check or 'check'} failed"
+        entry.verified_at = upload.failed_at
+        entry.problem = f"failed verification at {upload.failed_at}: {upload.error}"
     return entry

@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tenangdb.actions import catalog
+from tenangdb.actions import catalog, offsite
 from tenangdb.actions.backup import state_directory
-from tenangdb.actions.upload import PROVING_METHODS, now_iso, verify_remote
+from tenangdb.actions.upload import PROVING_METHODS, verify_remote
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import CleanupFailed, TenangDBError
 from tenangdb.remote.rclone import Rclone, join
@@ -174,7 +174,7 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
                         and item.rel not in remote_gone):
                     why = _reverify(loaded, the_plan.rc, entry)
                     if why:
-                        _mark_not_uploaded(Path(item.key), why)
+                        _mark_not_uploaded(the_plan.rc, root, item.rel, why)
                         log.warning("kept %s: its remote copy failed the check before deletion: %s", item.key, why)
                         outcome.kept_back.append((decision, why))
                         continue
@@ -206,6 +206,8 @@ def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
         entry = the_plan.entries[decision.item.key]
         for name in entry.files:
             (manifests if name == manifest_mod.MANIFEST else others).append(f"{entry.rel}/{name}")
+        if entry.record:
+            others.append(entry.record)
         months.add(entry.rel.rsplit("/", 1)[0])
     try:
         rc.delete_listed(manifests)
@@ -263,9 +265,10 @@ def _remove_local(path: Path, kind: str) -> None:
         pass
 
 
-def _mark_not_uploaded(folder: Path, why: str) -> None:
-    records.write(records.upload_path(folder), records.UploadRecord(
-        ok=False, destination=None, attempted_at=now_iso(), error=f"remote copy failed re-verification: {why}"))
+def _mark_not_uploaded(rc: Rclone, root: Path, rel: str, why: str) -> None:
+    """The remote copy failed its check before the local one was deleted: recorded in both
+    places, so the next upload repairs it and no other machine trusts it meanwhile."""
+    offsite.record_check(rc, root, rel, ok=False, how="re-verification", error=why)
 
 
 def _forget_orphan_records(root: Path, the_plan: Plan) -> None:

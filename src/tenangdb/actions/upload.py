@@ -13,10 +13,11 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from tenangdb.actions import offsite
+from tenangdb.actions.offsite import now_iso
 from tenangdb.actions.backup import state_directory
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.control import retry
@@ -56,10 +57,6 @@ class RemoteCheck:
 def remote_path(rc: Rclone, root: Path, folder: Path) -> str:
     """`{destination}/{db}/{YYYY-MM}/{backup}` for a local backup folder."""
     return join(rc.destination, *BackupRef.from_path(folder.relative_to(root)).parts)
-
-
-def now_iso() -> str:
-    return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
 def check_local(folder: Path) -> Manifest:
@@ -139,6 +136,7 @@ def _bad(check: RemoteCheck, message: str) -> UploadFailed:
 def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path) -> UploadResult:
     cfg = loaded.settings.upload
     rpath = remote_path(rc, root, folder)
+    rel = str(BackupRef.from_path(folder.relative_to(root)))
     started = time.monotonic()
     database = BackupRef.from_path(folder).db
     try:
@@ -173,7 +171,17 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path) ->
         # checked byte for byte (no second hashing of the dump).
         if mode != "off" and rc.cat(join(rpath, manifest_mod.MANIFEST)) != manifest_bytes:
             raise UploadFailed(f"{join(rpath, manifest_mod.MANIFEST)}: differs from the local manifest")
+        # Last: what a machine without this one's records needs to trust the copy.
+        offsite.put_record(rc, rel, proven(check))
         return check
+
+    def proven(check: RemoteCheck) -> records.UploadRecord:
+        stamp = now_iso()
+        sizes = {entry.name: entry.stored_size for entry in manifest.files}
+        return records.UploadRecord(
+            ok=True, destination=rc.destination, remote_path=rpath, uploaded_at=stamp, verified_at=stamp,
+            verify=check.method, bytes=size,
+            files={name: {"size": sizes[name], **hashes} for name, hashes in known.items()})
 
     def before_retry(exc: BaseException, attempt_no: int, delay: float) -> None:
         bad = list(getattr(exc, "bad_files", []))
@@ -197,11 +205,7 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path) ->
         local_fault = getattr(exc, "local", False)
         return _failed(folder, rpath, database, started, str(exc), rc.destination, remote=not local_fault)
     duration = time.monotonic() - started
-    stamp = now_iso()
-    sizes = {entry.name: entry.stored_size for entry in manifest.files}
-    records.write(records.upload_path(folder), records.UploadRecord(
-        ok=True, destination=rc.destination, remote_path=rpath, uploaded_at=stamp, verified_at=stamp,
-        verify=check.method, bytes=size, files={name: {"size": sizes[name], **hashes} for name, hashes in known.items()}))
+    records.write(records.upload_path(folder), proven(check))
     log.info("%s: uploaded %s in %.1fs, remote copy verified (%s)", database, folder.name, duration, check.method)
     return UploadResult(database, folder, rpath, True, size=size, duration=duration, method=check.method)
 

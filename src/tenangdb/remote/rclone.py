@@ -249,11 +249,20 @@ class Rclone:
     def download(self, remote: str, local: Path) -> None:
         self._call(["copy", remote, str(local)], f"download of {remote}")
 
-    def fetch_manifests(self, local: Path, depth: int = 3, name: str = "manifest.json") -> None:
-        """Copy every `{db}/{month}/{backup}/manifest.json` below the destination in one call."""
-        pattern = "/" + "/".join(["*"] * depth) + "/" + name
-        self._call(["copy", self.destination, str(local), "--include", pattern, "--fast-list"],
-                   "download of the remote manifests", ok_codes=(0, NOT_FOUND_EXIT))
+    def fetch_matching(self, local: Path, patterns: list[str], what: str) -> None:
+        """Copy every file below the destination that matches one of the rclone include
+        patterns (anchored at the destination) in one call."""
+        args = ["copy", self.destination, str(local), "--fast-list"]
+        for pattern in patterns:
+            args += ["--include", pattern]
+        self._call(args, what, ok_codes=(0, NOT_FOUND_EXIT))
+
+    def put_bytes(self, data: bytes, remote: str) -> None:
+        """Write a small file to `remote` (through a private temporary file: rclone reads paths)."""
+        with tempfile.TemporaryDirectory(prefix="tenangdb-put-") as scratch:
+            path = Path(scratch) / remote.rsplit("/", 1)[-1].lstrip(".")
+            path.write_bytes(data)
+            self._call(["copyto", str(path), remote], f"copy to {remote}")
 
     def delete_file(self, remote: str) -> None:
         self._call(["deletefile", remote], f"delete of {remote}", ok_codes=(0, NOT_FOUND_EXIT, FILE_NOT_FOUND_EXIT))

@@ -8,6 +8,11 @@ checks that), so facts learnt later live in hidden files in the month folder:
 
 An upload record outlives the local folder (cleanup_uploaded_files deletes the folder, the
 record still says the remote copy was verified) and goes with the remote copy.
+
+The remote holds the same record at the same place (`{db}/{YYYY-MM}/.{backup}.upload.json`
+beside the backup there, written after the backup's own files): a machine that has nothing
+but the config, the key and the rclone config reads from it whether each remote copy was
+proven, how and when, and whether a later check found it damaged.
 """
 
 from __future__ import annotations
@@ -34,6 +39,13 @@ def upload_path(folder: Path) -> Path:
 
 def verify_path(folder: Path) -> Path:
     return folder.parent / f".{folder.name}.verify.json"
+
+
+def remote_record_rel(rel: str) -> str:
+    """Where a backup's record lives on the remote, relative to the destination, for the
+    backup at `{db}/{YYYY-MM}/{name}`."""
+    month, name = rel.rsplit("/", 1)
+    return f"{month}/.{name}.upload.json"
 
 
 def upload_records(root: Path) -> list[Path]:
@@ -79,6 +91,13 @@ class UploadRecord(Record):
     error: str | None = None
     expired: bool = False  # cleanup deleted the remote copy on purpose
     expired_at: str | None = None
+    # The latest check of the remote copy after its upload (verify --from-remote, a drill):
+    # how, when, and what a passing test restore proved. A failed check sets ok false and
+    # error, so that the next upload repairs the copy and retention does not lean on it.
+    checked_at: str | None = None
+    check: str | None = None
+    proof: str | None = None
+    failed_at: str | None = None
 
 
 class VerifyRecord(Record):
