@@ -64,6 +64,15 @@ class VerifyFailed(TenangDBError):
     exit_code = EXIT_VERIFY
 
 
+class KeyUnavailable(VerifyFailed):
+    """The configured age identity cannot open the backup: a fact about this machine's keys,
+    not about the backup, which must not be recorded as damaged."""
+
+
+class FetchFailed(VerifyFailed):
+    """A remote backup could not be downloaded: nothing was learnt about the copy itself."""
+
+
 class UploadFailed(TenangDBError):
     """An off-site copy could not be made or proved whole."""
 

@@ -12,7 +12,7 @@ from typing import Iterator
 
 from tenangdb import orphans
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import ConfigError, UploadFailed, VerifyFailed
+from tenangdb.errors import ConfigError, FetchFailed, UploadFailed, VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository.naming import BackupRef
@@ -60,7 +60,7 @@ def fetched(loaded: LoadedConfig, spec: str) -> Iterator[Path]:
             rc.download(location, folder)
         except UploadFailed as exc:
             # A backup that cannot be fetched cannot be verified: restore and verify refuse it (7).
-            raise VerifyFailed(f"cannot download {location}: {exc}") from None
+            raise FetchFailed(f"cannot download {location}: {exc}") from None
         if not (folder / manifest_mod.MANIFEST).is_file():
             raise VerifyFailed(f"{location}: no {manifest_mod.MANIFEST} on the remote, so this is not a "
                                "complete backup")
@@ -68,6 +68,6 @@ def fetched(loaded: LoadedConfig, spec: str) -> Iterator[Path]:
             yield folder
         except VerifyFailed as exc:
             # Name the remote copy, not the temporary folder that is about to disappear.
-            raise VerifyFailed(str(exc).replace(str(folder), location)) from None
+            raise type(exc)(str(exc).replace(str(folder), location)) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

@@ -117,7 +117,7 @@ def verify_done(loaded: LoadedConfig) -> None:
 
 
 @contextmanager
-def restore_run(loaded: LoadedConfig, backup_path: str | Path) -> Iterator[None]:
+def restore_run(loaded: LoadedConfig, database: str) -> Iterator[None]:
     recorder = Recorder(loaded.settings.metrics)
     started = time.monotonic()
     ok = False
@@ -125,7 +125,7 @@ def restore_run(loaded: LoadedConfig, backup_path: str | Path) -> Iterator[None]
         yield
         ok = True
     finally:
-        recorder.restore(database_of(backup_path), ok, time.monotonic() - started)
+        recorder.restore(database, ok, time.monotonic() - started)
         recorder.write_textfile()
 
 

@@ -175,7 +175,7 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
         # A mydumper backup is unsealed in the verifying pass itself: one read of the backup.
         verified = verify_backup(loaded, backup_path, extract_to=scratch)
     except VerifyFailed as exc:
-        raise VerifyFailed(f"refusing to restore from a backup that failed verification: {exc}") from None
+        raise type(exc)(f"refusing to restore from a backup that failed verification: {exc}") from None
     except OSError as exc:
         raise RestoreFailed(f"cannot write the unsealed dump under {scratch}: {exc.strerror or exc}") from None
     manifest, folder = verified.manifest, verified.path

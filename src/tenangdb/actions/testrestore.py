@@ -23,8 +23,8 @@ from typing import Iterator
 from tenangdb.actions import restore as restore_mod
 from tenangdb.actions.verify import check_layout, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import (ConnectionFailed, Interrupted, RestoreFailed, TenangDBError, ToolMissing, VerifyFailed,
-                             interrupt_requested, signals_deferred)
+from tenangdb.errors import (ConnectionFailed, FetchFailed, Interrupted, KeyUnavailable, RestoreFailed, TenangDBError,
+                             ToolMissing, VerifyFailed, interrupt_requested, signals_deferred)
 from tenangdb.mysql import checksum, engines, fidelity
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, translated_errors
@@ -35,6 +35,9 @@ from tenangdb.repository import records
 from tenangdb.repository.manifest import ContentChecks, Manifest
 
 log = logging.getLogger("tenangdb.verify")
+
+# Failures that say nothing about the backup itself.
+ENVIRONMENT = (KeyUnavailable, FetchFailed, ToolMissing, SandboxError, ConnectionFailed)
 
 CONTENT = "content proven"
 PARTIAL = "content proven for some tables"
@@ -68,6 +71,9 @@ class Outcome:
     proof: str | None = None
     # Recorded when the backup was made; they never fail a verification, and are shown with it.
     losses: list[dict] = field(default_factory=list)
+    # The failure is this machine's (no key, no sandbox, no server, no download), not the
+    # backup's: nothing is to be recorded against the backup.
+    environment: bool = False
 
     @property
     def content_proven(self) -> bool:
@@ -128,6 +134,7 @@ def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
         outcome.ok = True
     except VerifyFailed as exc:
         outcome.failures.append(str(exc))
+        outcome.environment = isinstance(exc, ENVIRONMENT)
     outcome.duration = time.monotonic() - started
     _save(outcome)
     return outcome
@@ -154,6 +161,7 @@ def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None =
         if interrupt_requested():
             raise Interrupted("interrupted; the scratch target was removed") from None
         outcome.failures.append(str(exc))
+        outcome.environment = isinstance(exc, ENVIRONMENT)
     finally:
         outcome.duration = time.monotonic() - started
     if (not outcome.failures and outcome.proof not in (CONTENT, None)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import VerifyFailed
+from tenangdb.errors import KeyUnavailable, VerifyFailed
 from tenangdb.logs import FAILED, security_event
 from tenangdb.mysql import engines
 from tenangdb.repository import manifest as manifest_mod
@@ -84,12 +84,12 @@ def identities_for(loaded: LoadedConfig, manifest: Manifest, folder: Path) -> li
         return None
     identities = load_identities(loaded.settings.backup.encryption)
     if not identities:
-        raise VerifyFailed(f"{folder}: the backup is encrypted and no age identity is configured "
+        raise KeyUnavailable(f"{folder}: the backup is encrypted and no age identity is configured "
                            "(set backup.encryption.key_file, backup.encryption.key or TENANGDB_ENCRYPTION_KEY)")
     wanted = {r.fingerprint for r in manifest.encryption.recipients}
     have = {fingerprint(str(identity.to_public())) for identity in identities}
     if wanted and not wanted & have:
-        raise VerifyFailed(f"{folder}: wrong decryption key: the configured age identity is not one the backup "
+        raise KeyUnavailable(f"{folder}: wrong decryption key: the configured age identity is not one the backup "
                            f"was encrypted to (backup recipients: {', '.join(sorted(wanted))})")
     return identities
 

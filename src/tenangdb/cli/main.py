@@ -16,8 +16,8 @@ import platformdirs
 
 from tenangdb import __version__, logs
 from tenangdb.fileio import human_size
-from tenangdb.errors import (EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
-                             ConfigError, Interrupted, TenangDBError, VerifyFailed, request_interrupt)
+from tenangdb.errors import (EXIT_BACKUP, EXIT_GENERAL, EXIT_INTERRUPTED, EXIT_UPLOAD, EXIT_VERIFY,
+                             ConfigError, Interrupted, TenangDBError, request_interrupt)
 
 log = logging.getLogger("tenangdb")
 
@@ -299,8 +299,9 @@ def _weekend() -> bool:
               "objects, exact row counts and content checksums (verify.target).")
 @click.option("--target", type=click.Choice(["sandbox", "server"]), help="Scratch target of --test-restore; "
               "overrides verify.target.")
-@click.option("--from-remote", is_flag=True, help="The backup path names a remote backup "
-              "(remote:{db}/{YYYY-MM}/{name}, or its name): download it to a private temporary folder first.")
+@click.option("--from-remote", is_flag=True, help="Verify copies on the remote (upload.destination): with "
+              "--backup-path (remote:{db}/{YYYY-MM}/{name} or a backup name), --latest, --all or --sample N; each "
+              "is downloaded to a private temporary folder, and the result recorded on the remote.")
 @click.pass_obj
 def verify(state: State, backup_path: str | None, all_: bool, latest: bool, sample: int | None,
            databases: str | None, test_restore: bool, target: str | None, from_remote: bool) -> None:
@@ -318,15 +319,8 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
         raise click.UsageError("--target needs --test-restore")
     loaded = state.load()
     if from_remote or (backup_path and fetch.is_remote_spec(backup_path, loaded)):
-        if not backup_path:
-            raise click.UsageError("--from-remote needs --backup-path (remote:{db}/{YYYY-MM}/{name} or a name)")
-        with fetch.fetched(loaded, backup_path) as folder:
-            # Its failure is raised here, so that it names the remote copy, not the download.
-            [outcome] = action.verify_each(loaded, [folder], test_restore=test_restore, target=target,
-                                           log_failures=False)
-            if not outcome.ok:
-                raise VerifyFailed(outcome.reason)  # raised here, so it names the remote copy
-        click.echo(f"{_verified_line(outcome)} (downloaded from the remote)")
+        _verify_remote(loaded, backup_path, "all" if all_ else "latest" if latest else "sample", _split(databases),
+                       sample or 0, test_restore, target)
         return
     if backup_path:
         paths = action.expand_backup_path(loaded, backup_path)
@@ -358,6 +352,68 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     raise SystemExit(EXIT_VERIFY)
 
 
+def _verify_remote(loaded, backup_path: str | None, mode: str, databases: list[str] | None, sample: int,
+                   test_restore: bool, target: str | None) -> None:
+    """verify --from-remote: each remote copy downloaded, checked, and its result recorded on
+    the remote; exit 7 if any failed."""
+    from tenangdb.actions import fetch, recover
+
+    place = recover.load_catalogue(loaded, remote=True)
+    if backup_path:
+        location = fetch.remote_location(place.rc, backup_path)
+        chosen = [(location[len(place.rc.destination):].strip("/"), location)]
+    else:
+        chosen = [(e.rel, e.key) for e in recover.remote_selection(place, mode=mode, databases=databases,
+                                                                    sample=sample)]
+        if not chosen:
+            click.echo(f"no remote backups to verify on {loaded.settings.upload.destination}", err=True)
+            return
+    failures = []
+    for rel, key in chosen:
+        outcome = recover.check_remote(loaded, place, rel, key, test_restore=test_restore, target=target)
+        if outcome.ok:
+            click.echo(f"{_verified_line(outcome)} (downloaded from the remote)")
+        else:
+            failures.append(outcome)
+            if len(chosen) > 1:
+                click.echo(f"FAILED {outcome.reason}")
+    if not failures:
+        return
+    if len(chosen) == 1:
+        click.echo(f"error: FAILED {failures[0].reason}", err=True)
+    else:
+        click.echo(f"error: {len(failures)} of {len(chosen)} remote backups failed verification", err=True)
+    raise SystemExit(EXIT_VERIFY)
+
+
+@cli.command()
+@click.option("--databases", help="Comma-separated databases; default: every database on the remote.")
+@click.option("--target", type=click.Choice(["sandbox", "server"]), help="Where the test restore loads; overrides "
+              "verify.target.")
+@click.pass_obj
+def drill(state: State, databases: str | None, target: str | None) -> None:
+    """Rehearse the worst day: download the newest off-site backup of each database, verify and
+    test-restore it, and record the whole recovery time (metrics and the remote)."""
+    from tenangdb.actions import recover
+
+    loaded = state.load()
+
+    def show(result) -> None:
+        outcome = result.outcome
+        if outcome.ok:
+            click.echo(f"OK     {result.database}: {outcome.name} recovered in {result.duration:.1f}s "
+                       f"(download, verification, load and checks; {outcome.proof})")
+        else:
+            click.echo(f"FAILED {result.database}: {outcome.reason}")
+
+    results = recover.drill(loaded, databases=_split(databases), target=target, on_result=show)
+    failed = [r for r in results if not r.outcome.ok]
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(results)} drills failed: "
+                   f"{', '.join(r.database for r in failed)}", err=True)
+        raise SystemExit(EXIT_VERIFY)
+
+
 def _verified_line(outcome) -> str:
     from tenangdb.repository.manifest import describe_loss
 
@@ -377,45 +433,146 @@ def _verified_line(outcome) -> str:
 
 
 @cli.command()
-@click.option("--backup-path", "-b", required=True, help="Backup to restore: its folder, a latest/{db} link, or a "
-              "folder above backups (on a terminal you choose one).")
+@click.option("--backup-path", "-b", help="What to restore: a database name (with --latest or --before, or alone "
+              "when it has one backup), a backup name, its folder, a latest/{db} link, or a folder above backups "
+              "(on a terminal you choose one).")
+@click.option("--latest", is_flag=True, help="With -b DATABASE: its newest backup that passed verification, else its "
+              "newest complete one; one found damaged when read is skipped for the one before it.")
+@click.option("--before", metavar="TIME", help="With -b DATABASE or --all: the newest good backup taken before TIME "
+              "('YYYY-MM-DD HH:MM:SS', UTC unless a zone such as +02:00 is given).")
+@click.option("--all", "all_", is_flag=True, help="Restore the newest good backup of every database (or of "
+              "--databases), each into its own name (see --prefix, --suffix).")
+@click.option("--databases", help="With --all: comma-separated databases to restore.")
+@click.option("--prefix", default="", help="With --all: restore each database DB into PREFIX+DB.")
+@click.option("--suffix", default="", help="With --all: restore each database DB into DB+SUFFIX.")
 @click.option("--target-database", "--database", "-d", "target",
               help="Database to restore into (created if missing); default: the backup's own database.")
 @click.option("--yes", "-y", is_flag=True, help="Restore into a non-empty database without asking.")
-@click.option("--from-remote", is_flag=True, help="The backup path names a remote backup "
-              "(remote:{db}/{YYYY-MM}/{name}, or its name): download, verify, restore, remove the download.")
+@click.option("--from-remote", is_flag=True, help="Restore from the remote (upload.destination): -b names a database, "
+              "a backup name or remote:{db}/{YYYY-MM}/{name}; the backup is downloaded to a private temporary "
+              "folder, verified, restored, and the download removed.")
 @click.option("--allow-system-schema", is_flag=True, help="Allow mysql or sys as the target: the backup's tables "
               "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
 @click.pass_obj
-def restore(state: State, backup_path: str, target: str | None, yes: bool, from_remote: bool,
+def restore(state: State, backup_path: str | None, latest: bool, before: str | None, all_: bool,
+            databases: str | None, prefix: str, suffix: str, target: str | None, yes: bool, from_remote: bool,
             allow_system_schema: bool) -> None:
     """Verify a backup, then restore it into a database (by default its own)."""
-    from tenangdb.actions import fetch, observe
+    from tenangdb.actions import fetch, recover
     from tenangdb.actions import restore as action
 
+    if bool(backup_path) == all_:
+        raise click.UsageError("give -b/--backup-path (a database, a backup or a path) or --all")
+    if all_ and (target or latest):
+        raise click.UsageError("--all restores the newest good backup of each database into its own name "
+                               "(--prefix/--suffix change it); --target-database and --latest go with -b")
+    if not all_ and (prefix or suffix or databases):
+        raise click.UsageError("--prefix, --suffix and --databases go with --all")
+    when = recover.parse_time(before) if before else None
     if target is not None:
         action.check_name(target, allow_system_schema=allow_system_schema)  # before the config, the server or a byte
     loaded = state.load()
     confirm = _confirm_factory(yes)
-    with observe.restore_run(loaded, backup_path):
-        if from_remote or fetch.is_remote_spec(backup_path, loaded):
+    if all_:
+        place = recover.load_catalogue(loaded, remote=from_remote)
+        _restore_all(loaded, place, recover.newest_set(place, _split(databases), when), prefix, suffix, confirm,
+                     allow_system_schema)
+        return
+    assert backup_path is not None
+    remote = from_remote or fetch.is_remote_spec(backup_path, loaded)
+    if _names_a_database(backup_path, remote):
+        place = recover.load_catalogue(loaded, remote=remote)
+        entries = recover.pick(place, backup_path, latest=latest, before=when,
+                               choose=_choose_entry if _interactive() else None)
+        _restore_entries(loaded, place, entries, target or entries[0].database, confirm, allow_system_schema)
+        return
+    if latest or when is not None:
+        raise click.UsageError("--latest and --before choose among a database's backups: give -b a database name")
+    if remote:
+        with observe_restore(loaded, backup_path):
             # The connection and the target first: a download can take long.
             checked = None if target is None else action.check_target(
                 loaded, target, confirm=confirm, allow_system_schema=allow_system_schema, source=backup_path)
             with fetch.fetched(loaded, backup_path) as folder:
                 action.run(loaded, folder, target or action.own_database(folder), confirm=confirm,
                            allow_system_schema=allow_system_schema, checked=checked)
-        else:
-            chosen = _choose_backup(loaded, backup_path)
-            action.run(loaded, chosen, target or action.own_database(chosen), confirm=confirm,
-                       allow_system_schema=allow_system_schema)
+        return
+    chosen = _choose_backup(loaded, backup_path)
+    with observe_restore(loaded, chosen):
+        action.run(loaded, chosen, target or action.own_database(chosen), confirm=confirm,
+                   allow_system_schema=allow_system_schema)
+
+
+def observe_restore(loaded, path):
+    from tenangdb.actions import observe
+
+    return observe.restore_run(loaded, observe.database_of(path))
+
+
+def _names_a_database(value: str, remote: bool) -> bool:
+    """Whether -b names a database rather than a backup: no path that exists, no folder, no
+    backup name (`{db}-YYYY-MM-DD_HH-MM-SS`), no remote: prefix."""
+    from tenangdb.actions import fetch
+    from tenangdb.repository.naming import BackupRef
+
+    if "/" in value or value.startswith(fetch.PREFIX) or BackupRef.from_name(value) is not None:
+        return False
+    return remote or not Path(value).exists()
+
+
+def _restore_entries(loaded, place, entries, target: str, confirm, allow_system_schema: bool):
+    """Restore the first of `entries` that proves whole, into `target`."""
+    from tenangdb.actions import observe, recover
+    from tenangdb.actions import restore as action
+
+    action.check_name(target, allow_system_schema=allow_system_schema)
+    with observe.restore_run(loaded, entries[0].database):
+        # The connection and the target first: a download can take long.
+        checked = action.check_target(loaded, target, confirm=confirm, allow_system_schema=allow_system_schema,
+                                      source=entries[0].name) if place.location == "remote" else None
+        return recover.first_good(loaded, place, entries, lambda folder, entry: action.run(
+            loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema, checked=checked),
+            how="restore")
+
+
+def _restore_all(loaded, place, chosen: dict, prefix: str, suffix: str, confirm, allow_system_schema: bool) -> None:
+    """Each database into its own name; one line each, a summary, exit 4 if any failed."""
+    failed = []
+    for database, entries in chosen.items():
+        target = f"{prefix}{database}{suffix}"
+        try:
+            restored = _restore_entries(loaded, place, entries, target, confirm, allow_system_schema)
+        except Interrupted:
+            raise
+        except TenangDBError as exc:
+            failed.append(database)
+            log.error("restore of %s into %r failed: %s", database, target, exc)
+            click.echo(f"FAILED {database} -> {target}: {exc}")
+            continue
+        click.echo(f"OK     {database} -> {target} ({restored.path.name}, {human_size(restored.plain_bytes)} "
+                   f"in {restored.duration:.1f}s)")
+    if failed:
+        click.echo(f"error: {len(failed)} of {len(chosen)} restores failed: {', '.join(failed)}", err=True)
+        raise SystemExit(EXIT_BACKUP)
+    click.echo(f"restored {len(chosen)} database{'s' if len(chosen) != 1 else ''}")
+
+
+def _choose_entry(entries):
+    for number, entry in enumerate(entries, 1):
+        state = "verified" if entry.verified else "not verified"
+        click.echo(f"{number:3d}  {entry.location} {entry.name}  ({state})", err=True)
+    pick = click.prompt("Restore which backup?", type=click.IntRange(1, len(entries)), err=True)
+    return entries[pick - 1]
 
 
 def _choose_backup(loaded, backup_path: str) -> Path:
     """The one backup a restore's --backup-path names; for a folder above several, the operator
     picks one on a terminal, and without one it is a usage error listing them."""
     from tenangdb.actions import verify
+    from tenangdb.repository.naming import BackupRef
 
+    if not Path(backup_path).exists() and (ref := BackupRef.from_name(backup_path)) is not None:
+        return ref.path(Path(loaded.settings.backup.directory))  # a bare backup name
     found = verify.expand_backup_path(loaded, backup_path)
     if len(found) == 1:
         return found[0]
@@ -466,8 +623,10 @@ def _when(value) -> str:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per backup) instead of a table.")
 @click.option("--databases", help="Comma-separated databases to show.")
 @click.option("--local", "only_local", is_flag=True, help="Only the local backups (no rclone call).")
+@click.option("--remote", "only_remote", is_flag=True, help="Only the remote backups, with what the remote's own "
+              "records say of each (all a fresh machine needs).")
 @click.pass_obj
-def list_backups(state: State, as_json: bool, databases: str | None, only_local: bool) -> None:
+def list_backups(state: State, as_json: bool, databases: str | None, only_local: bool, only_remote: bool) -> None:
     """Show local and remote backups per database: name, time, size, encryption, verification, upload."""
     import json as json_mod
 
@@ -478,7 +637,11 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
     cfg = loaded.settings
     root = Path(cfg.backup.directory)
     destination = cfg.upload.destination
-    entries = catalog.local_entries(root, destination)
+    if only_local and only_remote:
+        raise click.UsageError("--local and --remote exclude each other")
+    if only_remote and not destination:
+        raise ConfigError("list --remote: upload.destination is not set")
+    entries = [] if only_remote else catalog.local_entries(root, destination)
     remote_error = None
     if destination and not only_local:
         try:

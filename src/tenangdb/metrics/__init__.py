@@ -132,6 +132,15 @@ class Recorder:
                 record["content_proven"] = 1 if content_proven else 0
         self._update(change)
 
+    def drill(self, database: str, ok: bool, duration: float) -> None:
+        """A recovery drill of the newest off-site copy: download, verify, load and checks,
+        timed as a whole (the recovery time an operator can expect on the worst day)."""
+        def change(state: dict[str, Any]) -> None:
+            record = _outcome(state, "drill", database, ok, None, time.time())
+            if ok:
+                record["duration_seconds"] = duration
+        self._update(change)
+
     def restore(self, database: str, ok: bool, duration: float) -> None:
         self._update(lambda state: _outcome(state, "restore", database, ok, duration, time.time()))
 

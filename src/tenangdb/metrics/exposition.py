@@ -106,6 +106,17 @@ def families(state: dict[str, Any], *, running: bool, state_readable: bool = Tru
                         "Unix time the latest passing test restore ended.", state["restore_test"],
                         "last_success_timestamp")
 
+    drill = state["drill"]
+    yield _per_database(G, "tenangdb_drill_duration_seconds", "Duration of the latest passing recovery drill: "
+                        "download, verification, load and checks of the newest off-site backup.", drill,
+                        "duration_seconds")
+    yield _per_database(G, "tenangdb_drill_last_success_timestamp", "Unix time the latest passing recovery drill "
+                        "ended.", drill, "last_success_timestamp")
+    yield _per_database(G, "tenangdb_drill_last_timestamp", "Unix time the latest recovery drill ended.", drill,
+                        "last_timestamp")
+    yield _per_database(C, "tenangdb_drill_success_total", "Recovery drills that passed.", drill, "success_total")
+    yield _per_database(C, "tenangdb_drill_failed_total", "Recovery drills that failed.", drill, "failed_total")
+
     yield _per_database(C, "tenangdb_verify_success_total", "Backups that passed verification.", verify,
                         "success_total")
     yield _per_database(C, "tenangdb_verify_failed_total", "Backups that failed verification.", verify,

@@ -37,7 +37,7 @@ LOCK_WAIT = 30.0
 
 # section → depth of label nesting before the leaf record (a dict of numbers).
 SECTIONS = {
-    "backup": 1, "upload": 1, "restore": 1, "restore_test": 1, "verify": 1,
+    "backup": 1, "upload": 1, "restore": 1, "restore_test": 1, "verify": 1, "drill": 1,
     "retained": 1, "cleanup": 1, "notify": 1, "run": 0, "cleanup_run": 0,
 }
 # The sections of the original TenangDB's metrics.json (it has no "format").
