@@ -62,7 +62,7 @@ def test_kubernetes_manifests():
     assert text == render_manifests(), "regenerate with: python -m tenangdb.deploy deploy"
     docs = list(yaml.safe_load_all(text))
     kinds = [d["kind"] for d in docs]
-    assert kinds.count("CronJob") == 2 and {"Deployment", "PersistentVolumeClaim", "ConfigMap", "Service"} <= set(kinds)
+    assert kinds.count("CronJob") == 3 and {"Deployment", "PersistentVolumeClaim", "ConfigMap", "Service"} <= set(kinds)
     assert "Secret" not in kinds  # referenced, never embedded
     config = yaml.safe_load(next(d for d in docs if d["kind"] == "ConfigMap")["data"]["config.yaml"])
     assert config["database"]["password"] == "${TENANGDB_DB_PASSWORD}"
@@ -91,7 +91,7 @@ def test_kubernetes_manifests():
         else:
             assert "age-identity" not in volumes  # the exporter never needs the key
     assert args == {"tenangdb-backup": ["backup", "--yes"], "tenangdb-verify": ["verify", "--latest"],
-                    "tenangdb-exporter": ["exporter"]}
+                    "tenangdb-drill": ["drill", "--target", "server"], "tenangdb-exporter": ["exporter"]}
 
 
 def test_dockerfile_runs_as_non_root():

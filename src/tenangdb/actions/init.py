@@ -277,7 +277,7 @@ def run(a: Answers, q: Questions) -> dict:
     # Refuse early, before a single question, when something would be overwritten.
     targets = [layout.config, layout.secrets]
     if a.deploy_systemd:
-        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True))
+        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True, drill=True))
         targets += [f"/etc/systemd/system/{name}" for name in every_unit]
     if not a.force and not a.dry_run:
         for path in targets:
@@ -424,7 +424,7 @@ def run(a: Answers, q: Questions) -> dict:
     if (not a.deploy_systemd and q.interactive and _is_root() and str(root) == "/" and host.systemd_running()
             and q.confirm(f"Install systemd units running as {a.systemd_user} (--deploy-systemd)?", False)):
         a.deploy_systemd = True
-        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True))
+        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True, drill=True))
         existing = [name for name in every_unit if Path("/etc/systemd/system", name).exists()]
         if existing and not a.force:
             raise TenangDBError(f"/etc/systemd/system/{existing[0]} already exists; refusing to overwrite it "
@@ -438,7 +438,7 @@ def run(a: Answers, q: Questions) -> dict:
             key_file=layout.key_file if encryption == "generate" else None,
             writable=[backup_dir, layout.state_dir],
             optional_writable=[os.path.dirname(layout.log_file)] if layout.log_file else [],
-            exporter=bool(metrics))
+            exporter=bool(metrics), drill=bool(destination))
         units = render_units(unit_params)
 
     # The repository's identity belongs to this host's backup disk: never into a package tree

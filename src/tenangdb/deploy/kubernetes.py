@@ -105,8 +105,10 @@ def _container(name: str, args: list[str], *, identity: bool, rclone: bool) -> t
     return container, volumes
 
 
-def _cronjob(name: str, schedule: str, args: list[str], *, identity: bool, rclone: bool) -> dict:
+def _cronjob(name: str, schedule: str, args: list[str], *, identity: bool, rclone: bool,
+             env: list[dict] | None = None) -> dict:
     container, volumes = _container(name, args, identity=identity, rclone=rclone)
+    container["env"] += env or []
     return {
         "apiVersion": "batch/v1", "kind": "CronJob",
         "metadata": {"name": name, "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "tenangdb"}},
@@ -138,6 +140,11 @@ def manifests() -> list[dict]:
          "spec": {"accessModes": ["ReadWriteMany"], "resources": {"requests": {"storage": "50Gi"}}}},
         _cronjob("tenangdb-backup", "0 2 * * *", ["backup", "--yes"], identity=True, rclone=True),
         _cronjob("tenangdb-verify", "0 6 * * *", ["verify", "--latest"], identity=True, rclone=False),
+        # The image has no mariadbd for a sandbox: the drill loads a scratch database on the
+        # configured server (created under a unique name, dropped afterwards).
+        # Its downloads go to the data volume: /tmp is a small emptyDir.
+        _cronjob("tenangdb-drill", "0 5 * * 6", ["drill", "--target", "server"], identity=True, rclone=True,
+                 env=[{"name": "TMPDIR", "value": DATA}]),
         {"apiVersion": "apps/v1", "kind": "Deployment",
          "metadata": {"name": "tenangdb-exporter", "namespace": NAMESPACE,
                       "labels": {"app.kubernetes.io/name": "tenangdb"}},

@@ -28,9 +28,11 @@ class UnitParams:
     writable: list[str] = field(default_factory=list)  # must exist: backup and state folders
     optional_writable: list[str] = field(default_factory=list)  # e.g. the log folder
     exporter: bool = False
+    drill: bool = False  # an upload destination to rehearse recovery from
     backup_schedule: str = "*-*-* 02:00:00"
     verify_schedule: str = "*-*-* 06:00:00"
     cleanup_schedule: str = "Sun *-*-* 03:00:00"
+    drill_schedule: str = "Sat *-*-* 05:00:00"
 
     @property
     def protect_home(self) -> str:
@@ -174,14 +176,19 @@ def render_units(p: UnitParams) -> dict[str, str]:
         "tenangdb-cleanup.service": _oneshot(p, "TenangDB cleanup of expired backups", ["cleanup", "--yes"], "2h"),
         "tenangdb-cleanup.timer": _timer("Weekly TenangDB cleanup", p.cleanup_schedule, "30min"),
     }
+    if p.drill:
+        units["tenangdb-drill.service"] = _oneshot(p, "TenangDB recovery drill of the newest off-site backups",
+                                                   ["drill"], "12h")
+        units["tenangdb-drill.timer"] = _timer("Weekly TenangDB recovery drill", p.drill_schedule, "1h")
     if p.exporter:
         units["tenangdb-exporter.service"] = _exporter(p)
     return units
 
 
 # Enabled by `init --deploy-systemd`; the cleanup timer deletes backups, so it is written but
-# left for the operator to enable once the retention policy is what they want.
-ENABLE = ("tenangdb.timer", "tenangdb-verify.timer")
+# left for the operator to enable once the retention policy is what they want. The drill only
+# reads the remote and a scratch target.
+ENABLE = ("tenangdb.timer", "tenangdb-verify.timer", "tenangdb-drill.timer")
 
 
 def example_units() -> dict[str, str]:
@@ -192,5 +199,5 @@ def example_units() -> dict[str, str]:
         binary="/opt/tenangdb/venv/bin/tenangdb", config="/etc/tenangdb/config.yaml",
         secrets_file="/etc/tenangdb/secrets.env", key_file="/etc/tenangdb/age-identity.txt",
         writable=["/var/backups/tenangdb", "/var/lib/tenangdb"], optional_writable=["/var/log/tenangdb"],
-        exporter=True))
+        exporter=True, drill=True))
     return {name: header + text for name, text in units.items()}
