@@ -221,12 +221,12 @@ def _age(seconds: float) -> str:
     return f"{seconds // 86400}d"
 
 
-def _split(value: str | None) -> list[str] | None:
+def _split(value: str | None, option: str = "--databases") -> list[str] | None:
     if not value:
         return None
     names = [part.strip() for part in value.split(",") if part.strip()]
     if not names:
-        raise click.BadParameter("names no database", param_hint="--databases")
+        raise click.BadParameter(f"names no {option[2:-1]}", param_hint=option)
     return names
 
 
@@ -386,13 +386,16 @@ def _verified_line(outcome) -> str:
               "(remote:{db}/{YYYY-MM}/{name}, or its name): download, verify, restore, remove the download.")
 @click.option("--allow-system-schema", is_flag=True, help="Allow mysql or sys as the target: the backup's tables "
               "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
+@click.option("--tables", help="Comma-separated tables (or views, sequences) of a logical backup: only they are "
+              "restored, with their triggers; the rest of the target is left as it is.")
 @click.pass_obj
 def restore(state: State, backup_path: str, target: str | None, yes: bool, from_remote: bool,
-            allow_system_schema: bool) -> None:
-    """Verify a backup, then restore it into a database (by default its own)."""
+            allow_system_schema: bool, tables: str | None) -> None:
+    """Verify a backup, then restore it (or some of its tables) into a database (by default its own)."""
     from tenangdb.actions import fetch, observe
     from tenangdb.actions import restore as action
 
+    only = None if tables is None else _split(tables or ",", "--tables")  # "" names no table: not all
     if target is not None:
         action.check_name(target, allow_system_schema=allow_system_schema)  # before the config, the server or a byte
     loaded = state.load()
@@ -401,14 +404,15 @@ def restore(state: State, backup_path: str, target: str | None, yes: bool, from_
         if from_remote or fetch.is_remote_spec(backup_path, loaded):
             # The connection and the target first: a download can take long.
             checked = None if target is None else action.check_target(
-                loaded, target, confirm=confirm, allow_system_schema=allow_system_schema, source=backup_path)
+                loaded, target, confirm=confirm, allow_system_schema=allow_system_schema, source=backup_path,
+                tables=only)
             with fetch.fetched(loaded, backup_path) as folder:
                 action.run(loaded, folder, target or action.own_database(folder), confirm=confirm,
-                           allow_system_schema=allow_system_schema, checked=checked)
+                           allow_system_schema=allow_system_schema, checked=checked, tables=only)
         else:
             chosen = _choose_backup(loaded, backup_path)
             action.run(loaded, chosen, target or action.own_database(chosen), confirm=confirm,
-                       allow_system_schema=allow_system_schema)
+                       allow_system_schema=allow_system_schema, tables=only)
 
 
 def _choose_backup(loaded, backup_path: str) -> Path:
