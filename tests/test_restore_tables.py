@@ -8,14 +8,11 @@ from datetime import datetime
 import pytest
 
 from conftest import made_database, unique
-from fidelity.test_corpus_tenangdb import CORPUS, load
+from fidelity.compare import qi
+from fidelity.test_corpus_tenangdb import corpus_db  # noqa: F401 - the fixture: the corpus, loaded once for this module
 from test_legacy import legacy_sql
 
 TRIGGERS_OF_TRIG_TARGET = {"trg_bi", "trg_bi_first", "trg_bi_second", "trg `x` 'y' \"z\""}
-
-
-def qi(name: str) -> str:
-    return "`" + name.replace("`", "``") + "`"
 
 
 def checksum(server, database: str, table: str) -> str:
@@ -37,20 +34,12 @@ def exists(server, database: str) -> bool:
     return server.sql(f"SHOW DATABASES LIKE '{database}'").strip() == database
 
 
-@pytest.fixture(scope="module")
-def corpus(server):
-    name = unique("fidt")
-    load(server, name, CORPUS)
-    yield name
-    server.sql(f"DROP DATABASE IF EXISTS {qi(name)}")
-
-
 @pytest.fixture
-def corpus_backup(env, corpus):
-    cfg = env.write_config({"backup": {"databases": [corpus], "engine": "mysqldump"}})
+def corpus_backup(env, corpus_db):
+    cfg = env.write_config({"backup": {"databases": [corpus_db], "engine": "mysqldump"}})
     done = env.cli("backup", config=cfg)
     assert done.returncode == 0, done.stderr
-    [folder] = env.backups_of(corpus)
+    [folder] = env.backups_of(corpus_db)
     return cfg, folder
 
 
@@ -62,20 +51,20 @@ def target(server):
 
 
 def test_one_table_of_the_fidelity_corpus_comes_back_identical_with_its_triggers_and_nothing_else(
-        env, server, corpus, corpus_backup, target):
+        env, server, corpus_db, corpus_backup, target):
     cfg, folder = corpus_backup
     weird = 'we`ird "name"'  # its trigger trg_ansi was made under ANSI_QUOTES
     done = env.cli("restore", "-b", str(folder), "--tables", f"trig_target,{weird}", "-d", target, config=cfg)
     assert done.returncode == 0, done.stderr
     for table in ("trig_target", weird):
-        assert checksum(server, target, table) == checksum(server, corpus, table), table
+        assert checksum(server, target, table) == checksum(server, corpus_db, table), table
     assert objects(server, target) == {("table", "trig_target"), ("table", weird), ("trigger", "trg_ansi"),
                                        *(("trigger", name) for name in TRIGGERS_OF_TRIG_TARGET)}
     # The triggers work as they did: trg_bi_first, trg_bi and trg_bi_second in their order.
-    for database in (corpus, target):
+    for database in (corpus_db, target):
         server.sql("INSERT INTO trig_target (id, note, counter) VALUES (100, 'n', 3)", database)
     row = "SELECT * FROM trig_target WHERE id = 100"
-    assert server.sql(row, target) == server.sql(row, corpus) and "31" in server.sql(row, target)
+    assert server.sql(row, target) == server.sql(row, corpus_db) and "31" in server.sql(row, target)
     assert "routines (" in done.stderr and "procedure proc `p` 'q' \"r\"" in done.stderr  # named as left out
     assert "trigger trg_qualified" not in done.stderr  # not restored, so not warned about
 

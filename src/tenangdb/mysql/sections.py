@@ -73,14 +73,9 @@ class Selection:
 
     def left_out(self) -> str | None:
         """One line naming what of the backup a restore of these tables does not load, or None."""
-        parts = []
-        if self.routines_left:
-            parts.append(f"routines ({', '.join(self.routines_left)})")
-        if self.events_left:
-            parts.append(f"events ({', '.join(self.events_left)})")
-        if self.triggers_left:
-            parts.append(f"triggers of other tables ({', '.join(self.triggers_left)})")
-        return "; ".join(parts) or None
+        left = (("routines", self.routines_left), ("events", self.events_left),
+                ("triggers of other tables", self.triggers_left))
+        return "; ".join(f"{what} ({', '.join(names)})" for what, names in left if names) or None
 
 
 def select(objects: dict, wanted: list[str]) -> Selection:
