@@ -1,4 +1,5 @@
-"""`tenangdb restore`: verify first, then stream the dump into the target database."""
+"""`tenangdb restore`: verify first, then stream the dump into the target database (all of it, or
+some of its tables: `tables`, mysql/sections.py)."""
 
 from __future__ import annotations
 
@@ -13,12 +14,12 @@ from pathlib import Path
 from typing import Callable
 
 from tenangdb import orphans
-from tenangdb.actions.verify import Verified, identities_for, resolve_backup_path, verify_backup
+from tenangdb.actions.verify import Verified, _extraction, identities_for, resolve_backup_path, verify_backup
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import InvalidInput, RestoreFailed, VerifyFailed, signals_deferred
 from tenangdb.mysql import grants as grants_mod
 from tenangdb.mysql import inventory as inv_mod
-from tenangdb.mysql import engines
+from tenangdb.mysql import engines, sections
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, quote_identifier, translated_errors
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import legacy as legacy_mod
@@ -38,7 +39,8 @@ class Restored:
 
 @dataclass
 class TargetCheck:
-    """What `check_target` found: the target may be written (the operator agreed if it had to)."""
+    """What `check_target` found: the target may be written (the operator agreed if it had to).
+    `non_empty`: it held what the restore replaces (any object; with --tables, a chosen one)."""
     target: str
     existed: bool
     non_empty: bool
@@ -60,38 +62,64 @@ def check_name(target: str, *, allow_system_schema: bool = False) -> None:
 
 def check_target(loaded: LoadedConfig, target: str, *, confirm: Callable[[str], bool],
                  allow_system_schema: bool = False, manifest: Manifest | None = None,
-                 source: str | None = None, engine: engines.Engine | None = None) -> TargetCheck:
+                 source: str | None = None, engine: engines.Engine | None = None,
+                 tables: list[str] | None = None) -> TargetCheck:
     """The checks a restore can make without reading the backup: the name, the connection, the
     privileges on the target and whether it holds anything (asking before writing into it).
-    `manifest` None: not known yet (a remote backup not downloaded); checked again with it."""
+    `manifest` None: not known yet (a remote backup not downloaded); checked again with it.
+    `tables`: only these are restored, so only they are asked about."""
     check_name(target, allow_system_schema=allow_system_schema)
     if engine is None and manifest is not None:
         engine = engines.for_manifest(manifest, loaded.settings.database)
     streaming = engine is None or engine.loads_by_client
+    objects = None if manifest is None else (
+        manifest.objects.as_dict() if tables is None else sections.select(manifest.objects.as_dict(), tables).objects())
     endpoint = endpoint_from(loaded.settings.database)
     conn = connect(endpoint)
     try:
         with translated_errors(endpoint):
-            _check_privileges(conn, target, manifest, streaming=streaming)
+            _check_privileges(conn, target, objects, streaming=streaming)
             existed = inv_mod.database_exists(conn, target)
-            non_empty = existed and inv_mod.database_object_count(conn, target) > 0
+            replaced = _replaced(conn, target, tables) if existed else []
     finally:
         conn.close()
-    if non_empty:
-        what = repr(manifest.database) if manifest else (source or "the backup")
-        if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
-                       f"replace those of the same name. Restore {what} into it?"):
-            raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
-                                "(pass --yes to restore into it)")
-    return TargetCheck(target=target, existed=existed, non_empty=non_empty)
+    _ask(confirm, target, repr(manifest.database) if manifest else (source or "the backup"), replaced)
+    return TargetCheck(target=target, existed=existed, non_empty=bool(replaced))
 
 
-def _check_privileges(conn, target: str, manifest: Manifest | None, *, streaming: bool) -> None:
+def _replaced(conn, target: str, tables: list[str] | None) -> list[str]:
+    """What of `target` (which exists) a restore replaces: for a whole backup ["*"] when it holds
+    any object; for some tables, those of them it holds. Empty: nothing to ask about."""
+    if tables is None:
+        return ["*"] if inv_mod.database_object_count(conn, target) > 0 else []
+    have = inv_mod.inventory(conn, target)
+    present = {t["name"] for t in have.tables} | set(have.views) | set(have.sequences)
+    return [name for name in tables if name in present]
+
+
+def _ask(confirm: Callable[[str], bool], target: str, what: str, replaced: list[str]) -> None:
+    """Ask before replacing anything in the target; RestoreFailed when the operator says no."""
+    if not replaced:
+        return
+    if replaced == ["*"]:
+        question = (f"Database {target!r} exists and is not empty; objects in the backup will replace those of "
+                    f"the same name. Restore {what} into it?")
+        refusal = f"database {target!r} exists and is not empty"
+    else:
+        names = ", ".join(repr(name) for name in replaced)
+        question = f"Database {target!r} already holds {names}; replace {'it' if len(replaced) == 1 else 'them'} " \
+                   f"from {what}?"
+        refusal = f"database {target!r} already holds {names}"
+    if not confirm(question):
+        raise RestoreFailed(f"{refusal}; restore cancelled (pass --yes to restore into it)")
+
+
+def _check_privileges(conn, target: str, objects: dict | None, *, streaming: bool) -> None:
     user, host, lines = grants_mod.current_grants(conn)
     grants, roles = grants_mod.parse_grants(lines)
     if roles:
         return  # a role's privileges are not in SHOW GRANTS of the account: the load will tell
-    needs = grants_mod.restore_requirements(manifest.objects.as_dict() if manifest else None, streaming=streaming)
+    needs = grants_mod.restore_requirements(objects, streaming=streaming)
     report = grants_mod.check(grants, roles, needs, [target], user=user, host=host)
     if missing := report.missing_required:
         names = ", ".join(dict.fromkeys(need.privilege for need, _ in missing))
@@ -101,24 +129,31 @@ def _check_privileges(conn, target: str, manifest: Manifest | None, *, streaming
 
 def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
         confirm: Callable[[str], bool], allow_system_schema: bool = False,
-        checked: TargetCheck | None = None) -> Restored:
+        checked: TargetCheck | None = None, tables: list[str] | None = None) -> Restored:
     """Restore a backup into `target`. `checked`: the target was checked (and the operator
-    asked) already, before a download."""
+    asked) already, before a download. `tables`: only these tables, views and sequences of the
+    backup, with their tables' triggers (no routines, no events); the rest of the target stays."""
     check_name(target, allow_system_schema=allow_system_schema)
     if (old := legacy_mod.detect(Path(backup_path))) is not None:
+        if tables is not None:
+            raise InvalidInput(f"--tables needs a backup that records its tables: {old.path} is {old.describe()}, "
+                               "with no manifest; restore it whole into a scratch database and copy the tables")
         return _run_legacy(loaded, old, target, confirm=confirm, allow_system_schema=allow_system_schema,
                            checked=checked)
     manifest = _manifest_if_readable(backup_path)
     if manifest is not None:
-        # Everything that needs no backup byte comes first: a wrong password or a non-empty
-        # target is reported at once, not after minutes of reading.
-        engines.for_manifest(manifest, loaded.settings.database).load_tool()
+        # Everything that needs no backup byte comes first: a wrong password, an unknown table or
+        # a non-empty target is reported at once, not after minutes of reading.
+        engine = engines.for_manifest(manifest, loaded.settings.database)
+        if tables is not None:
+            _select(engine, manifest, tables)
+        engine.load_tool()
         asked = checked is not None and checked.non_empty
         checked = check_target(loaded, target, confirm=(lambda question: True) if asked else confirm,
-                               allow_system_schema=allow_system_schema, manifest=manifest)
+                               allow_system_schema=allow_system_schema, manifest=manifest, tables=tables)
     scratch = plain_folder(loaded, backup_path)
     try:
-        return _run(loaded, backup_path, target, confirm, scratch, checked)
+        return _run(loaded, backup_path, target, confirm, scratch, checked, tables)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -167,13 +202,32 @@ def private_folder_beside(path: Path) -> Path:
     return scratch
 
 
+def _select(engine: engines.Engine, manifest: Manifest, tables: list[str]) -> sections.Selection:
+    """The objects a restore of `tables` loads; InvalidInput for a backup that cannot give single
+    tables or a name it does not hold."""
+    if not engine.loads_tables:
+        raise InvalidInput(f"--tables needs a logical backup (one section or file per table); this one was made "
+                           f"by the {engine.label} engine")
+    return sections.select(manifest.objects.as_dict(), tables)
+
+
 def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path | None,
-         checked: TargetCheck | None) -> Restored:
+         checked: TargetCheck | None, tables: list[str] | None = None) -> Restored:
+    chosen = None
+    if scratch is not None or tables is not None:
+        listed = manifest_mod.load(resolve_backup_path(backup_path))
+        engine = engines.for_manifest(listed, loaded.settings.database)
+        chosen = None if tables is None else _select(engine, listed, tables)
     if scratch is not None:
-        _engine_of(loaded, backup_path).load_tool()  # before reading gigabytes, not after
+        engine.load_tool()  # before reading gigabytes, not after
     try:
         # A mydumper backup is unsealed in the verifying pass itself: one read of the backup.
-        verified = verify_backup(loaded, backup_path, extract_to=scratch)
+        if chosen is not None and scratch is not None:
+            # Every file is verified; only those of the chosen tables are unsealed to disk.
+            verified = verify_backup(loaded, backup_path,
+                                     sink=_unsealing(engine.files_for(listed, sorted(chosen.names)), scratch))
+        else:
+            verified = verify_backup(loaded, backup_path, extract_to=scratch)
     except VerifyFailed as exc:
         raise type(exc)(f"refusing to restore from a backup that failed verification: {exc}") from None
     except OSError as exc:
@@ -182,12 +236,16 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
     cfg = loaded.settings
     engine = engines.for_manifest(manifest, cfg.database)
     engine.load_tool()
+    if chosen is not None:
+        log.info("restoring only %s of %s", chosen.describe(), folder)
+        if left := chosen.left_out():
+            log.warning("not restored with --tables: %s", left)
     endpoint, created = _open_target(loaded, target, confirm, checked, repr(manifest.database),
-                                     lambda conn: _create_target(conn, target, manifest))
+                                     lambda conn: _create_target(conn, target, manifest), tables)
     started = time.monotonic()
     with _undone_on_failure(endpoint, target, created):
-        total = load_verified(loaded, verified, scratch, endpoint, target)
-        _check_objects(endpoint, target, manifest)
+        total = load_verified(loaded, verified, scratch, endpoint, target, tables=tables)
+        _check_objects(endpoint, target, manifest, chosen, only=created)
     duration = time.monotonic() - started
     log.info("restored %s into database %r in %.1fs", folder, target, duration)
     return Restored(path=folder, target=target, duration=duration, plain_bytes=total)
@@ -225,7 +283,7 @@ def _run_legacy(loaded: LoadedConfig, old: legacy_mod.Legacy, target: str, *, co
 
 
 def _open_target(loaded: LoadedConfig, target: str, confirm, checked: TargetCheck | None, what: str,
-                 create: Callable) -> tuple[Endpoint, bool]:
+                 create: Callable, tables: list[str] | None = None) -> tuple[Endpoint, bool]:
     """Connect, ask again if the target filled up since it was checked, create it if missing:
     the endpoint and whether this restore created the database."""
     endpoint = endpoint_from(loaded.settings.database)
@@ -233,12 +291,8 @@ def _open_target(loaded: LoadedConfig, target: str, confirm, checked: TargetChec
     try:
         with translated_errors(endpoint):
             # Checked before the (long) verification; ask again only if it filled up meanwhile.
-            if (checked is None or not checked.non_empty) and inv_mod.database_exists(conn, target) \
-                    and inv_mod.database_object_count(conn, target) > 0:
-                if not confirm(f"Database {target!r} exists and is not empty; objects in the backup will "
-                               f"replace those of the same name. Restore {what} into it?"):
-                    raise RestoreFailed(f"database {target!r} exists and is not empty; restore cancelled "
-                                        "(pass --yes to restore into it)")
+            if (checked is None or not checked.non_empty) and inv_mod.database_exists(conn, target):
+                _ask(confirm, target, what, _replaced(conn, target, tables))
             return endpoint, create(conn)
     finally:
         conn.close()
@@ -264,18 +318,41 @@ def _undone_on_failure(endpoint: Endpoint, target: str, created: bool):
         raise
 
 
-def _check_objects(endpoint: Endpoint, target: str, manifest: Manifest) -> None:
+def _check_objects(endpoint: Endpoint, target: str, manifest: Manifest, chosen: sections.Selection | None = None,
+                   *, only: bool = False) -> None:
     """A loader's exit status is not proof (a dump cut between two rows still ends in a valid
-    INSERT, and the client exits 0): every object the manifest lists must be there."""
+    INSERT, and the client exits 0): every object the manifest lists must be there, or, for a
+    restore of some tables (`chosen`), every chosen one; and with `only` (a target this restore
+    created), nothing else either."""
+    wanted = manifest.objects.as_dict() if chosen is None else chosen.objects()
     conn = connect(endpoint)
     try:
         with translated_errors(endpoint):
-            missing = inv_mod.missing_objects(conn, target, manifest.objects.as_dict())
+            missing = inv_mod.missing_objects(conn, target, wanted)
+            extra = _unexpected(conn, target, wanted) if chosen is not None and only else []
     finally:
         conn.close()
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise RestoreFailed(f"the load into {target!r} ended without error but is incomplete: {missing[0]}{more}")
+    if extra:
+        raise RestoreFailed(f"the load of only {chosen.describe()} created more in {target!r}: {', '.join(extra)}")
+
+
+def _unexpected(conn, target: str, wanted: dict) -> list[str]:
+    """The objects of `target` that are not in `wanted` (a manifest's inventory shape), named."""
+    have = inv_mod.inventory(conn, target)
+    expected = {(kind, name) for kind, name in _named(wanted)}
+    return [f"{kind} {name!r}" for kind, name in _named(have.as_manifest()) if (kind, name) not in expected]
+
+
+def _named(objects: dict) -> list[tuple[str, str]]:
+    return [("table", t["name"]) for t in objects.get("tables") or []] + \
+        [("view", v) for v in objects.get("views") or []] + \
+        [("sequence", s) for s in objects.get("sequences") or []] + \
+        [("routine", f"{r['type']} {r['name']}") for r in objects.get("routines") or []] + \
+        [("trigger", t["name"]) for t in objects.get("triggers") or []] + \
+        [("event", e) for e in objects.get("events") or []]
 
 
 def _create_target(conn, target: str, manifest: Manifest | None) -> bool:
@@ -313,7 +390,7 @@ def drop_created_database(endpoint: Endpoint, name: str) -> bool:
 
 
 def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None, endpoint: Endpoint, target: str,
-                  *, configured_login: bool = True) -> int:
+                  *, configured_login: bool = True, tables: list[str] | None = None) -> int:
     """Load a verified backup into `target` (which exists) at `endpoint`; the plain bytes loaded.
 
     No questions asked: the caller decided the target may be written. `configured_login`
@@ -321,12 +398,19 @@ def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None
     """
     manifest, folder = verified.manifest, verified.path
     engine = engines.for_manifest(manifest, loaded.settings.database)
-    if target != manifest.database and manifest.qualified_references:
+    references = manifest.qualified_references
+    if tables is not None:
+        references = [r for r in references if sections.select(manifest.objects.as_dict(), tables).includes(r)]
+    if target != manifest.database and references:
         log.warning("these objects name database %r in their own SQL and will keep using it after the "
-                    "restore into %r: %s", manifest.database, target, ", ".join(manifest.qualified_references))
+                    "restore into %r: %s", manifest.database, target, ", ".join(references))
     return engine.load(manifest, folder, scratch, endpoint, target, identities=identities_for(loaded, manifest, folder),
-                       plain_bytes=verified.plain_bytes, configured_login=configured_login)
+                       plain_bytes=verified.plain_bytes, configured_login=configured_login, tables=tables)
 
 
-def _engine_of(loaded: LoadedConfig, backup_path: str | Path) -> engines.Engine:
-    return engines.for_manifest(manifest_mod.load(resolve_backup_path(backup_path)), loaded.settings.database)
+def _unsealing(wanted: set[str] | None, scratch: Path):
+    """A verifying pass's sink that writes the plain bytes of the files named in `wanted` (None:
+    all) into `scratch`, as the pass's own extraction does, and only checks the others."""
+    return lambda manifest, entry: _extraction(scratch if wanted is None or entry.unsealed_name in wanted else None,
+                                               entry)
+

@@ -221,12 +221,12 @@ def _age(seconds: float) -> str:
     return f"{seconds // 86400}d"
 
 
-def _split(value: str | None) -> list[str] | None:
+def _split(value: str | None, option: str = "--databases") -> list[str] | None:
     if not value:
         return None
     names = [part.strip() for part in value.split(",") if part.strip()]
     if not names:
-        raise click.BadParameter("names no database", param_hint="--databases")
+        raise click.BadParameter(f"names no {option[2:-1]}", param_hint=option)
     return names
 
 
@@ -453,11 +453,13 @@ def _verified_line(outcome) -> str:
               "folder, verified, restored, and the download removed.")
 @click.option("--allow-system-schema", is_flag=True, help="Allow mysql or sys as the target: the backup's tables "
               "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
+@click.option("--tables", help="Comma-separated tables (or views, sequences) of a logical backup: only they are "
+              "restored, with their triggers; the rest of the target is left as it is.")
 @click.pass_obj
 def restore(state: State, backup_path: str | None, latest: bool, before: str | None, all_: bool,
             databases: str | None, prefix: str, suffix: str, target: str | None, yes: bool, from_remote: bool,
-            allow_system_schema: bool) -> None:
-    """Verify a backup, then restore it into a database (by default its own)."""
+            allow_system_schema: bool, tables: str | None) -> None:
+    """Verify a backup, then restore it (or some of its tables) into a database (by default its own)."""
     from tenangdb.actions import fetch, recover
     from tenangdb.actions import restore as action
 
@@ -468,6 +470,9 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
                                "(--prefix/--suffix change it); --target-database and --latest go with -b")
     if not all_ and (prefix or suffix or databases):
         raise click.UsageError("--prefix, --suffix and --databases go with --all")
+    if all_ and tables is not None:
+        raise click.UsageError("--tables goes with -b: one backup's tables into one target")
+    only = None if tables is None else _split(tables or ",", "--tables")  # "" names no table: not all
     when = recover.parse_time(before) if before else None
     if target is not None:
         action.check_name(target, allow_system_schema=allow_system_schema)  # before the config, the server or a byte
@@ -484,7 +489,8 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
         place = recover.load_catalogue(loaded, remote=remote)
         entries = recover.pick(place, backup_path, latest=latest, before=when,
                                choose=_choose_entry if _interactive() else None)
-        _restore_entries(loaded, place, entries, target or entries[0].database, confirm, allow_system_schema)
+        _restore_entries(loaded, place, entries, target or entries[0].database, confirm, allow_system_schema,
+                         only)
         return
     if latest or when is not None:
         raise click.UsageError("--latest and --before choose among a database's backups: give -b a database name")
@@ -492,15 +498,16 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
         with observe_restore(loaded, backup_path):
             # The connection and the target first: a download can take long.
             checked = None if target is None else action.check_target(
-                loaded, target, confirm=confirm, allow_system_schema=allow_system_schema, source=backup_path)
+                loaded, target, confirm=confirm, allow_system_schema=allow_system_schema, source=backup_path,
+                tables=only)
             with fetch.fetched(loaded, backup_path) as folder:
                 action.run(loaded, folder, target or action.own_database(folder), confirm=confirm,
-                           allow_system_schema=allow_system_schema, checked=checked)
+                           allow_system_schema=allow_system_schema, checked=checked, tables=only)
         return
     chosen = _choose_backup(loaded, backup_path)
     with observe_restore(loaded, chosen):
         action.run(loaded, chosen, target or action.own_database(chosen), confirm=confirm,
-                   allow_system_schema=allow_system_schema)
+                   allow_system_schema=allow_system_schema, tables=only)
 
 
 def observe_restore(loaded, path):
@@ -520,7 +527,8 @@ def _names_a_database(value: str, remote: bool) -> bool:
     return remote or not Path(value).exists()
 
 
-def _restore_entries(loaded, place, entries, target: str, confirm, allow_system_schema: bool):
+def _restore_entries(loaded, place, entries, target: str, confirm, allow_system_schema: bool,
+                     tables: list[str] | None = None):
     """Restore the first of `entries` that proves whole, into `target`."""
     from tenangdb.actions import observe, recover
     from tenangdb.actions import restore as action
@@ -529,10 +537,10 @@ def _restore_entries(loaded, place, entries, target: str, confirm, allow_system_
     with observe.restore_run(loaded, entries[0].database):
         # The connection and the target first: a download can take long.
         checked = action.check_target(loaded, target, confirm=confirm, allow_system_schema=allow_system_schema,
-                                      source=entries[0].name) if place.location == "remote" else None
+                                      source=entries[0].name, tables=tables) if place.location == "remote" else None
         return recover.first_good(loaded, place, entries, lambda folder, entry: action.run(
-            loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema, checked=checked),
-            how="restore")
+            loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema, checked=checked,
+            tables=tables), how="restore")
 
 
 def _restore_all(loaded, place, chosen: dict, prefix: str, suffix: str, confirm, allow_system_schema: bool) -> None:

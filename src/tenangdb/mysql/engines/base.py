@@ -82,6 +82,8 @@ class Engine:
     loads_by_client: ClassVar[bool] = True
     # The content of the original TenangDB's backups this engine loads (repository/legacy.py).
     legacy_form: ClassVar[str | None] = None
+    # A load may take only some tables of a backup (`load(..., tables=...)`, `restore --tables`).
+    loads_tables: ClassVar[bool] = False
 
     def __init__(self, dcfg) -> None:
         self.dcfg = dcfg
@@ -153,9 +155,16 @@ class Engine:
         return None
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
-             identities, plain_bytes: int, configured_login: bool = True) -> int:
-        """Load a verified backup into `target` (which exists); the plain bytes loaded."""
+             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None) -> int:
+        """Load a verified backup into `target` (which exists); the plain bytes loaded.
+        `tables`: only these tables, views and sequences of it (with the tables' triggers; no
+        routines, no events), for an engine that `loads_tables`; None: all of it."""
         raise NotImplementedError
+
+    def files_for(self, manifest: Manifest, tables: list[str]) -> set[str] | None:
+        """For an engine that loads from a folder: the plain names of the files a load of these
+        tables reads (only they need unsealing); None: every file."""
+        return None
 
     def load_legacy(self, old, endpoint, target: str, private_folder: Callable[[], Path]) -> int:
         """Load a backup of the original TenangDB (legacy.Legacy of this engine's legacy_form)

@@ -36,6 +36,7 @@ class Parallel(Engine):
     loads_from_folder = True
     loads_by_client = False
     legacy_form = legacy.FOLDER
+    loads_tables = True
 
     @classmethod
     def chosen_by_auto(cls, dcfg) -> bool:
@@ -184,11 +185,28 @@ class Parallel(Engine):
             raise RestoreFailed(f"this backup was made by mydumper and restoring it needs myloader: {exc}") from None
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
-             identities, plain_bytes: int, configured_login: bool = True) -> int:
+             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None) -> int:
         if plain_dir is None:
             raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
+        if tables is not None:
+            # myloader loads every file of its folder: the chosen ones alone must be there.
+            wanted = self.files_for(manifest, tables)
+            present = {p.name for p in plain_dir.iterdir()}
+            if missing := sorted(wanted - present - {mydumper.METADATA}):
+                raise RestoreFailed(f"{plain_dir}: {missing[0]} was not unsealed for the load")
+            for name in present - wanted:
+                (plain_dir / name).unlink()
+            plain_bytes = sum(e.plain_size for e in manifest.files if e.unsealed_name in wanted)
         self.load_folder(plain_dir, manifest.database, endpoint, target, configured_login=configured_login)
         return plain_bytes
+
+    def files_for(self, manifest: Manifest, tables: list[str]) -> set[str]:
+        """The files of these tables and views (schema, data chunks, triggers; a view's stand-in
+        and definition) and the metadata, which myloader reads first."""
+        chosen = set(tables)
+        return {entry.unsealed_name for entry in manifest.files
+                if entry.unsealed_name == mydumper.METADATA
+                or mydumper.table_of(entry.unsealed_name, manifest.database) in chosen}
 
     def load_folder(self, plain_dir: Path, source: str, endpoint, target: str, *,
                     configured_login: bool = True) -> None:

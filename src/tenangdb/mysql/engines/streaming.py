@@ -11,7 +11,7 @@ import subprocess
 from pathlib import Path
 
 from tenangdb.errors import BackupFailed, RestoreFailed, ToolMissing
-from tenangdb.mysql import mysqldump
+from tenangdb.mysql import mysqldump, sections
 from tenangdb.mysql.alignment import BLOCK_COMMIT, FTWRL, streaming_tool_opened
 from tenangdb.mysql.connection import client_options
 from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
@@ -32,6 +32,7 @@ class Streaming(Engine):
     name = mysqldump.ENGINE
     rewrites_values = True
     legacy_form = legacy.SQL
+    loads_tables = True
 
     @property
     def dump_tool(self) -> str:
@@ -155,13 +156,28 @@ class Streaming(Engine):
             raise RestoreFailed(f"{Path(client).name} failed to load {label} (exit {status}): {child.error_line()}")
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
-             identities, plain_bytes: int, configured_login: bool = True) -> int:
+             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None) -> int:
         total = 0
         for entry in manifest.files:
             path = folder / entry.name
-            with self.loader(manifest, entry, endpoint, target) as forward:
-                result = unseal(path, compression=manifest.compression.format, identities=identities,
-                                forward=forward, hash_stored=False)
+            chosen = None
+            try:
+                with self.loader(manifest, entry, endpoint, target) as forward:
+                    if tables is not None:
+                        # Only the chosen objects' sections reach the client, filtered as they stream.
+                        chosen = sections.SectionFilter(set(tables), forward)
+                        forward = chosen.write
+                    result = unseal(path, compression=manifest.compression.format, identities=identities,
+                                    forward=forward, hash_stored=False)
+                    if chosen is not None:
+                        chosen.close()
+            except RestoreFailed as exc:
+                if chosen is not None and (where := sections.failed_section(chosen, str(exc))):
+                    raise RestoreFailed(f"{exc} ({where})") from None
+                raise
+            if chosen is not None and chosen.missing:
+                raise RestoreFailed(f"{path}: the dump holds no section for {', '.join(map(repr, chosen.missing))}, "
+                                    f"which the manifest lists; the target database {target!r} may be incomplete")
             if result.plain.sha256 != entry.plain_sha256:
                 raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
                                     f"{target!r} may be incomplete")
