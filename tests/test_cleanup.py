@@ -191,6 +191,9 @@ def test_a_remote_copy_expired_by_retention_is_not_uploaded_again(offline_env, t
     for folder in expired:
         record = json.loads((folder.parent / f".{folder.name}.upload.json").read_text())
         assert record["expired"] is True and record["ok"] is False
+    # The remote's own records went with their copies, and stay with the copies that remain.
+    on_remote = {p.name for p in local_remote.rglob(".*.upload.json")}
+    assert on_remote == {f".{f.name}.upload.json" for f in folders if f not in expired}
     again = env.cli("upload", config=cfg)  # nothing to send: they expired on purpose
     assert again.returncode == 0 and not any((local_remote / f.relative_to(env.backups)).exists() for f in expired)
     listed = json.loads(env.cli("list", "--json", "--local", config=cfg).stdout)["backups"]

@@ -191,3 +191,25 @@ def test_restore_latest_and_all_locally(env, server, sample_db):
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{other}`; DROP DATABASE IF EXISTS `{other}_r`; "
                    f"DROP DATABASE IF EXISTS `{sample_db}_r`")
+
+
+def test_restore_all_of_a_twenty_database_set_side_by_side(env, server):
+    names = [unique(f"set{n:02d}") for n in range(20)]
+    server.sql("".join(f"CREATE DATABASE `{n}`; CREATE TABLE `{n}`.t (id INT PRIMARY KEY, v VARCHAR(20)); "
+                       f"INSERT INTO `{n}`.t SELECT seq, CONCAT('{i}-', seq) FROM seq.seq_1_to_{50 + i};"
+                       for i, n in enumerate(names)))
+    try:
+        cfg = env.write_config({"backup": {"databases": names, "min_backup_interval": "0s"}})
+        assert (done := env.cli("backup", "--yes", config=cfg)).returncode == 0, done.stderr
+        done = env.cli("restore", "--all", "--suffix", "_r", config=cfg, timeout=600)
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.count("OK     ") == 20 and "restored 20 databases" in done.stdout
+        for name in names:
+            assert checksums(server, f"{name}_r") == checksums(server, name)
+        # Only some of them, before any backup was taken: nothing to restore, exit 2, nothing made.
+        done = env.cli("restore", "--all", "--databases", ",".join(names[:3]), "--before", "2001-01-01",
+                       "--prefix", "old_", config=cfg)
+        assert done.returncode == 2 and "no complete backup of" in done.stderr
+        assert not server.sql(f"SHOW DATABASES LIKE 'old\\_%'").strip()
+    finally:
+        server.sql("".join(f"DROP DATABASE IF EXISTS `{n}`; DROP DATABASE IF EXISTS `{n}_r`;" for n in names))
