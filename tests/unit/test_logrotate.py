@@ -13,7 +13,7 @@ def test_a_plain_path_is_written_bare_and_rotated_as_the_service_account():
     body = [line.strip() for line in text.splitlines() if not line.startswith("#")]
     assert body == ["/var/log/tenangdb/tenangdb.log {", "su svc svcgrp", "daily", "rotate 30", "compress",
                     "delaycompress", "missingok", "notifempty", "create 0640 svc svcgrp", "}"]
-    assert "copytruncate" not in text
+    assert "copytruncate" not in body
 
 
 def test_a_path_with_a_space_is_quoted():
