@@ -24,3 +24,8 @@ def test_a_path_with_a_space_is_quoted():
 def test_a_path_logrotate_cannot_carry_is_refused(path):
     with pytest.raises(DeployError):
         logrotate.render(path, "svc", "svc")
+
+
+def test_a_log_file_right_in_var_log_is_rotated_as_root():
+    text = logrotate.render("/var/log/tenangdb.log", "svc", "svc")
+    assert "su " not in text and "create 0640 svc svc" in text

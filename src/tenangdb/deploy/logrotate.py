@@ -4,14 +4,16 @@
 Rotation renames the file and makes a new one (`create`); every TenangDB process notices the
 rename at its next line and reopens the path (logs.py), so neither `copytruncate`, which can
 lose lines, nor a signal to the exporter is needed. `su` makes logrotate work in the log folder
-as the account that owns it, not as root.
+as the account that owns it, not as root, so a link planted there cannot turn root's renames
+against another file.
 """
 
 from __future__ import annotations
 
+import os
 import re
 
-from tenangdb.deploy.host import DeployError
+from tenangdb.deploy.host import SHARED, DeployError
 
 POLICY_PATH = "/etc/logrotate.d/tenangdb"
 KEEP_DAYS = 30
@@ -20,7 +22,9 @@ _PLAIN = re.compile(r"[A-Za-z0-9_./@+-]+")
 
 
 def render(log_file: str, user: str, group: str) -> str:
-    """The policy for one log file, rotated with the owner `user:group` (the service account)."""
+    """The policy for one log file, rotated with the owner `user:group` (the service account).
+    In a shared system folder (a log file right in /var/log), which root owns, logrotate stays
+    root: the service account could not rename anything there."""
     if not log_file.startswith("/"):
         raise DeployError(f"logrotate needs an absolute log file path, not {log_file!r}")
     if any(c in log_file for c in '"\n{}'):
@@ -30,7 +34,7 @@ def render(log_file: str, user: str, group: str) -> str:
         "# Written by `tenangdb init --deploy-systemd`. TenangDB reopens its log file once it has",
         "# been renamed, so rotation needs no copytruncate and no signal.",
         f"{target} {{",
-        f"    su {user} {group}",
+        *([] if os.path.dirname(os.path.normpath(log_file)) in SHARED else [f"    su {user} {group}"]),
         "    daily",
         f"    rotate {KEEP_DAYS}",
         "    compress",
