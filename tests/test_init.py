@@ -187,6 +187,19 @@ def units_of(text: str) -> list[tuple[str, str, str]]:
     return entries
 
 
+# The security guide's block, as an operator who followed it has it.
+GUIDE_LOGROTATE = """/var/log/tenangdb/*.log {
+    daily
+    rotate 30
+    compress
+    delaycompress
+    missingok
+    notifempty
+    create 640 tenangdb tenangdb
+}
+"""
+
+
 def prefix_root(base: Path) -> Path:
     root = base / "rootfs"
     (root / "etc").mkdir(parents=True)
@@ -210,6 +223,8 @@ def test_init_deploy_systemd_into_a_root_prefix(env, server, sample_db):
     user = make_user(server)
     root = prefix_root(env.root)
     host_passwd = Path("/etc/passwd").read_text()
+    (root / "etc" / "logrotate.d").mkdir()
+    (root / "etc" / "logrotate.d" / "tenangdb").write_text(GUIDE_LOGROTATE)
     done = env.cli("init", "--deploy-systemd", "--systemd-user", "tdbsvc", "--root", str(root),
                    *connection_flags(server), "--db-user", user, "--databases", sample_db, "--metrics",
                    "--metrics-listen", "0.0.0.0", env={"TENANGDB_DB_PASSWORD": PASSWORD})
@@ -220,6 +235,8 @@ def test_init_deploy_systemd_into_a_root_prefix(env, server, sample_db):
     uid, gid = int(uid), int(gid)
     assert home == "/var/lib/tenangdb" and shell == "/usr/sbin/nologin" and uid < 1000
     assert "Created the system user tdbsvc" in done.stderr
+    assert (root / "etc" / "logrotate.d" / "tenangdb").read_text() == GUIDE_LOGROTATE
+    assert "left the existing /etc/logrotate.d/tenangdb as it is" in done.stderr
 
     etc = root / "etc" / "tenangdb"
     def owner(p: Path) -> tuple[int, int, int]:
@@ -276,6 +293,8 @@ def test_init_dry_run_writes_nothing(env, server, sample_db):
     assert done.returncode == 0, done.stderr
     assert not (env.root / "etc").exists() and not (env.root / "backups").exists()
     assert "# --- /etc/systemd/system/tenangdb.service" in done.stdout and "ProtectSystem=strict" in done.stdout
+    rotation = done.stdout.split("# --- /etc/logrotate.d/tenangdb\n", 1)[1]
+    assert rotation.startswith("# Written by") and f"{env.root / 'log' / 'tenangdb.log'} {{" in rotation
     assert "TENANGDB_DB_PASSWORD, TENANGDB_METRICS_BASIC_AUTH_PASSWORD (values not shown)" in done.stdout
     assert PASSWORD not in done.stdout + done.stderr
 
@@ -344,9 +363,18 @@ def test_init_deploy_keeps_existing_units_without_force(env, server, sample_db):
     assert done.returncode == 1 and "tenangdb-exporter.service already exists" in done.stderr
     assert sorted(p.name for p in units.iterdir()) == ["tenangdb-exporter.service"]
     assert not (root / "etc" / "tenangdb").exists()
+    (root / "etc" / "logrotate.d").mkdir()
+    (root / "etc" / "logrotate.d" / "tenangdb").write_text(GUIDE_LOGROTATE)
     forced = env.cli(*argv, "--force", env={"TENANGDB_DB_PASSWORD": PASSWORD})
     assert forced.returncode == 0, forced.stderr
     assert (units / "tenangdb.service").exists()
+    # The log file init configured, rotated as the guide says, by and for the service account.
+    policy = root / "etc" / "logrotate.d" / "tenangdb"
+    st = policy.stat()
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (0, 0, 0o644)
+    lines = [line.strip() for line in policy.read_text().splitlines() if not line.startswith("#")]
+    assert lines == ["/var/log/tenangdb/tenangdb.log {", "su tenangdb tenangdb", "daily", "rotate 30", "compress",
+                     "delaycompress", "missingok", "notifempty", "create 0640 tenangdb tenangdb", "}"]
 
 
 @pytest.mark.skipif(not shutil.which("mydumper"), reason="mydumper is not installed")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import logging.handlers
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -43,6 +44,55 @@ def security_event(logger: logging.Logger, event: str, word: str, message: str, 
     logger.log(level, f"{word} {message}", *args, extra={"event": event})
 
 
+def early_security_event(section: dict | None, logger: logging.Logger, event: str, word: str, message: str,
+                         *args) -> None:
+    """A security event from before logging is set up (a refused config): sent through the
+    handlers the raw `logging` section asks for (console, and its file if it names one), made
+    for this one line and closed again, so nothing is left attached to the logger. Once logging
+    is set up, it is an ordinary security event."""
+    if logging.getLogger("tenangdb").handlers:
+        security_event(logger, event, word, message, *args)
+        return
+    section = section or {}
+    record = logger.makeRecord(logger.name, logging.ERROR, "(config)", 0, f"{word} {message}", args, None,
+                               extra={"event": event})
+    handlers: list[logging.Handler] = [logging.StreamHandler()]
+    handlers[0].setFormatter(_Redacting(_text(section.get("format"), "clean")))
+    file_path = section.get("file_path") or section.get("file")
+    if isinstance(file_path, str) and file_path:
+        try:
+            handlers.append(_file_handler(file_path, _text(section.get("file_format"), "text")))
+        except OSError:
+            pass  # the console line (the journal, under systemd) still carries the event
+    for handler in handlers:
+        try:
+            handler.handle(record)
+        finally:
+            handler.close()
+
+
+def _text(value, default: str) -> str:
+    return value if value in ("clean", "text", "json") else default
+
+
+class _ReopeningFile(logging.handlers.WatchedFileHandler):
+    """The log file, reopened when logrotate has moved it away (rename, then a new file): a
+    long-running exporter writes on into the new file, not the rotated one. A file it has to
+    make itself is made 0640, like the first one."""
+
+    def _open(self):
+        os.close(os.open(self.baseFilename, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640))
+        return super()._open()
+
+
+def _file_handler(file_path: str, file_format: str) -> logging.Handler:
+    path = Path(file_path)
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
+    handler = _ReopeningFile(path, encoding="utf-8")
+    handler.setFormatter(_Redacting(file_format))
+    return handler
+
+
 @contextlib.contextmanager
 def console_stream(stream):
     """Send the console log lines through `stream` for a while (the live progress board)."""
@@ -65,10 +115,4 @@ def setup(level: str, fmt: str = "clean", file_path: str | None = None, file_for
     console.setFormatter(_Redacting(fmt))
     root.addHandler(console)
     if file_path:
-        path = Path(file_path)
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o750)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
-        os.close(fd)
-        handler = logging.FileHandler(path, encoding="utf-8")
-        handler.setFormatter(_Redacting(file_format))
-        root.addHandler(handler)
+        root.addHandler(_file_handler(file_path, file_format))

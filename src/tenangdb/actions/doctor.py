@@ -180,6 +180,86 @@ def binary(paths: list[Path] | None = None) -> Check:
     return Check("binary", PASS, "only root can replace " + ", ".join(str(p) for p in paths))
 
 
+_REINSTALL = "install it from a wheel you trust: pip install --force-reinstall --no-deps tenangdb-VERSION-py3-none-any.whl"
+
+
+def integrity(name: str = "tenangdb") -> Check:
+    """The guide's "verify binary integrity": every installed file of the package against the
+    SHA-256 the wheel recorded when pip installed it (RECORD), so a changed or deleted file
+    shows even where its owner and mode look right (check "binary"). A file in the package's
+    folder that RECORD does not list fails too: a module dropped in beside ours imports like ours."""
+    import tenangdb
+    from importlib import metadata
+
+    try:
+        dist = metadata.distribution(name)
+    except metadata.PackageNotFoundError:
+        return Check("integrity", WARN, f"{name} is not installed as a package (run from a source tree): no "
+                     "recorded hashes to check its files against", _REINSTALL)
+    if source := _editable(dist):
+        return Check("integrity", WARN, f"a development (editable) install: the files under {source} "
+                     "have no recorded hashes to check", _REINSTALL)
+    package = Path(os.path.normpath(tenangdb.__file__)).parent
+    installed = Path(os.path.normpath(dist.locate_file(name)))
+    if package != installed:
+        return Check("integrity", WARN, f"the running {name} ({package}) is not the installed package "
+                     f"({installed}), whose hashes are the only ones recorded", _REINSTALL)
+    listed: set[Path] = set()
+    modified, missing, checked = [], [], 0
+    for entry in dist.files or []:
+        path = Path(os.path.normpath(dist.locate_file(entry)))
+        listed.add(path)
+        if entry.hash is None:
+            continue  # RECORD itself, and the .pyc files pip compiled after writing it
+        checked += 1
+        found = _file_digest(path, entry.hash.mode)
+        shown = str(path) if str(entry).startswith("..") else str(entry)  # the scripts, in bin/
+        if found is None:
+            missing.append(shown)
+        elif found != entry.hash.value:
+            modified.append(shown)
+    added = sorted(str(p.relative_to(package.parent)) for p in package.rglob("*")
+                   if p.is_file() and "__pycache__" not in p.parts and p not in listed)
+    if modified or missing or added:
+        parts = [f"{kind}: {', '.join(names[:5])}{f' (and {len(names) - 5} more)' if len(names) > 5 else ''}"
+                 for kind, names in (("modified", modified), ("missing", missing), ("not installed by pip", added))
+                 if names]
+        return Check("integrity", FAIL, f"{name} {dist.version} is not as installed: {'; '.join(parts)}",
+                     _REINSTALL + "; then find out who changed it (docs/SECURITY.md, incident response)")
+    return Check("integrity", PASS, f"all {checked} files of {name} {dist.version} match the SHA-256 "
+                 f"recorded at install ({installed.parent})")
+
+
+def _editable(dist) -> str | None:
+    """The source folder of an editable (pip install -e) install, or None."""
+    import json
+
+    try:
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+    except ValueError:
+        return None
+    if isinstance(direct, dict) and (direct.get("dir_info") or {}).get("editable"):
+        return str(direct.get("url", "?")).removeprefix("file://")
+    return None
+
+
+def _file_digest(path: Path, mode: str) -> str | None:
+    """RECORD's form of a file's hash (urlsafe base64, no padding); None when the file is gone."""
+    import base64
+    import hashlib
+
+    try:
+        digest = hashlib.new(mode)
+        with open(path, "rb") as fh:
+            while chunk := fh.read(1 << 20):
+                digest.update(chunk)
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, ValueError):
+        return ""  # unreadable, or an unknown hash name: never a match
+    return base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+
+
 # What the guide asks of the backup service, and what `init --deploy-systemd` writes.
 UNIT_REQUIRED = {"NoNewPrivileges": "yes", "ProtectSystem": "strict", "PrivateTmp": "yes"}
 UNIT_RECOMMENDED = ("ProtectHome", "ProtectKernelTunables", "ProtectKernelModules", "ProtectControlGroups",
@@ -554,6 +634,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         folder("log-dir", os.path.dirname(cfg.logging.file_path) if cfg.logging.file_path else None,
                required=False),
         binary(),
+        integrity(),
         service_unit(unit_dir, loaded),
         tools(loaded),
         *database(loaded),

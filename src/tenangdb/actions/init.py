@@ -23,7 +23,7 @@ from tenangdb.config.loader import secrets_file_text
 from tenangdb.config.original import VERSION
 from tenangdb.config.schema import (Settings, bounds_of, choices_of, default_backup_directory, default_log_file, default_of,
                                     default_rclone_config, default_state_directory)
-from tenangdb.deploy import host
+from tenangdb.deploy import host, logrotate
 from tenangdb.deploy.systemd import ENABLE, UnitParams, render_units
 from tenangdb.errors import ConfigError, ConnectionFailed, TenangDBError
 from tenangdb.mysql import engines
@@ -440,6 +440,8 @@ def run(a: Answers, q: Questions) -> dict:
             optional_writable=[os.path.dirname(layout.log_file)] if layout.log_file else [],
             exporter=bool(metrics), drill=bool(destination))
         units = render_units(unit_params)
+    rotation = (logrotate.render(layout.log_file, a.systemd_user, a.systemd_user)
+                if a.deploy_systemd and layout.log_file else None)
 
     # The repository's identity belongs to this host's backup disk: never into a package tree
     # (--root), where every host installed from it would share one id.
@@ -453,7 +455,7 @@ def run(a: Answers, q: Questions) -> dict:
 
     if a.dry_run:
         return {"config": config_text, "secrets": sorted(secret_values), "units": units, "files": [],
-                "layout": layout}
+                "layout": layout, "logrotate": rotation}
 
     # Owners: the service account owns the folders it writes; root keeps the config and secrets.
     created_user = False
@@ -522,6 +524,8 @@ def run(a: Answers, q: Questions) -> dict:
                 q.say(f"  {line}")
         else:
             q.say("systemd-analyze verify: the units are clean")
+        if rotation is not None:
+            _install_logrotate(q, root, rotation, files, force=a.force)
         if str(root) == "/" and host.systemd_running():
             host.systemctl("daemon-reload")
             enable = list(ENABLE) + (["tenangdb-exporter.service"] if metrics else [])
@@ -535,6 +539,17 @@ def run(a: Answers, q: Questions) -> dict:
                   "`systemctl daemon-reload && systemctl enable --now tenangdb.timer tenangdb-verify.timer`")
     return {"config": config_text, "secrets": sorted(secret_values), "units": units, "files": files,
             "layout": layout, "unit_paths": [str(p) for p in unit_paths], "created_user": created_user}
+
+
+def _install_logrotate(q: Questions, root: Path, policy: str, files: list[str], *, force: bool) -> None:
+    """The log file's rotation policy. One already there (the security guide's own block, or the
+    original's) is kept unless --force: it rotates the same file, and may be the operator's."""
+    path = host.under(root, logrotate.POLICY_PATH)
+    if (path.exists() or path.is_symlink()) and not force:
+        q.say(f"note: left the existing {logrotate.POLICY_PATH} as it is (--force replaces it)")
+        return
+    host.write_file(path, policy.encode(), 0o644, 0, 0, force=force)
+    files.append(logrotate.POLICY_PATH)
 
 
 def _validate(data: dict, secret_values: dict[str, str], layout: Layout) -> None:

@@ -89,6 +89,9 @@ def identities_for(loaded: LoadedConfig, manifest: Manifest, folder: Path) -> li
     wanted = {r.fingerprint for r in manifest.encryption.recipients}
     have = {fingerprint(str(identity.to_public())) for identity in identities}
     if wanted and not wanted & have:
+        # A security event (logs.py): the wrong key where backups are read back is worth a look.
+        security_event(log, "wrong_key", FAILED, "%s: the configured age identity (%s) is not one the backup was "
+                       "encrypted to (%s)", folder, ", ".join(sorted(have)), ", ".join(sorted(wanted)))
         raise KeyUnavailable(f"{folder}: wrong decryption key: the configured age identity is not one the backup "
                            f"was encrypted to (backup recipients: {', '.join(sorted(wanted))})")
     return identities

@@ -994,6 +994,9 @@ def init(state: State, local_config: str | None, root: str, password_stdin: bool
         for name, text in done["units"].items():
             click.echo(f"# --- /etc/systemd/system/{name}")
             click.echo(text, nl=False)
+        if done.get("logrotate"):
+            click.echo("# --- /etc/logrotate.d/tenangdb")
+            click.echo(done["logrotate"], nl=False)
         return
     click.echo("wrote: " + ", ".join(done["files"]), err=True)
     click.echo(f"next: tenangdb --config {layout.config} doctor", err=True)

@@ -4,6 +4,7 @@ validate against the schema, and remember where every value came from."""
 from __future__ import annotations
 
 import difflib
+import logging
 import os
 import re
 import stat
@@ -18,6 +19,7 @@ from pydantic import BaseModel, SecretStr, ValidationError
 from tenangdb.config import original
 from tenangdb.config.schema import SECRET_KEYS, Settings, default_log_file, default_of, section_model
 from tenangdb.errors import ConfigError
+from tenangdb.logs import FAILED, early_security_event
 from tenangdb.secrets import redact
 
 _VAR = re.compile(r"\$(\$)?\{([A-Za-z_][A-Za-z0-9_]*)(:?-([^}]*))?\}")
@@ -28,6 +30,7 @@ ENV_ALIASES = {
     "TENANGDB_ENCRYPTION_KEY": "backup.encryption.key",
 }
 REDACTED = "********"
+log = logging.getLogger("tenangdb.config")
 
 
 @dataclass
@@ -180,12 +183,32 @@ def _only_references(value: Any) -> bool:
     return isinstance(value, str) and _VAR.sub("", value).strip() == "" and "${" in value
 
 
-def _check_secret_permissions(path: Path, raw: dict[str, Any], insecure: bool) -> None:
+def _logging_section(raw: dict[str, Any], environ: Mapping[str, str]) -> dict[str, Any]:
+    """The raw `logging` section with ${VAR} expanded where the environment can (a refused
+    config is logged where its own logging section says, as far as it can be read)."""
+    section = raw.get("logging")
+    if not isinstance(section, dict):
+        return {}
+    out = {}
+    for key, value in section.items():
+        try:
+            out[key] = _expand(value, environ, f"logging.{key}", {})
+        except ConfigError:
+            continue
+    return out
+
+
+def _check_secret_permissions(path: Path, raw: dict[str, Any], insecure: bool, environ: Mapping[str, str]) -> None:
     plaintext = plaintext_secrets(raw)
     if not plaintext:
         return
     mode = path.stat().st_mode
     if mode & stat.S_IROTH and not insecure:
+        # A security event (logs.py): the operator's grep of the journal and the log file must
+        # see it. The names of the keys only, never their values.
+        early_security_event(_logging_section(raw, environ), log, "config_refused", FAILED,
+                             "config file %s refused: it holds a plaintext secret (%s) and other users can "
+                             "read it", path, ", ".join(plaintext))
         raise ConfigError(
             f"config file {path} holds a plaintext secret ({', '.join(plaintext)}) and is readable "
             f"by other users; run: chmod o-rwx {path}  (or move the secret to an environment "
@@ -418,7 +441,7 @@ def load_config(
         except ConfigError as exc:
             raise ConfigError(f"configuration error in {path}: {exc}") from None
         from_original = original.is_from_original(raw)
-        _check_secret_permissions(path, raw, insecure)
+        _check_secret_permissions(path, raw, insecure, env)
         used: dict[str, list[str]] = {}
         lookup: Mapping[str, str] = env
         secrets_path = env.get("TENANGDB_SECRETS_FILE") or raw.get("secrets_file")

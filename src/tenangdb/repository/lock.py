@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import fcntl
+import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from tenangdb.errors import TenangDBError
+from tenangdb.logs import FAILED, security_event
 
 LOCK_NAME = ".tenangdb.lock"
+log = logging.getLogger("tenangdb.lock")
 
 
 class LockHeld(TenangDBError):
@@ -52,6 +55,10 @@ class DirectoryLock:
                     continue
                 holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
                 os.close(fd)
+                # A security event (logs.py): a run that overlaps another is a schedule gone
+                # wrong, or someone else at work in the backup directory.
+                security_event(log, "lock_refused", FAILED, "lock on %s refused: held by another tenangdb run "
+                               "(PID %s)", self.path.parent, holder)
                 raise LockHeld(f"another tenangdb run (PID {holder}) is using {self.path.parent}; "
                                "try again when it has finished") from None
         os.ftruncate(fd, 0)
