@@ -91,7 +91,8 @@ def plaintext(loaded: LoadedConfig) -> Check:
     return Check("plaintext-secrets", PASS, f"no plaintext secret in {loaded.path}")
 
 
-def _secrets_path(loaded: LoadedConfig) -> str | None:
+def secrets_path(loaded: LoadedConfig) -> str | None:
+    """The secrets file the config reads, as the loader finds it (None: none)."""
     raw = os.environ.get("TENANGDB_SECRETS_FILE") or loaded.settings.secrets_file
     if not raw:
         return None
@@ -589,7 +590,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         config_file(loaded),
         config_review(loaded),
         plaintext(loaded),
-        secret_file("secrets-file", _secrets_path(loaded)),
+        secret_file("secrets-file", secrets_path(loaded)),
         secret_file("key-file", cfg.backup.encryption.key_file),
         secret_file("defaults-file", cfg.database.defaults_file, group_ok=True),
         folder("backup-dir", cfg.backup.directory, required=True),

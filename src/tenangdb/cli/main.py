@@ -776,6 +776,9 @@ def _key_option(*decls: str, key: str, help: str | None = None):
 @click.option("--root", "root", type=click.Path(file_okay=False), default="/", show_default=True,
               help="Write every file under this folder instead of / (packaging); nothing is enabled.")
 @click.option("--binary", help="The tenangdb executable the units run (default: this one).")
+@click.option("--rotate-db-password", is_flag=True, help="Only give the configured database account a new "
+              "generated password: set on the server, tested, then written to the secrets file (the config's "
+              "${NAME} for database.password); the old one stops working. Nothing else is changed.")
 @_key_option("--host", key="database.host")
 @_key_option("--port", key="database.port", help="Database port.")
 @_key_option("--socket", key="database.socket", help="Database unix socket.")
@@ -804,7 +807,7 @@ def _key_option(*decls: str, key: str, help: str | None = None):
              "password is generated (or TENANGDB_METRICS_BASIC_AUTH_PASSWORD).")
 @click.pass_obj
 def init(state: State, local_config: str | None, root: str, password_stdin: bool, databases: str | None,
-         recipients: tuple[str, ...], **flags) -> None:
+         recipients: tuple[str, ...], rotate_db_password: bool, **flags) -> None:
     """Set up TenangDB: check the database, tools and grants; write the config (0640), the secrets
     (0600) and the folders; with --deploy-systemd, the service user and hardened units.
 
@@ -813,6 +816,11 @@ def init(state: State, local_config: str | None, root: str, password_stdin: bool
     from tenangdb.actions import init as action
     from tenangdb.logs import setup
 
+    if rotate_db_password:
+        if local_config:
+            state.config_path = local_config
+        action.rotate_db_password(state.load(check_recipients=False), say=lambda line: click.echo(line, err=True))
+        return
     setup(state.log_level or "info")
     interactive = _interactive() and not password_stdin
     password = os.environ.get(action.DB_PASSWORD_VAR)
