@@ -12,7 +12,7 @@ import time
 
 import yaml
 
-from conftest import unique
+from conftest import restored_rows
 
 PASSPHRASE = "tidy otter juggles seven brass lanterns"
 
@@ -23,12 +23,13 @@ def _config(env, **encryption):
                                                        **encryption}}})
 
 
-def age_decrypt_on_a_terminal(path, passphrase: str, out) -> tuple[int, str]:
-    """`age -d` asks for the passphrase on its terminal (never argv or env): answer it there."""
+def age_on_a_terminal(args: list[str], passphrase: str, prompts: int = 1) -> tuple[int, str]:
+    """Run `age` on a pseudo-terminal, where it asks for the passphrase (never argv or env),
+    answering its first `prompts` questions; (exit status, what it showed)."""
     pid, fd = pty.fork()
     if pid == 0:
-        os.execv(shutil.which("age"), ["age", "-d", "-o", str(out), str(path)])
-    seen, answered, deadline = b"", False, time.monotonic() + 60
+        os.execv(shutil.which("age"), ["age", *args])
+    seen, answered, deadline = b"", 0, time.monotonic() + 60
     while time.monotonic() < deadline:
         ready, _, _ = select.select([fd], [], [], 0.2)
         if ready:
@@ -39,9 +40,9 @@ def age_decrypt_on_a_terminal(path, passphrase: str, out) -> tuple[int, str]:
             if not chunk:
                 break
             seen += chunk
-        if not answered and b"passphrase" in seen.lower():
+        if answered < prompts and seen.lower().count(b"passphrase") > answered:
             os.write(fd, passphrase.encode() + b"\n")
-            answered = True
+            answered += 1
     _, status = os.waitpid(pid, 0)
     os.close(fd)
     return os.waitstatus_to_exitcode(status), seen.decode(errors="replace")
@@ -59,20 +60,14 @@ def test_a_passphrase_backup_verifies_restores_and_opens_with_age(env, server, s
     [stored] = [p for p in folder.iterdir() if p.name != "manifest.json"]
     assert stored.read_bytes().startswith(b"age-encryption.org/v1\n-> scrypt ")
 
-    status, shown = age_decrypt_on_a_terminal(stored, PASSPHRASE, tmp_path / "plain.gz")
+    status, shown = age_on_a_terminal(["-d", "-o", str(tmp_path / "plain.gz"), str(stored)], PASSPHRASE)
     assert status == 0, shown
     import gzip
     assert b"CREATE TABLE `customer`" in gzip.decompress((tmp_path / "plain.gz").read_bytes())
 
     done = env.cli("verify", "--backup-path", str(folder), config=cfg, env=secrets)
     assert done.returncode == 0, done.stderr
-    target = unique("pp")
-    try:
-        done = env.cli("restore", "--backup-path", str(folder), "-d", target, config=cfg, env=secrets)
-        assert done.returncode == 0, done.stderr
-        assert server.sql("SELECT COUNT(*) FROM customer", target).strip() == "2003"
-    finally:
-        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+    assert restored_rows(env, server, folder, cfg, secrets) == "2003"
 
     done = env.cli("verify", "--backup-path", str(folder), config=cfg,
                    env={"TENANGDB_ENCRYPTION_KEY": "another long passphrase entirely"})
@@ -97,26 +92,8 @@ def test_a_file_age_made_with_a_passphrase_restores_through_our_reader(env, tmp_
     plain = tmp_path / "plain.sql"
     plain.write_bytes(os.urandom(200_000))
     sealed = tmp_path / "plain.sql.age"
-    pid, fd = pty.fork()
-    if pid == 0:
-        os.execv(shutil.which("age"), ["age", "-p", "-o", str(sealed), str(plain)])
-    seen, answers, deadline = b"", 0, time.monotonic() + 60
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([fd], [], [], 0.2)
-        if ready:
-            try:
-                chunk = os.read(fd, 1024)
-            except OSError:
-                break
-            if not chunk:
-                break
-            seen += chunk
-        if seen.lower().count(b"passphrase") > answers and answers < 2:
-            os.write(fd, PASSPHRASE.encode() + b"\n")
-            answers += 1
-    _, status = os.waitpid(pid, 0)
-    os.close(fd)
-    assert os.waitstatus_to_exitcode(status) == 0, seen
+    status, shown = age_on_a_terminal(["-p", "-o", str(sealed), str(plain)], PASSPHRASE, prompts=2)
+    assert status == 0, shown
     got = bytearray()
     result = unseal(sealed, compression="none", identities=[Passphrase(PASSPHRASE)], forward=got.extend)
     assert bytes(got) == plain.read_bytes() and result.plain.size == 200_000
@@ -154,13 +131,7 @@ def test_backups_before_and_after_key_rotate_both_verify_and_restore(env, server
     for folder, rows in ((before, "2003"), (after, "2004")):
         done = env.cli("verify", "--backup-path", str(folder), config=cfg)
         assert done.returncode == 0, done.stderr
-        target = unique("rot")
-        try:
-            done = env.cli("restore", "--backup-path", str(folder), "-d", target, config=cfg)
-            assert done.returncode == 0, done.stderr
-            assert server.sql("SELECT COUNT(*) FROM customer", target).strip() == rows
-        finally:
-            server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+        assert restored_rows(env, server, folder, cfg) == rows
 
     listed = json.loads(env.cli("list", "--local", "--json", config=cfg).stdout)["backups"]
     assert [(b["needs_key"], b["key_available"]) for b in listed] == [

@@ -9,7 +9,7 @@ import os
 
 import yaml
 
-from conftest import unique
+from conftest import restored_rows, unique
 
 
 def guide_config(env, remote, *, encryption: bool = True) -> dict:
@@ -94,10 +94,4 @@ def test_the_guides_passphrase_backs_up_verifies_and_restores(env, server, sampl
     assert json.loads((folder / "manifest.json").read_text())["encryption"]["mode"] == "passphrase"
     done = env.cli("verify", "--backup-path", str(env.backups / "latest"), config=cfg, env=secrets)
     assert done.returncode == 0, done.stderr
-    target = unique("restored")
-    try:
-        done = env.cli("restore", "--backup-path", str(folder), "-d", target, config=cfg, env=secrets)
-        assert done.returncode == 0, done.stderr
-        assert server.sql("SELECT COUNT(*) FROM customer", target).strip() == "2003"
-    finally:
-        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+    assert restored_rows(env, server, folder, cfg, secrets) == "2003"
