@@ -187,3 +187,15 @@ def test_key_needed_names_the_key_and_whether_it_is_here():
 def test_the_weak_passphrase_rule(secret, weak):
     found = crypto.passphrase_weakness(secret)
     assert (found is None) if weak is None else (weak in found)
+
+
+def test_the_manifest_says_the_mode_and_older_manifests_mean_recipients():
+    from tenangdb.repository.manifest import Encryption
+
+    old = Encryption.model_validate({"enabled": True, "method": "age",
+                                     "recipients": [{"recipient": "age1x", "fingerprint": "sha256:ab"}]})
+    assert old.effective_mode == "recipients" and old.fingerprints == ["sha256:ab"]
+    assert "mode" not in old.model_dump()  # written as before when absent
+    new = Encryption.model_validate({"enabled": True, "method": "age", "mode": "passphrase", "recipients": []})
+    assert new.effective_mode == "passphrase" and new.model_dump()["mode"] == "passphrase"
+    assert Encryption().effective_mode is None
