@@ -72,8 +72,12 @@ class Passphrase:
         n = 1 << log_n
         # OpenSSL needs 128·r·(N + p + 2) bytes; hashlib's default ceiling (32 MiB) would
         # refuse age's default factor.
-        return hashlib.scrypt(self._secret, salt=SCRYPT_LABEL + salt, n=n, r=8, p=1, dklen=32,
-                              maxmem=128 * 8 * (n + 3) + (1 << 20))
+        try:
+            return hashlib.scrypt(self._secret, salt=SCRYPT_LABEL + salt, n=n, r=8, p=1, dklen=32,
+                                  maxmem=128 * 8 * (n + 3) + (1 << 20))
+        except (MemoryError, ValueError):  # OpenSSL could not allocate it
+            raise AgeFormatError(f"scrypt with work factor 2^{log_n} needs {n >> 10} MiB of memory, which this "
+                                 "host could not give") from None
 
 
 def _b64(data: bytes) -> bytes:

@@ -211,7 +211,10 @@ def seal(read: Callable[[int], bytes], dest: Path, *, compression: str, level: i
     try:
         if recipients and isinstance(recipients[0], Passphrase):
             # Our own code: a failing read or write raises its own error, nothing to unwrap.
-            passphrase.encrypt_io(source.read, writer.write, recipients[0])
+            try:
+                passphrase.encrypt_io(source.read, writer.write, recipients[0])
+            except passphrase.AgeFormatError as exc:  # scrypt could not get its memory
+                raise TenangDBError(f"encryption failed: {exc}") from None
         elif recipients:
             try:
                 pyrage.encrypt_io(source, writer, recipients)
