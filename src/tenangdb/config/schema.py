@@ -232,10 +232,18 @@ class EncryptionConfig(_Section):
     enabled: bool = Field(False, description="encrypt backups; needs recipients, recipients_file, key or key_file")
     recipients: NameList = Field(default_factory=list, description="age public keys (age1...) to encrypt to")
     recipients_file: str | None = Field(None, description="a file of age public keys, one a line")
-    key: SecretStr | None = Field(None, description="an age identity (AGE-SECRET-KEY-1...), to verify and restore; "
-                                  "give it as ${VAR} or set TENANGDB_ENCRYPTION_KEY")
+    key: SecretStr | None = Field(None, description="an age identity (AGE-SECRET-KEY-1...), to verify and restore, "
+                                  "or a passphrase (age's scrypt mode: used to encrypt only when no recipient or "
+                                  "identity is configured; docs/SECURITY.md says what it costs); give it as ${VAR} "
+                                  "or set TENANGDB_ENCRYPTION_KEY")
     key_file: str | None = Field(None, description="a file holding the age identity (mode 0600), to verify and "
-                                 "restore; without recipients, backups are encrypted to it")
+                                 "restore; without recipients, backups are encrypted to it (to its current "
+                                 "identity after `tenangdb key rotate`)")
+    # age's default; each stored file costs one scrypt of 2^N (N=18: ~256 MiB, about a second)
+    # to write and again to read. The ceiling is the one decryption accepts (stream/passphrase.py).
+    passphrase_work_factor: int = Field(18, ge=10, le=22, description="with a passphrase: log2 of the scrypt "
+                                        "work factor of each new file (18 is age's default; higher resists "
+                                        "guessing longer, and costs memory and time per file)")
     # A host that encrypts to recipients whose identity is kept elsewhere, while it holds an
     # identity of its own for something else; without this, that is a configuration error.
     allow_foreign_recipients: bool = Field(False, description="true: an identity that decrypts none of the "
