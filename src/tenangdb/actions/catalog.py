@@ -207,6 +207,11 @@ def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
         if len(parts) == 3 and records.parse_record_name(parts[2]):
             record_names.add(remote_file.path)  # a backup's record, read with its backup
             continue
+        if len(parts) == 3 and (old := legacy.by_name(parts[2], folder=False)):
+            # The original uploaded its file backups as `{db}/{YYYY-MM}/{file}`.
+            found.append(Entry(old[0], REMOTE, remote_file.path, join(rc.destination, remote_file.path),
+                               time=old[1], size=remote_file.size, complete=True, legacy=True))
+            continue
         if len(parts) < 4:
             found.append(Entry(parts[0] if len(parts) > 1 else "", REMOTE, remote_file.path,
                                join(rc.destination, remote_file.path), kind=FOREIGN, size=remote_file.size,
@@ -234,6 +239,11 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, ref: BackupRef, files: 
     key = join(rc.destination, rel)
     size = sum(files.values())
     if manifest_mod.MANIFEST not in files:
+        if old := legacy.by_name(ref.name, folder=True, files=list(files)):
+            # A mydumper folder the original uploaded: kept and expired by the same rules, never
+            # counted as verified (nothing records its checksums).
+            return Entry(old[0], REMOTE, rel, key, time=old[1], size=size, complete=True, legacy=True,
+                         files=sorted(files))
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size,
                      problem="no manifest: an unfinished upload or not a backup")
     try:
