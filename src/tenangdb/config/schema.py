@@ -438,6 +438,10 @@ class MetricsConfig(_Section):
     basic_auth: BasicAuthConfig = Field(default_factory=BasicAuthConfig, description=BasicAuthConfig.__doc__)
     tls_cert: str | None = Field(None, description="certificate file; with tls_key, the exporter serves HTTPS")
     tls_key: str | None = Field(None, description="the certificate's key file")
+    duration_form: Literal["histogram", "gauge"] = Field(
+        "histogram", description="how tenangdb_{backup,upload,restore}_duration_seconds are served: histogram "
+        "(quantiles and rates work), or gauge, the latest run's duration, as the original TenangDB's exporter "
+        "served them (its Grafana panels read them so)")
 
     @field_validator("path")
     @classmethod
