@@ -342,6 +342,15 @@ class UploadConfig(_Section):
                                  "hashes; size: sizes only; download: every file read back and hashed; off (or "
                                  "false): rclone's exit status only")
 
+    verify_upload: bool | None = compat(None, "the security guide's name of upload.verify: true is hash, false is off "
+                                        "(upload.verify wins when both are set)")
+
+    @model_validator(mode="after")
+    def _verify_upload(self) -> "UploadConfig":
+        if self.verify_upload is not None and "verify" not in self.model_fields_set:
+            self.verify = "hash" if self.verify_upload else "off"
+        return self
+
     @field_validator("verify", mode="before")
     @classmethod
     def _verify(cls, value: Any) -> Any:
