@@ -170,10 +170,15 @@ def test_corrupted_remote_file_is_detected_and_repaired(offline_env, remote, tmp
     assert done.returncode == 7 and "SHA-256" in done.stderr and remote.destination in done.stderr, done.stderr
     assert "tenangdb-remote-" not in done.stderr  # the message names the remote copy, not the download
 
-    # cleanup_uploaded_files re-checks the remote copy before deleting the local one: it refuses,
-    # and marks the backup for the next upload, which repairs the remote copy.
+    # The failed check is recorded beside the local copy too: the next upload repairs it.
     make_backup(env.backups, "shop", now())  # a newer backup, so the first is not the newest
-    assert env.cli("upload", config=cfg).returncode == 0
+    done = env.cli("upload", config=cfg)
+    assert done.returncode == 0 and folder.name in done.stdout, done.stdout
+    assert remote.read(dump) == good
+
+    # Damaged again, unseen: cleanup_uploaded_files re-checks the remote copy before deleting the
+    # local one, refuses, and marks the backup for the next upload, which repairs it.
+    remote.write(dump, bytes(bad), tmp_path / "scratch")
     cfg = upload_config(env, remote, cleanup={"cleanup_uploaded_files": True})
     done = env.cli("cleanup", "--yes", config=cfg)
     assert done.returncode == 0, done.stderr
