@@ -122,3 +122,19 @@ def _plain(folder) -> int:
     import json
 
     return sum(entry["plain_size"] for entry in json.loads((folder / "manifest.json").read_text())["files"])
+
+
+def test_a_question_before_a_restore_is_asked_and_answered_then_the_board_shows_it(backed_up, server):
+    env, cfg, folder = backed_up
+    target = unique("full")
+    server.sql(f"CREATE DATABASE `{target}`; CREATE TABLE `{target}`.keep (id INT)")
+    try:
+        status, screen = on_a_terminal(["--config", str(cfg), "restore", "-b", str(folder), "-d", target],
+                                       [(b"[y/N]", b"y")], env.root)
+        assert status == 0, screen
+        frames = _frames(screen)
+        asked = next(i for i, line in enumerate(frames) if "[y/N]" in line)
+        assert not any(line.startswith("restore ") for line in frames[:asked]), frames[:asked]  # no board yet
+        assert any(line.startswith("restore ") and "done" in line for line in frames[asked:]), frames[asked:]
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
