@@ -13,7 +13,8 @@ from rich.console import Console
 
 from tenangdb import logs
 from tenangdb.actions.verify import backup_name
-from tenangdb.cli.progress import Board, StageLog, stage_line
+from tenangdb.cli.progress import Board
+from tenangdb.cli.stages import StageLog, stage_line
 from tenangdb.progress import Meter, Progress, Task, duration, eta, folder_size, rate
 
 LONG = "a_database_with_a_name_far_longer_than_any_terminal_is_wide_" * 3

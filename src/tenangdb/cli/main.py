@@ -94,7 +94,7 @@ def _task_display():
         with _progress_board() as board:
             yield board
     else:
-        from tenangdb.cli.progress import StageLog
+        from tenangdb.cli.stages import StageLog
 
         yield StageLog()
 
