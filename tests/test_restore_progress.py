@@ -88,7 +88,7 @@ def _frames(screen: str) -> list[str]:
     return [line.strip() for line in plain.splitlines() if line.strip()]
 
 
-def test_a_drill_from_the_remote_without_a_terminal_logs_each_stage(backed_up, tmp_path):
+def test_a_drill_and_a_restore_from_the_remote_without_a_terminal_log_each_stage(backed_up, server, tmp_path):
     env, _, folder = backed_up
     rclone_config = tmp_path / "rclone.conf"
     rclone_config.write_text("")
@@ -110,6 +110,19 @@ def test_a_drill_from_the_remote_without_a_terminal_logs_each_stage(backed_up, t
     assert said[1:-1] == ["creating a scratch database", f"verifying and loading {_size(_plain(folder))}",
                           "checking objects", "checking 2 tables"], said
     assert said[-1].startswith("done in "), said
+
+    # The worst day's restore: the newest good backup of the database, from the remote.
+    target = unique("restored")
+    done = env.cli("restore", "--from-remote", "-b", folder.parent.parent.name, "--latest", "-d", target, config=cfg)
+    try:
+        assert done.returncode == 0, done.stderr
+        said = [line.split(f"restore {target}: ", 1)[1] for line in done.stderr.splitlines()
+                if f"restore {target}: " in line]
+        assert said[:-1] == [f"downloading {_size(stored)}", f"verifying {_size(_plain(folder))}",
+                             f"loading {_size(_plain(folder))}", "checking objects"], said
+        assert said[-1].startswith("done in "), said
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
 
 
 def _size(size: int) -> str:
