@@ -13,6 +13,7 @@ from typing import Iterator
 from tenangdb import orphans
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import ConfigError, FetchFailed, UploadFailed, VerifyFailed
+from tenangdb.progress import Task, folder_size, polling
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import legacy
 from tenangdb.repository import manifest as manifest_mod
@@ -45,7 +46,9 @@ def remote_location(rc: Rclone, spec: str) -> str:
 
 
 @contextmanager
-def fetched(loaded: LoadedConfig, spec: str) -> Iterator[Path]:
+def fetched(loaded: LoadedConfig, spec: str, *, progress: Task | None = None) -> Iterator[Path]:
+    """The remote backup `spec` downloaded into a private folder, for the block's length.
+    `progress` hears of a "downloading" stage of the remote files' total."""
     cfg = loaded.settings.upload
     if not cfg.destination:
         raise ConfigError("a remote backup was asked for but upload.destination is not set")
@@ -58,7 +61,7 @@ def fetched(loaded: LoadedConfig, spec: str) -> Iterator[Path]:
         folder = scratch / location.rstrip("/").rsplit("/", 1)[-1].rsplit(":", 1)[-1]
         log.info("downloading %s to a private temporary folder", location)
         try:
-            rc.download(location, folder)
+            _download(rc, location, folder, progress)
         except UploadFailed as exc:
             # A backup that cannot be fetched cannot be verified: restore and verify refuse it (7).
             raise FetchFailed(f"cannot download {location}: {exc}") from None
@@ -75,3 +78,17 @@ def fetched(loaded: LoadedConfig, spec: str) -> Iterator[Path]:
             raise type(exc)(str(exc).replace(str(folder), location)) from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _download(rc: Rclone, location: str, folder: Path, progress: Task | None) -> None:
+    if progress is None:
+        rc.download(location, folder)
+        return
+    # The total is the remote listing's (one more rclone call, only when somebody watches);
+    # how far it is, the size of what has arrived, measured from a thread.
+    listed = rc.list(location) or []
+    sizes = [entry.size for entry in listed]
+    total = sum(sizes) if sizes and min(sizes) >= 0 else None
+    with progress.stage("downloading", total) as meter, polling(meter, lambda: folder_size(folder)):
+        rc.download(location, folder)
+        meter.set(folder_size(folder))

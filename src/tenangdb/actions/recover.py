@@ -20,6 +20,7 @@ from typing import Callable, Iterator, TypeVar
 from tenangdb.actions import catalog, fetch, offsite
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import ConfigError, FetchFailed, InvalidInput, KeyUnavailable, VerifyFailed
+from tenangdb.progress import Progress, Task
 from tenangdb.remote.rclone import Rclone
 from tenangdb.repository.naming import BackupRef, folder_name
 from tenangdb.retention import BACKUP, REMOTE
@@ -106,10 +107,10 @@ def describe(entries: list[catalog.Entry], limit: int = 6) -> str:
 
 
 @contextmanager
-def opened(loaded: LoadedConfig, entry: catalog.Entry) -> Iterator[Path]:
+def opened(loaded: LoadedConfig, entry: catalog.Entry, progress: Task | None = None) -> Iterator[Path]:
     """The backup's folder: the local one, or a private download of the remote copy."""
     if entry.location == REMOTE:
-        with fetch.fetched(loaded, entry.key) as folder:
+        with fetch.fetched(loaded, entry.key, progress=progress) as folder:
             yield folder
     else:
         yield Path(entry.key)
@@ -124,13 +125,13 @@ def found_damaged(loaded: LoadedConfig, place: Catalogue, entry: catalog.Entry, 
 
 
 def first_good(loaded: LoadedConfig, place: Catalogue, entries: list[catalog.Entry],
-               use: Callable[[Path, catalog.Entry], T], *, how: str) -> T:
+               use: Callable[[Path, catalog.Entry], T], *, how: str, progress: Task | None = None) -> T:
     """`use` the first backup in `entries` that proves whole when read. One that fails its
     verification is skipped for the next with a warning naming why (and, remote, recorded);
     a missing key is not the backup's fault and stops at once."""
     for index, entry in enumerate(entries):
         try:
-            with opened(loaded, entry) as folder:
+            with opened(loaded, entry, progress) as folder:
                 return use(folder, entry)
         except VerifyFailed as exc:
             found_damaged(loaded, place, entry, exc, how)
@@ -211,7 +212,7 @@ def checked(loaded: LoadedConfig, place: Catalogue, rel: str, outcome, how: str)
 
 
 def check_remote(loaded: LoadedConfig, place: Catalogue, rel: str, key: str, *, test_restore: bool,
-                 target: str | None = None, how: str | None = None):
+                 target: str | None = None, how: str | None = None, progress: Progress | None = None):
     """Download one remote copy into a private folder, verify it (and with `test_restore`
     restore it into a scratch target and check it), record the result on the remote, and
     return the testrestore.Outcome, naming the remote copy rather than the download."""
@@ -219,10 +220,12 @@ def check_remote(loaded: LoadedConfig, place: Catalogue, rel: str, key: str, *, 
     from tenangdb.logs import FAILED, security_event
 
     method = "test-restore" if test_restore else "checksums"
+    # One task on the display: the download, then the verification of what it brought.
+    shown = Task(progress, verify.task_name(key))
     try:
-        with fetch.fetched(loaded, key) as folder:
+        with fetch.fetched(loaded, key, progress=shown) as folder:
             [outcome] = verify.verify_each(loaded, [folder], test_restore=test_restore, target=target,
-                                           log_failures=False)
+                                           log_failures=False, progress=progress)
             outcome.failures = [text.replace(str(folder), key) for text in outcome.failures]
             outcome.notes = [text.replace(str(folder), key) for text in outcome.notes]
     except VerifyFailed as exc:  # not downloaded, or no manifest there
@@ -231,6 +234,7 @@ def check_remote(loaded: LoadedConfig, place: Catalogue, rel: str, key: str, *, 
                                       name=ref.name if ref else rel, method=method, failures=[str(exc)],
                                       environment=isinstance(exc, testrestore.ENVIRONMENT))
         observe.verification(loaded, outcome)
+        shown.done(False)
     outcome.path = Path(key)
     checked(loaded, place, rel, outcome, how or method)
     if not outcome.ok:
@@ -246,7 +250,7 @@ class Drilled:
 
 
 def drill(loaded: LoadedConfig, *, databases: list[str] | None = None, target: str | None = None,
-          on_result: Callable[[Drilled], None] | None = None) -> list[Drilled]:
+          on_result: Callable[[Drilled], None] | None = None, progress: Progress | None = None) -> list[Drilled]:
     """The worst day rehearsed: the newest off-site copy of each database downloaded, verified
     and test-restored, the whole recovery timed and recorded (metrics and the remote)."""
     import time
@@ -263,7 +267,7 @@ def drill(loaded: LoadedConfig, *, databases: list[str] | None = None, target: s
         for entry in remote_selection(place, mode="latest", databases=databases):
             started = time.monotonic()
             outcome = check_remote(loaded, place, entry.rel, entry.key, test_restore=True, target=target,
-                                   how="drill")
+                                   how="drill", progress=progress)
             result = Drilled(entry.database, outcome, time.monotonic() - started)
             recorder.drill(entry.database, outcome.ok, result.duration)
             results.append(result)

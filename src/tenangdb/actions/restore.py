@@ -21,6 +21,7 @@ from tenangdb.mysql import grants as grants_mod
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import engines, sections
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, quote_identifier, translated_errors
+from tenangdb.progress import Task, task
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import legacy as legacy_mod
 from tenangdb.repository import store
@@ -129,17 +130,19 @@ def _check_privileges(conn, target: str, objects: dict | None, *, streaming: boo
 
 def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
         confirm: Callable[[str], bool], allow_system_schema: bool = False,
-        checked: TargetCheck | None = None, tables: list[str] | None = None) -> Restored:
+        checked: TargetCheck | None = None, tables: list[str] | None = None,
+        progress: Task | None = None) -> Restored:
     """Restore a backup into `target`. `checked`: the target was checked (and the operator
     asked) already, before a download. `tables`: only these tables, views and sequences of the
-    backup, with their tables' triggers (no routines, no events); the rest of the target stays."""
+    backup, with their tables' triggers (no routines, no events); the rest of the target stays.
+    `progress` hears of each stage (verifying, loading, checking objects); the caller ends it."""
     check_name(target, allow_system_schema=allow_system_schema)
     if (old := legacy_mod.detect(Path(backup_path))) is not None:
         if tables is not None:
             raise InvalidInput(f"--tables needs a backup that records its tables: {old.path} is {old.describe()}, "
                                "with no manifest; restore it whole into a scratch database and copy the tables")
         return _run_legacy(loaded, old, target, confirm=confirm, allow_system_schema=allow_system_schema,
-                           checked=checked)
+                           checked=checked, progress=progress)
     manifest = _manifest_if_readable(backup_path)
     if manifest is not None:
         # Everything that needs no backup byte comes first: a wrong password, an unknown table or
@@ -153,7 +156,7 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
                                allow_system_schema=allow_system_schema, manifest=manifest, tables=tables)
     scratch = plain_folder(loaded, backup_path)
     try:
-        return _run(loaded, backup_path, target, confirm, scratch, checked, tables)
+        return _run(loaded, backup_path, target, confirm, scratch, checked, tables, progress)
     finally:
         if scratch is not None:
             shutil.rmtree(scratch, ignore_errors=True)
@@ -212,7 +215,8 @@ def _select(engine: engines.Engine, manifest: Manifest, tables: list[str]) -> se
 
 
 def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path | None,
-         checked: TargetCheck | None, tables: list[str] | None = None) -> Restored:
+         checked: TargetCheck | None, tables: list[str] | None = None, progress: Task | None = None) -> Restored:
+    progress = task(progress)
     chosen = None
     if scratch is not None or tables is not None:
         listed = manifest_mod.load(resolve_backup_path(backup_path))
@@ -225,9 +229,10 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
         if chosen is not None and scratch is not None:
             # Every file is verified; only those of the chosen tables are unsealed to disk.
             verified = verify_backup(loaded, backup_path,
-                                     sink=_unsealing(engine.files_for(listed, sorted(chosen.names)), scratch))
+                                     sink=_unsealing(engine.files_for(listed, sorted(chosen.names)), scratch),
+                                     progress=progress)
         else:
-            verified = verify_backup(loaded, backup_path, extract_to=scratch)
+            verified = verify_backup(loaded, backup_path, extract_to=scratch, progress=progress)
     except VerifyFailed as exc:
         raise type(exc)(f"refusing to restore from a backup that failed verification: {exc}") from None
     except OSError as exc:
@@ -244,7 +249,8 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
                                      lambda conn: _create_target(conn, target, manifest), tables)
     started = time.monotonic()
     with _undone_on_failure(endpoint, target, created):
-        total = load_verified(loaded, verified, scratch, endpoint, target, tables=tables)
+        total = load_verified(loaded, verified, scratch, endpoint, target, tables=tables, progress=progress)
+        progress.step("checking objects")
         _check_objects(endpoint, target, manifest, chosen, only=created)
     duration = time.monotonic() - started
     log.info("restored %s into database %r in %.1fs", folder, target, duration)
@@ -252,7 +258,7 @@ def _run(loaded: LoadedConfig, backup_path, target: str, confirm, scratch: Path 
 
 
 def _run_legacy(loaded: LoadedConfig, old: legacy_mod.Legacy, target: str, *, confirm: Callable[[str], bool],
-                allow_system_schema: bool, checked: TargetCheck | None) -> Restored:
+                allow_system_schema: bool, checked: TargetCheck | None, progress: Task | None = None) -> Restored:
     """A backup of the original TenangDB: no manifest, so neither its bytes nor its objects can be
     checked; the dump tool's completion mark is, and the operator is told what is not."""
     engine = engines.for_legacy(legacy_mod.content_form(old), loaded.settings.database)
@@ -270,6 +276,7 @@ def _run_legacy(loaded: LoadedConfig, old: legacy_mod.Legacy, target: str, *, co
         scratch.append(private_folder_beside(old.path))
         return scratch[-1]
     started = time.monotonic()
+    task(progress).step("loading")  # no manifest: nothing says how much there is
     try:
         with _undone_on_failure(endpoint, target, created):
             total = engine.load_legacy(old, endpoint, target, private_folder)
@@ -390,7 +397,8 @@ def drop_created_database(endpoint: Endpoint, name: str) -> bool:
 
 
 def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None, endpoint: Endpoint, target: str,
-                  *, configured_login: bool = True, tables: list[str] | None = None) -> int:
+                  *, configured_login: bool = True, tables: list[str] | None = None,
+                  progress: Task | None = None) -> int:
     """Load a verified backup into `target` (which exists) at `endpoint`; the plain bytes loaded.
 
     No questions asked: the caller decided the target may be written. `configured_login`
@@ -405,7 +413,8 @@ def load_verified(loaded: LoadedConfig, verified: Verified, scratch: Path | None
         log.warning("these objects name database %r in their own SQL and will keep using it after the "
                     "restore into %r: %s", manifest.database, target, ", ".join(references))
     return engine.load(manifest, folder, scratch, endpoint, target, identities=identities_for(loaded, manifest, folder),
-                       plain_bytes=verified.plain_bytes, configured_login=configured_login, tables=tables)
+                       plain_bytes=verified.plain_bytes, configured_login=configured_login, tables=tables,
+                       progress=progress)
 
 
 def _unsealing(wanted: set[str] | None, scratch: Path):

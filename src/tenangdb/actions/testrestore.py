@@ -29,6 +29,7 @@ from tenangdb.mysql import checksum, engines, fidelity
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import Endpoint, connect, endpoint_from, translated_errors
 from tenangdb.mysql.sandbox import SandboxError, start_sandbox
+from tenangdb.progress import Meter, Task, task
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import legacy as legacy_mod
 from tenangdb.repository import records
@@ -121,7 +122,7 @@ def resolve_target(loaded: LoadedConfig) -> str:
     return "sandbox" if _find("mariadbd", "mysqld") and _find("mariadb-install-db", "mysql_install_db") else "server"
 
 
-def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
+def check_files(loaded: LoadedConfig, path: str | Path, *, progress: Task | None = None) -> Outcome:
     """The plain verification (manifest, file set, sizes, both SHA-256, decryption) as an Outcome."""
     if (old := legacy_mod.detect(Path(path))) is not None:
         return _check_legacy(old)
@@ -129,7 +130,7 @@ def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
     outcome = Outcome(path=folder, database=database, name=name, method="checksums", losses=losses)
     started = time.monotonic()
     try:
-        verified = verify_backup(loaded, path)
+        verified = verify_backup(loaded, path, progress=progress)
         outcome.restored_bytes = verified.plain_bytes
         outcome.ok = True
     except VerifyFailed as exc:
@@ -140,8 +141,10 @@ def check_files(loaded: LoadedConfig, path: str | Path) -> Outcome:
     return outcome
 
 
-def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None = None) -> Outcome:
-    """Verify, restore into a scratch target, check; never raises for what it finds (see Outcome.ok)."""
+def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None = None,
+                 progress: Task | None = None) -> Outcome:
+    """Verify, restore into a scratch target, check; never raises for what it finds (see Outcome.ok).
+    `progress` hears of each stage; the caller ends the task."""
     kind = target or resolve_target(loaded)
     old = legacy_mod.detect(Path(path))
     if old is not None:
@@ -152,9 +155,9 @@ def test_restore(loaded: LoadedConfig, path: str | Path, *, target: str | None =
     started = time.monotonic()
     try:
         if old is not None:
-            _test_restore_legacy(loaded, old, kind, outcome)
+            _test_restore_legacy(loaded, old, kind, outcome, task(progress))
         else:
-            _test_restore(loaded, path, kind, outcome)
+            _test_restore(loaded, path, kind, outcome, task(progress))
     except Interrupted:
         raise
     except (VerifyFailed, RestoreFailed, ToolMissing, SandboxError, ConnectionFailed) as exc:
@@ -182,21 +185,23 @@ def _save(outcome: Outcome) -> None:
         log.warning("could not record the verification beside %s: %s", outcome.path, exc.strerror or exc)
 
 
-def _test_restore(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> None:
+def _test_restore(loaded: LoadedConfig, path, kind: str, outcome: Outcome, progress: Task) -> None:
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
     check_layout(loaded, folder, manifest)  # a wrong key or a cut file fails before any target exists
     engine = engines.for_manifest(manifest, loaded.settings.database)
     engine.load_tool()  # before reading the backup, not after
     if engine.loads_from_folder:
-        _test_restore_from_folder(loaded, path, kind, outcome)
+        _test_restore_from_folder(loaded, path, kind, outcome, progress)
         return
+    progress.step(_preparing(kind))
     with _scratch(loaded, kind, manifest) as (endpoint, target):
         started = time.monotonic()
         # One pass: the files are verified while the scratch target loads them. What was
         # loaded counts only if verification passes; the target is thrown away regardless.
         try:
-            verified = verify_backup(loaded, path, sink=lambda m, entry: engine.loader(m, entry, endpoint, target))
+            verified = verify_backup(loaded, path, sink=lambda m, entry: engine.loader(m, entry, endpoint, target),
+                                     progress=progress)
         except RestoreFailed as exc:
             if interrupt_requested():
                 raise Interrupted("interrupted; the scratch target was removed") from None
@@ -205,7 +210,11 @@ def _test_restore(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> No
         outcome.restored_bytes = verified.plain_bytes
         outcome.restore_seconds = time.monotonic() - started
         _checking(outcome, kind, target)
-        _check(endpoint, target, verified.manifest, outcome)
+        _check(endpoint, target, verified.manifest, outcome, progress)
+
+
+def _preparing(kind: str) -> str:
+    return "starting a sandbox" if kind == "sandbox" else "creating a scratch database"
 
 
 def _checking(outcome: Outcome, kind: str, target: str) -> None:
@@ -213,24 +222,26 @@ def _checking(outcome: Outcome, kind: str, target: str) -> None:
              "sandbox" if kind == "sandbox" else f"scratch database {target!r}", outcome.restore_seconds)
 
 
-def _test_restore_from_folder(loaded: LoadedConfig, path, kind: str, outcome: Outcome) -> None:
+def _test_restore_from_folder(loaded: LoadedConfig, path, kind: str, outcome: Outcome, progress: Task) -> None:
     """A loader that reads a folder: the verifying pass unseals into a private one first."""
     plain_dir = restore_mod.plain_folder(loaded, path)
     try:
         try:
-            verified = verify_backup(loaded, path, extract_to=plain_dir)
+            verified = verify_backup(loaded, path, extract_to=plain_dir, progress=progress)
         except OSError as exc:
             raise RestoreFailed(f"cannot write the unsealed dump under {plain_dir}: {exc.strerror or exc}") from None
+        progress.step(_preparing(kind))
         with _scratch(loaded, kind, verified.manifest) as (endpoint, target):
             started = time.monotonic()
             try:
                 outcome.restored_bytes = restore_mod.load_verified(
-                    loaded, verified, plain_dir, endpoint, target, configured_login=(kind == "server"))
+                    loaded, verified, plain_dir, endpoint, target, configured_login=(kind == "server"),
+                    progress=progress)
             except RestoreFailed as exc:
                 raise VerifyFailed(f"the restore did not finish: {exc}") from None
             outcome.restore_seconds = time.monotonic() - started
             _checking(outcome, kind, target)
-            _check(endpoint, target, verified.manifest, outcome)
+            _check(endpoint, target, verified.manifest, outcome, progress)
     finally:
         if plain_dir is not None:
             shutil.rmtree(plain_dir, ignore_errors=True)
@@ -261,7 +272,8 @@ class _Source:
     database_comment: str | None = None
 
 
-def _test_restore_legacy(loaded: LoadedConfig, old: legacy_mod.Legacy, kind: str, outcome: Outcome) -> None:
+def _test_restore_legacy(loaded: LoadedConfig, old: legacy_mod.Legacy, kind: str, outcome: Outcome,
+                         progress: Task) -> None:
     engine = engines.for_legacy(legacy_mod.content_form(old), loaded.settings.database)
     engine.load_tool()
     scratch: list[Path] = []
@@ -270,8 +282,10 @@ def _test_restore_legacy(loaded: LoadedConfig, old: legacy_mod.Legacy, kind: str
         scratch.append(restore_mod.private_folder_beside(old.path))
         return scratch[-1]
     try:
+        progress.step(_preparing(kind))
         with _scratch(loaded, kind, _Source(old.database)) as (endpoint, target):
             started = time.monotonic()
+            progress.step("loading")  # no manifest: nothing says how much there is
             try:
                 outcome.restored_bytes = engine.load_legacy(old, endpoint, target, private_folder)
             except RestoreFailed as exc:
@@ -361,18 +375,20 @@ def _scratch_database(loaded: LoadedConfig, manifest: Manifest) -> Iterator[tupl
         conn.close()
 
 
-def _check(endpoint: Endpoint, target: str, manifest: Manifest, outcome: Outcome) -> None:
+def _check(endpoint: Endpoint, target: str, manifest: Manifest, outcome: Outcome, progress: Task) -> None:
     conn = connect(endpoint)
     try:
         with translated_errors(endpoint):
             checksum.prepare_session(conn)
+            progress.step("checking objects")
             outcome.failures += inv_mod.missing_objects(conn, target, manifest.objects.as_dict())
-            _check_tables(conn, target, manifest, outcome)
+            with progress.stage("checking", tables=len(manifest.objects.tables)) as meter:
+                _check_tables(conn, target, manifest, outcome, meter)
     finally:
         conn.close()
 
 
-def _check_tables(conn, target: str, manifest: Manifest, outcome: Outcome) -> None:
+def _check_tables(conn, target: str, manifest: Manifest, outcome: Outcome, meter: Meter) -> None:
     recorded = manifest.content_checks or ContentChecks()
     tables = recorded.proven_tables
     algorithm = recorded.algorithm or checksum.CHECKSUM_TABLE
@@ -403,6 +419,7 @@ def _check_tables(conn, target: str, manifest: Manifest, outcome: Outcome) -> No
         if name not in present:
             continue  # already reported as missing
         restored[name] = got = checksum.table_checksum(conn, target, name, algorithm)
+        meter.table_done()
         if tables is None or name not in tables:
             continue
         want = tables[name]

@@ -15,6 +15,7 @@ from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import KeyUnavailable, VerifyFailed
 from tenangdb.logs import FAILED, security_event
 from tenangdb.mysql import engines
+from tenangdb.progress import Meter, Progress, Task, task
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import legacy, store
 from tenangdb.repository.manifest import FileEntry, Manifest
@@ -104,7 +105,7 @@ def identities_for(loaded: LoadedConfig, manifest: Manifest, folder: Path) -> li
 
 
 def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | None = None,
-                  sink=None) -> Verified:
+                  sink=None, progress: Task | None = None) -> Verified:
     """Check every file of a backup against its manifest.
 
     With `extract_to`, the plain bytes of each file are also written there (0600, under the
@@ -113,23 +114,27 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
     With `sink(manifest, entry)`, a context manager yielding a callable, each file's plain
     bytes are handed to it as they are verified (a test restore loads a scratch target in
     the verifying pass); what it received is proven only if this returns.
+    `progress` hears of the plain bytes verified, of the manifest's total.
     """
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
     identities = check_layout(loaded, folder, manifest)
     files = manifest.files
     parallel = sink is None and len(files) >= 2 and VERIFY_WORKERS >= 2
+    stage = "verifying and loading" if sink is not None else "verifying and unsealing" if extract_to else "verifying"
+    with task(progress).stage(stage, sum(entry.plain_size for entry in files)) as meter:
 
-    def one(entry: FileEntry) -> int:
-        opened = sink(manifest, entry) if sink is not None else _extraction(extract_to, entry)
-        # Files checked side by side already keep every core busy; one file alone gets a
-        # second thread for decompression.
-        return _verify_file(folder / entry.name, entry, manifest, identities, opened, threaded=not parallel)
+        def one(entry: FileEntry) -> int:
+            opened = sink(manifest, entry) if sink is not None else _extraction(extract_to, entry)
+            # Files checked side by side already keep every core busy; one file alone gets a
+            # second thread for decompression.
+            return _verify_file(folder / entry.name, entry, manifest, identities, opened, threaded=not parallel,
+                                meter=meter if progress is not None else None)
 
-    if parallel:
-        total = _in_parallel(one, files)
-    else:
-        total = sum(one(entry) for entry in files)  # a sink takes the files in order
+        if parallel:
+            total = _in_parallel(one, files)
+        else:
+            total = sum(one(entry) for entry in files)  # a sink takes the files in order
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(files), "" if len(files) == 1 else "s", total)
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
 
@@ -154,11 +159,11 @@ def _in_parallel(one, files: list[FileEntry]) -> int:
 
 
 def _verify_file(file_path: Path, entry: FileEntry, manifest: Manifest, identities, opened, *,
-                 threaded: bool = True) -> int:
+                 threaded: bool = True, meter: Meter | None = None) -> int:
     try:
         with opened as forward:
             result = unseal(file_path, compression=manifest.compression.format, identities=identities,
-                            forward=forward, threaded=threaded)
+                            forward=forward, threaded=threaded, counted=meter.add if meter else None)
     except VerifyFailed:
         # Say the most precise thing: bytes changed on disk beats "cannot decrypt".
         if _sha256(file_path) != entry.stored_sha256:
@@ -240,20 +245,39 @@ def select_backups(loaded: LoadedConfig, *, mode: str, databases: list[str] | No
     return sorted(picked)
 
 
+def task_name(path: str | Path) -> str:
+    """A verification as a progress display names it: by the backup's name (the same before a
+    download, from the remote path, as after it, from the folder it was downloaded to)."""
+    return f"verify {backup_name(str(path))}"
+
+
+def backup_name(path: str) -> str:
+    """The last part of a local or remote (rclone) path to a backup folder or its manifest."""
+    parts = [part for part in path.rstrip("/").rsplit(":", 1)[-1].split("/") if part]
+    if parts and parts[-1] == manifest_mod.MANIFEST:
+        parts.pop()
+    return parts[-1] if parts else path
+
+
 def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, target: str | None = None,
-                on_outcome: Callable[[Any], None] | None = None, log_failures: bool = True) -> list:
+                on_outcome: Callable[[Any], None] | None = None, log_failures: bool = True,
+                progress: Progress | None = None) -> list:
     """Verify each backup in turn (with `test_restore`, restore it into a scratch target and
     check it too), counting each in the metrics; the testrestore.Outcome of each, in order.
     `on_outcome` hears of each as soon as it is done. A failure is logged as a security event
-    unless `log_failures` is false (the caller reports it in its own words)."""
+    unless `log_failures` is false (the caller reports it in its own words). `progress` shows
+    each as a task named by `task_name`."""
     from tenangdb.actions import observe, testrestore  # both build on this module
-
 
     outcomes = []
     try:
         for path in paths:
-            outcome = (testrestore.test_restore(loaded, path, target=target) if test_restore
-                       else testrestore.check_files(loaded, path))
+            shown, outcome = Task(progress, task_name(path)), None
+            try:
+                outcome = (testrestore.test_restore(loaded, path, target=target, progress=shown) if test_restore
+                           else testrestore.check_files(loaded, path, progress=shown))
+            finally:
+                shown.done(outcome is not None and outcome.ok)
             observe.verification(loaded, outcome)
             if not outcome.ok and log_failures:
                 security_event(log, "verify_failed", FAILED, "verification failed: %s", outcome.reason)

@@ -71,8 +71,46 @@ def _progress_board():
         return
     from tenangdb.cli.progress import Board
 
+    global _BOARD
     with logs.console_stream(Board()) as board, board:
-        yield board
+        _BOARD = board
+        try:
+            yield board
+        finally:
+            _BOARD = None
+
+
+_BOARD = None  # the board on the screen, taken off it while the operator is asked something
+
+
+@contextlib.contextmanager
+def _task_display():
+    """Where restores, verifications and downloads show their progress: the board on a terminal
+    (the one up already, for a run of several), otherwise a log line per stage (and one now and
+    then through a long stage)."""
+    if _BOARD is not None:
+        yield _BOARD
+    elif sys.stderr.isatty():
+        with _progress_board() as board:
+            yield board
+    else:
+        from tenangdb.cli.stages import StageLog
+
+        yield StageLog()
+
+
+@contextlib.contextmanager
+def _watched(name: str):
+    """One restore as a task on the display, ended with the block, done or not."""
+    from tenangdb.progress import Task
+
+    with _task_display() as display:
+        task, ok = Task(display, name), False
+        try:
+            yield task
+            ok = True
+        finally:
+            task.done(ok)
 
 
 def _confirm_factory(assume_yes: bool):
@@ -81,7 +119,8 @@ def _confirm_factory(assume_yes: bool):
             return True
         if not _interactive():
             return False
-        return click.confirm(question, default=False, err=True)
+        with _BOARD.paused() if _BOARD is not None else contextlib.nullcontext():
+            return click.confirm(question, default=False, err=True)
     return confirm
 
 
@@ -340,8 +379,9 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
             click.echo(f"FAILED {outcome.reason}")
 
     # One backup's failure is this command's one error line, with the word a log watch greps for.
-    outcomes = action.verify_each(loaded, paths, test_restore=test_restore, target=target, on_outcome=show,
-                                  log_failures=len(paths) > 1)
+    with _task_display() as display:
+        outcomes = action.verify_each(loaded, paths, test_restore=test_restore, target=target, on_outcome=show,
+                                      log_failures=len(paths) > 1, progress=display)
     failures = [outcome for outcome in outcomes if not outcome.ok]
     if not failures:
         return
@@ -370,7 +410,9 @@ def _verify_remote(loaded, backup_path: str | None, mode: str, databases: list[s
             return
     failures = []
     for rel, key in chosen:
-        outcome = recover.check_remote(loaded, place, rel, key, test_restore=test_restore, target=target)
+        with _task_display() as display:
+            outcome = recover.check_remote(loaded, place, rel, key, test_restore=test_restore, target=target,
+                                           progress=display)
         if outcome.ok:
             click.echo(f"{_verified_line(outcome)} (downloaded from the remote)")
         else:
@@ -406,7 +448,9 @@ def drill(state: State, databases: str | None, target: str | None) -> None:
         else:
             click.echo(f"FAILED {result.database}: {outcome.reason}")
 
-    results = recover.drill(loaded, databases=_split(databases), target=target, on_result=show)
+    with _task_display() as display:
+        results = recover.drill(loaded, databases=_split(databases), target=target, on_result=show,
+                                progress=display)
     failed = [r for r in results if not r.outcome.ok]
     if failed:
         click.echo(f"error: {len(failed)} of {len(results)} drills failed: "
@@ -495,19 +539,26 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
     if latest or when is not None:
         raise click.UsageError("--latest and --before choose among a database's backups: give -b a database name")
     if remote:
-        with observe_restore(loaded, backup_path):
+        with observe_restore(loaded, backup_path), _watched(_restore_task(backup_path, target)) as progress:
             # The connection and the target first: a download can take long.
             checked = None if target is None else action.check_target(
                 loaded, target, confirm=confirm, allow_system_schema=allow_system_schema, source=backup_path,
                 tables=only)
-            with fetch.fetched(loaded, backup_path) as folder:
+            with fetch.fetched(loaded, backup_path, progress=progress) as folder:
                 action.run(loaded, folder, target or action.own_database(folder), confirm=confirm,
-                           allow_system_schema=allow_system_schema, checked=checked, tables=only)
+                           allow_system_schema=allow_system_schema, checked=checked, tables=only, progress=progress)
         return
     chosen = _choose_backup(loaded, backup_path)
-    with observe_restore(loaded, chosen):
+    with observe_restore(loaded, chosen), _watched(_restore_task(str(chosen), target)) as progress:
         action.run(loaded, chosen, target or action.own_database(chosen), confirm=confirm,
-                   allow_system_schema=allow_system_schema, tables=only)
+                   allow_system_schema=allow_system_schema, tables=only, progress=progress)
+
+
+def _restore_task(backup_path: str, target: str | None) -> str:
+    """A restore as its progress lines name it: by its target, else by the backup."""
+    from tenangdb.actions.verify import backup_name
+
+    return f"restore {target or backup_name(backup_path)}"
 
 
 def observe_restore(loaded, path):
@@ -534,13 +585,13 @@ def _restore_entries(loaded, place, entries, target: str, confirm, allow_system_
     from tenangdb.actions import restore as action
 
     action.check_name(target, allow_system_schema=allow_system_schema)
-    with observe.restore_run(loaded, entries[0].database):
+    with observe.restore_run(loaded, entries[0].database), _watched(f"restore {target}") as progress:
         # The connection and the target first: a download can take long.
         checked = action.check_target(loaded, target, confirm=confirm, allow_system_schema=allow_system_schema,
                                       source=entries[0].name, tables=tables) if place.location == "remote" else None
         return recover.first_good(loaded, place, entries, lambda folder, entry: action.run(
             loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema, checked=checked,
-            tables=tables), how="restore")
+            tables=tables, progress=progress), how="restore", progress=progress)
 
 
 def _restore_all(loaded, place, chosen: dict, prefix: str, suffix: str, confirm, allow_system_schema: bool) -> None:
@@ -549,7 +600,8 @@ def _restore_all(loaded, place, chosen: dict, prefix: str, suffix: str, confirm,
     for database, entries in chosen.items():
         target = f"{prefix}{database}{suffix}"
         try:
-            restored = _restore_entries(loaded, place, entries, target, confirm, allow_system_schema)
+            with _task_display():  # one board for them all
+                restored = _restore_entries(loaded, place, entries, target, confirm, allow_system_schema)
         except Interrupted:
             raise
         except TenangDBError as exc:

@@ -1,14 +1,17 @@
-"""The live progress display of `tenangdb backup` on a terminal.
+"""The live progress display of `tenangdb backup`, `restore` and `verify` on a terminal.
 
-One row per database that is running or done, kept at the bottom of stderr by rich's live
-display and fitted to the terminal's width at every redraw: a long name is shortened with an
-ellipsis and, on a narrow terminal, the less telling columns give way, so a row never wraps
-and the redraw never tears. Log lines go through the board's stream and print above it.
-Without a terminal there is no board: the log has one line per event.
+One row per database that is running or done (a backup), or per restore, verification or
+download (a task: its row shows its stage, the bytes of the stage's total and the time left),
+kept at the bottom of stderr by rich's live display and fitted to the terminal's width at
+every redraw: a long name is shortened with an ellipsis and, on a narrow terminal, the less
+telling columns give way, so a row never wraps and the redraw never tears. Log lines go
+through the board's stream and print above it. Without a terminal there is no board: the log
+has one line per event, and for a task one line per stage (cli/stages.py).
 """
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import threading
 import time
@@ -20,16 +23,16 @@ from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 
-from tenangdb.actions.backup import Progress
 from tenangdb.fileio import human_size
+from tenangdb.progress import Progress, duration, eta, rate
 
 INDENT = 2
 NAME_MIN = 6  # below this a name says nothing; the optional columns give way first
 # The optional columns in the order they give way last: what is left on a narrow terminal
 # answers "how far along" before "how fast" and "with what".
-KEPT_LONGEST = ("tables", "size", "elapsed", "rate", "engine")
-SHOWN_ORDER = ("engine", "size", "rate", "elapsed", "tables")
-RIGHT_ALIGNED = {"size", "rate", "elapsed"}
+KEPT_LONGEST = ("tables", "size", "eta", "elapsed", "rate", "engine")
+SHOWN_ORDER = ("engine", "size", "rate", "elapsed", "eta", "tables")
+RIGHT_ALIGNED = {"size", "rate", "elapsed", "eta"}
 STATE_STYLE = {"running": "", "done": "green", "FAILED": "bold red"}
 
 
@@ -42,17 +45,34 @@ class _Row:
     tables_done: int | None = None
     ended: float | None = None
     ok: bool | None = None
+    # A task's current stage: what it does, since when, and the bytes it will move if known.
+    stage: str | None = None
+    stage_started: float | None = None
+    total: int | None = None
+    counting: bool = True
 
     @property
     def state(self) -> str:
-        return "running" if self.ok is None else ("done" if self.ok else "FAILED")
+        if self.ok is None:
+            return self.stage or "running"
+        return "done" if self.ok else "FAILED"
 
     def cells(self, now: float) -> dict[str, str]:
         elapsed = (self.ended or now) - self.started
-        rate = self.plain_bytes / elapsed if elapsed > 0 else 0.0
-        return {"engine": self.engine, "size": human_size(self.plain_bytes),
-                "rate": f"{human_size(int(rate))}/s", "elapsed": f"{elapsed:.1f}s",
-                "tables": f"tables {self.tables_done}/{self.tables}" if self.tables_done is not None else ""}
+        # A task's rate and time left are its stage's: a download and a load move at their own pace.
+        in_stage = (self.ended or now) - (self.stage_started or self.started)
+        speed = rate(self.plain_bytes, in_stage) if self.counting else 0.0
+        left = eta(self.plain_bytes, self.total, in_stage) if self.ok is None and self.counting else None
+        size = human_size(self.plain_bytes)
+        if self.total:
+            size += f"/{human_size(self.total)} {min(100, self.plain_bytes * 100 // self.total):3d}%"
+        tables = ""
+        if self.tables_done is not None and self.tables:
+            tables = f"tables {self.tables_done}/{self.tables}"
+        return {"engine": self.engine, "size": size,
+                "rate": f"{human_size(int(speed))}/s" if speed or self.stage is None else "",
+                "elapsed": f"{elapsed:.1f}s", "eta": f"ETA {duration(left)}" if left is not None else "",
+                "tables": tables}
 
 
 class Rows:
@@ -101,7 +121,7 @@ class Rows:
             table.add_column(no_wrap=True, overflow="ellipsis",
                              justify="right" if column in RIGHT_ALIGNED else "left")
         for (name, row), row_cells in zip(rows, cells):
-            table.add_row(Text(name), Text(row.state, style=STATE_STYLE[row.state]),
+            table.add_row(Text(name), Text(row.state, style=STATE_STYLE.get(row.state, "")),
                           *(Text(row_cells[c]) for c in columns))
         yield Padding(table, (0, 0, 0, INDENT), expand=False)
         if hidden > 0:
@@ -125,11 +145,36 @@ class Board(Progress):
         # command prints there must not move to stderr.
         self._live = Live(console=self.console, get_renderable=self.render,
                           refresh_per_second=1 / self.REFRESH, redirect_stdout=False)
+        # Drawn from the first row on, not from __enter__: a question asked before the work
+        # begins (restore into a non-empty database?) is not drawn over.
+        self._entered = self._drawn = False
+        self._start_lock = threading.Lock()
+
+    def _draw(self) -> None:
+        with self._start_lock:
+            if self._entered and not self._drawn:
+                self._drawn = True
+                self._live.start()
+
+    @contextlib.contextmanager
+    def paused(self):
+        """The board off the screen while the operator is asked something, drawn again after."""
+        with self._start_lock:
+            drawn, self._entered, self._drawn = self._drawn, False, False
+            if drawn:
+                self._live.stop()
+        try:
+            yield
+        finally:
+            self._entered = True
+            if drawn:
+                self._draw()
 
     # -- Progress
     def started(self, database: str, engine: str, tables: int) -> None:
         with self._lock:
             self._rows[database] = _Row(engine, tables)
+        self._draw()
 
     def advanced(self, database: str, plain_bytes: int, tables_done: int | None = None) -> None:
         with self._lock:
@@ -144,6 +189,18 @@ class Board(Progress):
             row = self._rows.get(database)
             if row is not None:
                 row.ended, row.ok = time.monotonic(), ok
+
+    def stage(self, name: str, stage: str, total: int | None = None, tables: int | None = None) -> None:
+        with self._lock:
+            row = self._rows.setdefault(name, _Row("", 0))
+            row.stage, row.stage_started = stage, time.monotonic()
+            row.counting = total is not None or bool(tables)
+            if row.counting:
+                row.plain_bytes, row.total, row.tables = 0, total, tables or 0
+                row.tables_done = 0 if tables else None
+            # else a step that counts nothing (checking objects): the bytes of the stage before
+            # stay in sight, its rate and time left do not.
+        self._draw()
 
     def render(self) -> Rows:
         with self._lock:  # a copy: the workers go on changing the rows while it is drawn
@@ -164,10 +221,14 @@ class Board(Progress):
         self.console.file.flush()
 
     def __enter__(self) -> "Board":
-        self._live.start()
+        self._entered = True
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._partial:
             self.write("\n")
-        self._live.stop()  # the final state stays on screen
+        with self._start_lock:
+            self._entered = False
+            if self._drawn:
+                self._drawn = False
+                self._live.stop()  # the final state stays on screen

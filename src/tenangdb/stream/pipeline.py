@@ -278,10 +278,12 @@ class _PlainSink:
     BATCH = CHUNK
     DEPTH = 4  # batches in flight: memory stays bounded
 
-    def __init__(self, fmt: str, forward: Callable[[bytes], None] | None, threaded: bool = True) -> None:
+    def __init__(self, fmt: str, forward: Callable[[bytes], None] | None, threaded: bool = True,
+                 counted: Callable[[int], None] | None = None) -> None:
         self._threaded = threaded
         self._codec = decompressor(fmt)
         self._forward = forward
+        self._counted = counted
         self._hash = hashlib.sha256()
         self._pending = bytearray()
         self.size = 0
@@ -296,6 +298,8 @@ class _PlainSink:
             self.size += len(plain)
             if self._forward is not None:
                 self._forward(plain)
+            if self._counted is not None:
+                self._counted(len(plain))
 
     def _run(self) -> None:
         while True:
@@ -394,13 +398,14 @@ class UnsealResult:
 
 def unseal(path: Path, *, compression: str, identities: list | None,
            forward: Callable[[bytes], None] | None = None, hash_stored: bool = True,
-           threaded: bool = True) -> UnsealResult:
+           threaded: bool = True, counted: Callable[[int], None] | None = None) -> UnsealResult:
     """Read a stored file back to plain bytes, hashing both sides; raises VerifyFailed on damage.
 
     `forward` receives the plain bytes as they are produced (None to only check them).
     `hash_stored=False` skips the stored-bytes digest (for a second pass over a file that
     was just verified; the plain digest still proves what was forwarded).
     `threaded=False` for callers that already unseal several files at once (see _PlainSink).
+    `counted(n)` hears of each n plain bytes as they pass (a progress display), from any thread.
     """
     name = str(path)
     try:
@@ -409,7 +414,7 @@ def unseal(path: Path, *, compression: str, identities: list | None,
         raise VerifyFailed(f"{name}: file is missing") from None
     except PermissionError:
         raise VerifyFailed(f"{name}: file is not readable by this user") from None
-    sink = _PlainSink(compression, forward, threaded)
+    sink = _PlainSink(compression, forward, threaded, counted)
     try:
         if identities is not None and passphrase.is_passphrase_file(path):
             _decrypt_with_passphrase(reader, sink, identities, name)

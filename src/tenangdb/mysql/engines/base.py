@@ -16,7 +16,7 @@ from typing import Callable, ClassVar
 from tenangdb import control
 from tenangdb.errors import BackupFailed
 from tenangdb.mysql import fidelity
-from tenangdb.progress import Progress
+from tenangdb.progress import Progress, Task
 from tenangdb.repository.manifest import FileEntry, Manifest
 
 
@@ -155,10 +155,12 @@ class Engine:
         return None
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
-             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None) -> int:
+             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None,
+             progress: Task | None = None) -> int:
         """Load a verified backup into `target` (which exists); the plain bytes loaded.
         `tables`: only these tables, views and sequences of it (with the tables' triggers; no
-        routines, no events), for an engine that `loads_tables`; None: all of it."""
+        routines, no events), for an engine that `loads_tables`; None: all of it. `progress`
+        hears of a "loading" stage of the plain bytes and how far it is."""
         raise NotImplementedError
 
     def files_for(self, manifest: Manifest, tables: list[str]) -> set[str] | None:

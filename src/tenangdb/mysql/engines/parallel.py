@@ -17,6 +17,7 @@ from tenangdb.mysql.connection import private_defaults_file
 from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
                                          options_of)
 from tenangdb.mysql.tools import myloader_tool, mydumper_tool
+from tenangdb.progress import Meter, Task, bytes_read, polling, task
 from tenangdb.repository import legacy, store
 from tenangdb.repository.manifest import Manifest
 from tenangdb.runner import spawn
@@ -185,7 +186,8 @@ class Parallel(Engine):
             raise RestoreFailed(f"this backup was made by mydumper and restoring it needs myloader: {exc}") from None
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
-             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None) -> int:
+             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None,
+             progress: Task | None = None) -> int:
         if plain_dir is None:
             raise RestoreFailed(f"{folder}: the backup changed while it was being restored")
         if tables is not None:
@@ -197,7 +199,10 @@ class Parallel(Engine):
             for name in present - wanted:
                 (plain_dir / name).unlink()
             plain_bytes = sum(e.plain_size for e in manifest.files if e.unsealed_name in wanted)
-        self.load_folder(plain_dir, manifest.database, endpoint, target, configured_login=configured_login)
+        with task(progress).stage("loading", plain_bytes) as meter:
+            self.load_folder(plain_dir, manifest.database, endpoint, target, configured_login=configured_login,
+                             meter=meter if progress is not None else None)
+            meter.set(plain_bytes)  # what myloader read is an estimate; once it is done, all of it is loaded
         return plain_bytes
 
     def files_for(self, manifest: Manifest, tables: list[str]) -> set[str]:
@@ -209,8 +214,9 @@ class Parallel(Engine):
                 or mydumper.table_of(entry.unsealed_name, manifest.database) in chosen}
 
     def load_folder(self, plain_dir: Path, source: str, endpoint, target: str, *,
-                    configured_login: bool = True) -> None:
-        """myloader: the mydumper folder `plain_dir`, a dump of database `source`, into `target`."""
+                    configured_login: bool = True, meter: Meter | None = None) -> None:
+        """myloader: the mydumper folder `plain_dir`, a dump of database `source`, into `target`.
+        `meter` is set from the bytes myloader has read (its files, nearly all of it)."""
         binary = self.load_tool()
         mcfg = self.dcfg.mydumper.myloader
         # A sandbox is not the server database.mydumper.myloader.defaults_file logs into.
@@ -219,7 +225,8 @@ class Parallel(Engine):
         with login as defaults:
             argv = mydumper.load_argv(binary, defaults, plain_dir, source=source, target=target,
                                       threads=mcfg.threads)
-            with spawn(argv, stdout=subprocess.DEVNULL) as child:
+            with spawn(argv, stdout=subprocess.DEVNULL) as child, \
+                    (polling(meter, lambda: bytes_read(child.pid)) if meter else contextlib.nullcontext()):
                 status = child.wait()
         program = Path(binary).name
         if status != 0:

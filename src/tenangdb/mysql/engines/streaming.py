@@ -17,6 +17,7 @@ from tenangdb.mysql.connection import client_options
 from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
                                          options_of)
 from tenangdb.mysql.tools import client_tool, dump_tool, tool_version
+from tenangdb.progress import Task, task
 from tenangdb.repository import legacy, store
 from tenangdb.repository.manifest import FileEntry, Manifest
 from tenangdb.repository.naming import dump_file_name
@@ -156,8 +157,10 @@ class Streaming(Engine):
             raise RestoreFailed(f"{Path(client).name} failed to load {label} (exit {status}): {child.error_line()}")
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
-             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None) -> int:
+             identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None,
+             progress: Task | None = None) -> int:
         total = 0
+        meter = task(progress).stage("loading", plain_bytes)
         for entry in manifest.files:
             path = folder / entry.name
             chosen = None
@@ -168,7 +171,7 @@ class Streaming(Engine):
                         chosen = sections.SectionFilter(set(tables), forward)
                         forward = chosen.write
                     result = unseal(path, compression=manifest.compression.format, identities=identities,
-                                    forward=forward, hash_stored=False)
+                                    forward=forward, hash_stored=False, counted=meter.add if progress else None)
                     if chosen is not None:
                         chosen.close()
             except RestoreFailed as exc:
@@ -182,6 +185,7 @@ class Streaming(Engine):
                 raise RestoreFailed(f"{path}: changed while it was being restored; the target database "
                                     f"{target!r} may be incomplete")
             total += result.plain.size
+        meter.close()
         return total
 
     def load_legacy(self, old, endpoint, target: str, private_folder) -> int:
