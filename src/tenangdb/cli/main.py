@@ -788,6 +788,33 @@ def exporter(state: State, listen: str | None, port: int | None, metrics_file: s
     action.run(state.load(), listen, port, metrics_file)
 
 
+@cli.command("binlog")
+@click.option("--once", is_flag=True, help="One cycle (close the open file if it has new transactions, archive "
+              "every closed file not yet archived) and exit; for timers. Without it: a cycle every "
+              "binlog.max_lag / 2 until stopped.")
+@click.pass_obj
+def binlog(state: State, once: bool) -> None:
+    """Archive the server's binary log (closed files, sealed like backups) for point-in-time restore."""
+    from tenangdb.actions import binlog as action
+
+    loaded = state.load()
+
+    def report(done, error) -> None:
+        if done is not None and done.gaps:
+            click.echo(f"error: binlog gap: {', '.join(n for g in done.gaps for n in g.missing)} were purged from "
+                       "the server before they were archived", err=True)
+
+    if not once:
+        action.loop(loaded, report)
+        return
+    done = action.cycle(loaded)
+    report(done, None)
+    click.echo(f"archived {len(done.archived)} binlog file{'s' if len(done.archived) != 1 else ''}"
+               + (f": {done.archived[0].name}..{done.archived[-1].name}" if done.archived else ""))
+    if done.gaps:
+        raise SystemExit(EXIT_BACKUP)
+
+
 @cli.command("config")
 @click.option("--sample", is_flag=True, help="Print a commented sample config with every key, its default and "
               "what it does (secrets as ${VAR}); reads no config file.")
