@@ -35,7 +35,8 @@ def checksums(server, database: str) -> dict:
 
 def archived(benv: Env) -> list[dict]:
     folder = benv.backups / ".binlog"
-    return sorted((json.loads(p.read_text()) for p in folder.glob("*.json") if p.name not in ("server.json", "gaps.json")),
+    return sorted((json.loads(p.read_text()) for p in folder.glob("*.json")
+                   if p.name not in ("server.json", "gaps.json") and not p.name.startswith(".")),
                   key=lambda r: r["name"])
 
 
@@ -118,7 +119,8 @@ def test_a_statement_naming_the_source_refuses_a_rename(benv):
         server.sql(f"CREATE TABLE `{db}`.t2 (id INT PRIMARY KEY)")
         assert benv.cli("binlog", "--once", config=config).returncode == 0
         target = unique("renamed")
-        done = benv.cli("restore", "-b", db, "--to-position", archived(benv)[-1]["name"] + ":4", "-d", target,
+        done = benv.cli("restore", "-b", db, "--to-position",
+                        f"{archived(benv)[-1]['name']}:{archived(benv)[-1]['end_position']}", "-d", target,
                         config=config)
         assert done.returncode == 4, done.stderr
         assert "the replay would skip it" in done.stderr and "nothing was changed" in done.stderr
@@ -163,7 +165,7 @@ def test_a_purged_binlog_is_a_gap_and_restore_across_it_refuses(benv):
 def test_killed_archiver_leaves_no_gap_and_no_duplicate(benv):
     server = benv.server
     db = unique("kill")
-    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, pad TEXT)")
+    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, pad MEDIUMTEXT)")
     for i in range(12):
         server.sql(f"INSERT INTO `{db}`.t VALUES ({i}, REPEAT('x', 200000)); FLUSH BINARY LOGS")
     config = benv.write_config()
