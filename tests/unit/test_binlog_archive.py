@@ -42,7 +42,7 @@ def test_gtid_filter_drops_only_the_gtid_session_lines_across_chunks():
     out = io.BytesIO()
     text = (b"# at 4\n/*M!100001 SET @@session.gtid_domain_id=0*//*!*/;\n/*M!100001 SET @@session.server_id=1*//*!*/;\n"
             b"/*M!100001 SET @@session.gtid_seq_no=7*//*!*/;\nSET TIMESTAMP=1/*!*/;\ninsert into t values (1)\n/*!*/;")
-    f = _GtidFilter(out)
+    f = _GtidFilter(out.write)
     for at in range(0, len(text), 5):
         f.write(text[at: at + 5])
     f.close()

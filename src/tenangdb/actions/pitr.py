@@ -33,8 +33,8 @@ from tenangdb.actions import restore as restore_action
 from tenangdb.actions.binlog import binlog_tool
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import InvalidInput, RestoreFailed, VerifyFailed
-from tenangdb.mysql import binlogfmt, mysqldump
-from tenangdb.mysql.connection import client_options, connect, endpoint_from, translated_errors
+from tenangdb.mysql import binlogfmt, engines, mysqldump
+from tenangdb.mysql.connection import connect, endpoint_from, translated_errors
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.tools import client_tool
 from tenangdb.repository import binlogs as store
@@ -271,7 +271,7 @@ def _check_statements(directory: Path, the_plan: Plan, identities) -> None:
 def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: bool = False) -> float:
     """Restore the base, then replay; the seconds the replay took."""
     cfg = loaded.settings
-    client = client_tool(cfg.database)
+    client_tool(cfg.database)  # before the base is restored, not after
     tool = binlog_tool(cfg)
     endpoint = endpoint_from(cfg.database)
     conn = connect(endpoint)
@@ -284,7 +284,7 @@ def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: b
                        allow_system_schema=allow_system_schema)
     started = time.monotonic()
     try:
-        _replay(loaded, the_plan, client, tool, endpoint)
+        _replay(loaded, the_plan, tool, endpoint)
     except BaseException as exc:
         note = (f"database {the_plan.target!r} existed before and now holds the base backup and part of the replay"
                 if existed else None)
@@ -302,27 +302,17 @@ def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: b
     return seconds
 
 
-def _replay(loaded: LoadedConfig, the_plan: Plan, client: str, tool: str, endpoint) -> None:
+def _replay(loaded: LoadedConfig, the_plan: Plan, tool: str, endpoint) -> None:
+    """All files through one client: the streaming engine's loader, fed the decoded binlog (its
+    database renamer stays idle: mariadb-binlog already rewrote the names)."""
     directory = store.archive_directory(loaded.settings)
-    records = [step.record for step in the_plan.steps]
-    identities = _identities(loaded, records)
-    with client_options(endpoint) as (login, fds):
-        argv = mysqldump.restore_argv(client, login, the_plan.target)
-        with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds) as target_client:
-            sink = _GtidFilter(target_client.stdin)
-            try:
-                for step in the_plan.steps:
-                    _replay_file(directory, step, the_plan, tool, identities, sink)
-                sink.close()
-                target_client.stdin.close()
-            except (BrokenPipeError, ConnectionResetError):
-                status = target_client.wait()
-                raise RestoreFailed(f"{Path(client).name} stopped reading the replay (exit {status}): "
-                                    f"{target_client.error_line()}") from None
-            status = target_client.wait()
-    if status != 0:
-        raise RestoreFailed(f"{Path(client).name} failed during the binlog replay (exit {status}): "
-                            f"{target_client.error_line()}")
+    identities = _identities(loaded, [step.record for step in the_plan.steps])
+    loader = engines.by_name(mysqldump.ENGINE, loaded.settings.database)
+    with loader.client_load(the_plan.target, "the binlog replay", endpoint, the_plan.target) as forward:
+        sink = _GtidFilter(forward)
+        for step in the_plan.steps:
+            _replay_file(directory, step, the_plan, tool, identities, sink)
+        sink.close()
 
 
 def _replay_file(directory: Path, step: Step, the_plan: Plan, tool: str, identities, sink: "_GtidFilter") -> None:
@@ -371,14 +361,9 @@ def _writer(stream):
 class _GtidFilter:
     """Passes mariadb-binlog's output on, leaving out its GTID session settings (whole lines)."""
 
-    def __init__(self, stream) -> None:
-        self._stream = stream
+    def __init__(self, forward) -> None:
+        self._out = forward
         self._carry = b""
-
-    def _out(self, data: bytes) -> None:
-        view = memoryview(data)
-        while view:
-            view = view[self._stream.write(view):]
 
     def write(self, data: bytes) -> None:
         data = self._carry + data
