@@ -40,6 +40,14 @@ def archived(benv: Env) -> list[dict]:
                   key=lambda r: r["name"])
 
 
+def assert_refused_untouched(benv: Env, config, args: list[str], target: str, reason: str) -> None:
+    """A point-in-time restore that must refuse (exit 4) with `reason`, before creating the target."""
+    done = benv.cli("restore", *args, "-d", target, config=config)
+    assert done.returncode == 4, done.stderr
+    assert reason in done.stderr and "nothing was changed" in done.stderr
+    assert benv.server.sql(f"SHOW DATABASES LIKE '{target}'").strip() == ""
+
+
 def pause_past_second() -> None:
     time.sleep(1.2)  # binlog timestamps have one-second resolution
 
@@ -118,13 +126,9 @@ def test_a_statement_naming_the_source_refuses_a_rename(benv):
         # Run outside the database, naming it: with a rename it would write into the source.
         server.sql(f"CREATE TABLE `{db}`.t2 (id INT PRIMARY KEY)")
         assert benv.cli("binlog", "--once", config=config).returncode == 0
-        target = unique("renamed")
-        done = benv.cli("restore", "-b", db, "--to-position",
-                        f"{archived(benv)[-1]['name']}:{archived(benv)[-1]['end_position']}", "-d", target,
-                        config=config)
-        assert done.returncode == 4, done.stderr
-        assert "the replay would skip it" in done.stderr and "nothing was changed" in done.stderr
-        assert server.sql(f"SHOW DATABASES LIKE '{target}'").strip() == ""
+        last = archived(benv)[-1]
+        assert_refused_untouched(benv, config, ["-b", db, "--to-position", f"{last['name']}:{last['end_position']}"],
+                                 unique("renamed"), "the replay would skip it")
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
 
@@ -154,10 +158,7 @@ def test_a_purged_binlog_is_a_gap_and_restore_across_it_refuses(benv):
         when = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
         server.sql(f"INSERT INTO `{db}`.t VALUES (5)")
         assert benv.cli("binlog", "--once", config=config).returncode == 0
-        done = benv.cli("restore", "-b", db, "--to-time", when, "-d", target, config=config)
-        assert done.returncode == 4, done.stderr
-        assert "gap" in done.stderr and "nothing was changed" in done.stderr
-        assert server.sql(f"SHOW DATABASES LIKE '{target}'").strip() == ""
+        assert_refused_untouched(benv, config, ["-b", db, "--to-time", when], target, "a gap")
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
 
