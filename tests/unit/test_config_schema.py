@@ -41,7 +41,8 @@ def test_every_duration_key_uses_the_one_type():
     durations = {key for key, info in iter_fields() if is_duration(info)}
     assert {"database.timeout", "backup.timeout", "backup.retry_delay", "backup.min_backup_interval",
             "upload.timeout", "upload.retry_delay", "notify.timeout", "notify.retry_delay",
-            "verify.align_lock_wait", "verify.align_deadline", "verify.sandbox.startup_timeout"} == durations
+            "verify.align_lock_wait", "verify.align_deadline", "verify.sandbox.startup_timeout",
+            "binlog.max_lag"} == durations
     # Constraints of the key still apply after the unit is parsed.
     with pytest.raises(ValidationError, match="greater than 0"):
         Settings.model_validate({"upload": {"timeout": "0s"}})

@@ -499,14 +499,27 @@ def _verified_line(outcome) -> str:
               "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
 @click.option("--tables", help="Comma-separated tables (or views, sequences) of a logical backup: only they are "
               "restored, with their triggers; the rest of the target is left as it is.")
+@click.option("--to-time", metavar="TIME", help="Point-in-time: with -b DATABASE, its newest base backup before "
+              "TIME, then the archived binary log replayed up to the last transaction before TIME ('YYYY-MM-DD "
+              "HH:MM:SS', UTC unless a zone such as +02:00 is given).")
+@click.option("--to-gtid", metavar="D-S-N", help="Point-in-time: replay up to and including this GTID.")
+@click.option("--to-position", metavar="FILE:POS", help="Point-in-time: replay up to (not including) the event at "
+              "this binlog position.")
+@click.option("--dry-run", is_flag=True, help="With --to-time/--to-gtid/--to-position: print the plan (base, binlog "
+              "files, stop point, replay size) and change nothing.")
 @click.pass_obj
 def restore(state: State, backup_path: str | None, latest: bool, before: str | None, all_: bool,
             databases: str | None, prefix: str, suffix: str, target: str | None, yes: bool, from_remote: bool,
-            allow_system_schema: bool, tables: str | None) -> None:
+            allow_system_schema: bool, tables: str | None, to_time: str | None, to_gtid: str | None,
+            to_position: str | None, dry_run: bool) -> None:
     """Verify a backup, then restore it (or some of its tables) into a database (by default its own)."""
     from tenangdb.actions import fetch, recover
     from tenangdb.actions import restore as action
 
+    if to_time or to_gtid or to_position or dry_run:
+        _restore_to_point(state, backup_path, target, yes, allow_system_schema, to_time, to_gtid, to_position,
+                          dry_run, conflicts=all_ or latest or bool(before) or from_remote or tables is not None)
+        return
     if bool(backup_path) == all_:
         raise click.UsageError("give -b/--backup-path (a database, a backup or a path) or --all")
     if all_ and (target or latest):
@@ -559,6 +572,35 @@ def _restore_task(backup_path: str, target: str | None) -> str:
     from tenangdb.actions.verify import backup_name
 
     return f"restore {target or backup_name(backup_path)}"
+
+
+def _restore_to_point(state: State, database: str | None, target: str | None, yes: bool, allow_system_schema: bool,
+                      to_time: str | None, to_gtid: str | None, to_position: str | None, dry_run: bool,
+                      conflicts: bool) -> None:
+    """restore -b DB --to-time/--to-gtid/--to-position: base backup + binlog replay (actions/pitr.py)."""
+    from tenangdb.actions import observe, pitr, recover
+    from tenangdb.actions import restore as action
+
+    if sum(bool(x) for x in (to_time, to_gtid, to_position)) != 1:
+        raise click.UsageError("give one of --to-time, --to-gtid or --to-position" +
+                               (" (--dry-run goes with them)" if dry_run else ""))
+    if conflicts:
+        raise click.UsageError("--to-time/--to-gtid/--to-position take -b DATABASE (a local base backup is chosen); "
+                               "--all, --latest, --before, --from-remote and --tables do not go with them")
+    if not database or not _names_a_database(database, False):
+        raise click.UsageError("--to-time/--to-gtid/--to-position need -b DATABASE (a database name)")
+    when = recover.parse_time(to_time) if to_time else None
+    target = target or database
+    action.check_name(target, allow_system_schema=allow_system_schema)
+    loaded = state.load()
+    the_plan = pitr.plan(loaded, database, target, to_time=when, to_gtid=to_gtid, to_position=to_position)
+    for line in the_plan.lines():
+        click.echo(line)
+    if dry_run:
+        return
+    with observe.restore_run(loaded, database):
+        seconds = pitr.run(loaded, the_plan, confirm=_confirm_factory(yes), allow_system_schema=allow_system_schema)
+    click.echo(f"restored {database} into {target!r} as of {the_plan.stop.what} (replay {seconds:.1f}s)")
 
 
 def observe_restore(loaded, path):
@@ -838,6 +880,33 @@ def exporter(state: State, listen: str | None, port: int | None, metrics_file: s
     from tenangdb.actions import exporter as action
 
     action.run(state.load(), listen, port, metrics_file)
+
+
+@cli.command("binlog")
+@click.option("--once", is_flag=True, help="One cycle (close the open file if it has new transactions, archive "
+              "every closed file not yet archived) and exit; for timers. Without it: a cycle every "
+              "binlog.max_lag / 2 until stopped.")
+@click.pass_obj
+def binlog(state: State, once: bool) -> None:
+    """Archive the server's binary log (closed files, sealed like backups) for point-in-time restore."""
+    from tenangdb.actions import binlog as action
+
+    loaded = state.load()
+
+    def report(done, error) -> None:
+        if done is not None and done.gaps:
+            click.echo(f"error: binlog gap: {', '.join(n for g in done.gaps for n in g.missing)} were purged from "
+                       "the server before they were archived", err=True)
+
+    if not once:
+        action.loop(loaded, report)
+        return
+    done = action.cycle(loaded)
+    report(done, None)
+    click.echo(f"archived {len(done.archived)} binlog file{'s' if len(done.archived) != 1 else ''}"
+               + (f": {done.archived[0].name}..{done.archived[-1].name}" if done.archived else ""))
+    if done.gaps:
+        raise SystemExit(EXIT_BACKUP)
 
 
 @cli.command("config")

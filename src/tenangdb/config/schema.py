@@ -565,6 +565,20 @@ class VerifyConfig(_Section):
         return value
 
 
+class BinlogConfig(_Section):
+    """The binary-log archive for point-in-time restore (`tenangdb binlog`): the server's closed
+    binlog files, pulled over the replication protocol and sealed like backups."""
+
+    enabled: bool = Field(False, description="true: `tenangdb binlog` archives this server's binary log")
+    directory: str | None = Field(None, description="where the archive lives (default: {backup.directory}/.binlog, "
+                                  "hidden from the backup layout's walkers)")
+    max_lag: Duration = Field(300, gt=0, description="the most the archive may lag the server: the open file is "
+                              "closed (FLUSH BINARY LOGS) this often when it has writes, so this is the RPO "
+                              "(seconds, or 5m)")
+    binlog_path: str | None = Field(None, description="the mariadb-binlog program (default: mariadb-binlog, else "
+                                    "mysqlbinlog, on the PATH)")
+
+
 class Settings(_Section):
     config_version: int | None = Field(
         None, description="written as 2 by init and by `config --migrate --write`; a file without it whose keys "
@@ -581,6 +595,7 @@ class Settings(_Section):
     notify: NotifyConfig = Field(default_factory=NotifyConfig, description=NotifyConfig.__doc__)
     cleanup: CleanupConfig = Field(default_factory=CleanupConfig, description=CleanupConfig.__doc__)
     verify: VerifyConfig = Field(default_factory=VerifyConfig, description=VerifyConfig.__doc__)
+    binlog: BinlogConfig = Field(default_factory=BinlogConfig, description=BinlogConfig.__doc__)
 
     @field_validator("config_version")
     @classmethod

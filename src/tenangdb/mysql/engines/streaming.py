@@ -114,7 +114,7 @@ class Streaming(Engine):
             files=[file_entry(file_name, "sql", sealed)],
             engine={"name": self.name, "program": program, "version": tool_version(tool),
                     "options": options_of(argv, ("--defaults",))},
-            binlog=mysqldump.binlog_coordinates(sealed.head) if binlog else None,
+            binlog=mysqldump.binlog_coordinates(sealed.head + sealed.tail) if binlog else None,  # GTID: near the end
             warnings=[line for line in child.stderr_text().splitlines() if line.strip()],
         )
 

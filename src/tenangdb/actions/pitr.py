@@ -1,0 +1,379 @@
+"""`restore -b DB --to-time T | --to-gtid D-S-N | --to-position FILE:POS`: a base backup, then the
+archived binary log replayed up to the stop point.
+
+The stop point is found in the archive itself: for a time, the start of the first GTID event
+whose timestamp is T or later (so no `--stop-datetime`, which mariadb-binlog reads in the local
+time zone); for a GTID, the start of the transaction after it (inclusive). The base is the
+newest complete backup of DB (verified first) whose recorded binlog position is at or before
+the stop point; the archived files from its position to the stop must be there without a gap,
+and the statements in them must be safe to replay into the target, or nothing is touched.
+
+The replay: each file unsealed into `mariadb-binlog --database=SRC [--rewrite-db=SRC->TARGET]
+-`, whose output goes, with the GTID session settings removed (the target assigns its own
+GTIDs: replaying into the server that wrote them would otherwise repeat its own GTIDs, which
+gtid_strict_mode rejects), into ONE mariadb client for all files (temporary tables and
+session state survive from one file to the next). With ROW logging, the --database filter
+and the rewrite follow each row event's table (its Table_map), wherever the statement ran;
+statements (DDL) are filtered by the database they ran in, so a statement that names
+databases explicitly is checked here first (`_check_statements`).
+"""
+
+from __future__ import annotations
+
+import logging
+import subprocess
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from tenangdb.actions import catalog, recover
+from tenangdb.actions import restore as restore_action
+from tenangdb.actions.binlog import binlog_tool
+from tenangdb.config.loader import LoadedConfig
+from tenangdb.errors import InvalidInput, RestoreFailed, VerifyFailed
+from tenangdb.mysql import binlogfmt, engines, mysqldump
+from tenangdb.mysql.connection import connect, endpoint_from, translated_errors
+from tenangdb.mysql import inventory as inv_mod
+from tenangdb.mysql.tools import client_tool
+from tenangdb.repository import binlogs as store
+from tenangdb.repository import manifest as manifest_mod
+from tenangdb.runner import spawn
+from tenangdb.stream.crypto import load_identities
+from tenangdb.stream.pipeline import unseal
+
+log = logging.getLogger("tenangdb.pitr")
+
+# mariadb-binlog's GTID session settings, one line each: left out so that the target assigns its
+# own GTIDs (and server_id, which needs SUPER, is not set either).
+_GTID_LINES = (b"/*M!100001 SET @@session.gtid_domain_id=", b"/*M!100001 SET @@session.server_id=",
+               b"/*M!100001 SET @@session.gtid_seq_no=")
+
+
+@dataclass
+class Stop:
+    file: str
+    position: int | None  # None: the whole file
+    what: str  # as the operator asked, for messages
+
+
+@dataclass
+class Step:
+    record: store.Record
+    start: int | None  # --start-position (the base's position, first file only)
+    stop: int | None  # --stop-position (last file only)
+
+
+@dataclass
+class Plan:
+    database: str
+    target: str
+    base: catalog.Entry
+    base_file: str
+    base_position: int
+    steps: list[Step]
+    stop: Stop
+    transactions: int = 0
+    replay_bytes: int = 0
+    problems: list[str] = field(default_factory=list)
+
+    def lines(self) -> list[str]:
+        out = [f"base backup: {self.base.name} ({self.base.location}; binlog {self.base_file}:{self.base_position})",
+               f"stop point:  {self.stop.what} -> {self.stop.file}:{self.stop.position or 'end'} (not included)",
+               f"binlog files ({len(self.steps)}):"]
+        for step in self.steps:
+            out.append(f"  {step.record.name} from {step.start or 4} to {step.stop or step.record.end_position}")
+        out.append(f"replay: {self.transactions} transactions, about {self.replay_bytes} bytes of binlog, into "
+                   f"{self.target!r}" + (f" (renamed from {self.database!r})" if self.target != self.database else ""))
+        return out
+
+
+def parse_position(text: str) -> tuple[str, int]:
+    name, _, pos = text.rpartition(":")
+    if not name or not pos.isdigit():
+        raise InvalidInput(f"{text!r}: not a binlog position (expected FILE:POS, e.g. binlog.000042:1234)")
+    store.sequence(name)
+    return name, int(pos)
+
+
+def _identities(loaded: LoadedConfig, records: list[store.Record]):
+    if not any(r.encryption for r in records):
+        return None
+    identities = load_identities(loaded.settings.backup.encryption)
+    if not identities:
+        raise VerifyFailed("the binlog archive is encrypted and no age identity is configured "
+                           "(set backup.encryption.key_file, backup.encryption.key or TENANGDB_ENCRYPTION_KEY)")
+    return identities
+
+
+def _events(directory: Path, record: store.Record, identities, on_event, plain=None) -> None:
+    """Unseal one archived file, checking its hashes, and hand its events to `on_event` (and,
+    with `plain`, its bytes as well)."""
+    parser = binlogfmt.Parser(on_event)
+
+    def forward(data: bytes) -> None:
+        parser.feed(data)
+        if plain is not None:
+            plain(data)
+    result = unseal(directory / record.stored_name, compression=record.compression, identities=identities,
+                    forward=forward)
+    parser.close()
+    if result.plain.sha256 != record.plain_sha256 or result.stored.sha256 != record.stored_sha256:
+        raise VerifyFailed(f"{directory / record.stored_name}: does not match its record's SHA-256 (damaged)")
+
+
+def _find_stop(directory: Path, records: list[store.Record], identities, *, to_time: datetime | None,
+               to_gtid: str | None, to_position: str | None) -> Stop:
+    if to_position is not None:
+        name, pos = parse_position(to_position)
+        if name not in {r.name for r in records}:
+            raise InvalidInput(f"{name} is not in the binlog archive {directory}")
+        return Stop(name, pos, f"position {to_position}")
+    if to_time is not None:
+        when = to_time.timestamp()
+        shown = to_time.strftime("%Y-%m-%d %H:%M:%S %Z")
+        for record in records:
+            if record.last_time is not None and record.last_time >= when:
+                found: list[int] = []
+                _events(directory, record, identities,
+                        lambda e: found.append(e.position) if e.gtid and not found and e.timestamp >= when else None)
+                return Stop(record.name, found[0] if found else None, f"time {shown}")
+        last = records[-1].last_time if records else None
+        reach = datetime.fromtimestamp(last).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z") if last else "nothing"
+        raise InvalidInput(f"the binlog archive reaches only to {reach}, before {shown}; run `tenangdb binlog --once` "
+                           "to archive the server's newest transactions first")
+    assert to_gtid is not None
+    parts = to_gtid.split("-")
+    if len(parts) != 3 or not all(p.isdigit() for p in parts):
+        raise InvalidInput(f"{to_gtid!r}: not a MariaDB GTID (domain-server-sequence, e.g. 0-1-42)")
+    for record in records:
+        if not record.transactions or not _may_hold(record, parts):
+            continue
+        seen: dict = {}
+
+        def look(event, seen=seen) -> None:
+            if not event.gtid:
+                return
+            if "hit" in seen and "stop" not in seen:
+                seen["stop"] = event.position
+            if event.gtid == to_gtid:
+                seen["hit"] = event.position
+        _events(directory, record, identities, look)
+        if "hit" in seen:
+            return Stop(record.name, seen.get("stop"), f"GTID {to_gtid} (included)")
+    raise InvalidInput(f"GTID {to_gtid} is not in the binlog archive {directory}")
+
+
+def _may_hold(record: store.Record, parts: list[str]) -> bool:
+    """Whether the file's GTID range can hold the GTID (same domain and server, sequence within)."""
+    try:
+        first = [int(x) for x in (record.first_gtid or "").split("-")]
+        last = [int(x) for x in (record.last_gtid or "").split("-")]
+    except ValueError:
+        return True
+    domain, server, seq = (int(p) for p in parts)
+    if first[:2] == last[:2] == [domain, server]:
+        return first[2] <= seq <= last[2]
+    return True  # several domains or servers in one file: look inside
+
+
+def _base_binlog(entry: catalog.Entry) -> tuple[str, int] | None:
+    try:
+        manifest = manifest_mod.load(Path(entry.key))
+    except VerifyFailed:
+        return None
+    if manifest.binlog is None or manifest.binlog.file is None or manifest.binlog.position is None:
+        return None
+    return manifest.binlog.file, manifest.binlog.position
+
+
+def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime | None = None,
+         to_gtid: str | None = None, to_position: str | None = None) -> Plan:
+    """Everything decided and checked before anything is written; raises with the reason."""
+    directory = store.archive_directory(loaded.settings)
+    records = store.records(directory)
+    if not records:
+        raise InvalidInput(f"the binlog archive {directory} is empty: run `tenangdb binlog` (binlog.enabled) first")
+    identities = _identities(loaded, records)
+    stop = _find_stop(directory, records, identities, to_time=to_time, to_gtid=to_gtid, to_position=to_position)
+    stop_key = (store.sequence(stop.file), stop.position if stop.position is not None else float("inf"))
+    place = recover.load_catalogue(loaded, remote=False)
+    candidates = []
+    for entry in recover.preference(place.of(database)):
+        coordinates = _base_binlog(entry)
+        if coordinates and (store.sequence(coordinates[0]), coordinates[1]) <= stop_key:
+            candidates.append((entry, coordinates))
+    if not candidates:
+        raise InvalidInput(f"no complete local backup of {database} recorded a binary log position at or before "
+                           f"the stop point ({stop.what}); a base backup needs the binary log on when it is made")
+    # Newest first among the verified, then the others (recover.preference's order), by position.
+    entry, (base_file, base_position) = candidates[0]
+    by_seq = {r.seq: r for r in records}
+    first, last = store.sequence(base_file), store.sequence(stop.file)
+    missing = [store.name_for(store.base_name(base_file), seq, len(base_file) - len(store.base_name(base_file)) - 1)
+               for seq in range(first, last + 1) if seq not in by_seq]
+    if missing:
+        raise RestoreFailed(f"the binlog archive lacks {', '.join(missing[:5])}{' …' if len(missing) > 5 else ''} "
+                            f"between the base backup {entry.name} ({base_file}:{base_position}) and the stop point: "
+                            "a gap (purged before it was archived); point-in-time restore across it is impossible "
+                            "(nothing was changed)")
+    steps = [Step(by_seq[seq], base_position if seq == first else None, stop.position if seq == last else None)
+             for seq in range(first, last + 1)]
+    the_plan = Plan(database=database, target=target, base=entry, base_file=base_file, base_position=base_position,
+                    steps=steps, stop=stop)
+    _check_statements(directory, the_plan, identities)
+    if the_plan.problems:
+        raise RestoreFailed(f"refusing to replay into {target!r}: {the_plan.problems[0]}"
+                            + (f" (and {len(the_plan.problems) - 1} more)" if len(the_plan.problems) > 1 else "")
+                            + "; nothing was changed")
+    return the_plan
+
+
+def _check_statements(directory: Path, the_plan: Plan, identities) -> None:
+    """Read the replay range once: count it, and find statements the filter cannot make safe.
+
+    A statement (QUERY event) is replayed when it ran in the source database; one that names
+    another database would write there, one that ran elsewhere but names the source would be
+    skipped (lost), and under a new name one that names the source would write into the
+    source, which may be the live database beside the target."""
+    src, rename = the_plan.database, the_plan.target != the_plan.database
+    for step in the_plan.steps:
+        low, high = step.start or 0, step.stop if step.stop is not None else float("inf")
+
+        def look(event, step=step) -> None:
+            if not low <= event.position < high:
+                return
+            the_plan.replay_bytes += event.end - event.position
+            if event.gtid:
+                the_plan.transactions += 1
+            if event.type != binlogfmt.QUERY or event.query is None or binlogfmt.is_bookkeeping(event.query):
+                return
+            where = f"{step.record.name}:{event.position}"
+            named = binlogfmt.named_databases(event.query)
+            statement = " ".join(event.query.split())[:120]
+            if event.query_cut:
+                named.add("(a statement too long to inspect)")
+            if event.db == src:
+                others = sorted(n for n in named if n != src)
+                if others:
+                    the_plan.problems.append(f"the statement at {where} names {', '.join(others)} ({statement})")
+                elif rename and src in named:
+                    the_plan.problems.append(f"the statement at {where} names {src!r} itself, which a restore "
+                                             f"under another name cannot rewrite ({statement}); restore into {src!r} "
+                                             "on another server instead")
+            elif src in named:
+                the_plan.problems.append(f"the statement at {where} changes {src!r} but ran in "
+                                         f"{event.db or 'no database'!r}, so the replay would skip it ({statement})")
+        _events(directory, step.record, identities, look)
+
+
+def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: bool = False) -> float:
+    """Restore the base, then replay; the seconds the replay took."""
+    cfg = loaded.settings
+    client_tool(cfg.database)  # before the base is restored, not after
+    tool = binlog_tool(cfg)
+    endpoint = endpoint_from(cfg.database)
+    conn = connect(endpoint)
+    try:
+        with translated_errors(endpoint):
+            existed = inv_mod.database_exists(conn, the_plan.target)
+    finally:
+        conn.close()
+    restore_action.run(loaded, Path(the_plan.base.key), the_plan.target, confirm=confirm,
+                       allow_system_schema=allow_system_schema)
+    started = time.monotonic()
+    try:
+        _replay(loaded, the_plan, tool, endpoint)
+    except BaseException as exc:
+        note = (f"database {the_plan.target!r} existed before and now holds the base backup and part of the replay"
+                if existed else None)
+        if not existed:
+            dropped = restore_action.drop_created_database(endpoint, the_plan.target)
+            note = (f"the partly replayed database {the_plan.target!r}, created by this restore, was dropped"
+                    if dropped else f"the partly replayed database {the_plan.target!r} could not be dropped")
+        if isinstance(exc, (RestoreFailed, VerifyFailed)):
+            raise type(exc)(f"{exc}; {note}") from None
+        log.error("point-in-time restore stopped: %s", note)
+        raise
+    seconds = time.monotonic() - started
+    log.info("replayed %d binlog files (%d transactions) into %r up to %s in %.1fs", len(the_plan.steps),
+             the_plan.transactions, the_plan.target, the_plan.stop.what, seconds)
+    return seconds
+
+
+def _replay(loaded: LoadedConfig, the_plan: Plan, tool: str, endpoint) -> None:
+    """All files through one client: the streaming engine's loader, fed the decoded binlog (its
+    database renamer stays idle: mariadb-binlog already rewrote the names)."""
+    directory = store.archive_directory(loaded.settings)
+    identities = _identities(loaded, [step.record for step in the_plan.steps])
+    loader = engines.by_name(mysqldump.ENGINE, loaded.settings.database)
+    with loader.client_load(the_plan.target, "the binlog replay", endpoint, the_plan.target) as forward:
+        sink = _GtidFilter(forward)
+        for step in the_plan.steps:
+            _replay_file(directory, step, the_plan, tool, identities, sink)
+        sink.close()
+
+
+def _replay_file(directory: Path, step: Step, the_plan: Plan, tool: str, identities, sink: "_GtidFilter") -> None:
+    argv = [tool, "--no-defaults", f"--database={the_plan.database}"]
+    if the_plan.target != the_plan.database:
+        argv.append(f"--rewrite-db={the_plan.database}->{the_plan.target}")
+    if step.start:
+        argv.append(f"--start-position={step.start}")
+    if step.stop is not None:
+        argv.append(f"--stop-position={step.stop}")
+    argv.append("-")
+    with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as decoder:
+        failure: list[BaseException] = []
+
+        def feed() -> None:
+            try:
+                _events(directory, step.record, identities, None, _writer(decoder.stdin))
+            except BaseException as exc:  # noqa: BLE001 - raised below, in the caller's thread
+                failure.append(exc)
+            finally:
+                try:
+                    decoder.stdin.close()
+                except OSError:
+                    pass
+        feeder = threading.Thread(target=feed, daemon=True, name="binlog-feed")
+        feeder.start()
+        for chunk in iter(lambda: decoder.stdout.read(1 << 16), b""):
+            sink.write(chunk)
+        feeder.join()
+        status = decoder.wait()
+    if failure and not isinstance(failure[0], BrokenPipeError):
+        raise failure[0]
+    if status != 0:
+        raise RestoreFailed(f"{Path(tool).name} failed to decode {step.record.name} (exit {status}): "
+                            f"{decoder.error_line()}")
+
+
+def _writer(stream):
+    def write(data: bytes) -> None:
+        view = memoryview(data)
+        while view:  # a raw pipe write may take only part of the buffer
+            view = view[stream.write(view):]
+    return write
+
+
+class _GtidFilter:
+    """Passes mariadb-binlog's output on, leaving out its GTID session settings (whole lines)."""
+
+    def __init__(self, forward) -> None:
+        self._out = forward
+        self._carry = b""
+
+    def write(self, data: bytes) -> None:
+        data = self._carry + data
+        cut = data.rfind(b"\n") + 1
+        self._carry = data[cut:]
+        kept = [line for line in data[:cut].splitlines(keepends=True) if not line.startswith(_GTID_LINES)]
+        if kept:
+            self._out(b"".join(kept))
+
+    def close(self) -> None:
+        if self._carry and not self._carry.startswith(_GTID_LINES):
+            self._out(self._carry)
+        self._carry = b""
