@@ -424,6 +424,10 @@ def _verified_line(outcome) -> str:
     if not outcome.method.startswith("test-restore"):
         # A legacy backup has no checksums: say what was read instead.
         return f"OK {outcome.path}{losses}" + (f" ({outcome.proof})" if outcome.method == "legacy-read" else "")
+    if outcome.tables_checked and outcome.restored_rows is None:  # a physical backup: no rows counted
+        return (f"OK {outcome.path} ({outcome.method}: {outcome.proof}; prepared and started in "
+                f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables passed CHECK TABLE, "
+                f"{outcome.duration:.1f}s in all){losses}")
     line = (f"OK {outcome.path} ({outcome.method}: {outcome.proof}; restored {outcome.restored_rows} rows in "
             f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables matched their recorded counts and "
             f"checksums, {outcome.duration:.1f}s in all){losses}")
@@ -455,14 +459,22 @@ def _verified_line(outcome) -> str:
               "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
 @click.option("--tables", help="Comma-separated tables (or views, sequences) of a logical backup: only they are "
               "restored, with their triggers; the rest of the target is left as it is.")
+@click.option("--datadir", type=click.Path(file_okay=False), help="With -b and a physical backup (backup.engine: "
+              "mariabackup): restore the whole instance into this new, empty data directory (no server is touched), "
+              "then print the command that starts a server on it.")
 @click.pass_obj
 def restore(state: State, backup_path: str | None, latest: bool, before: str | None, all_: bool,
             databases: str | None, prefix: str, suffix: str, target: str | None, yes: bool, from_remote: bool,
-            allow_system_schema: bool, tables: str | None) -> None:
+            allow_system_schema: bool, tables: str | None, datadir: str | None = None) -> None:
     """Verify a backup, then restore it (or some of its tables) into a database (by default its own)."""
     from tenangdb.actions import fetch, recover
     from tenangdb.actions import restore as action
 
+    if datadir is not None:
+        if not backup_path or all_ or target or tables is not None or from_remote or latest or before:
+            raise click.UsageError("--datadir goes with -b naming one physical backup (a local folder) alone")
+        _restore_datadir(state.load(), backup_path, datadir)
+        return
     if bool(backup_path) == all_:
         raise click.UsageError("give -b/--backup-path (a database, a backup or a path) or --all")
     if all_ and (target or latest):
@@ -508,6 +520,17 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
     with observe_restore(loaded, chosen):
         action.run(loaded, chosen, target or action.own_database(chosen), confirm=confirm,
                    allow_system_schema=allow_system_schema, tables=only)
+
+
+def _restore_datadir(loaded, backup_path: str, datadir: str) -> None:
+    from tenangdb.actions import restore as action
+
+    chosen = _choose_backup(loaded, backup_path)
+    with observe_restore(loaded, chosen):
+        done = action.run_datadir(loaded, chosen, datadir)
+    click.echo(f"OK {done.path} -> data directory {done.datadir} ({human_size(done.plain_bytes)} in "
+               f"{done.duration:.1f}s{f', owned by {done.owner}' if done.owner else ''})")
+    click.echo(f"start a server on it: {done.start_command}")
 
 
 def observe_restore(loaded, path):

@@ -84,6 +84,9 @@ class Engine:
     legacy_form: ClassVar[str | None] = None
     # A load may take only some tables of a backup (`load(..., tables=...)`, `restore --tables`).
     loads_tables: ClassVar[bool] = False
+    # A backup of the whole instance (filed under mariabackup.INSTANCE), not of one database:
+    # backup.databases does not narrow it, and it restores into a data directory, not a database.
+    whole_instance: ClassVar[bool] = False
 
     def __init__(self, dcfg) -> None:
         self.dcfg = dcfg
