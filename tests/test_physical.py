@@ -6,11 +6,13 @@ corpus snapshot), test-restored in a sandbox, and a flipped byte in a data page 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import Env, Server
+from conftest import TENANGDB, Env, Server
 from tenangdb.config.loader import load_config
 from tenangdb.mysql.sandbox import start_sandbox
 from tenangdb.stream.crypto import load_identities, load_keys
@@ -202,3 +204,103 @@ def _flip_byte_in_page(cfg: Path, folder: Path, member: str) -> None:
                  stored_size=sealed.stored.size, stored_sha256=sealed.stored.sha256)
     manifest_path.write_text(json.dumps(manifest, indent=2))
     os.chmod(manifest_path, 0o640)
+
+
+@contextlib.contextmanager
+def _held(box):
+    """A long write into a MyISAM table: mariabackup copies InnoDB (streamed and sealed as it
+    goes), then waits at BACKUP STAGE BLOCK_DDL for the statement to end: a backup caught midway."""
+    box.sql("USE pages; CREATE TABLE IF NOT EXISTS held (id INT) ENGINE=MyISAM; "
+            # Incompressible rows: sealed bytes reach the disk before mariabackup waits.
+            "CREATE TABLE IF NOT EXISTS pages.noise (id INT PRIMARY KEY, b BLOB) ENGINE=InnoDB; "
+            "INSERT IGNORE INTO pages.noise SELECT seq, RANDOM_BYTES(1024) FROM seq_1_to_4000")
+    holder = subprocess.Popen(box.client_argv(), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL, text=True)
+    holder.stdin.write("INSERT INTO pages.held SELECT SLEEP(120);\n")
+    holder.stdin.flush()
+    try:
+        yield
+    finally:
+        holder.kill()
+        holder.wait()
+        for query in box.sql("SELECT ID FROM information_schema.PROCESSLIST WHERE INFO LIKE "
+                             "'INSERT INTO pages.held%'").split():
+            with contextlib.suppress(Exception):  # it may have ended meanwhile
+                box.sql(f"KILL QUERY {query}")
+
+
+def _mariabackups(where: Path) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and str(where).encode() in (proc / "cmdline").read_bytes() \
+                    and b"mariabackup" in (proc / "cmdline").read_bytes():
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
+def _wait_for(predicate, timeout=30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _sealed_midway(env: Env, box) -> bool:
+    """mariabackup waits for the held lock, with sealed bytes already written."""
+    waiting = box.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'BACKUP STAGE%' "
+                      "AND STATE LIKE '%lock%'").strip() != "0"
+    return waiting and any(p.stat().st_size > 0 for p in env.backups.rglob("*.partial/_instance.mbstream.zst.age"))
+
+
+def _only_sealed_bytes(env: Env) -> None:
+    """Whatever is left under the instance's folder is age-encrypted: no plaintext of the datadir."""
+    for path in (env.backups / INSTANCE).rglob("*"):
+        if path.is_file() and path.stat().st_size:
+            assert path.read_bytes()[:21] == b"age-encryption.org/v1", f"plaintext left behind: {path}"
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_an_interrupted_backup_leaves_no_backup_and_no_plaintext(penv, source, how):
+    box, parent = source
+    cfg = _config(penv, parent)
+    with _held(box):
+        proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup", "--yes"], cwd=penv.root,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        try:
+            assert _wait_for(lambda: _sealed_midway(penv, box)), "the backup never got midway"
+            time.sleep(0.5)
+            proc.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGKILL)
+            _, err = proc.communicate(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    assert _wait_for(lambda: not _mariabackups(penv.backups), timeout=10), "mariabackup outlived the run"
+    assert not penv.backups_of(INSTANCE), "a complete-looking backup was left"
+    _only_sealed_bytes(penv)
+    if how == "SIGTERM":
+        assert proc.returncode == 130, err
+        assert not list(penv.backups.rglob("*.partial")), "the unfinished backup was not removed"
+        return
+    assert list(penv.backups.rglob("*.partial"))  # no chance to clean up: the next run does
+    done = penv.cli("backup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert "removed an unfinished backup" in done.stderr
+    assert not list(penv.backups.rglob("*.partial")) and len(penv.backups_of(INSTANCE)) == 1
+
+
+def test_doctor_checks_the_datadir_and_says_the_whole_instance_is_backed_up(penv, source):
+    box, parent = source
+    cfg = _config(penv, parent)
+    done = penv.cli("doctor", "--json", config=cfg)
+    checks = {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    physical = checks["physical"]
+    assert physical["status"] == "pass", physical
+    assert str(box.base / "data") in physical["message"]
+    assert "backup.databases (corpus) does not narrow it" in physical["message"]
+    grants = checks["database-grants"]
+    assert "SELECT on" not in grants["message"] or grants["status"] != "fail", grants

@@ -63,6 +63,11 @@ class Physical(Engine):
         if flavour == "mariadb" and version >= (10, 5):
             needs.append(Need("BINLOG MONITOR", "global", "mariabackup records the binary log position of the "
                               "backup point"))
+        else:
+            needs.append(Need("REPLICATION CLIENT", "global", "mariabackup records the binary log position"))
+        # information_schema shows an account only the objects it holds a privilege on.
+        needs.append(Need("SELECT", "global", "list every database's objects in the manifest, for restores and "
+                          "test restores to find again", required=False))
         return needs
 
     def instance_objects(self, conn) -> dict:
