@@ -145,6 +145,9 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
         # Everything that needs no backup byte comes first: a wrong password, an unknown table or
         # a non-empty target is reported at once, not after minutes of reading.
         engine = engines.for_manifest(manifest, loaded.settings.database)
+        if engine.whole_instance:
+            raise InvalidInput(f"{backup_path} is a physical backup of the whole instance: it restores into a new "
+                               "data directory (restore -b BACKUP --datadir DIR), not into a database")
         if tables is not None:
             _select(engine, manifest, tables)
         engine.load_tool()
