@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TENANGDB, Env, Server
+from test_failures import _wait_for
 from tenangdb.config.loader import load_config
 from tenangdb.mysql.sandbox import start_sandbox
 from tenangdb.stream.crypto import load_identities, load_keys
@@ -107,7 +108,7 @@ def test_backup_verify_restore_into_a_new_datadir(penv, source):
     cfg = _config(penv, parent)
     folder = _backup(penv, cfg)
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert manifest["engine"]["name"] == "mariabackup"
+    assert manifest["engine"]["name"] == "mariabackup" and manifest["engine"]["label"] == "physical"
     assert manifest["database"] == INSTANCE
     [entry] = manifest["files"]
     assert entry["name"] == "_instance.mbstream.zst.age"
@@ -123,6 +124,12 @@ def test_backup_verify_restore_into_a_new_datadir(penv, source):
 
     done = penv.cli("verify", "-b", str(folder), config=cfg)
     assert done.returncode == 0, done.stderr
+    done = penv.cli("list", config=cfg)
+    assert done.returncode == 0 and folder.name in done.stdout, done.stdout + done.stderr
+
+    # Into a database it cannot go: said at once, before the server or a byte of the backup.
+    done = penv.cli("restore", "-b", str(folder), "-d", "somewhere", config=cfg)
+    assert done.returncode == 2 and "--datadir" in done.stderr, done.stderr
 
     restored = penv.root / "restored"
     done = penv.cli("restore", "-b", str(folder), "--datadir", str(restored), config=cfg)
@@ -241,15 +248,6 @@ def _mariabackups(where: Path) -> list[int]:
     return pids
 
 
-def _wait_for(predicate, timeout=30.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
-
-
 def _sealed_midway(env: Env, box) -> bool:
     """mariabackup waits for the held lock, with sealed bytes already written."""
     waiting = box.sql("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE 'BACKUP STAGE%' "
@@ -272,7 +270,7 @@ def test_an_interrupted_backup_leaves_no_backup_and_no_plaintext(penv, source, h
         proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "backup", "--yes"], cwd=penv.root,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         try:
-            assert _wait_for(lambda: _sealed_midway(penv, box)), "the backup never got midway"
+            assert _wait_for(lambda: _sealed_midway(penv, box), timeout=30), "the backup never got midway"
             time.sleep(0.5)
             proc.send_signal(signal.SIGTERM if how == "SIGTERM" else signal.SIGKILL)
             _, err = proc.communicate(timeout=60)

@@ -22,13 +22,11 @@ from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql import mariabackup
 from tenangdb.mysql.connection import private_defaults_file
 from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
-                                         options_of)
+                                         options_of, pipe_writer, seal_stdout)
 from tenangdb.mysql.tools import tool_version
-from tenangdb.repository import store
 from tenangdb.repository.manifest import Manifest
 from tenangdb.runner import spawn
 from tenangdb.stream.codec import SUFFIX
-from tenangdb.stream.pipeline import ReadAhead, seal
 
 log = logging.getLogger("tenangdb.backup")
 
@@ -91,22 +89,7 @@ class Physical(Engine):
                 # umask 077: what mariabackup writes beside the stream is the operator's data.
                 with spawn(argv, umask=0o077) as child, \
                         dump_deadline(child, job, program) as deadline:
-                    reader = ReadAhead(child.stdout)
-                    done = 0
-
-                    def counted(n: int = -1) -> bytes:
-                        nonlocal done
-                        chunk = reader.read(n)
-                        done += len(chunk)
-                        job.progress.advanced(name, done)
-                        return chunk
-                    try:
-                        sealed = seal(counted, staging.path / file_name, compression=job.compression,
-                                      level=job.level, recipients=job.recipients)
-                    except OSError as exc:
-                        raise store.disk_error(exc, staging.path) from None
-                    finally:
-                        reader.close()
+                    sealed = seal_stdout(child, job, staging.path / file_name)
                     status = child.wait()
             check_exit(program, child, status, deadline)
             stderr = child.stderr_text()
@@ -123,7 +106,7 @@ class Physical(Engine):
             raise BackupFailed(f"{program} wrote no usable {mariabackup.CHECKPOINTS}; the backup is incomplete")
         return Dumped(
             files=[file_entry(file_name, "mbstream", sealed)],
-            engine={"name": self.name, "program": program, "version": tool_version(tool),
+            engine={"name": self.name, "label": self.label, "program": program, "version": tool_version(tool),
                     "options": options_of(argv, ("--defaults", "--extra-lsndir", "--target-dir", "--tmpdir")),
                     "lsn": lsn},
             binlog=mariabackup.binlog_coordinates(info),
@@ -146,15 +129,9 @@ class Physical(Engine):
         tool = self.tool(mariabackup.mbstream_tool)
         with spawn(mariabackup.extract_argv(tool, into), stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                    umask=0o077) as child:
-            stdin = child.stdin
-
-            def write_all(data: bytes) -> None:
-                view = memoryview(data)
-                while view:  # a raw pipe write may take only part of the buffer
-                    view = view[stdin.write(view):]
             try:
-                yield write_all
-                stdin.close()
+                yield pipe_writer(child.stdin)
+                child.stdin.close()
             except (BrokenPipeError, ConnectionResetError):
                 status = child.wait()
                 raise RestoreFailed(f"mbstream stopped reading the backup (exit {status}): {child.error_line()}") \
