@@ -300,5 +300,9 @@ def test_doctor_checks_the_datadir_and_says_the_whole_instance_is_backed_up(penv
     assert physical["status"] == "pass", physical
     assert str(box.base / "data") in physical["message"]
     assert "backup.databases (corpus) does not narrow it" in physical["message"]
+    done = penv.cli("backup", "--dry-run", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert "databases: the whole instance (a physical backup; backup.databases does not narrow it)" in done.stdout
+    assert "engine: mariabackup" in done.stdout
     grants = checks["database-grants"]
     assert "SELECT on" not in grants["message"] or grants["status"] != "fail", grants
