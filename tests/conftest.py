@@ -133,6 +133,18 @@ def backup_user_without_reload(server, database: str):
         server.sql(f"DROP USER IF EXISTS '{user}'@'%'")
 
 
+def restored_rows(env, server, backup, config, secrets: dict | None = None, table: str = "customer") -> str:
+    """Restore `backup` into a new scratch database and count `table`'s rows there (the
+    database is dropped again); the restore must succeed."""
+    target = unique("restored")
+    try:
+        done = env.cli("restore", "--backup-path", str(backup), "-d", target, config=config, env=secrets)
+        assert done.returncode == 0, done.stderr
+        return server.sql(f"SELECT COUNT(*) FROM `{table}`", target).strip()
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+
+
 def unique(prefix: str = "db") -> str:
     return f"{prefix}_{uuid.uuid4().hex[:10]}"
 

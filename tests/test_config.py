@@ -187,9 +187,12 @@ upload:
         "backup.Databases: read as backup.databases (keys are lower case)",
         "frequency: ignored, as the original TenangDB ignored it (schedule backups with the systemd timer or "
         "the CronJob; backup.min_backup_interval is the minimum time between runs)",
-        "upload.verify_upload: ignored, as the original TenangDB ignored it (uploads are always verified; "
-        "upload.verify chooses how)",
     ]
+    # The security guide's spelling of upload.verify: false switches the check off, and
+    # upload.verify wins when both are given.
+    for given, expected in (("verify_upload: false", "off"), ("{verify_upload: false, verify: download}", "download")):
+        body = f"upload: {given}\n" if given.startswith("{") else f"upload:\n  {given}\n"
+        assert load_config(write(tmp_path / "v.yaml", body), environ={}).settings.upload.verify == expected
 
 
 def test_warnings_are_logged_and_typos_stay_errors(offline_env):

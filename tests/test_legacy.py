@@ -176,3 +176,39 @@ def test_a_legacy_mydumper_folder_without_its_end_is_refused(env, server, legacy
     done = env.cli("restore", "-b", str(path), "-d", target, config=cfg)
     assert done.returncode == 4 and "does not record the end of the dump" in done.stderr, done.stderr
     assert "was dropped" in done.stderr and target not in server.sql("SHOW DATABASES")
+
+
+def test_the_originals_uploaded_copies_are_listed_restored_and_expired_on_the_remote(env, server, legacy_db,
+                                                                                       tmp_path, needs_mydumper):
+    # The original's upload layout: files as {dest}/{db}/{YYYY-MM}/{file}, folders copied whole.
+    offsite = tmp_path / "offsite"
+    old = archive(legacy_sql(env, server, legacy_db, datetime.now() - timedelta(days=40)))
+    folder = legacy_mydumper(env, server, legacy_db, datetime.now() - timedelta(days=1))
+    for path in (old, folder):
+        where = offsite / path.relative_to(env.backups)
+        where.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copytree(path, where) if path.is_dir() else shutil.copy(path, where)
+    shutil.rmtree(env.backups)
+    conf = tmp_path / "rclone.conf"
+    conf.write_text("")
+    cfg = env.write_config({"upload": {"enabled": True, "destination": str(offsite), "rclone_config_path": str(conf)},
+                            "cleanup": {"enabled": True, "max_age_days": 7, "remote_retention_days": 7,
+                                        "weekend_only": False}})
+    done = env.cli("list", "--remote", "--json", config=cfg)
+    assert done.returncode == 0, done.stderr
+    shown = {b["name"]: b for b in json.loads(done.stdout)["backups"]}
+    assert set(shown) == {old.name, folder.name}, shown
+    assert all(b["legacy"] and b["complete"] and not b["verified"] for b in shown.values())
+    # Both restore from the remote: named, or as the newest of the database.
+    for spec in (f"remote:{old.relative_to(env.backups).as_posix()}", legacy_db):
+        target = unique("fromremote")
+        args = ["restore", "-b", spec, "--from-remote", "-d", target] + (["--latest"] if spec == legacy_db else [])
+        done = env.cli(*args, config=cfg)
+        assert done.returncode == 0, done.stderr
+        assert checksums(server, target) == checksums(server, legacy_db)
+        server.sql(f"DROP DATABASE `{target}`")
+    # Retention expires the old remote copy (a single file) and keeps the new one.
+    done = env.cli("cleanup", "--yes", "--force", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert not (offsite / old.relative_to(env.backups)).exists()
+    assert (offsite / folder.relative_to(env.backups) / "metadata").exists()

@@ -338,6 +338,27 @@ def test_original_metrics_json_is_imported_and_served(env, sample_db):
         assert value(fams, "tenangdb_last_process_timestamp") > last
 
 
+def test_the_originals_duration_panels_keep_their_series_as_gauges(env, sample_db):
+    """Its Grafana panels read tenangdb_*_duration_seconds as gauges (the latest run's time);
+    metrics.duration_form: gauge serves them so, imported values and new runs alike."""
+    state = env.root / "state" / "metrics.json"
+    state.parent.mkdir()
+    state.write_text(json.dumps(ORIGINAL["metrics_json"]))
+    cfg = write(env, original_config(env, "example", sample_db, metrics__enabled=True,
+                                     metrics__storage_path=str(state), upload__destination=None,
+                                     metrics__duration_form="gauge"))
+    port = free_port()
+    with exporter(["--config", str(cfg), "--port", str(port)], env.root) as (base, _):
+        fams = families(http_get(base + "/metrics")[2])
+        assert fams["tenangdb_backup_duration_seconds"].type == "gauge"
+        assert value(fams, "tenangdb_backup_duration_seconds", database="app_db") == 12.5
+        assert value(fams, "tenangdb_upload_duration_seconds", database="app_db") == 14
+        done = run_cli("backup", "--config", str(cfg), "--yes", cwd=env.root, env=original_env(env))
+        assert done.returncode == 0, done.stderr
+        fams = families(http_get(base + "/metrics")[2])
+        assert 0 < value(fams, "tenangdb_backup_duration_seconds", database=sample_db) < 120
+
+
 def test_exporter_port_of_the_original_config_is_explained(offline_env):
     env = offline_env
     cfg = env.write_config({"metrics": {"port": "8080", "storage_path": str(env.root / "m.json")}})

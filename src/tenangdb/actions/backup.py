@@ -439,6 +439,7 @@ def _backup_one(conn, job: BackupJob, chosen: _Engines) -> tuple[Path, list[fide
             binlog=dumped.binlog,
             compression={"format": job.compression, "level": job.level},
             encryption={"enabled": job.keys is not None, "method": "age" if job.keys else None,
+                        "mode": job.keys.mode if job.keys else None,
                         "recipients": job.keys.fingerprints() if job.keys else []},
             database_charset=inventory.charset,
             database_collation=inventory.collation,

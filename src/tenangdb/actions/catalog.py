@@ -22,6 +22,7 @@ from tenangdb.repository import legacy, lock, records, store
 from tenangdb.repository.manifest import Manifest
 from tenangdb.repository.naming import BackupRef, is_month, is_staging, parse_backup_name
 from tenangdb.retention import BACKUP, FOREIGN, LOCAL, PARTIAL, REMOTE, Item
+from tenangdb.stream.crypto import key_needed
 
 log = logging.getLogger("tenangdb.catalog")
 
@@ -51,6 +52,12 @@ class Entry:
     # Made by the original TenangDB (repository/legacy.py): no manifest, so nothing is proven
     # of it; its time is the local time in its name.
     legacy: bool = False
+    # Encrypted backups: "passphrase" or the recipients' fingerprints (comma-separated), and
+    # whether the configured keys include one that decrypts it (set by mark_keys).
+    needs_key: str | None = None
+    key_available: bool | None = None
+    key_mode: str | None = field(default=None, repr=False)
+    key_fingerprints: list[str] = field(default_factory=list, repr=False)
 
     @property
     def name(self) -> str:
@@ -67,8 +74,8 @@ class Entry:
 
     def as_json(self) -> dict:
         data = asdict(self)
-        data.pop("files")
-        data.pop("record")
+        for internal in ("files", "record", "key_mode", "key_fingerprints"):
+            data.pop(internal)
         data["name"] = self.name
         data["time"] = self.time.isoformat() if self.time else None
         return data
@@ -161,7 +168,8 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
             raise FileNotFoundError(str(path)) from None  # deleted by a cleanup while we looked
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path), problem=str(exc))
     entry = Entry(manifest.database, LOCAL, rel, str(path), time=_manifest_time(manifest),
-                  size=_size(path), encrypted=manifest.encryption.enabled, losses=manifest.loss_records())
+                  size=_size(path), encrypted=manifest.encryption.enabled, losses=manifest.loss_records(),
+                  key_mode=manifest.encryption.effective_mode, key_fingerprints=manifest.encryption.fingerprints)
     if entry.time is None:
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=entry.size,
                      problem="manifest has no valid started_at")
@@ -199,6 +207,11 @@ def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
         if len(parts) == 3 and records.parse_record_name(parts[2]):
             record_names.add(remote_file.path)  # a backup's record, read with its backup
             continue
+        if len(parts) == 3 and (old := legacy.by_name(parts[2], folder=False)):
+            # The original uploaded its file backups as `{db}/{YYYY-MM}/{file}`.
+            found.append(Entry(old[0], REMOTE, remote_file.path, join(rc.destination, remote_file.path),
+                               time=old[1], size=remote_file.size, complete=True, legacy=True))
+            continue
         if len(parts) < 4:
             found.append(Entry(parts[0] if len(parts) > 1 else "", REMOTE, remote_file.path,
                                join(rc.destination, remote_file.path), kind=FOREIGN, size=remote_file.size,
@@ -226,6 +239,11 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, ref: BackupRef, files: 
     key = join(rc.destination, rel)
     size = sum(files.values())
     if manifest_mod.MANIFEST not in files:
+        if old := legacy.by_name(ref.name, folder=True, files=list(files)):
+            # A mydumper folder the original uploaded: kept and expired by the same rules, never
+            # counted as verified (nothing records its checksums).
+            return Entry(old[0], REMOTE, rel, key, time=old[1], size=size, complete=True, legacy=True,
+                         files=sorted(files))
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size,
                      problem="no manifest: an unfinished upload or not a backup")
     try:
@@ -236,7 +254,8 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, ref: BackupRef, files: 
     if when is None:
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size, problem="manifest has no valid started_at")
     entry = Entry(manifest.database, REMOTE, rel, key, time=when, size=size,
-                  encrypted=manifest.encryption.enabled, files=sorted(files), losses=manifest.loss_records())
+                  encrypted=manifest.encryption.enabled, files=sorted(files), losses=manifest.loss_records(),
+                  key_mode=manifest.encryption.effective_mode, key_fingerprints=manifest.encryption.fingerprints)
     found = manifest.compare({name: sz for name, sz in files.items() if name != manifest_mod.MANIFEST})
     if not found:
         entry.complete = True
@@ -265,3 +284,11 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, ref: BackupRef, files: 
         entry.verified_at = upload.failed_at
         entry.problem = f"failed verification at {upload.failed_at}: {upload.error}"
     return entry
+
+
+def mark_keys(entries: list[Entry], identities: list) -> None:
+    """Say for each encrypted backup which key it needs and whether `identities` (the
+    configured age identities and passphrase) hold it."""
+    for entry in entries:
+        if entry.encrypted and entry.key_mode:
+            entry.needs_key, entry.key_available = key_needed(entry.key_mode, entry.key_fingerprints, identities)

@@ -206,6 +206,8 @@ def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
         entry = the_plan.entries[decision.item.key]
         for name in entry.files:
             (manifests if name == manifest_mod.MANIFEST else others).append(f"{entry.rel}/{name}")
+        if entry.legacy and not entry.files:
+            others.append(entry.rel)  # the original's file backups are single files
         if entry.record:
             others.append(entry.record)
         months.add(entry.rel.rsplit("/", 1)[0])

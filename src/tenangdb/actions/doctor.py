@@ -91,7 +91,8 @@ def plaintext(loaded: LoadedConfig) -> Check:
     return Check("plaintext-secrets", PASS, f"no plaintext secret in {loaded.path}")
 
 
-def _secrets_path(loaded: LoadedConfig) -> str | None:
+def secrets_path(loaded: LoadedConfig) -> str | None:
+    """The secrets file the config reads, as the loader finds it (None: none)."""
     raw = os.environ.get("TENANGDB_SECRETS_FILE") or loaded.settings.secrets_file
     if not raw:
         return None
@@ -457,9 +458,7 @@ def encryption(loaded: LoadedConfig) -> Check:
     if not enc.enabled:
         return Check("encryption", WARN, "backups are not encrypted (backup.encryption.enabled is false)",
                      "tenangdb key generate, then set backup.encryption.enabled: true and key_file")
-    import pyrage
-
-    from tenangdb.stream.crypto import load_keys
+    from tenangdb.stream.crypto import PASSPHRASE, load_keyring, load_keys, round_trip
     try:
         keys = load_keys(enc)
     except TenangDBError as exc:
@@ -469,19 +468,65 @@ def encryption(loaded: LoadedConfig) -> Check:
         return Check("encryption", WARN, f"encrypting to {len(keys.recipients)} recipient(s), but no identity is "
                      "configured here, so this host cannot verify or restore its backups",
                      "keep the identity safe elsewhere, or set backup.encryption.key_file for verify runs")
-    blob = os.urandom(64)
-    try:
-        sealed = pyrage.encrypt(blob, keys.recipients)
-        opened = pyrage.decrypt(sealed, keys.identities)
-    except Exception as exc:  # noqa: BLE001 - pyrage raises its own error types
+    problem = round_trip(keys)
+    if problem:
         return Check("encryption", FAIL, f"a test blob encrypted to the recipients cannot be decrypted with the "
-                     f"identity ({type(exc).__name__}): backups could not be restored with it",
+                     f"identity ({problem}): backups could not be restored with it",
                      "make backup.encryption.recipients include the identity's public key "
                      "(the `# public key:` line of the key file)")
-    if opened != blob:
-        return Check("encryption", FAIL, "the test blob came back different", "reinstall pyrage")
+    retired = {e.recipient: e.retired for e in load_keyring(enc) if e.retired}
+    stale = [r for r in keys.recipient_strings if r in retired]
+    if stale:
+        return Check("encryption", WARN, f"new backups are encrypted to a retired key ({stale[0]}, retired "
+                     f"{retired[stale[0]]})", "replace it in backup.encryption.recipients with the current "
+                     "key's public key (the first `# public key:` line of the key file)")
+    if keys.mode == PASSPHRASE:
+        return Check("encryption", WARN, "age with a passphrase (scrypt): anyone who learns it reads every "
+                     "backup, and this host holds it; a test blob round-trips",
+                     "prefer recipients: tenangdb key generate -o FILE, set backup.encryption.key_file: FILE and "
+                     "keep the passphrase only to read the older backups")
     return Check("encryption", PASS, f"age, {len(keys.recipients)} recipient(s); a test blob round-trips "
                  "through the identity")
+
+
+def passphrase(loaded: LoadedConfig) -> Check | None:
+    """A passphrase in backup.encryption.key: weak by the rule of crypto.passphrase_weakness?"""
+    enc = loaded.settings.backup.encryption
+    from tenangdb.stream.crypto import configured_passphrase, passphrase_weakness
+    if not enc.enabled or configured_passphrase(enc) is None:
+        return None
+    weak = passphrase_weakness(enc.key.get_secret_value().rstrip("\r\n"))
+    if weak:
+        return Check("passphrase", WARN, f"the encryption passphrase is weak ({weak}): a copy of a backup can be "
+                     "attacked offline, without limit", "use a generated one (e.g. 6+ random words, or "
+                     "openssl rand -base64 24), or better an age identity (tenangdb key generate)")
+    return Check("passphrase", PASS, "the encryption passphrase is long and varied (docs/SECURITY.md: the rule)")
+
+
+def backup_keys(loaded: LoadedConfig) -> Check | None:
+    """Which key each local encrypted backup needs, and whether this host holds it."""
+    from tenangdb.actions.catalog import local_entries, mark_keys
+    from tenangdb.stream.crypto import load_identities
+    try:
+        identities = load_identities(loaded.settings.backup.encryption)
+    except TenangDBError as exc:
+        return Check("backup-keys", FAIL, f"cannot read the configured keys: {exc}")
+    entries = [e for e in local_entries(Path(loaded.settings.backup.directory), None) if e.encrypted]
+    if not entries:
+        return None
+    mark_keys(entries, identities)
+    needed: dict[str, list] = {}
+    for entry in entries:
+        needed.setdefault(entry.needs_key or "?", []).append(entry)
+    missing = {k: v for k, v in needed.items() if not v[0].key_available}
+    summary = ", ".join(f"{k} ({len(v)})" for k, v in sorted(needed.items()))
+    if missing:
+        names = "; ".join(f"{k}: {len(v)} backup(s), newest {max(v, key=lambda e: e.time).rel}"
+                          for k, v in sorted(missing.items()))
+        return Check("backup-keys", WARN, f"backups whose key is not configured here, so they cannot be verified "
+                     f"or restored here: {names}", "add the identity to backup.encryption.key_file (tenangdb key "
+                     "rotate keeps old identities in it), or set the passphrase")
+    return Check("backup-keys", PASS, f"every encrypted backup's key is configured here: {summary}")
 
 
 def upload(loaded: LoadedConfig) -> list[Check]:
@@ -661,7 +706,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         config_file(loaded),
         config_review(loaded),
         plaintext(loaded),
-        secret_file("secrets-file", _secrets_path(loaded)),
+        secret_file("secrets-file", secrets_path(loaded)),
         secret_file("key-file", cfg.backup.encryption.key_file),
         secret_file("defaults-file", cfg.database.defaults_file, group_ok=True),
         folder("backup-dir", cfg.backup.directory, required=True),
@@ -676,6 +721,8 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         *database(loaded),
         physical(loaded),
         encryption(loaded),
+        passphrase(loaded),
+        backup_keys(loaded),
         *upload(loaded),
         metrics(loaded),
         free_space(loaded),

@@ -34,7 +34,7 @@ def run(loaded: LoadedConfig, listen: str | None = None, port: int | None = None
         log.warning("the exporter listens on %s without metrics.basic_auth: anyone who can reach it "
                     "can read the metrics", listen)
 
-    server = serve(state, listen, port, cfg.path, auth, tls)
+    server = serve(state, listen, port, cfg.path, auth, tls, cfg.duration_form)
 
     def on_signal(signum, frame) -> None:  # noqa: ARG001
         CANCEL.set()

@@ -14,6 +14,7 @@ from tenangdb import orphans
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import ConfigError, FetchFailed, UploadFailed, VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
+from tenangdb.repository import legacy
 from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository.naming import BackupRef
 
@@ -61,11 +62,14 @@ def fetched(loaded: LoadedConfig, spec: str) -> Iterator[Path]:
         except UploadFailed as exc:
             # A backup that cannot be fetched cannot be verified: restore and verify refuse it (7).
             raise FetchFailed(f"cannot download {location}: {exc}") from None
-        if not (folder / manifest_mod.MANIFEST).is_file():
+        found = folder
+        if (folder / folder.name).is_file() and legacy.by_name(folder.name, folder=False):
+            found = folder / folder.name  # one of the original's file backups
+        elif not (folder / manifest_mod.MANIFEST).is_file() and legacy.detect(folder) is None:
             raise VerifyFailed(f"{location}: no {manifest_mod.MANIFEST} on the remote, so this is not a "
                                "complete backup")
         try:
-            yield folder
+            yield found
         except VerifyFailed as exc:
             # Name the remote copy, not the temporary folder that is about to disappear.
             raise type(exc)(str(exc).replace(str(folder), location)) from None

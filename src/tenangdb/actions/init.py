@@ -10,6 +10,7 @@ it answers with the flag's value or the default and never waits for input.
 from __future__ import annotations
 
 import os
+import re
 import secrets as pysecrets
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -579,3 +580,142 @@ def _binary() -> str:
         return os.path.abspath(found)
     raise TenangDBError("cannot find the tenangdb executable to put in the units; pass --binary PATH")
 
+
+
+# --- `tenangdb init --rotate-db-password` ---
+
+PENDING_SUFFIX = ".rotating"
+_REFERENCE = re.compile(r"^file .* via \$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
+
+
+@dataclass
+class PasswordRotation:
+    account: str  # 'user'@'host' as the server names it
+    secrets_file: str
+    variable: str
+    statement: str  # the kind of statement that set it (never its text)
+    resumed: bool = False  # an interrupted rotation was finished instead
+
+
+def _password_variable(loaded) -> tuple[str, Path]:
+    """The ${NAME} of the secrets file that database.password reads, and that file. Only a
+    password that lives there can be rotated: one in the environment or in the config itself
+    would still be the old one at the next run."""
+    from tenangdb.actions.doctor import secrets_path
+
+    source = loaded.sources.get("database.password", "")
+    found = _REFERENCE.match(source)
+    where = secrets_path(loaded)
+    if source.startswith("env "):
+        raise ConfigError(f"database.password comes from the environment ({source[4:]}): change it where that is "
+                          "set; --rotate-db-password rewrites only the secrets file")
+    if not found or not where:
+        raise ConfigError("database.password is not a ${NAME} read from the secrets file (secrets_file), so "
+                          "--rotate-db-password has nowhere to keep the new one: run tenangdb init to move it there")
+    name = found.group(1)
+    if name in os.environ:
+        raise ConfigError(f"${{{name}}} is set in the environment, which wins over the secrets file: unset it "
+                          "first, or the new password would not be used")
+    from tenangdb.config.loader import read_secrets_file
+    if name not in read_secrets_file(where):
+        raise ConfigError(f"${{{name}}} is not defined in the secrets file {where}")
+    return name, Path(where)
+
+
+def _with_value(text: str, name: str, value: str) -> str:
+    """The secrets file's text with NAME's line(s) replaced and every other line kept."""
+    line = secrets_file_text({name: value}).strip()
+    out = []
+    for raw in text.splitlines():
+        stripped = raw.strip()
+        if stripped.startswith("export "):
+            stripped = stripped[len("export "):].lstrip()
+        out.append(line if stripped.partition("=")[0] == name and "=" in stripped else raw)
+    return "\n".join(out) + "\n"
+
+
+def _set_own_password(conn, password: str) -> str:
+    """Set the session's own account's password; the statement kind used. ALTER USER first
+    (MySQL, and MariaDB for an account holding CREATE USER); a least-privileged MariaDB
+    account may change its own password only with SET PASSWORD."""
+    import pymysql
+    with conn.cursor() as cur:
+        try:
+            cur.execute("ALTER USER CURRENT_USER() IDENTIFIED BY %s", (password,))
+            return "ALTER USER"
+        except pymysql.err.OperationalError as exc:
+            if not exc.args or exc.args[0] not in (1227, 1044, 1142):
+                raise
+        cur.execute("SET PASSWORD = PASSWORD(%s)", (password,))
+        return "SET PASSWORD"
+
+
+def _works(ep) -> bool:
+    try:
+        connect(ep).close()
+        return True
+    except ConnectionFailed:
+        return False
+
+
+def rotate_db_password(loaded, say: Callable[[str], None] = lambda line: None) -> PasswordRotation:
+    """Give the configured database account a new generated password, safely.
+
+    MariaDB keeps one password per account (MySQL's RETAIN CURRENT PASSWORD has no MariaDB
+    counterpart), so the switch is made in an order where every failure leaves one working
+    password written down: (1) the new secrets file is written beside the old one under a
+    temporary name (0600, fsynced); (2) the password is changed on a session opened with the
+    old one; (3) a new connection must log in with the new one, else the old password is set
+    back on the still-open session and the temporary file removed; (4) only then the new file
+    replaces the old by rename. A run killed between (2) and (4) leaves the temporary file,
+    which the next --rotate-db-password finds and finishes with. The password never reaches
+    argv, the environment or a log: it goes to the server as a statement parameter."""
+    import dataclasses
+
+    from tenangdb.fileio import write_atomically
+    from tenangdb.secrets import redact
+
+    name, secrets = _password_variable(loaded)
+    pending = secrets.with_name(secrets.name + PENDING_SUFFIX)
+    old_ep = endpoint_from(loaded.settings.database)
+    if pending.exists():
+        from tenangdb.config.loader import read_secrets_file
+        waiting = read_secrets_file(pending).get(name)
+        if waiting is not None and not _works(old_ep) and _works(dataclasses.replace(old_ep, password=waiting)):
+            os.replace(pending, secrets)
+            say(f"finished an interrupted rotation: {secrets} now holds the password the server has")
+            return PasswordRotation(account=old_ep.user, secrets_file=str(secrets), variable=name,
+                                    statement="(earlier run)", resumed=True)
+        pending.unlink()
+    conn = connect(old_ep)  # the old password must still work: it is the way back
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT CURRENT_USER()")
+            account = cur.fetchone()[0]
+        new = pysecrets.token_urlsafe(32)  # 256 bits; letters, digits, - and _: safe in any option file
+        redact.add(new)
+        st = secrets.stat()
+        write_atomically(pending, _with_value(secrets.read_text(encoding="utf-8"), name, new).encode(), 0o600)
+        try:
+            if os.geteuid() == 0:
+                os.chown(pending, st.st_uid, st.st_gid)
+            statement = _set_own_password(conn, new)
+        except BaseException:
+            pending.unlink(missing_ok=True)
+            raise
+        if not _works(dataclasses.replace(old_ep, password=new)):
+            _set_own_password(conn, old_ep.password or "")
+            pending.unlink(missing_ok=True)
+            raise ConnectionFailed(f"the new password for {account} was set but a new connection could not log in "
+                                   "with it; the old password was set back and the secrets file is unchanged")
+        os.replace(pending, secrets)
+        dir_fd = os.open(secrets.parent, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+    finally:
+        conn.close()
+    say(f"new password for {account} set with {statement}, tested, and written to {secrets} (${{{name}}}); "
+        "the old one no longer works")
+    return PasswordRotation(account=account, secrets_file=str(secrets), variable=name, statement=statement)

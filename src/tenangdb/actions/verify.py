@@ -19,7 +19,7 @@ from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import legacy, store
 from tenangdb.repository.manifest import FileEntry, Manifest
 from tenangdb.repository.naming import BackupRef, folder_name, parse_backup_name
-from tenangdb.stream.crypto import fingerprint, load_identities
+from tenangdb.stream.crypto import PASSPHRASE, RECIPIENTS, fingerprint, key_needed, load_identities
 from tenangdb.stream.pipeline import unseal
 
 log = logging.getLogger("tenangdb.verify")
@@ -86,15 +86,21 @@ def identities_for(loaded: LoadedConfig, manifest: Manifest, folder: Path) -> li
     if not identities:
         raise KeyUnavailable(f"{folder}: the backup is encrypted and no age identity is configured "
                            "(set backup.encryption.key_file, backup.encryption.key or TENANGDB_ENCRYPTION_KEY)")
-    wanted = {r.fingerprint for r in manifest.encryption.recipients}
-    have = {fingerprint(str(identity.to_public())) for identity in identities}
-    if wanted and not wanted & have:
-        # A security event (logs.py): the wrong key where backups are read back is worth a look.
-        security_event(log, "wrong_key", FAILED, "%s: the configured age identity (%s) is not one the backup was "
-                       "encrypted to (%s)", folder, ", ".join(sorted(have)), ", ".join(sorted(wanted)))
-        raise KeyUnavailable(f"{folder}: wrong decryption key: the configured age identity is not one the backup "
-                           f"was encrypted to (backup recipients: {', '.join(sorted(wanted))})")
-    return identities
+    mode = manifest.encryption.effective_mode
+    wanted = manifest.encryption.fingerprints
+    if key_needed(mode, wanted, identities)[1] or mode == RECIPIENTS and not wanted:
+        return identities
+    if mode == PASSPHRASE:
+        security_event(log, "wrong_key", FAILED, "%s: the backup is encrypted with a passphrase and none is "
+                       "configured", folder)
+        raise KeyUnavailable(f"{folder}: wrong decryption key: the backup is encrypted with a passphrase and none "
+                             "is configured (set backup.encryption.key or TENANGDB_ENCRYPTION_KEY to it)")
+    have = sorted({fingerprint(str(identity.to_public())) for identity in identities if hasattr(identity, "to_public")})
+    # A security event (logs.py): the wrong key where backups are read back is worth a look.
+    security_event(log, "wrong_key", FAILED, "%s: the configured age identity (%s) is not one the backup was "
+                   "encrypted to (%s)", folder, ", ".join(have) or "none", ", ".join(sorted(wanted)))
+    raise KeyUnavailable(f"{folder}: wrong decryption key: the configured age identity is not one the backup "
+                         f"was encrypted to (backup recipients: {', '.join(sorted(wanted))})")
 
 
 def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | None = None,

@@ -646,6 +646,23 @@ def upload(state: State, databases: str | None, backup_paths: tuple[str, ...]) -
         raise SystemExit(EXIT_UPLOAD)
 
 
+def _configured_identities(cfg) -> list:
+    """The identities and passphrase `list` judges each backup's key against; none when the
+    key file cannot be read (every encrypted backup then shows its key as missing)."""
+    from tenangdb.stream.crypto import load_identities
+
+    try:
+        return load_identities(cfg.backup.encryption)
+    except TenangDBError:
+        return []
+
+
+def _key_cell(entry) -> str:
+    if not entry.needs_key:
+        return "-"
+    return entry.needs_key + ("" if entry.key_available else " (missing)")
+
+
 def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
@@ -682,13 +699,14 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
     wanted = set(_split(databases) or [])
     if wanted:
         entries = [e for e in entries if e.database in wanted]
+    catalog.mark_keys(entries, _configured_identities(cfg))
     entries.sort(key=lambda e: (e.database, e.time.isoformat() if e.time else "", e.location, e.rel))
     if as_json:
         click.echo(json_mod.dumps({"backups": [e.as_json() for e in entries],
                                    "remote_error": remote_error}, indent=2))
     else:
         backups = [e for e in entries if e.kind == "backup"]
-        rows = [("DATABASE", "WHERE", "NAME", "TIME (UTC)", "SIZE", "ENC", "VERIFIED", "UPLOADED", "LOSSES")]
+        rows = [("DATABASE", "WHERE", "NAME", "TIME (UTC)", "SIZE", "ENC", "KEY", "VERIFIED", "UPLOADED", "LOSSES")]
         for e in backups:
             how = "; ".join(part for part in (e.verified_how, e.proof) if part)
             verified = ("yes" if e.verified else "no") + (f" ({how})" if how else "")
@@ -698,7 +716,7 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
                 verified = "DAMAGED"
             uploaded = "-" if e.location == "remote" else (e.uploaded or "no")
             rows.append((e.database, e.location, e.name, _when(e.time), human_size(e.size),
-                         "age" if e.encrypted else "-" if e.legacy else "no", verified, uploaded, str(len(e.losses)) if e.losses else "-"))
+                         "age" if e.encrypted else "-" if e.legacy else "no", _key_cell(e), verified, uploaded, str(len(e.losses)) if e.losses else "-"))
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         for row in rows:
             click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
@@ -952,6 +970,9 @@ def _key_option(*decls: str, key: str, help: str | None = None):
 @click.option("--root", "root", type=click.Path(file_okay=False), default="/", show_default=True,
               help="Write every file under this folder instead of / (packaging); nothing is enabled.")
 @click.option("--binary", help="The tenangdb executable the units run (default: this one).")
+@click.option("--rotate-db-password", is_flag=True, help="Only give the configured database account a new "
+              "generated password: set on the server, tested, then written to the secrets file (the config's "
+              "${NAME} for database.password); the old one stops working. Nothing else is changed.")
 @_key_option("--host", key="database.host")
 @_key_option("--port", key="database.port", help="Database port.")
 @_key_option("--socket", key="database.socket", help="Database unix socket.")
@@ -980,7 +1001,7 @@ def _key_option(*decls: str, key: str, help: str | None = None):
              "password is generated (or TENANGDB_METRICS_BASIC_AUTH_PASSWORD).")
 @click.pass_obj
 def init(state: State, local_config: str | None, root: str, password_stdin: bool, databases: str | None,
-         recipients: tuple[str, ...], **flags) -> None:
+         recipients: tuple[str, ...], rotate_db_password: bool, **flags) -> None:
     """Set up TenangDB: check the database, tools and grants; write the config (0640), the secrets
     (0600) and the folders; with --deploy-systemd, the service user and hardened units.
 
@@ -989,6 +1010,11 @@ def init(state: State, local_config: str | None, root: str, password_stdin: bool
     from tenangdb.actions import init as action
     from tenangdb.logs import setup
 
+    if rotate_db_password:
+        if local_config:
+            state.config_path = local_config
+        action.rotate_db_password(state.load(check_recipients=False), say=lambda line: click.echo(line, err=True))
+        return
     setup(state.log_level or "info")
     interactive = _interactive() and not password_stdin
     password = os.environ.get(action.DB_PASSWORD_VAR)
@@ -1097,6 +1123,25 @@ def key_generate(output: str | None, force: bool) -> None:
     recipient = generate_identity_file(path, force=force)
     click.echo(f"wrote a new age identity to {path} (mode 0600); keep a copy off this machine", err=True)
     click.echo(recipient)
+
+
+@key.command("rotate")
+@click.option("--key-file", type=click.Path(dir_okay=False), help="The identity file to rotate (default: the "
+              "config's backup.encryption.key_file).")
+@click.pass_obj
+def key_rotate(state: State, key_file: str | None) -> None:
+    """Add a new age identity to the key file for new backups; the old ones stay in it, marked
+    retired, to verify and restore older backups. Prints the new public recipient."""
+    from tenangdb.actions import keys
+
+    loaded = state.load(check_recipients=False) if not key_file or state.config_path else None
+    done = keys.rotate(loaded, key_file)
+    click.echo(f"rotated {done.key_file}: new backups are encrypted to the new key; "
+               f"{len(done.retired)} retired identit{'y' if len(done.retired) == 1 else 'ies'} kept in it to "
+               "read older backups; keep a copy of the file off this machine", err=True)
+    for note in done.notes:
+        click.echo(f"warning: {note}", err=True)
+    click.echo(done.recipient)
 
 
 def add_help_and_completion(group: click.Group, complete_var: str) -> None:

@@ -104,7 +104,6 @@ IGNORED_KEYS = {
     "database.type": "only MySQL and MariaDB are supported",
     "database.mysql": "the dump options are chosen by backup.engine",
     "database.postgresql": "only MySQL and MariaDB are supported",
-    "upload.verify_upload": "uploads are always verified; upload.verify chooses how",
 }
 
 

@@ -232,10 +232,18 @@ class EncryptionConfig(_Section):
     enabled: bool = Field(False, description="encrypt backups; needs recipients, recipients_file, key or key_file")
     recipients: NameList = Field(default_factory=list, description="age public keys (age1...) to encrypt to")
     recipients_file: str | None = Field(None, description="a file of age public keys, one a line")
-    key: SecretStr | None = Field(None, description="an age identity (AGE-SECRET-KEY-1...), to verify and restore; "
-                                  "give it as ${VAR} or set TENANGDB_ENCRYPTION_KEY")
+    key: SecretStr | None = Field(None, description="an age identity (AGE-SECRET-KEY-1...), to verify and restore, "
+                                  "or a passphrase (age's scrypt mode: used to encrypt only when no recipient or "
+                                  "identity is configured; docs/SECURITY.md says what it costs); give it as ${VAR} "
+                                  "or set TENANGDB_ENCRYPTION_KEY")
     key_file: str | None = Field(None, description="a file holding the age identity (mode 0600), to verify and "
-                                 "restore; without recipients, backups are encrypted to it")
+                                 "restore; without recipients, backups are encrypted to it (to its current "
+                                 "identity after `tenangdb key rotate`)")
+    # age's default; each stored file costs one scrypt of 2^N (N=18: ~256 MiB, about a second)
+    # to write and again to read. The ceiling is the one decryption accepts (stream/passphrase.py).
+    passphrase_work_factor: int = Field(18, ge=10, le=22, description="with a passphrase: log2 of the scrypt "
+                                        "work factor of each new file (18 is age's default; higher resists "
+                                        "guessing longer, and costs memory and time per file)")
     # A host that encrypts to recipients whose identity is kept elsewhere, while it holds an
     # identity of its own for something else; without this, that is a configuration error.
     allow_foreign_recipients: bool = Field(False, description="true: an identity that decrypts none of the "
@@ -343,6 +351,15 @@ class UploadConfig(_Section):
                                  "hashes; size: sizes only; download: every file read back and hashed; off (or "
                                  "false): rclone's exit status only")
 
+    verify_upload: bool | None = compat(None, "the security guide's name of upload.verify: true is hash, false is off "
+                                        "(upload.verify wins when both are set)")
+
+    @model_validator(mode="after")
+    def _verify_upload(self) -> "UploadConfig":
+        if self.verify_upload is not None and "verify" not in self.model_fields_set:
+            self.verify = "hash" if self.verify_upload else "off"
+        return self
+
     @field_validator("verify", mode="before")
     @classmethod
     def _verify(cls, value: Any) -> Any:
@@ -439,6 +456,10 @@ class MetricsConfig(_Section):
     basic_auth: BasicAuthConfig = Field(default_factory=BasicAuthConfig, description=BasicAuthConfig.__doc__)
     tls_cert: str | None = Field(None, description="certificate file; with tls_key, the exporter serves HTTPS")
     tls_key: str | None = Field(None, description="the certificate's key file")
+    duration_form: Literal["histogram", "gauge"] = Field(
+        "histogram", description="how tenangdb_{backup,upload,restore}_duration_seconds are served: histogram "
+        "(quantiles and rates work), or gauge, the latest run's duration, as the original TenangDB's exporter "
+        "served them (its Grafana panels read them so)")
 
     @field_validator("path")
     @classmethod

@@ -40,6 +40,7 @@ def _outcome(state: dict[str, Any], section: str, database: str, ok: bool, durat
     if duration is not None:
         hist = record.setdefault("duration", {}).setdefault("success" if ok else "failed", new_histogram())
         observe(hist, max(duration, 0.0))
+        record["last_duration_seconds"] = max(duration, 0.0)  # metrics.duration_form: gauge
     return record
 
 
@@ -48,6 +49,7 @@ class Recorder:
         self.enabled = cfg.enabled
         self.state = StateFile(cfg.state_path)
         self.textfile = Path(cfg.textfile) if cfg.textfile else None
+        self.duration_form = cfg.duration_form
 
     def _update(self, change: Callable[[dict[str, Any]], None]) -> None:
         if not self.enabled:
@@ -158,7 +160,8 @@ class Recorder:
                 state, readable = self.state.read(), True
             except StateCorrupted:
                 state, readable = empty(), False
-            write_atomically(self.textfile, render(state, running=self.state.is_running(), state_readable=readable),
+            write_atomically(self.textfile, render(state, running=self.state.is_running(), state_readable=readable,
+                                                      duration_form=self.duration_form),
                              TEXTFILE_MODE)
         except Exception as exc:  # noqa: BLE001
             log.warning("could not write the metrics textfile %s: %s", self.textfile, exc)

@@ -140,7 +140,7 @@ class RefusedLogins:
                        "wrong credentials" if had_credentials else "no credentials", more, level=logging.WARNING)
 
 
-def make_handler(state: StateFile, metrics_path: str, auth: BasicAuth | None):
+def make_handler(state: StateFile, metrics_path: str, auth: BasicAuth | None, duration_form: str = "histogram"):
     refused = RefusedLogins()
     class Handler(BaseHTTPRequestHandler):
         timeout = 30  # a client that stops talking releases its thread
@@ -204,7 +204,8 @@ def make_handler(state: StateFile, metrics_path: str, auth: BasicAuth | None):
                 log.warning("metrics state file %s is corrupted (%s); serving empty metrics until the next "
                             "run rebuilds it", state.path, exc)
                 current, readable = empty(), False
-            self._send(200, render(current, running=state.is_running(), state_readable=readable), CONTENT_TYPE)
+            self._send(200, render(current, running=state.is_running(), state_readable=readable,
+                                   duration_form=duration_form), CONTENT_TYPE)
 
         do_HEAD = do_GET
 
@@ -232,11 +233,11 @@ def tls_context(cert: str, key: str) -> ssl.SSLContext:
 
 
 def serve(state: StateFile, listen: str, port: int, metrics_path: str, auth: BasicAuth | None,
-          tls: ssl.SSLContext | None) -> _Server:
+          tls: ssl.SSLContext | None, duration_form: str = "histogram") -> _Server:
     """Bind and return the server (the caller runs serve_forever); a bind failure is one line."""
     host = listen.strip("[]")
     try:
-        return _Server((host, port), make_handler(state, metrics_path, auth), tls=tls, ipv6=":" in host)
+        return _Server((host, port), make_handler(state, metrics_path, auth, duration_form), tls=tls, ipv6=":" in host)
     except OSError as exc:
         where = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
         if exc.errno == errno.EADDRINUSE:

@@ -18,7 +18,7 @@ from tenangdb.metrics.state import BUCKETS
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 
 
-def _histogram(name: str, doc: str, records: dict[str, Any]) -> HistogramMetricFamily:
+def _duration_histogram(name: str, doc: str, records: dict[str, Any]) -> HistogramMetricFamily:
     family = HistogramMetricFamily(name, doc, labels=["database", "status"])
     for database, record in sorted(records.items()):
         for status, hist in sorted(record.get("duration", {}).items()):
@@ -53,10 +53,18 @@ def _two_labels(cls, name: str, doc: str, records: dict[str, Any], second: str) 
     return family
 
 
-def families(state: dict[str, Any], *, running: bool, state_readable: bool = True) -> Iterable[Metric]:
+def families(state: dict[str, Any], *, running: bool, state_readable: bool = True,
+             duration_form: str = "histogram") -> Iterable[Metric]:
     backup, upload, restore = state["backup"], state["upload"], state["restore"]
     verify = state["verify"]
     G, C = GaugeMetricFamily, CounterMetricFamily
+
+    def _histogram(name: str, doc: str, records: dict[str, Any]) -> Metric:
+        if duration_form == "gauge":
+            # The original's exporter served the latest duration as a gauge; its dashboards read it so.
+            return _per_database(G, name, f"{doc} Latest run (metrics.duration_form: gauge).", records,
+                                 "last_duration_seconds")
+        return _duration_histogram(name, doc, records)
 
     yield _histogram("tenangdb_backup_duration_seconds", "Duration of database backups.", backup)
     yield _per_database(C, "tenangdb_backup_success_total", "Successful database backups.", backup, "success_total")
@@ -172,16 +180,17 @@ def _deprecated(state: dict[str, Any], *, running: bool, state_readable: bool) -
 
 
 class _StateCollector:
-    def __init__(self, state: dict[str, Any], running: bool, state_readable: bool) -> None:
-        self.args = state, running, state_readable
+    def __init__(self, state: dict[str, Any], running: bool, state_readable: bool, duration_form: str) -> None:
+        self.args = state, running, state_readable, duration_form
 
     def collect(self) -> Iterable[Metric]:
-        state, running, readable = self.args
-        return families(state, running=running, state_readable=readable)
+        state, running, readable, form = self.args
+        return families(state, running=running, state_readable=readable, duration_form=form)
 
 
-def render(state: dict[str, Any], *, running: bool, state_readable: bool = True) -> bytes:
+def render(state: dict[str, Any], *, running: bool, state_readable: bool = True,
+           duration_form: str = "histogram") -> bytes:
     # A private registry: no process/platform collectors, only what the state says.
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_StateCollector(state, running, state_readable))
+    registry.register(_StateCollector(state, running, state_readable, duration_form))
     return generate_latest(registry)

@@ -142,8 +142,9 @@ def _count_of(record: dict[str, Any], key: str, where: str) -> int | float:
 
 def import_original(data: dict[str, Any]) -> dict[str, Any]:
     """The original's metrics.json in this format, keeping what it can state truthfully: counts,
-    last times, sizes and totals. Its durations were the last run's only (no histogram can be
-    made of them) and upload bytes the last upload's; they are left out."""
+    last times, sizes and totals. Its durations were the last run's only: no histogram can be
+    made of them, so they serve the gauge form (metrics.duration_form); upload bytes were the
+    last upload's and are left out."""
     state = empty()
     for section, ours, when_key in (("backups", "backup", "last_backup"), ("uploads", "upload", "last_upload"),
                                     ("restores", "restore", "last_restore")):
@@ -163,6 +164,8 @@ def import_original(data: dict[str, Any]) -> dict[str, Any]:
                     converted["last_success_timestamp"] = when
                     if section == "backups" and _number(record.get("size_bytes")):
                         converted["size_bytes"] = record["size_bytes"]
+                if _number(record.get("duration_seconds")):
+                    converted["last_duration_seconds"] = record["duration_seconds"]  # duration_form: gauge
             state[ours][str(database)] = converted
     system = data.get("system", {})
     if _number(system.get("total_databases")):

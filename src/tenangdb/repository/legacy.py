@@ -55,19 +55,34 @@ class Legacy:
 
 def detect(path: Path) -> Legacy | None:
     """The legacy backup at `path`, or None when it is not one (ours, or anything else)."""
-    match = _NAME.match(path.name)
-    if not match:
-        return None
     try:
         mode = path.lstat().st_mode
     except FileNotFoundError:
         return None
-    ext = match.group("ext")
     if stat.S_ISDIR(mode):
-        if ext or (path / MANIFEST).exists() or not (path / mydumper.METADATA).is_file():
+        if (path / MANIFEST).exists():
+            return None
+        named = by_name(path.name, folder=True, files=[mydumper.METADATA] if (path / mydumper.METADATA).is_file() else [])
+    elif stat.S_ISREG(mode):
+        named = by_name(path.name, folder=False)
+    else:
+        return None
+    return Legacy(path, *named) if named else None
+
+
+def by_name(name: str, *, folder: bool, files: list[str] | None = None) -> tuple[str, datetime, str] | None:
+    """(database, time, form) when `name` is one the original gave a backup of this shape: a
+    file with its extensions, or a folder holding mydumper's metadata (and no manifest of
+    ours, which the caller checks); else None. Also for listings of a remote."""
+    match = _NAME.match(name)
+    if not match:
+        return None
+    ext = match.group("ext")
+    if folder:
+        if ext or mydumper.METADATA not in (files or []):
             return None
         form = FOLDER
-    elif stat.S_ISREG(mode) and ext:
+    elif ext:
         form = SQL if ext == ".sql" else ARCHIVE
     else:
         return None
@@ -75,7 +90,7 @@ def detect(path: Path) -> Legacy | None:
         when = datetime.strptime(match.group("stamp"), STAMP).astimezone()  # naive = local time
     except ValueError:
         return None  # no such date (a month 13): not a name the original wrote
-    return Legacy(path, match.group("db"), when, form)
+    return match.group("db"), when, form
 
 
 def _open(path: Path) -> IO[bytes]:

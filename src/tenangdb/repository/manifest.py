@@ -140,9 +140,27 @@ class Recipient(Part):
 
 
 class Encryption(Part):
+    """How the files are encrypted: `method` "age" in `mode` "recipients" (to the listed
+    recipients' keys) or "passphrase" (age's scrypt mode; no recipient is listed, and nothing
+    derived from the passphrase is written). A manifest without `mode` was written before
+    passphrases existed: its files are encrypted to recipients."""
+
+    OMIT_IF_NONE = frozenset({"mode"})
+
     enabled: bool = False
     method: str | None = None
+    mode: str | None = None  # a mode a later version adds loads, and fails at decryption, naming it
     recipients: list[Recipient] = Field(default_factory=list)
+
+    @property
+    def effective_mode(self) -> str | None:
+        if not self.enabled:
+            return None
+        return self.mode or "recipients"
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [r.fingerprint for r in self.recipients if r.fingerprint]
 
 
 class Objects(Part):

@@ -1,5 +1,7 @@
 """The stream pipeline: plain bytes → SHA-256 → compress → age encrypt → SHA-256 → file, and back.
 
+age encryption is pyrage's to recipients, or ours (stream/passphrase.py) with a passphrase.
+
 Everything is streamed in bounded chunks: memory stays flat whatever the size of
 the dump, and no plaintext byte is ever written to disk when encryption is on.
 """
@@ -18,7 +20,9 @@ from typing import BinaryIO, Callable
 import pyrage
 
 from tenangdb.errors import Interrupted, TenangDBError, VerifyFailed, interrupt_requested
+from tenangdb.stream import passphrase
 from tenangdb.stream.codec import compressor, decompressor
+from tenangdb.stream.passphrase import Passphrase
 
 CHUNK = 1 << 20
 HEAD_KEEP = 64 * 1024
@@ -205,7 +209,13 @@ def seal(read: Callable[[int], bytes], dest: Path, *, compression: str, level: i
     source = _PlainSource(read, compression, level)
     writer = _HashingFileWriter(dest)
     try:
-        if recipients:
+        if recipients and isinstance(recipients[0], Passphrase):
+            # Our own code: a failing read or write raises its own error, nothing to unwrap.
+            try:
+                passphrase.encrypt_io(source.read, writer.write, recipients[0])
+            except passphrase.AgeFormatError as exc:  # scrypt could not get its memory
+                raise TenangDBError(f"encryption failed: {exc}") from None
+        elif recipients:
             try:
                 pyrage.encrypt_io(source, writer, recipients)
             except Exception as exc:  # pyrage reports a failing callback as its own error
@@ -363,6 +373,19 @@ class _PlainSink:
         return Digest(self.size, self._hash.hexdigest())
 
 
+def _decrypt_with_passphrase(reader: _HashingFileReader, sink: _PlainSink, identities: list, name: str) -> None:
+    passphrases = [i for i in identities if isinstance(i, Passphrase)]
+    if not passphrases:
+        raise VerifyFailed(f"{name}: it is encrypted with a passphrase and none is configured (wrong key; set "
+                           "backup.encryption.key or TENANGDB_ENCRYPTION_KEY to it)")
+    try:
+        passphrase.decrypt_io(reader.read, sink.write, passphrases)
+    except passphrase.WrongPassphrase as exc:
+        raise VerifyFailed(f"{name}: the configured passphrase cannot decrypt it (wrong key: {exc})") from None
+    except passphrase.AgeFormatError as exc:
+        raise VerifyFailed(f"{name}: decryption failed, the file is damaged or truncated ({exc})") from None
+
+
 @dataclass
 class UnsealResult:
     plain: Digest
@@ -388,9 +411,15 @@ def unseal(path: Path, *, compression: str, identities: list | None,
         raise VerifyFailed(f"{name}: file is not readable by this user") from None
     sink = _PlainSink(compression, forward, threaded)
     try:
-        if identities is not None:
+        if identities is not None and passphrase.is_passphrase_file(path):
+            _decrypt_with_passphrase(reader, sink, identities, name)
+        elif identities is not None:
+            keys = [i for i in identities if not isinstance(i, Passphrase)]
+            if not keys:
+                raise VerifyFailed(f"{name}: it is encrypted to age recipients and only a passphrase is "
+                                   "configured (wrong key; set backup.encryption.key_file to the identity)")
             try:
-                pyrage.decrypt_io(reader, sink, identities)
+                pyrage.decrypt_io(reader, sink, keys)
             except Exception as exc:  # pyrage reports damage as DecryptError or a bare OSError
                 if interrupt_requested():
                     raise Interrupted("interrupted; unfinished work was removed") from None
