@@ -18,7 +18,7 @@ def settings(engine: str = "auto", **mydumper) -> Settings:
 
 
 def test_every_engine_is_registered_under_its_manifest_name():
-    assert set(engines.ENGINES) == {"mysqldump", "mydumper"}
+    assert set(engines.ENGINES) == {"mysqldump", "mydumper", "mariabackup"}
     for name, engine in engines.ENGINES.items():
         assert engine.name == name and engine.label
         if engine.fallback is not None:
@@ -70,3 +70,16 @@ def test_reload_is_required_by_mydumper_and_optional_for_the_streaming_dump():
                 if n.privilege == "RELOAD"]
     assert reload("mydumper") == [True]
     assert reload("mysqldump") == [False]
+
+
+def test_the_physical_engine_needs_global_privileges_only_and_no_dump_grants():
+    needs = grants.requirements("mariabackup", "mariadb", "10.11.6", binlog=True)
+    assert {n.privilege for n in needs if n.required} == {"RELOAD", "PROCESS", "LOCK TABLES", "BINLOG MONITOR"}
+    assert all(n.scope == "global" for n in needs)
+    older = grants.requirements("mariabackup", "mariadb", "10.4.30", binlog=True)
+    assert "REPLICATION CLIENT" in {n.privilege for n in older} and "BINLOG MONITOR" not in {n.privilege for n in older}
+
+
+def test_the_physical_engine_is_chosen_by_name_and_never_by_auto():
+    assert engines.choose(settings("mariabackup")).whole_instance
+    assert not engines.choose(settings("auto", enabled=False)).whole_instance

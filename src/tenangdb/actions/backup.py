@@ -26,6 +26,7 @@ from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.alignment import Alignment
 from tenangdb.mysql.connection import connect, endpoint_from, reconnect, translated_errors
 from tenangdb.mysql.engines import BackupJob, DumpInput, Engine
+from tenangdb.mysql.mariabackup import INSTANCE
 from tenangdb.mysql.tools import client_tool
 from tenangdb.progress import Progress  # noqa: F401 - the display's protocol, imported from here by the cli
 from tenangdb.repository import identity, store, tracking
@@ -72,6 +73,10 @@ class Plan:
 def plan(loaded: LoadedConfig, databases: list[str] | None) -> Plan:
     cfg = loaded.settings
     names = databases if databases else cfg.backup.databases
+    engine = choose_engine(cfg)
+    if engines.ENGINES[engine].whole_instance:
+        # A physical backup copies the whole instance: backup.databases does not narrow it.
+        names = [INSTANCE]
     if not names:
         raise ConfigError("no databases to back up: set backup.databases or pass --databases")
     if "all" in names and len(names) > 1:
@@ -80,7 +85,7 @@ def plan(loaded: LoadedConfig, databases: list[str] | None) -> Plan:
         databases=list(dict.fromkeys(names)),
         exclude=list(cfg.backup.exclude),
         directory=Path(cfg.backup.directory),
-        engine=choose_engine(cfg),
+        engine=engine,
         compression=cfg.backup.compression.format,
         level=cfg.backup.compression.effective_level,
         encrypted=cfg.backup.encryption.enabled,
@@ -93,12 +98,16 @@ def choose_engine(cfg) -> str:
 
 
 def describe_databases(the_plan: Plan) -> str:
+    if the_plan.databases == [INSTANCE]:
+        return "the whole instance (a physical backup; backup.databases does not narrow it)"
     shown = "all (except information_schema, performance_schema, sys, mysql)" \
         if the_plan.databases == ["all"] else ", ".join(the_plan.databases)
     return shown + (f"; excluding {', '.join(the_plan.exclude)}" if the_plan.exclude else "")
 
 
 def _resolve(conn, the_plan: Plan, include_mysql: bool) -> list[str]:
+    if the_plan.databases == [INSTANCE]:
+        return [INSTANCE]
     names = inv_mod.all_databases(conn, include_mysql=include_mysql) if the_plan.databases == ["all"] \
         else the_plan.databases
     kept = [n for n in names if not any(fnmatch.fnmatchcase(n, pattern) for pattern in the_plan.exclude)]
@@ -314,6 +323,8 @@ def _engines(dcfg, name: str) -> _Engines:
 def _backup_one(conn, job: BackupJob, chosen: _Engines) -> tuple[Path, list[fidelity.Loss]]:
     """Dump, seal and commit one database; the committed folder and what it does not hold exactly."""
     name, endpoint, settings = job.database, job.endpoint, job.settings
+    if chosen.primary.whole_instance:
+        return _backup_instance(conn, job, chosen.primary), []
     if not inv_mod.database_exists(conn, name):
         raise BackupFailed(f"database {name!r} does not exist on the server", retryable=False)
     when = _now()
@@ -444,6 +455,34 @@ def _backup_one(conn, job: BackupJob, chosen: _Engines) -> tuple[Path, list[fide
         )
         try:
             return staging.commit(manifest), losses
+        except OSError as exc:
+            raise store.disk_error(exc, staging.path) from None
+    except BaseException:
+        staging.discard()
+        raise
+
+
+def _backup_instance(conn, job: BackupJob, engine: Engine) -> Path:
+    """A physical backup: the whole instance in one sealed stream, filed under INSTANCE. The
+    manifest lists every database's objects (`instance.databases`) for restores to find again."""
+    when = _now()
+    staging = store.begin(job.directory, job.database, when)
+    try:
+        databases = engine.instance_objects(conn)
+        job.progress.started(job.database, engine.name, sum(len(o["tables"]) for o in databases.values()))
+        dumped = engine.dump(job, DumpInput(staging=staging, inventory=databases, checked=None))
+        manifest = Manifest(
+            tool={"name": "tenangdb", "version": __version__}, database=job.database, name=staging.name,
+            server={"version": job.server.version, "flavour": job.server.flavour}, engine=dumped.engine,
+            started_at=when.isoformat(), finished_at=_now().isoformat(), binlog=dumped.binlog,
+            compression={"format": job.compression, "level": job.level},
+            encryption={"enabled": job.keys is not None, "method": "age" if job.keys else None,
+                        "recipients": job.keys.fingerprints() if job.keys else []},
+            files=dumped.files, objects={},
+            content_checks={"method": None, "reason": "a physical backup is proven by a test restore's CHECK TABLE"},
+            instance={"databases": databases}, warnings=[redact(w) for w in dumped.warnings[-20:]])
+        try:
+            return staging.commit(manifest)
         except OSError as exc:
             raise store.disk_error(exc, staging.path) from None
     except BaseException:

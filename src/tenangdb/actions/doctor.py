@@ -417,6 +417,42 @@ def database(loaded: LoadedConfig) -> list[Check]:
     return checks
 
 
+def physical(loaded: LoadedConfig) -> Check | None:
+    """With backup.engine: mariabackup, the tool reads the server's files: the server must be on
+    this machine and its data directory readable by this user. The backup is of the whole
+    instance, which backup.databases does not narrow."""
+    if loaded.settings.backup.engine != "mariabackup":
+        return None
+    from tenangdb.mysql.connection import connect, endpoint_from
+
+    named = loaded.settings.backup.databases
+    note = (f"; backup.databases ({', '.join(named)}) does not narrow it: a physical backup is of the whole "
+            "instance" if named and named != ["all"] else "; a physical backup is of the whole instance")
+    ep = endpoint_from(loaded.settings.database)
+    try:
+        conn = connect(ep)
+        try:
+            with conn.cursor() as cur:
+                cur.execute("SELECT @@datadir")
+                (datadir,) = cur.fetchone()
+        finally:
+            conn.close()
+    except Exception as exc:  # noqa: BLE001 - reported as the check's outcome
+        return Check("physical", FAIL, f"cannot ask the server for its data directory: {exc}{note}")
+    if not (ep.socket or ep.host in LOOPBACK):
+        return Check("physical", FAIL, f"mariabackup reads the server's files, and {ep.describe()} is not on this "
+                     f"machine{note}", "run tenangdb on the database server, or use a logical engine")
+    folder = Path(datadir)
+    unreadable = [str(p) for p in (folder, folder / "ibdata1", folder / "mysql")
+                  if p.exists() and not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0))]
+    if not folder.is_dir() or unreadable:
+        return Check("physical", FAIL, f"this user cannot read the server's data directory "
+                     f"({unreadable[0] if unreadable else datadir}), which mariabackup copies{note}",
+                     "run backups as the server's user or add this user to its group (and give the group read "
+                     "access to the data directory and its files)")
+    return Check("physical", PASS, f"the data directory {datadir} is readable by this user{note}")
+
+
 def encryption(loaded: LoadedConfig) -> Check:
     enc = loaded.settings.backup.encryption
     if not enc.enabled:
@@ -683,6 +719,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         service_unit(unit_dir, loaded),
         tools(loaded),
         *database(loaded),
+        physical(loaded),
         encryption(loaded),
         passphrase(loaded),
         backup_keys(loaded),

@@ -148,6 +148,9 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
         # Everything that needs no backup byte comes first: a wrong password, an unknown table or
         # a non-empty target is reported at once, not after minutes of reading.
         engine = engines.for_manifest(manifest, loaded.settings.database)
+        if engine.whole_instance:
+            raise InvalidInput(f"{backup_path} is a physical backup of the whole instance: it restores into a new "
+                               "data directory (restore -b BACKUP --datadir DIR), not into a database")
         if tables is not None:
             _select(engine, manifest, tables)
         engine.load_tool()
@@ -423,3 +426,109 @@ def _unsealing(wanted: set[str] | None, scratch: Path):
     return lambda manifest, entry: _extraction(scratch if wanted is None or entry.unsealed_name in wanted else None,
                                                entry)
 
+
+
+# --- a physical backup into a new data directory ---------------------------------------------
+
+@dataclass
+class RestoredDatadir:
+    path: Path
+    datadir: Path
+    duration: float
+    plain_bytes: int
+    owner: str | None  # the user the files were given to (as root), else None
+    start_command: str
+
+
+def check_datadir(datadir: Path) -> None:
+    """A physical restore writes only into a new, empty data directory: never over data, and
+    never under a running server. InvalidInput (exit 2) before anything is read."""
+    if datadir.exists() and not datadir.is_dir():
+        raise InvalidInput(f"--datadir {datadir}: not a directory")
+    if datadir.is_dir():
+        entries = sorted(p.name for p in datadir.iterdir())
+        if entries:
+            live = {"ibdata1", "aria_log_control", "mysql", "ib_logfile0"} & set(entries)
+            what = "holds a server's data files" if live else "is not empty"
+            raise InvalidInput(f"--datadir {datadir} {what} ({', '.join(entries[:3])}"
+                               f"{', …' if len(entries) > 3 else ''}); a physical restore goes into a new, "
+                               "empty data directory only (stop nothing: give a new path)")
+    elif not datadir.parent.is_dir():
+        raise InvalidInput(f"--datadir {datadir}: its parent folder {datadir.parent} does not exist")
+    if (running := _server_on(datadir)) is not None:
+        raise InvalidInput(f"--datadir {datadir} is the data directory of a running server (pid {running})")
+
+
+def _server_on(datadir: Path) -> int | None:
+    """The pid of a running mariadbd/mysqld whose --datadir is `datadir` (as far as this user can see)."""
+    wanted = os.path.realpath(datadir)
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if not argv or Path(argv[0].decode(errors="replace")).name not in ("mariadbd", "mysqld"):
+            continue
+        for arg in argv:
+            if arg.startswith(b"--datadir=") and os.path.realpath(arg[10:].decode(errors="replace")) == wanted:
+                return int(proc.name)
+    return None
+
+
+def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Path) -> RestoredDatadir:
+    """Verify a physical backup, unpack it (mbstream) into a private folder beside `datadir` in
+    the verifying pass, prepare it, and move it into `datadir` (new and empty), owned by the
+    server's user when run as root."""
+    datadir = Path(datadir).absolute()
+    check_datadir(datadir)
+    listed = manifest_mod.load(resolve_backup_path(backup_path))
+    engine = engines.for_manifest(listed, loaded.settings.database)
+    if not engine.whole_instance:
+        raise InvalidInput(f"--datadir restores a physical backup (backup.engine: mariabackup); this one was made by "
+                           f"the {engine.label} engine: restore it into a database with -d")
+    engine.load_tool()  # before reading gigabytes, not after
+    started = time.monotonic()
+    scratch = private_folder_beside(datadir)
+    try:
+        verified = unpack_verified(loaded, backup_path, engine, scratch)
+        engine.prepare(scratch, loaded.settings.backup.physical.use_memory)
+        engine.move_back(scratch, datadir)
+    except VerifyFailed as exc:
+        raise type(exc)(f"refusing to restore from a backup that failed verification: {exc}") from None
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+    owner = _give_to_server_user(datadir)
+    duration = time.monotonic() - started
+    command = (f"mariadbd --no-defaults --datadir={datadir} --socket={datadir}/mysqld.sock --port=3307"
+               + (f" --user={owner}" if owner else ""))
+    log.info("restored %s into the data directory %s in %.1fs", verified.path, datadir, duration)
+    return RestoredDatadir(path=verified.path, datadir=datadir, duration=duration, plain_bytes=verified.plain_bytes,
+                           owner=owner, start_command=command)
+
+
+def unpack_verified(loaded: LoadedConfig, backup_path, engine, into: Path) -> Verified:
+    """One pass: every file verified while mbstream unpacks it into `into` (0700); what was
+    unpacked may be used only once this returns."""
+    os.chmod(into, 0o700)
+    try:
+        return verify_backup(loaded, backup_path, sink=lambda manifest, entry: engine.unpacker(into))
+    except RestoreFailed as exc:
+        verify_backup(loaded, backup_path)  # damaged files explain a failed unpack best: say so if they are
+        raise VerifyFailed(f"the backup could not be unpacked: {exc}") from None
+
+
+def _give_to_server_user(datadir: Path) -> str | None:
+    """As root, the files go to the server's user (mysql), as a server started with --user wants."""
+    if os.geteuid() != 0:
+        return None
+    import pwd
+    try:
+        user = pwd.getpwnam("mysql")
+    except KeyError:
+        log.warning("no user 'mysql' on this machine: %s stays owned by root", datadir)
+        return None
+    for path in [datadir, *datadir.rglob("*")]:
+        os.chown(path, user.pw_uid, user.pw_gid, follow_symlinks=False)
+    return user.pw_name

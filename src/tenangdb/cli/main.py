@@ -468,6 +468,10 @@ def _verified_line(outcome) -> str:
     if not outcome.method.startswith("test-restore"):
         # A legacy backup has no checksums: say what was read instead.
         return f"OK {outcome.path}{losses}" + (f" ({outcome.proof})" if outcome.method == "legacy-read" else "")
+    if outcome.tables_checked and outcome.restored_rows is None:  # a physical backup: no rows counted
+        return (f"OK {outcome.path} ({outcome.method}: {outcome.proof}; prepared and started in "
+                f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables passed CHECK TABLE, "
+                f"{outcome.duration:.1f}s in all){losses}")
     line = (f"OK {outcome.path} ({outcome.method}: {outcome.proof}; restored {outcome.restored_rows} rows in "
             f"{outcome.restore_seconds:.1f}s, {outcome.tables_checked} tables matched their recorded counts and "
             f"checksums, {outcome.duration:.1f}s in all){losses}")
@@ -507,15 +511,24 @@ def _verified_line(outcome) -> str:
               "this binlog position.")
 @click.option("--dry-run", is_flag=True, help="With --to-time/--to-gtid/--to-position: print the plan (base, binlog "
               "files, stop point, replay size) and change nothing.")
+@click.option("--datadir", type=click.Path(file_okay=False), help="With -b and a physical backup (backup.engine: "
+              "mariabackup): restore the whole instance into this new, empty data directory (no server is touched), "
+              "then print the command that starts a server on it.")
 @click.pass_obj
 def restore(state: State, backup_path: str | None, latest: bool, before: str | None, all_: bool,
             databases: str | None, prefix: str, suffix: str, target: str | None, yes: bool, from_remote: bool,
             allow_system_schema: bool, tables: str | None, to_time: str | None, to_gtid: str | None,
-            to_position: str | None, dry_run: bool) -> None:
+            to_position: str | None, dry_run: bool, datadir: str | None) -> None:
     """Verify a backup, then restore it (or some of its tables) into a database (by default its own)."""
     from tenangdb.actions import fetch, recover
     from tenangdb.actions import restore as action
 
+    if datadir is not None:
+        if (not backup_path or all_ or target or tables is not None or from_remote or latest or before
+                or to_time or to_gtid or to_position or dry_run):
+            raise click.UsageError("--datadir goes with -b naming one physical backup (a local folder) alone")
+        _restore_datadir(state.load(), backup_path, datadir)
+        return
     if to_time or to_gtid or to_position or dry_run:
         _restore_to_point(state, backup_path, target, yes, allow_system_schema, to_time, to_gtid, to_position,
                           dry_run, conflicts=all_ or latest or bool(before) or from_remote or tables is not None)
@@ -601,6 +614,17 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
     with observe.restore_run(loaded, database):
         seconds = pitr.run(loaded, the_plan, confirm=_confirm_factory(yes), allow_system_schema=allow_system_schema)
     click.echo(f"restored {database} into {target!r} as of {the_plan.stop.what} (replay {seconds:.1f}s)")
+
+
+def _restore_datadir(loaded, backup_path: str, datadir: str) -> None:
+    from tenangdb.actions import restore as action
+
+    chosen = _choose_backup(loaded, backup_path)
+    with observe_restore(loaded, chosen):
+        done = action.run_datadir(loaded, chosen, datadir)
+    click.echo(f"OK {done.path} -> data directory {done.datadir} ({human_size(done.plain_bytes)} in "
+               f"{done.duration:.1f}s{f', owned by {done.owner}' if done.owner else ''})")
+    click.echo(f"start a server on it: {done.start_command}")
 
 
 def observe_restore(loaded, path):

@@ -265,7 +265,14 @@ class EncryptionConfig(_Section):
         return self
 
 
-BackupEngine = Literal["auto", "mysqldump", "mydumper"]
+BackupEngine = Literal["auto", "mysqldump", "mydumper", "mariabackup"]
+
+
+class PhysicalConfig(_Section):
+    """The physical engine (backup.engine: mariabackup): a copy of the whole instance's files."""
+
+    use_memory: str = Field("256M", pattern=r"^[0-9]+[KMG]?$", description="mariabackup --prepare --use-memory "
+                            "(restore and test restore): memory for applying the redo log")
 
 
 class BackupConfig(_Section):
@@ -281,7 +288,9 @@ class BackupConfig(_Section):
     tracking_directory: str | None = Field(None, description="where the last-backup tracking file lives "
                                            "(default /var/lib/tenangdb as root, else the user data dir)")
     engine: BackupEngine = Field("auto", description="auto (mydumper when installed and "
-                                 "database.mydumper.enabled), mysqldump or mydumper")
+                                 "database.mydumper.enabled), mysqldump, mydumper or mariabackup (physical: the "
+                                 "whole instance, which backup.databases does not narrow)")
+    physical: PhysicalConfig = Field(default_factory=PhysicalConfig, description=PhysicalConfig.__doc__)
     compression: CompressionConfig = Field(default_factory=CompressionConfig, description=CompressionConfig.__doc__)
     encryption: EncryptionConfig = Field(default_factory=EncryptionConfig, description=EncryptionConfig.__doc__)
     batch_size: int = Field(5, ge=1, description="databases per batch; batches run one after another")

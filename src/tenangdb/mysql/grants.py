@@ -168,6 +168,9 @@ def requirements(engine: str, flavour: str, version: str, *, binlog: bool) -> li
     what the engine adds (Engine.dump_needs). An engine with a fallback needs that one's
     privileges too; the common set is the streaming dump's."""
     ver = _version_tuple(version)
+    from tenangdb.mysql import engines  # the engines name their needs with this module's Need
+    if engines.ENGINES[engine].whole_instance:
+        return engines.ENGINES[engine].dump_needs(flavour, ver)  # its tool copies files, it runs no dump
     needs = [
         Need("SELECT", "database", "read the tables"),
         Need("SHOW VIEW", "database", "dump view definitions"),
@@ -186,7 +189,6 @@ def requirements(engine: str, flavour: str, version: str, *, binlog: bool) -> li
     if flavour == "mysql" and ver >= (8, 0, 21):
         needs.append(Need("PROCESS", "global", "the tablespace query of mysqldump 8.0.21+"))
     binlog_priv = "BINLOG MONITOR" if flavour == "mariadb" and ver >= (10, 5) else "REPLICATION CLIENT"
-    from tenangdb.mysql import engines  # the engines name their needs with this module's Need
     needs += engines.ENGINES[engine].dump_needs(flavour, ver)
     if binlog:
         needs.append(Need(binlog_priv, "global", "record the binlog position (SHOW MASTER STATUS)",

@@ -135,8 +135,15 @@ def start_sandbox(
     extra_args: list[str] | None = None,
     binlog: bool = True,
     startup_timeout: float = 120.0,
+    datadir: str | os.PathLike | None = None,
+    skip_grants: bool = True,
 ) -> Sandbox:
-    """Initialise a data directory and start ``mariadbd`` on it; return once it answers."""
+    """Initialise a data directory and start ``mariadbd`` on it; return once it answers.
+
+    With `datadir`, start on that existing data directory instead (a prepared physical backup):
+    it is not initialised, not removed by `stop`, and (`skip_grants`) the grant tables are
+    skipped, since its accounts are the source server's (the socket is private and TCP is on
+    127.0.0.1 only); the server then loads no events either."""
     server = _find("mariadbd", "mysqld")
     install_db = _find("mariadb-install-db", "mysql_install_db")
     if server is None or install_db is None:
@@ -147,7 +154,10 @@ def start_sandbox(
     base = Path(tempfile.mkdtemp(prefix=f"{orphans.SANDBOX_PREFIX}{orphans.token()}-", dir=parent))
     os.chmod(base, 0o700)
     try:
-        return _start(server, install_db, base, extra_args, binlog, startup_timeout)
+        if datadir is not None and skip_grants:
+            extra_args = ["--skip-grant-tables", *(extra_args or [])]
+        return _start(server, install_db, base, extra_args, binlog, startup_timeout,
+                      Path(datadir).absolute() if datadir is not None else None)
     except BaseException:
         # An interrupt while starting must not leave a server or its folder behind.
         shutil.rmtree(base, ignore_errors=True)
@@ -155,8 +165,8 @@ def start_sandbox(
 
 
 def _start(server: str, install_db: str, base: Path, extra_args: list[str] | None, binlog: bool,
-           startup_timeout: float) -> Sandbox:
-    datadir = base / "data"
+           startup_timeout: float, given: Path | None = None) -> Sandbox:
+    datadir = given or base / "data"
     sock = base / "mysqld.sock"
     socket_dir = None
     if len(str(sock).encode()) > SOCKET_PATH_MAX:
@@ -165,27 +175,31 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
         os.chmod(socket_dir, 0o700)
         sock = socket_dir / "mysqld.sock"
     try:
-        return _start_in(server, install_db, base, datadir, sock, socket_dir, extra_args, binlog, startup_timeout)
+        return _start_in(server, install_db if given is None else None, base, datadir, sock, socket_dir, extra_args,
+                         binlog, startup_timeout)
     except BaseException:
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
         raise
 
 
-def _start_in(server: str, install_db: str, base: Path, datadir: Path, sock: Path, socket_dir: Path | None,
+def _start_in(server: str, install_db: str | None, base: Path, datadir: Path, sock: Path, socket_dir: Path | None,
               extra_args: list[str] | None, binlog: bool, startup_timeout: float) -> Sandbox:
     run_as = ["--user=root"] if os.geteuid() == 0 else []
     # Its own temporary folder: servers sharing /tmp can collide on temporary table names.
     tmpdir = base / "tmp"
     os.mkdir(tmpdir, 0o700)
-    status, _, err = run(
-        [install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
-         "--skip-test-db", f"--tmpdir={tmpdir}", *run_as],
-        timeout=startup_timeout,
-    )
-    if status != 0:
-        shutil.rmtree(base, ignore_errors=True)
-        raise SandboxError("mariadb-install-db failed: " + " ".join(err.split())[-500:])
+    if install_db is not None:
+        status, _, err = run(
+            [install_db, "--no-defaults", f"--datadir={datadir}", "--auth-root-authentication-method=normal",
+             "--skip-test-db", f"--tmpdir={tmpdir}", *run_as],
+            timeout=startup_timeout,
+        )
+        if status != 0:
+            shutil.rmtree(base, ignore_errors=True)
+            raise SandboxError("mariadb-install-db failed: " + " ".join(err.split())[-500:])
+    else:
+        run_as += ["--skip-slave-start"]  # a copy of a replica must not start replicating
     port = _free_port()
     argv = [
         server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",

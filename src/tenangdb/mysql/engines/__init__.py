@@ -6,12 +6,13 @@ from __future__ import annotations
 from tenangdb.errors import VerifyFailed
 from tenangdb.mysql.engines.base import BackupJob, DumpInput, Dumped, Engine
 from tenangdb.mysql.engines.parallel import Parallel
+from tenangdb.mysql.engines.physical import Physical
 from tenangdb.mysql.engines.streaming import Streaming
 from tenangdb.repository.manifest import Manifest
 
 # Order matters for `backup.engine: auto`: the first engine that says it is chosen by auto
 # wins, the last one is the default.
-ENGINES: dict[str, type[Engine]] = {engine.name: engine for engine in (Parallel, Streaming)}
+ENGINES: dict[str, type[Engine]] = {engine.name: engine for engine in (Parallel, Physical, Streaming)}
 DEFAULT = Streaming.name
 
 __all__ = ["BackupJob", "DumpInput", "Dumped", "Engine", "ENGINES", "by_name", "choose", "for_legacy", "for_manifest"]

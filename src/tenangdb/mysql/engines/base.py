@@ -84,6 +84,9 @@ class Engine:
     legacy_form: ClassVar[str | None] = None
     # A load may take only some tables of a backup (`load(..., tables=...)`, `restore --tables`).
     loads_tables: ClassVar[bool] = False
+    # A backup of the whole instance (filed under mariabackup.INSTANCE), not of one database:
+    # backup.databases does not narrow it, and it restores into a data directory, not a database.
+    whole_instance: ClassVar[bool] = False
 
     def __init__(self, dcfg) -> None:
         self.dcfg = dcfg
@@ -187,6 +190,39 @@ def check_exit(program: str, child, status: int, deadline: control.Deadline) -> 
         raise BackupFailed(f"{program} was killed by signal {-status}")
     if status != 0:
         raise BackupFailed(f"{program} failed (exit {status}): {child.error_line()}")
+
+
+def seal_stdout(child, job: BackupJob, dest: Path, wrap: Callable | None = None):
+    """A dump tool's stdout, read ahead in a thread, counted for the progress display, passed
+    through `wrap` (exact values put back) when given, and sealed into `dest`: its SealResult."""
+    from tenangdb.repository import store
+    from tenangdb.stream.pipeline import ReadAhead, seal
+
+    reader = ReadAhead(child.stdout)
+    done = 0
+
+    def counted(n: int = -1) -> bytes:
+        nonlocal done
+        chunk = reader.read(n)
+        done += len(chunk)
+        job.progress.advanced(job.database, done)
+        return chunk
+    try:
+        return seal(wrap(counted) if wrap else counted, dest, compression=job.compression, level=job.level,
+                    recipients=job.recipients)
+    except OSError as exc:
+        raise store.disk_error(exc, dest.parent) from None
+    finally:
+        reader.close()
+
+
+def pipe_writer(stdin) -> Callable[[bytes], None]:
+    """Write all of each piece into a child's stdin (a raw pipe write may take only part of it)."""
+    def write_all(data: bytes) -> None:
+        view = memoryview(data)
+        while view:
+            view = view[stdin.write(view):]
+    return write_all
 
 
 def file_entry(name: str, kind: str, sealed, plain_name: str | None = None) -> dict:

@@ -15,15 +15,15 @@ from tenangdb.mysql import mysqldump, sections
 from tenangdb.mysql.alignment import BLOCK_COMMIT, FTWRL, streaming_tool_opened
 from tenangdb.mysql.connection import client_options
 from tenangdb.mysql.engines.base import (BackupJob, DumpInput, Dumped, Engine, check_exit, dump_deadline, file_entry,
-                                         options_of)
+                                         options_of, pipe_writer, seal_stdout)
 from tenangdb.mysql.tools import client_tool, dump_tool, tool_version
 from tenangdb.progress import Task, task
-from tenangdb.repository import legacy, store
+from tenangdb.repository import legacy
 from tenangdb.repository.manifest import FileEntry, Manifest
 from tenangdb.repository.naming import dump_file_name
 from tenangdb.runner import PIPE_SIZE, spawn
 from tenangdb.stream.codec import SUFFIX
-from tenangdb.stream.pipeline import ReadAhead, seal, unseal
+from tenangdb.stream.pipeline import unseal
 
 log = logging.getLogger("tenangdb.backup")
 
@@ -89,22 +89,7 @@ class Streaming(Engine):
             log.debug("running %s", " ".join(argv))
             with spawn(argv, pass_fds=fds, stdout_buffer=PIPE_SIZE) as child, \
                     dump_deadline(child, job, program) as deadline:
-                reader = ReadAhead(child.stdout)
-                done = 0
-
-                def counted(n: int = -1) -> bytes:
-                    nonlocal done
-                    chunk = reader.read(n)
-                    done += len(chunk)
-                    job.progress.advanced(name, done)
-                    return chunk
-                try:
-                    sealed = seal(into.rewrite(counted) if into.rewrite else counted, staging.path / file_name,
-                                  compression=job.compression, level=job.level, recipients=job.recipients)
-                except OSError as exc:
-                    raise store.disk_error(exc, staging.path) from None
-                finally:
-                    reader.close()
+                sealed = seal_stdout(child, job, staging.path / file_name, into.rewrite)
                 status = child.wait()
         check_exit(program, child, status, deadline)
         if not mysqldump.is_complete(sealed.tail):
@@ -136,14 +121,7 @@ class Streaming(Engine):
         with client_options(endpoint) as (login, fds):
             argv = mysqldump.restore_argv(client, login, target)
             with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds) as child:
-                stdin = child.stdin
-
-                def write_all(data: bytes) -> None:
-                    view = memoryview(data)
-                    while view:  # a raw pipe write may take only part of the buffer
-                        view = view[stdin.write(view):]
-
-                renamer = mysqldump.DatabaseRenamer(source, target, write_all)
+                renamer = mysqldump.DatabaseRenamer(source, target, pipe_writer(child.stdin))
                 try:
                     yield renamer.write
                     renamer.close()

@@ -1,0 +1,99 @@
+"""mariabackup and mbstream: the only module that knows their options and the files they write.
+
+Measured with mariabackup 10.11.19 (Debian's mariadb-backup package): with
+`--stream=mbstream --extra-lsndir=DIR` the stream holds the data directory's files plus
+`xtrabackup_checkpoints`, `xtrabackup_info`, `xtrabackup_binlog_info` and `backup-my.cnf`;
+DIR gets `xtrabackup_checkpoints` and `xtrabackup_info` only (the binary log position is in
+the latter's `binlog_pos` line). The last stderr line of a good run is "completed OK!".
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from tenangdb.mysql.tools import find_tool
+
+ENGINE = "mariabackup"
+# The pseudo-database a backup of the whole instance is filed under: `{dir}/_instance/{YYYY-MM}/…`.
+INSTANCE = "_instance"
+CHECKPOINTS = "xtrabackup_checkpoints"
+INFO = "xtrabackup_info"
+COMPLETED = "completed OK!"
+# The configuration mariabackup writes into the backup: the InnoDB layout a prepare needs.
+BACKUP_CNF = "backup-my.cnf"
+
+
+def backup_tool(dcfg=None) -> str:
+    return find_tool(None, ("mariabackup", "mariadb-backup", "xtrabackup"), "mariabackup",
+                     "backup.engine", package="mariadb-backup")
+
+
+def mbstream_tool(dcfg=None) -> str:
+    return find_tool(None, ("mbstream", "xbstream"), "mbstream", "backup.engine", package="mariadb-backup")
+
+
+def backup_argv(tool: str, defaults: str, lsndir: Path, tmpdir: Path) -> list[str]:
+    """A full backup of the instance as an mbstream on stdout. The login comes from `defaults`
+    (a 0600 file: mariabackup reads its option files more than once, so a pipe will not do);
+    --defaults-extra-file must come first. `tmpdir` is private: mariabackup spools the redo log
+    it copies there before it streams it."""
+    return [tool, f"--defaults-extra-file={defaults}", "--backup", "--stream=mbstream",
+            f"--extra-lsndir={lsndir}", f"--target-dir={tmpdir}", f"--tmpdir={tmpdir}"]
+
+
+def extract_argv(tool: str, into: Path) -> list[str]:
+    return [tool, "-x", "-C", str(into)]
+
+
+def prepare_argv(tool: str, folder: Path, use_memory: str) -> list[str]:
+    # The backup's own backup-my.cnf, not the machine's option files: the prepare must follow the
+    # InnoDB layout of the server the files came from.
+    return [tool, f"--defaults-file={folder / BACKUP_CNF}", "--prepare", f"--target-dir={folder}",
+            f"--use-memory={use_memory}"]
+
+
+def move_back_argv(tool: str, folder: Path, datadir: Path) -> list[str]:
+    return [tool, f"--defaults-file={folder / BACKUP_CNF}", "--move-back", f"--target-dir={folder}",
+            f"--datadir={datadir}"]
+
+
+def is_complete(stderr: str) -> bool:
+    lines = [line for line in stderr.splitlines() if line.strip()]
+    return bool(lines) and lines[-1].rstrip().endswith(COMPLETED)
+
+
+def key_values(text: str) -> dict[str, str]:
+    """`key = value` lines (xtrabackup_checkpoints, xtrabackup_info)."""
+    out = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition("=")
+        if sep:
+            out[key.strip()] = value.strip()
+    return out
+
+
+def lsn_range(checkpoints: str) -> dict:
+    """The manifest's record of xtrabackup_checkpoints: type and LSNs (integers)."""
+    values = key_values(checkpoints)
+    out: dict = {"backup_type": values.get("backup_type")}
+    for key in ("from_lsn", "to_lsn", "last_lsn"):
+        if (value := values.get(key, "")).isdigit():
+            out[key] = int(value)
+    return out
+
+
+_BINLOG = re.compile(r"filename '(?P<file>[^']*)', position '(?P<position>\d+)'"
+                     r"(?:, GTID of the last change '(?P<gtid>[^']*)')?")
+
+
+def binlog_coordinates(info: str) -> dict | None:
+    """The backup point's binary log coordinates from xtrabackup_info's binlog_pos; None when
+    the binary log is off (no such line)."""
+    match = _BINLOG.search(key_values(info).get("binlog_pos", ""))
+    if match is None:
+        return None
+    coordinates = {"file": match["file"], "position": int(match["position"])}
+    if match["gtid"]:
+        coordinates["gtid"] = match["gtid"]
+    return coordinates
