@@ -75,7 +75,7 @@ class Physical(Engine):
                 for name in inv_mod.all_databases(conn, include_mysql=True)}
 
     def dump(self, job: BackupJob, into: DumpInput) -> Dumped:
-        tool, name, staging = self.dump_tool, job.database, into.staging
+        tool, staging = self.dump_tool, into.staging
         program = Path(tool).name
         file_name = f"{mariabackup.INSTANCE}.mbstream{SUFFIX[job.compression]}" + (".age" if job.keys else "")
         scratch = staging.scratch()
