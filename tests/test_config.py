@@ -55,7 +55,7 @@ cleanup: {enabled: false, max_age_days: 7, remote_retention_days: 3, weekend_onl
     ("backup:\n  directry: /x\n", "backup.directry: unknown key (did you mean 'directory'?)"),
     ("database:\n  port: lots\n", "database.port: Input should be a valid integer"),
     ("backup:\n  compression: lz5\n", "backup.compression.format: Input should be 'zstd', 'gzip', 'xz' or 'none'"),
-    ("backup:\n  engine: fastest\n", "backup.engine: Input should be 'auto', 'mysqldump' or 'mydumper'"),
+    ("backup:\n  engine: fastest\n", "backup.engine: Input should be 'auto', 'mysqldump', 'mydumper' or 'mariabackup'"),
     ("backup:\n  compression: {format: zstd, level: 40}\n", "level 40 is out of range for zstd (1-22)"),
     ("backup:\n  timeout: soon\n", "expected a duration such as 30s, 10m or 1h"),
     ("backup:\n  encryption: {enabled: true}\n", "encryption is enabled but no recipients"),

@@ -58,13 +58,14 @@ class Catalogue:
         return found
 
 
-def load_catalogue(loaded: LoadedConfig, *, remote: bool) -> Catalogue:
+def load_catalogue(loaded: LoadedConfig, *, remote: bool, listed: bool = True) -> Catalogue:
+    """The backups of one place; `listed` false: only the means to reach the remote."""
     root = Path(loaded.settings.backup.directory)
     if remote:
         if not loaded.settings.upload.destination:
             raise ConfigError("a remote backup was asked for but upload.destination is not set")
         rc = Rclone(loaded.settings.upload)
-        entries, place = catalog.remote_entries(rc, root), Catalogue(REMOTE, rc)
+        entries, place = catalog.remote_entries(rc, root) if listed else [], Catalogue(REMOTE, rc)
     else:
         entries, place = catalog.local_entries(root, loaded.settings.upload.destination), Catalogue("local")
     for entry in entries:

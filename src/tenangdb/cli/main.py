@@ -398,7 +398,8 @@ def _verify_remote(loaded, backup_path: str | None, mode: str, databases: list[s
     the remote; exit 7 if any failed."""
     from tenangdb.actions import fetch, recover
 
-    place = recover.load_catalogue(loaded, remote=True)
+    # One named copy needs no listing of the whole remote.
+    place = recover.load_catalogue(loaded, remote=True, listed=not backup_path)
     if backup_path:
         location = fetch.remote_location(place.rc, backup_path)
         chosen = [(location[len(place.rc.destination):].strip("/"), location)]
