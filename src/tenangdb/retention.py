@@ -17,6 +17,9 @@ reason for every item. The rules, in order:
    unless a keep_* rule or rule 3 keeps them.
 5. Everything else is deleted — except a local copy whose remote copy is not verified while
    uploads are on and verify_cloud_exists is set: it stays until it is safely off-site.
+6. A chain is never broken: an increment (a physical backup with a `parent`) restores only
+   with every backup before it, so a kept backup keeps all its ancestors in the same place.
+   A chain thus expires as a whole: its members go only once no kept member needs them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Item:
     complete: bool = True    # every listed file present at its size
     verified: bool = False   # proven whole: a passed verify, or a remote copy checked by hash/read-back
     remote_verified: bool = False  # local backups: the remote copy is verified
+    parent: str | None = None  # an increment: the rel of the backup it goes on (same place)
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,31 @@ def plan(items: Iterable[Item], policy: Policy, now: datetime) -> list[Decision]
                 and decision.reason.startswith(UPLOADED_REASON)):
             decisions[key] = Decision(item, False, "its remote copy expires in this cleanup, so the local "
                                                    "copy stays")
+    _keep_ancestors(decisions)  # last: every rule above only ever adds kept backups
     return [decisions[item.key] for item in items]
+
+
+def _keep_ancestors(decisions: dict[str, Decision]) -> None:
+    """Rule 6: every ancestor of a kept backup is kept (in the same place). Each backup is walked
+    up from once; a rel listed twice in one place (it should not be) keeps both."""
+    by_rel: dict[tuple[str, str], list[str]] = {}
+    for key, decision in decisions.items():
+        if decision.item.kind == BACKUP and decision.item.rel:
+            by_rel.setdefault((decision.item.location, decision.item.rel), []).append(key)
+    walked: set[str] = set()
+    pending = [key for key, d in decisions.items() if not d.delete and d.item.kind == BACKUP]
+    while pending:
+        key = pending.pop()
+        if key in walked:
+            continue
+        walked.add(key)
+        child = decisions[key].item
+        for parent_key in by_rel.get((child.location, child.parent or ""), []):
+            parent = decisions[parent_key]
+            if parent.delete:
+                decisions[parent_key] = Decision(parent.item, False, f"needed by the kept increment "
+                                                                     f"{child.rel.rsplit('/', 1)[-1]} (its chain)")
+            pending.append(parent_key)
 
 
 def _newest_first(members: list[Item]) -> list[Item]:
