@@ -16,6 +16,7 @@ import signal
 import subprocess
 import tempfile
 import time
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -395,3 +396,37 @@ def _backup_one_more(env: Env, cfg: Path) -> Path:
     assert done.returncode == 0, done.stderr
     [folder] = set(env.backups_of(INSTANCE)) - before
     return folder
+
+
+def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
+    """A full backup and its first increment 30 days old, the second increment new: cleanup
+    (max_age_days 7) keeps all three, since the kept increment restores only with its chain;
+    once nothing kept needs the old chain, it goes whole."""
+    box, parent = source
+    cfg = _config(penv, parent, {"incremental": {"enabled": True, "full_every": "90d"}})
+    folders = [_backup_one_more(penv, cfg) for _ in range(3)]
+    assert _manifest(folders[2])["engine"]["chain"]["depth"] == 2
+
+    def age(folder: Path, days: int) -> None:
+        path = folder / "manifest.json"
+        data = json.loads(path.read_text())
+        data["started_at"] = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
+        path.write_text(json.dumps(data, indent=2))
+
+    for folder in folders[:2]:
+        age(folder, 30)
+    done = penv.cli("list", "--json", config=cfg)
+    assert done.returncode == 0, done.stderr
+    done = penv.cli("cleanup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all(f.is_dir() for f in folders), done.stdout + done.stderr
+    assert "needed by the kept increment" in done.stdout + done.stderr
+
+    # A new full backup (full_every passed for the chain's full), and the old chain ages out whole.
+    age(folders[2], 30)
+    cfg = _config(penv, parent, {"incremental": {"enabled": True, "full_every": "7d"}})
+    newest = _backup_one_more(penv, cfg)
+    assert "chain" not in _manifest(newest)["engine"]
+    done = penv.cli("cleanup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [f.is_dir() for f in folders] == [False, False, False] and newest.is_dir()
