@@ -18,7 +18,7 @@ from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository.manifest import Manifest
 from tenangdb.repository.naming import BackupRef
 
-# More increments than any schedule makes: a chain this long is a loop in its manifests.
+# More increments than any schedule makes: a chain this long is taken for a loop.
 LONGEST = 10_000
 
 
@@ -90,8 +90,8 @@ def members(folder: Path, manifest: Manifest, roots: list[Path] | None = None) -
         raise VerifyFailed(f"{top} is an increment whose manifest names no parent: it cannot be restored")
     while (link := link_of(chain[0].manifest)) is not None:
         child = chain[0]
-        if len(chain) > LONGEST:
-            raise VerifyFailed(f"the chain of {top} loops (more than {LONGEST} links)")
+        if len(chain) > LONGEST or any(member.name == link.parent for member in chain):
+            raise VerifyFailed(f"the chain of {top} loops: {child.name} names {link.parent} as its parent")
         path = find(link.parent, roots)
         if path is None:
             raise VerifyFailed(f"the chain of {top} is broken: {child.name} needs its parent {link.parent}, "
