@@ -346,6 +346,10 @@ def test_a_chain_of_two_increments_restores_to_the_last_and_a_broken_link_is_cau
 
     done = penv.cli("verify", "-b", str(folders[2]), config=cfg)
     assert done.returncode == 0, done.stderr
+    # Every backup once: the full one is read once, not again for each increment.
+    done = penv.cli("--log-level", "debug", "verify", "--all", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.count(f"verified {folders[0]} ") == 1, done.stderr
     restored = penv.root / "restored"
     done = penv.cli("restore", "-b", str(folders[2]), "--datadir", str(restored), config=cfg)
     assert done.returncode == 0, done.stderr

@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -121,9 +122,11 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
     """
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
+    proven = _proven.get()
     if chain:
         for member in chain_of(loaded, folder, manifest)[:-1]:
-            ancestor(member.name, verify_backup, loaded, member.path, chain=False)
+            if proven is None or member.path.absolute() not in proven:
+                ancestor(member.name, verify_backup, loaded, member.path, chain=False)
     identities = check_layout(loaded, folder, manifest)
     files = manifest.files
     parallel = sink is None and len(files) >= 2 and VERIFY_WORKERS >= 2
@@ -142,7 +145,14 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
         else:
             total = sum(one(entry) for entry in files)  # a sink takes the files in order
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(files), "" if len(files) == 1 else "s", total)
+    if proven is not None:
+        proven.add(folder.absolute())
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
+
+
+# The backups proven whole so far in one verify_each run: a chain's full backup is read once
+# there, not once more for each of its increments.
+_proven: ContextVar[set[Path] | None] = ContextVar("proven", default=None)
 
 
 def chain_of(loaded: LoadedConfig, folder: Path, manifest: Manifest) -> list[chains.Member]:
@@ -292,6 +302,7 @@ def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, 
     from tenangdb.actions import observe, testrestore  # both build on this module
 
     outcomes = []
+    proven = _proven.set(set())
     try:
         for path in paths:
             shown, outcome = Task(progress, task_name(path)), None
@@ -307,5 +318,6 @@ def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, 
             if on_outcome is not None:
                 on_outcome(outcome)
     finally:
+        _proven.reset(proven)
         observe.verify_done(loaded)
     return outcomes
