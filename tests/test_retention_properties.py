@@ -88,6 +88,18 @@ policies = st.builds(
 )
 
 
+def restorable(item, members) -> bool:
+    """Complete, and so is every ancestor (the first listed of a rel), in the same place; no loop."""
+    seen = {item.key}
+    while item.complete and item.parent:
+        parents = [p for p in members if p.rel == item.parent and p.complete]
+        if not parents or parents[0].key in seen:
+            return False
+        item = parents[0]
+        seen.add(item.key)
+    return item.complete
+
+
 def newest(members):
     return max(members, key=lambda i: (i.time, i.key))
 
@@ -107,12 +119,12 @@ def test_invariants(things, policy):
             groups.setdefault((item.database, item.location), []).append(item)
     for members in groups.values():
         # Never the newest verified backup, nor the newest complete one, of a database and place.
-        verified = [i for i in members if i.verified and i.complete]
+        whole = [i for i in members if restorable(i, members)]
+        verified = [i for i in whole if i.verified]
         if verified:
             assert newest(verified).key not in deleted
-        complete = [i for i in members if i.complete]
-        if complete:
-            assert newest(complete).key not in deleted
+        if whole:
+            assert newest(whole).key not in deleted
 
     for item in things:
         decision = deleted.get(item.key)

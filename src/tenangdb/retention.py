@@ -8,7 +8,7 @@ reason for every item. The rules, in order:
    folders (`.name.partial`) are deleted once older than a day, kept before that.
 2. Databases outside the selection are kept.
 3. Per database and place (local, remote), the newest verified backup and the newest complete
-   backup are always kept.
+   backup are always kept (complete: with an increment, every ancestor present and complete).
 4. A backup younger than the age window (local: max_age_days, remote: remote_retention_days)
    is kept, as is one picked by keep_last / keep_daily / keep_weekly / keep_monthly /
    keep_yearly (the newest backup of each of the N most recent days, weeks, ...).
@@ -153,6 +153,26 @@ def _keep_ancestors(decisions: dict[str, Decision]) -> None:
             pending.append(parent_key)
 
 
+def _restorable(members: list[Item]) -> set[str]:
+    """The keys of the complete backups whose every ancestor (by `parent`) is among `members`
+    and complete; a chain that loops is not restorable."""
+    by_rel: dict[str, list[Item]] = {}
+    for item in members:
+        by_rel.setdefault(item.rel, []).append(item)
+    out = set()
+    for item in members:
+        current, seen, ok = item, {item.key}, item.complete
+        while ok and current.parent:
+            parents = [p for p in by_rel.get(current.parent, []) if p.complete]
+            ok = bool(parents) and parents[0].key not in seen
+            if ok:
+                current = parents[0]
+                seen.add(current.key)
+        if ok:
+            out.add(item.key)
+    return out
+
+
 def _newest_first(members: list[Item]) -> list[Item]:
     return sorted(members, key=lambda i: (i.time or datetime.min, i.key), reverse=True)
 
@@ -163,7 +183,10 @@ def _plan_group(database: str, location: str, members: list[Item], policy: Polic
     max_age = policy.local_max_age_days if local else policy.remote_max_age_days
     rules = policy.local_keep if local else policy.remote_keep
     ordered = _newest_first(members)
-    complete = [i for i in ordered if i.complete]
+    # An increment with a missing or incomplete ancestor cannot be restored: it is no
+    # "newest complete backup" to guard, nor one of the backups the keep_* rules count.
+    whole = _restorable(members)
+    complete = [i for i in ordered if i.key in whole]
     guarded: dict[str, str] = {}
     verified = [i for i in complete if i.verified]
     if verified:

@@ -102,3 +102,15 @@ def test_a_chain_expires_as_a_whole_and_a_kept_increment_keeps_its_ancestors():
     assert decisions[middle[0].key].reason == "needed by the kept increment _instance-11 (its chain)"
     assert decisions[middle[1].key].reason == "needed by the kept increment _instance-12 (its chain)"
     assert decisions[middle[2].key].reason == "younger than 7 days"
+
+
+def test_an_increment_whose_parent_is_gone_is_not_the_newest_complete_backup():
+    """Its chain broken, the newest increment cannot be restored: the full backup before it is
+    the one kept as the newest complete backup, and the orphan expires by age like any other."""
+    full = Item(key="full", database="_instance", location=LOCAL, rel="_instance/2026-10/a",
+                time=NOW - timedelta(days=40))
+    orphan = Item(key="orphan", database="_instance", location=LOCAL, rel="_instance/2026-10/c",
+                  time=NOW - timedelta(days=30), parent="_instance/2026-10/b")
+    decisions = {d.item.key: d for d in plan([full, orphan], Policy(local_max_age_days=7), NOW)}
+    assert decisions["full"].reason == "newest complete backup of _instance (local)"
+    assert decisions["orphan"].delete
