@@ -74,6 +74,15 @@ def is_complete(stderr: str) -> bool:
     return bool(lines) and lines[-1].rstrip().endswith(COMPLETED)
 
 
+def first_error(stderr: str) -> str | None:
+    """mariabackup's first [ERROR] line (a prepare that fails ends with clean-up noise such as
+    "Error in my_thread_global_end()", which says nothing of why)."""
+    for line in stderr.splitlines():
+        if "[ERROR]" in line:
+            return line.strip()[:500]
+    return None
+
+
 def key_values(text: str) -> dict[str, str]:
     """`key = value` lines (xtrabackup_checkpoints, xtrabackup_info)."""
     out = {}

@@ -167,7 +167,9 @@ class Physical(Engine):
             status = child.wait()
         stderr = child.stderr_text()
         if status != 0 or not mariabackup.is_complete(stderr):
-            raise error(f"mariabackup could not {what} (exit {status}): {child.error_line()}")
+            log.debug("mariabackup's output:\n%s", "\n".join(stderr.splitlines()[-40:]))
+            why = mariabackup.first_error(stderr) or child.error_line()
+            raise error(f"mariabackup could not {what} (exit {status}): {why}")
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
              identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None) -> int:
