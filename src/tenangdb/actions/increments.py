@@ -44,6 +44,9 @@ def choose(root: Path, database: str, cfg, now: datetime) -> Base:
             _check_stored(member)
     except VerifyFailed as exc:
         return Base(why=f"the newest physical backup {newest.name} cannot be a parent: {exc}", damaged=True)
+    except OSError as exc:  # unreadable: as good as damaged for a parent
+        return Base(why=f"the newest physical backup {newest.name} cannot be a parent: "
+                        f"{exc.filename}: {exc.strerror or exc}", damaged=True)
     full, parent = chain[0], chain[-1]
     increments = len(chain) - 1
     if cfg.max_increments is not None and increments >= cfg.max_increments:
