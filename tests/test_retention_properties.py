@@ -5,6 +5,7 @@ tier (tests/unit/test_retention.py) holds the worked examples and the keep_* rul
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime, timedelta, timezone
 
 from hypothesis import given, settings
@@ -27,10 +28,49 @@ def items(draw):
         age = draw(st.floats(0, 500 * DAY, allow_nan=False))
         when = NOW - timedelta(seconds=age)
         rel = f"{database}/{when:%Y-%m}/{database}-{draw(st.integers(0, 25))}"
+        # Any earlier item of the database may be named as the parent, even a newer one, a
+        # partial or the item itself: the policy must hold (and end) whatever manifests say.
+        known = [i.rel for i in out if i.database == database] + [rel]
+        parent = draw(st.one_of(st.none(), st.sampled_from(known)))
         out.append(Item(key=f"{location}:{n}", database=database, location=location, rel=rel, kind=kind,
                         time=when, size=draw(st.integers(0, 10**9)), complete=draw(st.booleans()),
-                        verified=draw(st.booleans()), remote_verified=draw(st.booleans())))
+                        verified=draw(st.booleans()), remote_verified=draw(st.booleans()), parent=parent))
     return out
+
+
+@st.composite
+def chains(draw):
+    """Physical backups of one instance, oldest first, each a full backup or an increment on the
+    one before it, with a copy in one place or both."""
+    out, previous = [], None
+    for n in range(draw(st.integers(1, 30))):
+        when = NOW - timedelta(days=60 - 2 * n, hours=draw(st.integers(0, 40)))
+        rel = f"_instance/{when:%Y-%m}/_instance-{n:02d}"
+        parent = previous if previous is not None and draw(st.integers(0, 3)) else None
+        for location in draw(st.sampled_from([[LOCAL], [REMOTE], [LOCAL, REMOTE]])):
+            out.append(Item(key=f"{location}:{n}", database="_instance", location=location, rel=rel, time=when,
+                            complete=draw(st.booleans()), verified=draw(st.booleans()),
+                            remote_verified=draw(st.booleans()), parent=parent))
+        previous = rel
+    return out
+
+
+def assert_no_kept_backup_loses_an_ancestor(decisions) -> None:
+    by_rel: dict = {}
+    for d in decisions:
+        if d.item.kind == BACKUP:
+            by_rel.setdefault((d.item.location, d.item.rel), []).append(d)
+    for decision in decisions:
+        if decision.delete or decision.item.kind != BACKUP:
+            continue
+        todo, seen = [decision.item], set()
+        while todo:
+            child = todo.pop()
+            for up in by_rel.get((child.location, child.parent), []):
+                assert not up.delete, f"{up.item.key} deleted though the kept {decision.item.key} needs it"
+                if up.item.key not in seen:
+                    seen.add(up.item.key)
+                    todo.append(up.item)
 
 
 def keeps():
@@ -48,6 +88,18 @@ policies = st.builds(
 )
 
 
+def restorable(item, members) -> bool:
+    """Complete, and so is every ancestor (the first listed of a rel), in the same place; no loop."""
+    seen = {item.key}
+    while item.complete and item.parent:
+        parents = [p for p in members if p.rel == item.parent and p.complete]
+        if not parents or parents[0].key in seen:
+            return False
+        item = parents[0]
+        seen.add(item.key)
+    return item.complete
+
+
 def newest(members):
     return max(members, key=lambda i: (i.time, i.key))
 
@@ -57,6 +109,7 @@ def newest(members):
 def test_invariants(things, policy):
     decisions = plan(things, policy, NOW)
     assert [d.item for d in decisions] == things  # one decision per item, in order
+    assert_no_kept_backup_loses_an_ancestor(decisions)
     assert all(d.reason for d in decisions)
     deleted = {d.item.key: d for d in decisions if d.delete}
 
@@ -66,12 +119,12 @@ def test_invariants(things, policy):
             groups.setdefault((item.database, item.location), []).append(item)
     for members in groups.values():
         # Never the newest verified backup, nor the newest complete one, of a database and place.
-        verified = [i for i in members if i.verified and i.complete]
+        whole = [i for i in members if restorable(i, members)]
+        verified = [i for i in whole if i.verified]
         if verified:
             assert newest(verified).key not in deleted
-        complete = [i for i in members if i.complete]
-        if complete:
-            assert newest(complete).key not in deleted
+        if whole:
+            assert newest(whole).key not in deleted
 
     for item in things:
         decision = deleted.get(item.key)
@@ -104,3 +157,16 @@ def test_invariants(things, policy):
     for decision in deleted.values():
         if decision.item.location == LOCAL and decision.reason.startswith(UPLOADED_REASON):
             assert decision.item.rel not in remote_gone
+
+
+@settings(max_examples=400, deadline=None)
+@given(chains(), policies)
+def test_a_kept_backup_keeps_its_whole_chain_and_chains_expire_whole(things, policy):
+    decisions = plan(things, replace(policy, databases=None), NOW)
+    assert_no_kept_backup_loses_an_ancestor(decisions)
+    # Whole: a member is kept for its chain only when a kept descendant needs it.
+    kept = {(d.item.location, d.item.rel) for d in decisions if not d.delete}
+    for decision in decisions:
+        if decision.reason.startswith("needed by the kept increment"):
+            assert any(d.item.parent == decision.item.rel and (d.item.location, d.item.rel) in kept
+                       for d in decisions if d.item.location == decision.item.location)

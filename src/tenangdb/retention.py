@@ -8,7 +8,7 @@ reason for every item. The rules, in order:
    folders (`.name.partial`) are deleted once older than a day, kept before that.
 2. Databases outside the selection are kept.
 3. Per database and place (local, remote), the newest verified backup and the newest complete
-   backup are always kept.
+   backup are always kept (complete: with an increment, every ancestor present and complete).
 4. A backup younger than the age window (local: max_age_days, remote: remote_retention_days)
    is kept, as is one picked by keep_last / keep_daily / keep_weekly / keep_monthly /
    keep_yearly (the newest backup of each of the N most recent days, weeks, ...).
@@ -17,6 +17,9 @@ reason for every item. The rules, in order:
    unless a keep_* rule or rule 3 keeps them.
 5. Everything else is deleted — except a local copy whose remote copy is not verified while
    uploads are on and verify_cloud_exists is set: it stays until it is safely off-site.
+6. A chain is never broken: an increment (a physical backup with a `parent`) restores only
+   with every backup before it, so a kept backup keeps all its ancestors in the same place.
+   A chain thus expires as a whole: its members go only once no kept member needs them.
 """
 
 from __future__ import annotations
@@ -43,6 +46,7 @@ class Item:
     complete: bool = True    # every listed file present at its size
     verified: bool = False   # proven whole: a passed verify, or a remote copy checked by hash/read-back
     remote_verified: bool = False  # local backups: the remote copy is verified
+    parent: str | None = None  # an increment: the rel of the backup it goes on (same place)
 
 
 @dataclass(frozen=True)
@@ -122,7 +126,51 @@ def plan(items: Iterable[Item], policy: Policy, now: datetime) -> list[Decision]
                 and decision.reason.startswith(UPLOADED_REASON)):
             decisions[key] = Decision(item, False, "its remote copy expires in this cleanup, so the local "
                                                    "copy stays")
+    _keep_ancestors(decisions)  # last: every rule above only ever adds kept backups
     return [decisions[item.key] for item in items]
+
+
+def _keep_ancestors(decisions: dict[str, Decision]) -> None:
+    """Rule 6: every ancestor of a kept backup is kept (in the same place). Each backup is walked
+    up from once; a rel listed twice in one place (it should not be) keeps both."""
+    by_rel: dict[tuple[str, str], list[str]] = {}
+    for key, decision in decisions.items():
+        if decision.item.kind == BACKUP and decision.item.rel:
+            by_rel.setdefault((decision.item.location, decision.item.rel), []).append(key)
+    walked: set[str] = set()
+    pending = [key for key, d in decisions.items() if not d.delete and d.item.kind == BACKUP]
+    while pending:
+        key = pending.pop()
+        if key in walked:
+            continue
+        walked.add(key)
+        child = decisions[key].item
+        for parent_key in by_rel.get((child.location, child.parent or ""), []):
+            parent = decisions[parent_key]
+            if parent.delete:
+                decisions[parent_key] = Decision(parent.item, False, f"needed by the kept increment "
+                                                                     f"{child.rel.rsplit('/', 1)[-1]} (its chain)")
+            pending.append(parent_key)
+
+
+def _restorable(members: list[Item]) -> set[str]:
+    """The keys of the complete backups whose every ancestor (by `parent`) is among `members`
+    and complete; a chain that loops is not restorable."""
+    by_rel: dict[str, list[Item]] = {}
+    for item in members:
+        by_rel.setdefault(item.rel, []).append(item)
+    out = set()
+    for item in members:
+        current, seen, ok = item, {item.key}, item.complete
+        while ok and current.parent:
+            parents = [p for p in by_rel.get(current.parent, []) if p.complete]
+            ok = bool(parents) and parents[0].key not in seen
+            if ok:
+                current = parents[0]
+                seen.add(current.key)
+        if ok:
+            out.add(item.key)
+    return out
 
 
 def _newest_first(members: list[Item]) -> list[Item]:
@@ -135,7 +183,10 @@ def _plan_group(database: str, location: str, members: list[Item], policy: Polic
     max_age = policy.local_max_age_days if local else policy.remote_max_age_days
     rules = policy.local_keep if local else policy.remote_keep
     ordered = _newest_first(members)
-    complete = [i for i in ordered if i.complete]
+    # An increment with a missing or incomplete ancestor cannot be restored: it is no
+    # "newest complete backup" to guard, nor one of the backups the keep_* rules count.
+    whole = _restorable(members)
+    complete = [i for i in ordered if i.key in whole]
     guarded: dict[str, str] = {}
     verified = [i for i in complete if i.verified]
     if verified:

@@ -79,3 +79,38 @@ def test_require_verified_fills_keep_slots_with_verified_backups_only():
     kept = {d.item.key: d.reason for d in plan(history, strict, NOW) if not d.delete}
     assert set(kept) == {"b0", "b3", "b6"}  # b0 is also the newest complete; b1, b2 no longer count
     assert kept["b3"] == "keep_last 3 (verified)"
+
+
+def test_a_chain_expires_as_a_whole_and_a_kept_increment_keeps_its_ancestors():
+    """Two chains of a full backup and two increments, 40 and 20 days old, then a full backup
+    today: the old chain goes whole; the middle chain is kept by its young last increment."""
+    def chain(first_day: int, ages: list[float]) -> list[Item]:
+        out, parent = [], None
+        for n, age in enumerate(ages):
+            rel = f"_instance/2026-11/_instance-{first_day + n}"
+            out.append(Item(key=rel, database="_instance", location=LOCAL, rel=rel,
+                            time=NOW - timedelta(days=age), parent=parent))
+            parent = rel
+        return out
+
+    old, middle = chain(1, [40, 39, 38]), chain(10, [20, 19, 2])
+    today = Item(key="today", database="_instance", location=LOCAL, rel="_instance/2026-11/_instance-29",
+                 time=NOW)
+    decisions = {d.item.key: d for d in plan([*old, *middle, today], Policy(local_max_age_days=7), NOW)}
+    assert all(decisions[i.key].delete for i in old)
+    assert [decisions[i.key].delete for i in middle] == [False, False, False]
+    assert decisions[middle[0].key].reason == "needed by the kept increment _instance-11 (its chain)"
+    assert decisions[middle[1].key].reason == "needed by the kept increment _instance-12 (its chain)"
+    assert decisions[middle[2].key].reason == "younger than 7 days"
+
+
+def test_an_increment_whose_parent_is_gone_is_not_the_newest_complete_backup():
+    """Its chain broken, the newest increment cannot be restored: the full backup before it is
+    the one kept as the newest complete backup, and the orphan expires by age like any other."""
+    full = Item(key="full", database="_instance", location=LOCAL, rel="_instance/2026-10/a",
+                time=NOW - timedelta(days=40))
+    orphan = Item(key="orphan", database="_instance", location=LOCAL, rel="_instance/2026-10/c",
+                  time=NOW - timedelta(days=30), parent="_instance/2026-10/b")
+    decisions = {d.item.key: d for d in plan([full, orphan], Policy(local_max_age_days=7), NOW)}
+    assert decisions["full"].reason == "newest complete backup of _instance (local)"
+    assert decisions["orphan"].delete

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from tenangdb import __version__, control
+from tenangdb.actions import increments
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.config.schema import default_state_directory
 from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interrupted, TenangDBError, ToolMissing,
@@ -468,9 +469,17 @@ def _backup_instance(conn, job: BackupJob, engine: Engine) -> Path:
     when = _now()
     staging = store.begin(job.directory, job.database, when)
     try:
+        base = increments.choose(Path(job.directory), job.database, job.settings.backup.physical.incremental, when)
+        if base.why:
+            (log.warning if base.damaged else log.info)("%s: a full backup: %s", job.database, base.why)
         databases = engine.instance_objects(conn)
         job.progress.started(job.database, engine.name, sum(len(o["tables"]) for o in databases.values()))
-        dumped = engine.dump(job, DumpInput(staging=staging, inventory=databases, checked=None))
+        dumped = engine.dump(job, DumpInput(staging=staging, inventory=databases, checked=None),
+                             since_lsn=base.since_lsn)
+        if base.link is not None:
+            dumped.engine["chain"] = base.link.as_manifest()
+            log.info("%s: increment %d on %s (chain of %s)", job.database, base.link.depth, base.link.parent,
+                     base.link.full)
         manifest = Manifest(
             tool={"name": "tenangdb", "version": __version__}, database=job.database, name=staging.name,
             server={"version": job.server.version, "flavour": job.server.flavour}, engine=dumped.engine,

@@ -18,7 +18,7 @@ from tenangdb.actions.upload import PROVING_METHODS, check_local
 from tenangdb.errors import VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import legacy, lock, records, store
+from tenangdb.repository import chains, legacy, lock, records, store
 from tenangdb.repository.manifest import Manifest
 from tenangdb.repository.naming import BackupRef, is_month, is_staging, parse_backup_name
 from tenangdb.retention import BACKUP, FOREIGN, LOCAL, PARTIAL, REMOTE, Item
@@ -58,6 +58,9 @@ class Entry:
     key_available: bool | None = None
     key_mode: str | None = field(default=None, repr=False)
     key_fingerprints: list[str] = field(default_factory=list, repr=False)
+    # An increment of a physical backup: the rel of its parent, which it restores only with
+    # (repository/chains.py); retention keeps it as long as this backup is kept.
+    parent: str | None = None
 
     @property
     def name(self) -> str:
@@ -70,7 +73,7 @@ class Entry:
     def item(self) -> Item:
         return Item(key=self.key, database=self.database, location=self.location, rel=self.rel, kind=self.kind,
                     time=self.time, size=self.size, complete=self.complete, verified=self.verified,
-                    remote_verified=self.remote_verified)
+                    remote_verified=self.remote_verified, parent=self.parent)
 
     def as_json(self) -> dict:
         data = asdict(self)
@@ -169,7 +172,8 @@ def _local_entry(root: Path, db_folder: str, path: Path, destination: str | None
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=_size(path), problem=str(exc))
     entry = Entry(manifest.database, LOCAL, rel, str(path), time=_manifest_time(manifest),
                   size=_size(path), encrypted=manifest.encryption.enabled, losses=manifest.loss_records(),
-                  key_mode=manifest.encryption.effective_mode, key_fingerprints=manifest.encryption.fingerprints)
+                  key_mode=manifest.encryption.effective_mode, key_fingerprints=manifest.encryption.fingerprints,
+                  parent=chains.parent_rel(manifest))
     if entry.time is None:
         return Entry(db_folder, LOCAL, rel, str(path), kind=FOREIGN, size=entry.size,
                      problem="manifest has no valid started_at")
@@ -255,7 +259,8 @@ def _remote_entry(rc: Rclone, root: Path, scratch: Path, ref: BackupRef, files: 
         return Entry(db_folder, REMOTE, rel, key, kind=FOREIGN, size=size, problem="manifest has no valid started_at")
     entry = Entry(manifest.database, REMOTE, rel, key, time=when, size=size,
                   encrypted=manifest.encryption.enabled, files=sorted(files), losses=manifest.loss_records(),
-                  key_mode=manifest.encryption.effective_mode, key_fingerprints=manifest.encryption.fingerprints)
+                  key_mode=manifest.encryption.effective_mode, key_fingerprints=manifest.encryption.fingerprints,
+                  parent=chains.parent_rel(manifest))
     found = manifest.compare({name: sz for name, sz in files.items() if name != manifest_mod.MANIFEST})
     if not found:
         entry.complete = True

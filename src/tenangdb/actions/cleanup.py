@@ -162,11 +162,19 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
         # Remote first: a local copy is never removed while its own remote deletion is pending.
         _delete_remote(the_plan, root, outcome)
         remote_gone = {d.item.rel for d in the_plan.deletions if d.item.location == REMOTE}
-        for decision in the_plan.deletions:
+        # Newest first: an increment kept back below keeps the parents it needs (retention rule 6).
+        needed: set[str] = set()
+        for decision in sorted(the_plan.deletions, key=lambda d: d.item.time or datetime.min.replace(
+                tzinfo=timezone.utc), reverse=True):
             item = decision.item
             if item.location != LOCAL:
                 continue
             entry = the_plan.entries[item.key]
+            if item.rel in needed:
+                needed.add(item.parent or "")
+                outcome.kept_back.append((decision, "a kept increment needs it (its chain)"))
+                log.info("kept %s: an increment kept back needs it", item.key)
+                continue
             try:
                 # The remote copy is what this backup will live on as: prove it again first
                 # (unless it expires in this same cleanup, when nothing relies on it).
@@ -177,6 +185,7 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
                         _mark_not_uploaded(the_plan.rc, root, item.rel, why)
                         log.warning("kept %s: its remote copy failed the check before deletion: %s", item.key, why)
                         outcome.kept_back.append((decision, why))
+                        needed.add(item.parent or "")
                         continue
                 _remove_local(Path(item.key), item.kind)
                 log.info("deleted local %s (%s)", item.key, decision.reason)

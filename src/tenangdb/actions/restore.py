@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Callable
 
 from tenangdb import orphans
-from tenangdb.actions.verify import Verified, _extraction, identities_for, resolve_backup_path, verify_backup
+from tenangdb.actions.verify import (Verified, _extraction, ancestor, chain_of, identities_for, resolve_backup_path,
+                                     verify_backup)
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import InvalidInput, RestoreFailed, VerifyFailed, signals_deferred
 from tenangdb.mysql import grants as grants_mod
@@ -492,9 +493,8 @@ def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Pa
     started = time.monotonic()
     scratch = private_folder_beside(datadir)
     try:
-        verified = unpack_verified(loaded, backup_path, engine, scratch)
-        engine.prepare(scratch, loaded.settings.backup.physical.use_memory)
-        engine.move_back(scratch, datadir)
+        verified, prepared = unpack_prepared(loaded, backup_path, engine, scratch)
+        engine.move_back(prepared, datadir)
     except VerifyFailed as exc:
         raise type(exc)(f"refusing to restore from a backup that failed verification: {exc}") from None
     finally:
@@ -508,14 +508,43 @@ def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Pa
                            owner=owner, start_command=command)
 
 
+def unpack_prepared(loaded: LoadedConfig, backup_path, engine, scratch: Path) -> tuple[Verified, Path]:
+    """Every backup of the chain up to this one (itself alone if it is no increment), full backup
+    first, verified while unpacked into its own private folder under `scratch`; then the full
+    backup is prepared and each increment applied to it in order. Returns the backup's
+    verification (plain bytes of the whole chain) and the prepared folder. A broken link (a
+    parent missing, an LSN gap, a damaged file) fails before anything is prepared."""
+    os.chmod(scratch, 0o700)
+    folder = resolve_backup_path(backup_path)
+    chain = chain_of(loaded, folder, manifest_mod.load(folder))
+    unpacked, plain_bytes = [], 0
+    for member in chain:
+        into = scratch / member.name
+        os.mkdir(into, 0o700)
+        if member is chain[-1]:
+            verified = unpack_verified(loaded, member.path, engine, into)
+        else:
+            verified = ancestor(member.name, unpack_verified, loaded, member.path, engine, into)
+        unpacked.append(into)
+        plain_bytes += verified.plain_bytes
+    use_memory = loaded.settings.backup.physical.use_memory
+    full = unpacked[0]
+    engine.prepare(full, use_memory)
+    for increment in unpacked[1:]:
+        engine.prepare(full, use_memory, increment)
+        shutil.rmtree(increment, ignore_errors=True)  # applied: its space is wanted back
+    return Verified(path=verified.path, manifest=verified.manifest, plain_bytes=plain_bytes), full
+
+
 def unpack_verified(loaded: LoadedConfig, backup_path, engine, into: Path) -> Verified:
     """One pass: every file verified while mbstream unpacks it into `into` (0700); what was
-    unpacked may be used only once this returns."""
+    unpacked may be used only once this returns. The backup alone: unpack_prepared goes
+    through its chain."""
     os.chmod(into, 0o700)
     try:
-        return verify_backup(loaded, backup_path, sink=lambda manifest, entry: engine.unpacker(into))
+        return verify_backup(loaded, backup_path, sink=lambda manifest, entry: engine.unpacker(into), chain=False)
     except RestoreFailed as exc:
-        verify_backup(loaded, backup_path)  # damaged files explain a failed unpack best: say so if they are
+        verify_backup(loaded, backup_path, chain=False)  # damaged files explain a failed unpack best
         raise VerifyFailed(f"the backup could not be unpacked: {exc}") from None
 
 

@@ -264,13 +264,12 @@ def _test_restore_instance(loaded: LoadedConfig, path, engine, outcome: Outcome)
     scratch = restore_mod.private_folder_beside(resolve_backup_path(path))
     box = None
     try:
-        verified = restore_mod.unpack_verified(loaded, path, engine, scratch)
-        outcome.restored_bytes = verified.plain_bytes
         started = time.monotonic()
-        engine.prepare(scratch, loaded.settings.backup.physical.use_memory)
+        verified, prepared = restore_mod.unpack_prepared(loaded, path, engine, scratch)
+        outcome.restored_bytes = verified.plain_bytes
         try:
             box = start_sandbox(parent=scfg.parent, extra_args=list(scfg.options), binlog=False,
-                                startup_timeout=scfg.startup_timeout, datadir=scratch)
+                                startup_timeout=scfg.startup_timeout, datadir=prepared)
         except SandboxError as exc:
             raise VerifyFailed(f"no server starts on the prepared backup: {exc}") from None
         outcome.restore_seconds = time.monotonic() - started

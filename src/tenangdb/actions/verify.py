@@ -7,6 +7,7 @@ import hashlib
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,7 +18,7 @@ from tenangdb.logs import FAILED, security_event
 from tenangdb.mysql import engines
 from tenangdb.progress import Meter, Progress, Task, task
 from tenangdb.repository import manifest as manifest_mod
-from tenangdb.repository import legacy, store
+from tenangdb.repository import chains, legacy, store
 from tenangdb.repository.manifest import FileEntry, Manifest
 from tenangdb.repository.naming import BackupRef, folder_name, parse_backup_name
 from tenangdb.stream.crypto import PASSPHRASE, RECIPIENTS, fingerprint, key_needed, load_identities
@@ -105,7 +106,7 @@ def identities_for(loaded: LoadedConfig, manifest: Manifest, folder: Path) -> li
 
 
 def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | None = None,
-                  sink=None, progress: Task | None = None) -> Verified:
+                  sink=None, progress: Task | None = None, chain: bool = True) -> Verified:
     """Check every file of a backup against its manifest.
 
     With `extract_to`, the plain bytes of each file are also written there (0600, under the
@@ -115,9 +116,17 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
     bytes are handed to it as they are verified (a test restore loads a scratch target in
     the verifying pass); what it received is proven only if this returns.
     `progress` hears of the plain bytes verified, of the manifest's total.
+    An increment (of a physical backup) is whole only with every backup before it: with `chain`,
+    each link is checked first (present, LSNs continuous, every file as above), and a broken one
+    is named. A caller that goes through the chain itself (a restore) passes chain=False.
     """
     folder = resolve_backup_path(path)
     manifest = manifest_mod.load(folder)
+    proven = _proven.get()
+    if chain:
+        for member in chain_of(loaded, folder, manifest)[:-1]:
+            if proven is None or member.path.absolute() not in proven:
+                ancestor(member.name, verify_backup, loaded, member.path, chain=False)
     identities = check_layout(loaded, folder, manifest)
     files = manifest.files
     parallel = sink is None and len(files) >= 2 and VERIFY_WORKERS >= 2
@@ -136,7 +145,30 @@ def verify_backup(loaded: LoadedConfig, path: str | Path, *, extract_to: Path | 
         else:
             total = sum(one(entry) for entry in files)  # a sink takes the files in order
     log.info("verified %s (%d file%s, %d plain bytes)", folder, len(files), "" if len(files) == 1 else "s", total)
+    if proven is not None:
+        proven.add(folder.absolute())
     return Verified(path=folder, manifest=manifest, plain_bytes=total)
+
+
+# The backups proven whole so far in one verify_each run: a chain's full backup is read once
+# there, not once more for each of its increments.
+_proven: ContextVar[set[Path] | None] = ContextVar("proven", default=None)
+
+
+def chain_of(loaded: LoadedConfig, folder: Path, manifest: Manifest) -> list[chains.Member]:
+    """The backup's chain, full backup first (itself alone if it is no increment); a parent is
+    looked for in the backup's own repository, then in backup.directory. VerifyFailed names a
+    missing parent or an LSN gap."""
+    roots = list(dict.fromkeys([chains.root_of(folder), Path(loaded.settings.backup.directory).absolute()]))
+    return chains.members(folder, manifest, roots)
+
+
+def ancestor(name: str, check: Callable, *args, **kwargs):
+    """`check(*args, **kwargs)` on an ancestor of a backup; its failure says which link broke."""
+    try:
+        return check(*args, **kwargs)
+    except VerifyFailed as exc:
+        raise type(exc)(f"the chain is broken at {name}: {exc}") from None
 
 
 # A backup of many files (mydumper's) is checked two files at a time: decryption, decompression
@@ -270,6 +302,7 @@ def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, 
     from tenangdb.actions import observe, testrestore  # both build on this module
 
     outcomes = []
+    proven = _proven.set(set())
     try:
         for path in paths:
             shown, outcome = Task(progress, task_name(path)), None
@@ -285,5 +318,6 @@ def verify_each(loaded: LoadedConfig, paths: list[Path], *, test_restore: bool, 
             if on_outcome is not None:
                 on_outcome(outcome)
     finally:
+        _proven.reset(proven)
         observe.verify_done(loaded)
     return outcomes

@@ -268,9 +268,28 @@ class EncryptionConfig(_Section):
 BackupEngine = Literal["auto", "mysqldump", "mydumper", "mariabackup"]
 
 
+class IncrementalConfig(_Section):
+    """Incremental physical backups: between two full backups, each backup copies only the pages
+    changed since the one before it (its parent). A restore needs the whole chain, full first."""
+
+    enabled: bool = Field(False, description="take increments between full backups (off: every backup is full)")
+    full_every: Duration | None = Field(7 * 86400, gt=0, description="a new full backup once the chain's full "
+                                        "backup is this old (e.g. 7d); null: by max_increments alone")
+    max_increments: int | None = Field(6, ge=1, description="a new full backup once the chain holds this many "
+                                       "increments; null: by full_every alone")
+
+    @model_validator(mode="after")
+    def _chains_end(self) -> "IncrementalConfig":
+        # A chain that never ends makes every restore read every backup since the first.
+        if self.enabled and self.full_every is None and self.max_increments is None:
+            raise ValueError("incremental backups need full_every or max_increments, or chains never end")
+        return self
+
+
 class PhysicalConfig(_Section):
     """The physical engine (backup.engine: mariabackup): a copy of the whole instance's files."""
 
+    incremental: IncrementalConfig = Field(default_factory=IncrementalConfig, description=IncrementalConfig.__doc__)
     use_memory: str = Field("256M", pattern=r"^[0-9]+[KMG]?$", description="mariabackup --prepare --use-memory "
                             "(restore and test restore): memory for applying the redo log")
 

@@ -5,6 +5,13 @@ Measured with mariabackup 10.11.19 (Debian's mariadb-backup package): with
 `xtrabackup_checkpoints`, `xtrabackup_info`, `xtrabackup_binlog_info` and `backup-my.cnf`;
 DIR gets `xtrabackup_checkpoints` and `xtrabackup_info` only (the binary log position is in
 the latter's `binlog_pos` line). The last stderr line of a good run is "completed OK!".
+
+Increments (measured with the same version): `--incremental-lsn=N` (a plain decimal LSN: the
+parent's `to_lsn`) needs nothing of the parent but that number, so no plaintext of it; the
+stream then holds `.delta`/`.meta` files for InnoDB tablespaces, whole copies of the other
+files, and checkpoints with `backup_type = incremental` and `from_lsn = N`. A chain is prepared
+by `--prepare` of the full backup, then `--prepare --incremental-dir=INC` for each increment in
+order, into the full's folder: MariaDB has no `--apply-log-only` step (10.2+ ignores it).
 """
 
 from __future__ import annotations
@@ -20,6 +27,7 @@ INSTANCE = "_instance"
 CHECKPOINTS = "xtrabackup_checkpoints"
 INFO = "xtrabackup_info"
 COMPLETED = "completed OK!"
+FULL, INCREMENTAL = "full-backuped", "incremental"  # xtrabackup_checkpoints' backup_type
 # The configuration mariabackup writes into the backup: the InnoDB layout a prepare needs.
 BACKUP_CNF = "backup-my.cnf"
 
@@ -33,24 +41,27 @@ def mbstream_tool(dcfg=None) -> str:
     return find_tool(None, ("mbstream", "xbstream"), "mbstream", "backup.engine", package="mariadb-backup")
 
 
-def backup_argv(tool: str, defaults: str, lsndir: Path, tmpdir: Path) -> list[str]:
-    """A full backup of the instance as an mbstream on stdout. The login comes from `defaults`
+def backup_argv(tool: str, defaults: str, lsndir: Path, tmpdir: Path, since_lsn: int | None = None) -> list[str]:
+    """A backup of the instance as an mbstream on stdout: full, or with `since_lsn` the pages
+    changed after that LSN (an increment on the backup whose to_lsn it is). The login comes from `defaults`
     (a 0600 file: mariabackup reads its option files more than once, so a pipe will not do);
     --defaults-extra-file must come first. `tmpdir` is private: mariabackup spools the redo log
     it copies there before it streams it."""
     return [tool, f"--defaults-extra-file={defaults}", "--backup", "--stream=mbstream",
-            f"--extra-lsndir={lsndir}", f"--target-dir={tmpdir}", f"--tmpdir={tmpdir}"]
+            f"--extra-lsndir={lsndir}", f"--target-dir={tmpdir}", f"--tmpdir={tmpdir}"] \
+        + ([f"--incremental-lsn={since_lsn}"] if since_lsn is not None else [])
 
 
 def extract_argv(tool: str, into: Path) -> list[str]:
     return [tool, "-x", "-C", str(into)]
 
 
-def prepare_argv(tool: str, folder: Path, use_memory: str) -> list[str]:
+def prepare_argv(tool: str, folder: Path, use_memory: str, increment: Path | None = None) -> list[str]:
+    """Prepare the full backup unpacked in `folder`, or (`increment`) apply an increment to it."""
     # The backup's own backup-my.cnf, not the machine's option files: the prepare must follow the
     # InnoDB layout of the server the files came from.
     return [tool, f"--defaults-file={folder / BACKUP_CNF}", "--prepare", f"--target-dir={folder}",
-            f"--use-memory={use_memory}"]
+            f"--use-memory={use_memory}"] + ([f"--incremental-dir={increment}"] if increment is not None else [])
 
 
 def move_back_argv(tool: str, folder: Path, datadir: Path) -> list[str]:
@@ -61,6 +72,15 @@ def move_back_argv(tool: str, folder: Path, datadir: Path) -> list[str]:
 def is_complete(stderr: str) -> bool:
     lines = [line for line in stderr.splitlines() if line.strip()]
     return bool(lines) and lines[-1].rstrip().endswith(COMPLETED)
+
+
+def first_error(stderr: str) -> str | None:
+    """mariabackup's first [ERROR] line (a prepare that fails ends with clean-up noise such as
+    "Error in my_thread_global_end()", which says nothing of why)."""
+    for line in stderr.splitlines():
+        if "[ERROR]" in line:
+            return line.strip()[:500]
+    return None
 
 
 def key_values(text: str) -> dict[str, str]:

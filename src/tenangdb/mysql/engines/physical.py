@@ -4,6 +4,11 @@ into a private folder, prepares it (applies the redo log) and moves it into a ne
 directory. It is a backup of the instance, not of a database: backup.databases does not narrow
 it, and it is filed under the pseudo-database `_instance` (mariabackup.INSTANCE).
 
+With backup.physical.incremental, a backup between two full ones is an increment: only the pages
+changed since its parent's `to_lsn` (actions/increments.py picks the parent; repository/chains.py
+follows the links). A chain restores by preparing the full backup and applying each increment
+in order into the full's folder.
+
 Nothing of the data directory touches the disk in plain text while backing up, except the redo
 log mariabackup spools into its --tmpdir (a 0700 folder of ours, removed however the run ends,
 and by the next run when this one is killed outright: store.Staging.scratch)."""
@@ -74,7 +79,8 @@ class Physical(Engine):
         return {name: inv_mod.inventory(conn, name).as_manifest()
                 for name in inv_mod.all_databases(conn, include_mysql=True)}
 
-    def dump(self, job: BackupJob, into: DumpInput) -> Dumped:
+    def dump(self, job: BackupJob, into: DumpInput, *, since_lsn: int | None = None) -> Dumped:
+        """A full backup, or with `since_lsn` (the parent's to_lsn) an increment."""
         tool, staging = self.dump_tool, into.staging
         program = Path(tool).name
         file_name = f"{mariabackup.INSTANCE}.mbstream{SUFFIX[job.compression]}" + (".age" if job.keys else "")
@@ -84,7 +90,7 @@ class Physical(Engine):
             for folder in (lsndir, tmpdir):
                 os.mkdir(folder, 0o700)
             with private_defaults_file(job.endpoint) as defaults:
-                argv = mariabackup.backup_argv(tool, defaults, lsndir, tmpdir)
+                argv = mariabackup.backup_argv(tool, defaults, lsndir, tmpdir, since_lsn)
                 log.debug("running %s", " ".join(argv))
                 # umask 077: what mariabackup writes beside the stream is the operator's data.
                 with spawn(argv, umask=0o077) as child, \
@@ -102,8 +108,13 @@ class Physical(Engine):
             shutil.rmtree(scratch, ignore_errors=True)
         into.on_tool_exit()
         lsn = mariabackup.lsn_range(checkpoints)
-        if lsn.get("backup_type") != "full-backuped" or "to_lsn" not in lsn:
+        wanted = mariabackup.FULL if since_lsn is None else mariabackup.INCREMENTAL
+        if lsn.get("backup_type") != wanted or "to_lsn" not in lsn:
             raise BackupFailed(f"{program} wrote no usable {mariabackup.CHECKPOINTS}; the backup is incomplete")
+        if since_lsn is not None and lsn.get("from_lsn") != since_lsn:
+            # The chain's continuity is what a restore relies on: never commit a gap.
+            raise BackupFailed(f"{program} made an increment from LSN {lsn.get('from_lsn')}, not from its "
+                               f"parent's {since_lsn}")
         return Dumped(
             files=[file_entry(file_name, "mbstream", sealed)],
             engine={"name": self.name, "label": self.label, "program": program, "version": tool_version(tool),
@@ -140,10 +151,11 @@ class Physical(Engine):
         if status != 0:
             raise VerifyFailed(f"mbstream could not unpack the backup (exit {status}): {child.error_line()}")
 
-    def prepare(self, folder: Path, use_memory: str) -> None:
-        """Apply the redo log copied with the files, so that they are a consistent data directory."""
-        self._run(mariabackup.prepare_argv(self.load_tool(), folder, use_memory), "prepare the backup",
-                  VerifyFailed)
+    def prepare(self, folder: Path, use_memory: str, increment: Path | None = None) -> None:
+        """Apply the redo log copied with the files, so that they are a consistent data directory;
+        with `increment` (an unpacked increment), apply it to the full backup prepared in `folder`."""
+        what = f"apply the increment {increment.name}" if increment is not None else "prepare the backup"
+        self._run(mariabackup.prepare_argv(self.load_tool(), folder, use_memory, increment), what, VerifyFailed)
 
     def move_back(self, folder: Path, datadir: Path) -> None:
         self._run(mariabackup.move_back_argv(self.load_tool(), folder, datadir), f"move the files into {datadir}",
@@ -155,7 +167,9 @@ class Physical(Engine):
             status = child.wait()
         stderr = child.stderr_text()
         if status != 0 or not mariabackup.is_complete(stderr):
-            raise error(f"mariabackup could not {what} (exit {status}): {child.error_line()}")
+            log.debug("mariabackup's output:\n%s", "\n".join(stderr.splitlines()[-40:]))
+            why = mariabackup.first_error(stderr) or child.error_line()
+            raise error(f"mariabackup could not {what} (exit {status}): {why}")
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
              identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None) -> int:
