@@ -25,7 +25,7 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tenangdb.actions import catalog, recover
@@ -178,14 +178,59 @@ def _may_hold(record: store.Record, parts: list[str]) -> bool:
     return True  # several domains or servers in one file: look inside
 
 
-def _base_binlog(entry: catalog.Entry) -> tuple[str, int] | None:
+def _base_binlog(entry: catalog.Entry, with_time: bool = False):
+    """(file, position) of the base's snapshot, with `with_time` also the unix time its backup
+    ended; None when the backup recorded none."""
     try:
         manifest = manifest_mod.load(Path(entry.key))
     except VerifyFailed:
         return None
     if manifest.binlog is None or manifest.binlog.file is None or manifest.binlog.position is None:
         return None
-    return manifest.binlog.file, manifest.binlog.position
+    if not with_time:
+        return manifest.binlog.file, manifest.binlog.position
+    try:
+        ended = datetime.fromisoformat(manifest.finished_at)
+    except ValueError:
+        return None
+    ended = ended if ended.tzinfo else ended.replace(tzinfo=timezone.utc)
+    return manifest.binlog.file, manifest.binlog.position, ended.timestamp()
+
+
+@dataclass
+class Window:
+    """The recoverable window of the archived server: from each database's start to `end`."""
+
+    server: str | None
+    end: float | None  # the newest archived event
+    starts: dict[str, float]
+    gaps: int
+
+    def as_json(self) -> dict:
+        iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat() if t is not None else None  # noqa: E731
+        return {"server": self.server, "end": iso(self.end), "gaps": self.gaps,
+                "databases": {db: {"start": iso(t), "end": iso(self.end)} for db, t in sorted(self.starts.items())}}
+
+
+def window(loaded: LoadedConfig) -> Window | None:
+    """The window from the local base backups and the archive; None without an archive. A base
+    counts from the end of its backup (its snapshot lies before that, so any time from there
+    finds a stop point after its position)."""
+    directory = store.archive_directory(loaded.settings)
+    identity = store.identity(directory)
+    if identity is None:
+        return None
+    records = store.records(directory)
+    bases = []
+    for entries in recover.load_catalogue(loaded, remote=False).by_database.values():
+        for entry in entries:
+            if not entry.complete:
+                continue
+            found = _base_binlog(entry, with_time=True)
+            if found is not None:
+                bases.append((entry.database, found[2], found[0]))
+    return Window(server=store.server_label(identity), end=records[-1].last_time if records else None,
+                  starts=store.window_starts(records, bases), gaps=len(store.gaps(directory)))
 
 
 def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime | None = None,

@@ -762,6 +762,32 @@ def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
+def _pitr_window(loaded, wanted: set[str]):
+    """The binlog archive's recoverable window (actions/pitr.window), or None without an archive."""
+    from tenangdb.actions import pitr
+
+    try:
+        found = pitr.window(loaded)
+    except TenangDBError as exc:
+        click.echo(f"note: the binlog archive cannot be read: {exc}", err=True)
+        return None
+    if found is not None and wanted:
+        found.starts = {db: t for db, t in found.starts.items() if db in wanted}
+    return found
+
+
+def _window_line(found) -> str:
+    from datetime import datetime, timezone
+
+    at = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    head = f"point-in-time window (binlog of {found.server}"
+    head += f", {found.gaps} gap{'s' if found.gaps != 1 else ''} recorded): " if found.gaps else "): "
+    if found.end is None or not found.starts:
+        return head + ("nothing archived yet" if found.end is None else
+                       "none (no base backup with a binlog position and a whole archived chain after it)")
+    return head + "; ".join(f"{db} {at(t)} .. {at(found.end)} UTC" for db, t in sorted(found.starts.items()))
+
+
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per backup) instead of a table.")
 @click.option("--databases", help="Comma-separated databases to show.")
@@ -796,9 +822,10 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
         entries = [e for e in entries if e.database in wanted]
     catalog.mark_keys(entries, _configured_identities(cfg))
     entries.sort(key=lambda e: (e.database, e.time.isoformat() if e.time else "", e.location, e.rel))
+    pitr_window = _pitr_window(loaded, wanted) if not only_remote else None
     if as_json:
-        click.echo(json_mod.dumps({"backups": [e.as_json() for e in entries],
-                                   "remote_error": remote_error}, indent=2))
+        click.echo(json_mod.dumps({"backups": [e.as_json() for e in entries], "remote_error": remote_error,
+                                   "pitr_window": pitr_window.as_json() if pitr_window else None}, indent=2))
     else:
         backups = [e for e in entries if e.kind == "backup"]
         rows = [("DATABASE", "WHERE", "NAME", "TIME (UTC)", "SIZE", "ENC", "KEY", "VERIFIED", "UPLOADED", "LOSSES")]
@@ -817,6 +844,8 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
             click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
         if not backups:
             click.echo(f"no backups under {root}" + (f" or on {destination}" if destination and not only_local else ""))
+        if pitr_window is not None:
+            click.echo(_window_line(pitr_window))
         for e in entries:
             if e.kind != "backup" or e.problem:
                 what = "in progress in a running tenangdb run" if e.in_progress else \
@@ -921,11 +950,19 @@ def binlog(state: State, once: bool) -> None:
         if done is not None and done.gaps:
             click.echo(f"error: binlog gap: {', '.join(n for g in done.gaps for n in g.missing)} were purged from "
                        "the server before they were archived", err=True)
+        action.report(loaded, done, error)
 
     if not once:
         action.loop(loaded, report)
         return
-    done = action.cycle(loaded)
+    try:
+        done = action.cycle(loaded)
+    except Exception as exc:
+        from tenangdb.errors import interrupt_requested
+
+        if not interrupt_requested():
+            action.report(loaded, None, exc)
+        raise
     report(done, None)
     click.echo(f"archived {len(done.archived)} binlog file{'s' if len(done.archived) != 1 else ''}"
                + (f": {done.archived[0].name}..{done.archived[-1].name}" if done.archived else ""))

@@ -1,0 +1,104 @@
+"""Operating point-in-time recovery on a real server with the binary log on: the archiver's
+metrics and notifications, the recoverable window in `list`, doctor's binlog checks, verify of
+the archive, and the archiver's loop stopped by SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import Env, unique
+from test_notify import Receiver
+
+
+@pytest.fixture
+def benv(tmp_path, binlog_server) -> Env:
+    return Env(root=tmp_path, server=binlog_server)
+
+
+@pytest.fixture
+def receiver():
+    rx = Receiver()
+    rx.thread.start()
+    yield rx
+    rx.server.shutdown()
+    rx.server.server_close()
+
+
+def samples(textfile: Path) -> dict:
+    out = {}
+    for family in text_string_to_metric_families(textfile.read_text()):
+        for sample in family.samples:
+            out[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
+    return out
+
+
+def one(found: dict, name: str, **labels) -> float | None:
+    return found.get((name, tuple(sorted(labels.items()))))
+
+
+def purge_unarchived(server, db: str) -> None:
+    """Close two files with writes in them and purge them before the archiver sees them."""
+    server.sql(f"INSERT INTO `{db}`.t VALUES (100); FLUSH BINARY LOGS; INSERT INTO `{db}`.t VALUES (101); "
+               "FLUSH BINARY LOGS")
+    current = server.sql("SHOW MASTER STATUS").split("\t")[0].strip()
+    server.sql(f"PURGE BINARY LOGS TO '{current}'")
+
+
+def test_metrics_window_and_gap_notification(benv, receiver):
+    server = benv.server
+    db = unique("obs")
+    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY); INSERT INTO `{db}`.t VALUES (1)")
+    textfile = benv.root / "textfile" / "tenangdb.prom"
+    config = benv.write_config({
+        "metrics": {"enabled": True, "storage_path": str(benv.root / "state" / "metrics.json"),
+                    "textfile": str(textfile)},
+        "notify": {"webhook": f"{receiver.url}/hook/x", "retries": 0, "timeout": 5}})
+    try:
+        assert benv.cli("backup", "--databases", db, config=config).returncode == 0
+        manifest = json.loads(next(benv.backups.glob(f"{db}/*/*/manifest.json")).read_text())
+        server.sql(f"INSERT INTO `{db}`.t VALUES (2)")
+        before = time.time()
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0, done.stderr
+        found = samples(textfile)
+        label = next(dict(k[1])["server"] for k in found if k[0] == "tenangdb_binlog_lag_seconds")
+        assert label.endswith("/1")  # hostname/server_id
+        assert 0 <= one(found, "tenangdb_binlog_lag_seconds", server=label) < time.time() - before + 1
+        assert before - 2 <= one(found, "tenangdb_binlog_last_archived_timestamp", server=label) <= time.time()
+        assert one(found, "tenangdb_binlog_gaps_total", server=label) == 0
+        from datetime import datetime
+        ended = datetime.fromisoformat(manifest["finished_at"]).timestamp()
+        assert one(found, "tenangdb_pitr_window_start_timestamp", database=db) == pytest.approx(ended, abs=1)
+
+        listed = benv.cli("list", "--local", config=config)
+        assert listed.returncode == 0, listed.stderr
+        assert "point-in-time window (binlog of" in listed.stdout and db in listed.stdout.splitlines()[-1]
+        as_json = json.loads(benv.cli("list", "--local", "--json", config=config).stdout)["pitr_window"]
+        assert as_json["server"] == label and as_json["gaps"] == 0 and db in as_json["databases"]
+
+        # A gap: loud in the exit code, the metric, the notification; the window that crossed it is gone.
+        purge_unarchived(server, db)
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 4 and "gap" in done.stderr
+        found = samples(textfile)
+        assert one(found, "tenangdb_binlog_gaps_total", server=label) == 1
+        assert one(found, "tenangdb_pitr_window_start_timestamp", database=db) is None
+        events = [e for e in receiver.events() if e["event"] == "binlog.gap"]
+        assert len(events) == 1 and events[0]["status"] == "failed" and "purged" in events[0]["error"]
+        listed = benv.cli("list", "--local", config=config)
+        assert "1 gap recorded" in listed.stdout and "none (no base backup" in listed.stdout
+
+        # A new base backup after the gap opens a new window.
+        assert benv.cli("backup", "--databases", db, config=config).returncode == 0
+        server.sql(f"INSERT INTO `{db}`.t VALUES (3)")  # the base's file is closed (and archived) by a write
+        assert benv.cli("binlog", "--once", config=config).returncode == 0
+        found = samples(textfile)
+        assert (one(found, "tenangdb_pitr_window_start_timestamp", database=db) or 0) > ended
+        assert len([e for e in receiver.events() if e["event"] == "binlog.gap"]) == 1  # reported once
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{db}`")
