@@ -102,3 +102,52 @@ def test_metrics_window_and_gap_notification(benv, receiver):
         assert len([e for e in receiver.events() if e["event"] == "binlog.gap"]) == 1  # reported once
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
+
+
+def test_doctor_checks_the_binary_log_for_the_archiver(benv):
+    from test_doctor import database_section
+    from test_init import PASSWORD, make_user
+
+    def doctor(env, config, env_vars):
+        done = env.cli("doctor", "--json", config=config, env=env_vars, timeout=120)
+        assert done.returncode in (0, 1), done.stderr
+        return done.returncode, {c["name"]: c for c in json.loads(done.stdout)["checks"]}
+    server = benv.server
+    db = unique("doc")
+    server.sql(f"CREATE DATABASE `{db}`")
+    user = make_user(server, [f"GRANT SELECT, SHOW VIEW, TRIGGER, EVENT ON `{db}`.* TO {{user}}",
+                              "GRANT SELECT ON mysql.proc TO {user}", "GRANT BINLOG MONITOR ON *.* TO {user}"])
+    secrets = {"TENANGDB_DB_PASSWORD": PASSWORD}
+    config = benv.write_config({"backup": {"databases": [db]}, "binlog": {"enabled": True, "max_lag": 3600}},
+                               database=database_section(server, user))
+    try:
+        # Without binlog.enabled there is nothing to check.
+        plain = benv.write_config({"backup": {"databases": [db]}}, database=database_section(server, user),
+                                  name="plain.yaml")
+        _, checks = doctor(benv, plain, secrets)
+        assert not {"binlog-server", "binlog-retention", "binlog-grants"} & set(checks)
+
+        _, checks = doctor(benv, config, secrets)
+        assert checks["binlog-server"]["status"] == "pass" and "ROW" in checks["binlog-server"]["message"]
+        assert checks["binlog-retention"]["status"] == "pass"  # the server never purges by age
+        grants = checks["binlog-grants"]
+        assert grants["status"] == "fail" and "REPLICATION SLAVE" in grants["message"]
+        assert "RELOAD or BINLOG ADMIN" in grants["message"] and "BINLOG MONITOR," not in grants["message"]
+        assert "GRANT REPLICATION SLAVE, RELOAD ON *.*" in grants["fix"]
+
+        server.sql(f"GRANT REPLICATION SLAVE, BINLOG ADMIN ON *.* TO '{user}'@'%'; "
+                   "SET GLOBAL binlog_format = 'STATEMENT'; SET GLOBAL binlog_expire_logs_seconds = 3600")
+        _, checks = doctor(benv, config, secrets)
+        assert checks["binlog-grants"]["status"] == "pass", checks["binlog-grants"]
+        # The archiver's own privileges are not "more than backups need".
+        assert "REPLICATION SLAVE" not in checks["database-grants"]["message"], checks["database-grants"]
+        assert checks["binlog-server"]["status"] == "warn" and "STATEMENT" in checks["binlog-server"]["message"]
+        retention = checks["binlog-retention"]
+        assert retention["status"] == "fail" and "twice binlog.max_lag" in retention["message"]
+
+        server.sql("SET GLOBAL binlog_expire_logs_seconds = 7200")
+        _, checks = doctor(benv, config, secrets)
+        assert checks["binlog-retention"]["status"] == "warn" and "2h" in checks["binlog-retention"]["message"]
+    finally:
+        server.sql("SET GLOBAL binlog_format = 'ROW'; SET GLOBAL binlog_expire_logs_seconds = 0; "
+                   f"DROP USER IF EXISTS '{user}'@'%'; DROP DATABASE IF EXISTS `{db}`")

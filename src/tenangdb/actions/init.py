@@ -233,15 +233,15 @@ def _report_tools(q: Questions) -> None:
             q.say(f"  {label}: not installed" + (" (needed for backups)" if label == "dump tool" else ""))
 
 
-def grant_advice(conn, server, databases: list[str], engine: str = engines.DEFAULT) -> tuple[grants_mod.GrantReport,
-                                                                                       list[str]]:
+def grant_advice(conn, server, databases: list[str], engine: str = engines.DEFAULT, *,
+                 archiver: bool = False) -> tuple[grants_mod.GrantReport, list[str]]:
     user, hostpart, lines = grants_mod.current_grants(conn)
     parsed, roles = grants_mod.parse_grants(lines)
     needs = grants_mod.requirements(engine, server.flavour, server.version, binlog=server.log_bin)
     # MariaDB's SHOW GRANTS already lists the privileges of the role active at login (the
     # default role); MySQL's does not expand roles, so say they were not examined there.
     report = grants_mod.check(parsed, roles if server.flavour == "mysql" else [], needs, databases,
-                              user=user, host=hostpart)
+                              user=user, host=hostpart, allowed=grants_mod.ARCHIVER if archiver else frozenset())
     statements = grants_mod.least_privilege_statements(needs, databases, user, hostpart)
     return report, statements
 
