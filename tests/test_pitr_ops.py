@@ -92,6 +92,9 @@ def test_metrics_window_and_gap_notification(benv, receiver):
         assert len(events) == 1 and events[0]["status"] == "failed" and "purged" in events[0]["error"]
         listed = benv.cli("list", "--local", config=config)
         assert "1 gap recorded" in listed.stdout and "none (no base backup" in listed.stdout
+        # verify --binlog reports a recorded gap without calling the archive damaged.
+        checked = benv.cli("verify", "--binlog", config=config)
+        assert checked.returncode == 0 and "warning: recorded gap" in checked.stderr, checked.stdout + checked.stderr
 
         # A new base backup after the gap opens a new window.
         assert benv.cli("backup", "--databases", db, config=config).returncode == 0
@@ -151,3 +154,53 @@ def test_doctor_checks_the_binary_log_for_the_archiver(benv):
     finally:
         server.sql("SET GLOBAL binlog_format = 'ROW'; SET GLOBAL binlog_expire_logs_seconds = 0; "
                    f"DROP USER IF EXISTS '{user}'@'%'; DROP DATABASE IF EXISTS `{db}`")
+
+
+def test_verify_binlog_checks_every_file_and_the_chain(benv):
+    server = benv.server
+    db = unique("ver")
+    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY)")
+    config = benv.write_config({"backup": {"encryption": {"enabled": True, "key_file": str(benv.key())}}})
+    try:
+        for i in range(3):
+            server.sql(f"INSERT INTO `{db}`.t VALUES ({i}); FLUSH BINARY LOGS")
+        server.sql(f"INSERT INTO `{db}`.t VALUES (9)")
+        assert benv.cli("binlog", "--once", config=config).returncode == 0
+        folder = benv.backups / ".binlog"
+        records = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")
+                          if p.name not in ("server.json", "gaps.json") and not p.name.startswith(".")),
+                         key=lambda r: r["name"])
+        assert len(records) >= 4 and all(r["stored_name"].endswith(".age") for r in records)
+        done = benv.cli("verify", "--binlog", config=config)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert f"binlog archive OK: {len(records)} files" in done.stdout and "chain continuous" in done.stdout
+
+        # One byte changed in the middle of one archived file: found, named, exit 7.
+        victim = folder / records[-2]["stored_name"]
+        original = victim.read_bytes()
+        damaged = bytearray(original)
+        damaged[len(damaged) // 2] ^= 0xFF
+        victim.write_bytes(bytes(damaged))
+        done = benv.cli("verify", "--binlog", config=config)
+        assert done.returncode == 7, done.stdout + done.stderr
+        assert f"FAILED {records[-2]['name']}:" in done.stdout and "damaged" in done.stderr
+        assert sum(line.startswith("FAILED") for line in done.stdout.splitlines()) == 1
+        victim.write_bytes(original)
+
+        # A file and its record removed from the middle, with no gap recorded: a broken chain.
+        hidden = benv.root / "hidden"
+        hidden.mkdir()
+        for name in (records[1]["stored_name"], records[1]["name"] + ".json"):
+            (folder / name).rename(hidden / name)
+        done = benv.cli("verify", "--binlog", config=config)
+        assert done.returncode == 7 and f"{records[1]['name']} missing between" in done.stdout, done.stdout
+        for path in hidden.iterdir():
+            path.rename(folder / path.name)
+
+        # Without the key, nothing can be checked: a clear error, not a pass.
+        plain = benv.write_config(name="nokey.yaml")
+        done = benv.cli("verify", "--binlog", config=plain)
+        assert done.returncode == 7 and "no age identity" in done.stderr, done.stderr
+        assert benv.cli("verify", "--binlog", config=config).returncode == 0
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{db}`")

@@ -32,7 +32,7 @@ from tenangdb.actions import catalog, recover
 from tenangdb.actions import restore as restore_action
 from tenangdb.actions.binlog import binlog_tool
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import InvalidInput, RestoreFailed, VerifyFailed
+from tenangdb.errors import InvalidInput, RestoreFailed, TenangDBError, VerifyFailed
 from tenangdb.mysql import binlogfmt, engines, mysqldump
 from tenangdb.mysql.connection import connect, endpoint_from, translated_errors
 from tenangdb.mysql import inventory as inv_mod
@@ -121,6 +121,99 @@ def _events(directory: Path, record: store.Record, identities, on_event, plain=N
     parser.close()
     if result.plain.sha256 != record.plain_sha256 or result.stored.sha256 != record.stored_sha256:
         raise VerifyFailed(f"{directory / record.stored_name}: does not match its record's SHA-256 (damaged)")
+
+
+@dataclass
+class ArchiveCheck:
+    """What `verify --binlog` found: damage (exit 7), known gaps and notes (reported only)."""
+
+    files: int = 0
+    first: str | None = None
+    last: str | None = None
+    damage: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def verify_archive(loaded: LoadedConfig) -> ArchiveCheck:
+    """Every archived file unsealed (stored and plain SHA-256, decryption, whole events) and
+    compared with its record, then the chain: consecutive numbers (a hole the archiver did not
+    record as a gap is damage), each file closed by a ROTATE naming the next (or a STOP: the
+    server restarted), and each file's starting GTID state holding the previous file's last GTID."""
+    directory = store.archive_directory(loaded.settings)
+    check = ArchiveCheck()
+    try:
+        records = store.records(directory)
+        known_gaps = {name for gap in store.gaps(directory) for name in gap.missing}
+    except store.ArchiveError as exc:
+        check.damage.append(str(exc))
+        return check
+    if not records:
+        check.notes.append(f"the binlog archive {directory} holds no file yet")
+        return check
+    identities = _identities(loaded, records)
+    check.files, check.first, check.last = len(records), records[0].name, records[-1].name
+    seen: dict[str, binlogfmt.Summary] = {}
+    for record in records:
+        problem = _check_file(directory, record, identities, seen)
+        if problem:
+            check.damage.append(f"{record.name}: {problem}")
+    for leftover in store.uncommitted(directory, {r.name for r in records}):
+        check.notes.append(f"{leftover.name} has no record (an interrupted archiving; the next cycle removes it)")
+    for before, after in zip(records, records[1:]):
+        _check_link(before, after, seen.get(before.name), known_gaps, check)
+    return check
+
+
+def _check_file(directory: Path, record: store.Record, identities, seen: dict) -> str | None:
+    path = directory / record.stored_name
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"its stored file {record.stored_name} is missing"
+    if size != record.stored_size:
+        return f"{record.stored_name} is {size} bytes, its record says {record.stored_size} (damaged)"
+    try:
+        parser = binlogfmt.Parser()
+        result = unseal(path, compression=record.compression, identities=identities, forward=parser.feed)
+        summary = parser.close()
+    except binlogfmt.BinlogFormatError as exc:
+        return f"not a whole binary log ({exc})"
+    except (TenangDBError, OSError) as exc:
+        return f"cannot be unsealed ({exc})"
+    if result.stored.sha256 != record.stored_sha256:
+        return "the stored file's SHA-256 does not match its record (damaged)"
+    if result.plain.sha256 != record.plain_sha256:
+        return "the decoded binlog's SHA-256 does not match its record (damaged)"
+    facts = {"size": (summary.size, record.size), "end position": (summary.end_position, record.end_position),
+             "first GTID": (summary.first_gtid, record.first_gtid), "last GTID": (summary.last_gtid, record.last_gtid),
+             "transactions": (summary.transactions, record.transactions)}
+    wrong = [f"{what} {got} (record: {want})" for what, (got, want) in facts.items() if got != want]
+    if wrong:
+        return "its content does not match its record: " + ", ".join(wrong)
+    seen[record.name] = summary
+    return None
+
+
+def _check_link(before: store.Record, after: store.Record, summary, known_gaps: set[str], check: ArchiveCheck) -> None:
+    width = len(before.name) - len(store.base_name(before.name)) - 1
+    between = [store.name_for(store.base_name(before.name), seq, width) for seq in range(before.seq + 1, after.seq)]
+    if between:
+        unknown = [name for name in between if name not in known_gaps]
+        if unknown:
+            check.damage.append(f"{', '.join(unknown)} missing between {before.name} and {after.name}, and no gap "
+                                "was recorded for them (removed from the archive?)")
+        else:
+            check.gaps.append(f"{', '.join(between)} (purged from the server before they were archived)")
+        return
+    if before.closed_by == "rotate" and summary is not None and summary.next_file not in (None, after.name):
+        check.damage.append(f"{before.name} rotates to {summary.next_file}, but the next archived file is {after.name}")
+    elif before.closed_by is None:
+        check.notes.append(f"{before.name} ends without a ROTATE or STOP (the server crashed while it was open); "
+                           "its last events may have been lost with it")
+    if before.last_gtid and after.gtid_list and before.last_gtid not in after.gtid_list:
+        check.damage.append(f"{after.name} starts from GTID state {', '.join(after.gtid_list)}, which does not hold "
+                            f"{before.last_gtid}, the last transaction of {before.name}")
 
 
 def _find_stop(directory: Path, records: list[store.Record], identities, *, to_time: datetime | None,

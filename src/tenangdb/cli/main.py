@@ -341,17 +341,26 @@ def _weekend() -> bool:
 @click.option("--from-remote", is_flag=True, help="Verify copies on the remote (upload.destination): with "
               "--backup-path (remote:{db}/{YYYY-MM}/{name} or a backup name), --latest, --all or --sample N; each "
               "is downloaded to a private temporary folder, and the result recorded on the remote.")
+@click.option("--binlog", "binlog_archive", is_flag=True, help="Verify the binlog archive instead of backups: every "
+              "archived file's SHA-256 and decryption against its record, and the chain's continuity (numbers, "
+              "rotations, GTIDs); exit 7 on damage.")
 @click.pass_obj
 def verify(state: State, backup_path: str | None, all_: bool, latest: bool, sample: int | None,
-           databases: str | None, test_restore: bool, target: str | None, from_remote: bool) -> None:
+           databases: str | None, test_restore: bool, target: str | None, from_remote: bool,
+           binlog_archive: bool) -> None:
     """Check checksums, decryption and completeness of backups; with --test-restore, restore and check them."""
     from tenangdb.actions import fetch
     from tenangdb.actions import verify as action
 
     chosen = [name for name, on in (("--backup-path", bool(backup_path)), ("--all", all_), ("--latest", latest),
-                                    ("--sample", sample is not None)) if on]
+                                    ("--sample", sample is not None), ("--binlog", binlog_archive)) if on]
     if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --backup-path, --all, --latest or --sample N")
+        raise click.UsageError("give exactly one of --backup-path, --all, --latest, --sample N or --binlog")
+    if binlog_archive:
+        if databases or test_restore or target or from_remote:
+            raise click.UsageError("--binlog takes no --databases, --test-restore, --target or --from-remote")
+        _verify_binlog(state.load())
+        return
     if databases and backup_path:
         raise click.UsageError("--databases goes with --all, --latest or --sample, not --backup-path")
     if target and not test_restore:
@@ -390,6 +399,27 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     else:
         click.echo(f"error: {len(failures)} of {len(paths)} backups failed verification", err=True)
     raise SystemExit(EXIT_VERIFY)
+
+
+def _verify_binlog(loaded) -> None:
+    from tenangdb.actions import pitr
+
+    found = pitr.verify_archive(loaded)
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
+    for gap in found.gaps:
+        click.echo(f"warning: recorded gap: {gap}; point-in-time restore across it is impossible", err=True)
+    for problem in found.damage:
+        click.echo(f"FAILED {problem}")
+    if found.damage:
+        click.echo(f"error: the binlog archive is damaged ({len(found.damage)} problem"
+                   f"{'s' if len(found.damage) != 1 else ''})", err=True)
+        raise SystemExit(EXIT_VERIFY)
+    if found.files:
+        click.echo(f"binlog archive OK: {found.files} file{'s' if found.files != 1 else ''} ({found.first}.."
+                   f"{found.last}), hashes and decryption checked, chain continuous"
+                   + (f" but for {len(found.gaps)} recorded gap{'s' if len(found.gaps) != 1 else ''}" if found.gaps
+                      else ""))
 
 
 def _verify_remote(loaded, backup_path: str | None, mode: str, databases: list[str] | None, sample: int,
