@@ -204,3 +204,101 @@ def test_verify_binlog_checks_every_file_and_the_chain(benv):
         assert benv.cli("verify", "--binlog", config=config).returncode == 0
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
+
+
+def test_init_deploys_the_archiver_when_asked(benv):
+    from test_init import PASSWORD, init_argv, make_user
+    server = benv.server
+    db = unique("ini")
+    server.sql(f"CREATE DATABASE `{db}`")
+    user = make_user(server, [f"GRANT SELECT ON `{db}`.* TO {{user}}"])
+    try:
+        done = benv.cli(*init_argv(benv, user, db, "--deploy-systemd", "--dry-run", "--binlog"),
+                        env={"TENANGDB_DB_PASSWORD": PASSWORD})
+        assert done.returncode == 0, done.stderr
+        unit = done.stdout.split("# --- /etc/systemd/system/tenangdb-binlog.service\n", 1)[1].split("# --- ", 1)[0]
+        assert "Type=simple" in unit and "Restart=on-failure" in unit and "ProtectSystem=strict" in unit
+        assert "binlog:\n  enabled: true" in done.stdout
+        assert "REPLICATION SLAVE, BINLOG MONITOR and RELOAD" in done.stderr
+        # Without --binlog (and no terminal to ask on) nothing of the archiver is written.
+        done = benv.cli(*init_argv(benv, user, db, "--deploy-systemd", "--dry-run"),
+                        env={"TENANGDB_DB_PASSWORD": PASSWORD})
+        assert done.returncode == 0 and "tenangdb-binlog.service" not in done.stdout and "binlog:" not in done.stdout
+    finally:
+        server.sql(f"DROP USER IF EXISTS '{user}'@'%'; DROP DATABASE IF EXISTS `{db}`")
+
+
+def _processes_naming(text: str) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if text.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+            except OSError:
+                pass
+    return found
+
+
+def _wait_gone(pid: int, deadline: float) -> None:
+    while time.monotonic() < deadline:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except FileNotFoundError:
+            return
+        if state == "Z":
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"process {pid} is still running")
+
+
+def test_the_loop_archives_until_sigterm_then_stops_clean(benv):
+    import os
+    import signal
+    import subprocess
+
+    from conftest import TENANGDB
+    server = benv.server
+    db = unique("loop")
+    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY, pad MEDIUMTEXT)")
+    textfile = benv.root / "textfile" / "tenangdb.prom"
+    config = benv.write_config({"binlog": {"enabled": True, "max_lag": 2},
+                                "metrics": {"enabled": True, "storage_path": str(benv.root / "state" / "m.json"),
+                                            "textfile": str(textfile)}})
+    folder = benv.backups / ".binlog"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")}
+    proc = subprocess.Popen([*TENANGDB, "--config", str(config), "binlog"], env=env, cwd=benv.root,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for round_ in range(2):
+            current = server.sql("SHOW MASTER STATUS").split("\t")[0].strip()
+            server.sql(f"INSERT INTO `{db}`.t VALUES ({round_}, REPEAT('y', 300000))")
+            deadline = time.monotonic() + 60
+            while not (folder / f"{current}.json").exists():
+                assert proc.poll() is None, proc.communicate()
+                assert time.monotonic() < deadline, f"{current} was not archived by the loop"
+                time.sleep(0.2)
+        assert samples(textfile)  # each cycle writes the metrics
+        # Mid-cycle or asleep, SIGTERM ends it: exit 0, nothing left behind.
+        server.sql(f"INSERT INTO `{db}`.t VALUES (7, REPEAT('z', 3000000))")
+        time.sleep(0.8)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=60)
+        assert proc.returncode == 0, err
+        assert "Traceback" not in err and "binlog archiver stopped" in err
+        assert not _processes_naming(str(folder))  # no mariadb-binlog left reading for us
+        assert not list(folder.glob(".fifo-*"))
+        names = {r.name.removesuffix(".json") for r in folder.glob("*.json")}
+        stored = [p for p in folder.iterdir() if not p.name.endswith(".json") and not p.name.startswith(".")]
+        assert all(p.name.removesuffix(".zst") in names for p in stored), sorted(p.name for p in stored)
+        # The archive's lock was released: a one-shot run follows at once and archives the rest.
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0, done.stderr
+        verified = benv.cli("verify", "--binlog", config=config)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        _wait_gone(proc.pid, time.monotonic() + 10)
+        server.sql(f"DROP DATABASE IF EXISTS `{db}`")

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import BackupFailed, ConfigError, interrupt_requested
+from tenangdb.errors import BackupFailed, ConfigError, Interrupted, interrupt_requested
 from tenangdb.mysql import binlogfmt
 from tenangdb.mysql.connection import client_options, connect, endpoint_from, translated_errors
 from tenangdb.mysql.tools import find_tool
@@ -296,8 +296,18 @@ def report(loaded: LoadedConfig, done: Cycle | None, error: BaseException | None
 
 
 def loop(loaded: LoadedConfig, on_cycle=None) -> None:
-    """Cycles every binlog.max_lag / 2 until interrupted (SIGTERM/SIGINT set the cancel token).
-    A failed cycle is logged and retried at the next tick: a server restart must not end us."""
+    """Cycles every binlog.max_lag / 2 until interrupted, then returns: SIGTERM (or SIGINT)
+    is how a service is stopped, not a failure, wherever it lands (a cycle's transfer is
+    abandoned and removed, and done again by the next run). A failed cycle is logged and
+    retried at the next tick: a server restart must not end us."""
+    try:
+        _loop(loaded, on_cycle)
+    except (Interrupted, KeyboardInterrupt):
+        pass
+    log.info("binlog archiver stopped")
+
+
+def _loop(loaded: LoadedConfig, on_cycle) -> None:
     interval = max(1.0, loaded.settings.binlog.max_lag / 2)
     while not interrupt_requested():
         started = time.monotonic()

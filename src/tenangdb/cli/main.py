@@ -1183,6 +1183,9 @@ def _key_option(*decls: str, key: str, help: str | None = None):
              "none.")
 @_key_option("--rclone-config", key="upload.rclone_config_path", help="rclone config file for uploads.")
 @click.option("--metrics/--no-metrics", default=None, help="Record metrics for the exporter.")
+@click.option("--binlog/--no-binlog", default=None, help="Archive the binary log for point-in-time recovery "
+              "(binlog.enabled; with --deploy-systemd, tenangdb-binlog.service). Asked on a terminal when the "
+              "server's binary log is on.")
 @_key_option("--metrics-listen", key="metrics.listen", help="Exporter address (elsewhere than loopback, basic "
              "auth is set up).")
 @_key_option("--metrics-port", key="metrics.port", help="Exporter port.")
