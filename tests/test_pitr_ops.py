@@ -11,22 +11,9 @@ from pathlib import Path
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import Env, unique
-from test_notify import Receiver
-
-
-@pytest.fixture
-def benv(tmp_path, binlog_server) -> Env:
-    return Env(root=tmp_path, server=binlog_server)
-
-
-@pytest.fixture
-def receiver():
-    rx = Receiver()
-    rx.thread.start()
-    yield rx
-    rx.server.shutdown()
-    rx.server.server_close()
+from conftest import unique
+from test_notify import receiver  # noqa: F401 - a fixture
+from test_pitr import archived, benv  # noqa: F401 - benv is a fixture
 
 
 def samples(textfile: Path) -> dict:
@@ -167,9 +154,7 @@ def test_verify_binlog_checks_every_file_and_the_chain(benv):
         server.sql(f"INSERT INTO `{db}`.t VALUES (9)")
         assert benv.cli("binlog", "--once", config=config).returncode == 0
         folder = benv.backups / ".binlog"
-        records = sorted((json.loads(p.read_text()) for p in folder.glob("*.json")
-                          if p.name not in ("server.json", "gaps.json") and not p.name.startswith(".")),
-                         key=lambda r: r["name"])
+        records = archived(benv)
         assert len(records) >= 4 and all(r["stored_name"].endswith(".age") for r in records)
         done = benv.cli("verify", "--binlog", config=config)
         assert done.returncode == 0, done.stdout + done.stderr
