@@ -287,3 +287,64 @@ def test_the_loop_archives_until_sigterm_then_stops_clean(benv):
             proc.wait()
         _wait_gone(proc.pid, time.monotonic() + 10)
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
+
+
+def test_a_server_restart_is_followed_and_replayed_across(tmp_path):
+    """A clean shutdown ends the open file with a STOP event and the restarted server opens the
+    next one: the archiver takes both, verify accepts the STOP link, and a restore to a moment
+    after the restart replays across it."""
+    import os
+    import shutil
+    import signal
+    from datetime import datetime, timezone
+
+    from conftest import Env, Server
+    from test_pitr import checksums, pause_past_second
+    from tenangdb.mysql.sandbox import start_sandbox
+
+    first = start_sandbox(binlog=True)
+    second = None
+    try:
+        env = Env(root=tmp_path, server=Server(socket=str(first.socket_path), host="127.0.0.1", port=first.port,
+                                               user="root", password="", box=first))
+        db = "restarted"
+        env.server.sql(f"CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY, v INT); "
+                       "INSERT INTO t SELECT seq, seq FROM seq_1_to_100")
+        config = env.write_config()
+        assert env.cli("backup", "--databases", db, config=config).returncode == 0
+        assert env.cli("binlog", "--once", config=config).returncode == 0
+        env.server.sql(f"UPDATE `{db}`.t SET v = v + 1000 WHERE id <= 10")  # in the file the shutdown ends
+        before = env.server.sql("SHOW MASTER STATUS").split("\t")[0].strip()
+
+        os.kill(first.pid, signal.SIGTERM)  # a clean shutdown writes STOP
+        first.process.wait(timeout=120)
+        second = start_sandbox(datadir=first.base / "data", binlog=False, skip_grants=False,
+                               extra_args=[f"--log-bin={first.base / 'binlog'}", "--server-id=1",
+                                           "--binlog-format=ROW"])
+        env.server = Server(socket=str(second.socket_path), host="127.0.0.1", port=second.port, user="root",
+                            password="", box=second)
+        config = env.write_config()
+        after = env.server.sql("SHOW MASTER STATUS").split("\t")[0].strip()
+        assert after != before
+        env.server.sql(f"INSERT INTO `{db}`.t VALUES (500, 5)")
+        pause_past_second()
+        moment = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        at_t = checksums(env.server, db)
+        pause_past_second()
+        env.server.sql(f"DELETE FROM `{db}`.t WHERE id > 50")
+
+        done = env.cli("binlog", "--once", config=config)
+        assert done.returncode == 0, done.stderr
+        records = {r["name"]: r for r in archived(env)}
+        assert records[before]["closed_by"] == "stop" and after in records
+        verified = env.cli("verify", "--binlog", config=config)
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+
+        done = env.cli("restore", "-b", db, "--to-time", moment, "-d", "at_t", config=config)
+        assert done.returncode == 0, done.stderr
+        assert checksums(env.server, "at_t") == at_t
+    finally:
+        if second is not None:
+            second.stop(graceful=False)
+        first.stop(graceful=False)  # its server has exited; this removes its folder
+        shutil.rmtree(first.base, ignore_errors=True)
