@@ -348,3 +348,58 @@ def test_a_server_restart_is_followed_and_replayed_across(tmp_path):
             second.stop(graceful=False)
         first.stop(graceful=False)  # its server has exited; this removes its folder
         shutil.rmtree(first.base, ignore_errors=True)
+
+
+def test_the_archive_is_uploaded_proven_and_repaired_off_site(benv):
+    from test_init import rclone_remote
+    server = benv.server
+    db = unique("off")
+    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY)")
+    conf, target = rclone_remote(benv.root)
+    config = benv.write_config({"backup": {"encryption": {"enabled": True, "key_file": str(benv.key())}},
+                                "upload": {"enabled": True, "destination": f"local:{target}",
+                                           "rclone_config_path": str(conf), "encryption": True, "retry_delay": 0}})
+    try:
+        for i in range(2):
+            server.sql(f"INSERT INTO `{db}`.t VALUES ({i}); FLUSH BINARY LOGS")
+        server.sql(f"INSERT INTO `{db}`.t VALUES (9)")
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0, done.stderr
+        records = archived(benv)
+        assert f"uploaded {len(records)}" in done.stdout
+        mirror = target / ".binlog"
+        for r in records:
+            assert (mirror / r["stored_name"]).read_bytes() == (benv.backups / ".binlog" / r["stored_name"]).read_bytes()
+            assert json.loads((mirror / f"{r['name']}.json").read_text()) == r
+        assert (mirror / "server.json").exists()
+        checked = benv.cli("verify", "--binlog", "--from-remote", config=config)
+        assert checked.returncode == 0 and f"{len(records)} files proven" in checked.stdout, checked.stderr
+        # Nothing new: nothing copied again.
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0 and "uploaded" not in done.stdout
+
+        # A damaged remote copy: found (exit 7), and the next cycle copies it again.
+        victim = mirror / records[0]["stored_name"]
+        data = bytearray(victim.read_bytes())
+        data[len(data) // 2] ^= 0x01
+        victim.write_bytes(bytes(data))
+        checked = benv.cli("verify", "--binlog", "--from-remote", config=config)
+        assert checked.returncode == 7 and records[0]["stored_name"] in checked.stdout, checked.stdout
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0 and "uploaded 1" in done.stdout, done.stdout + done.stderr
+        assert benv.cli("verify", "--binlog", "--from-remote", config=config).returncode == 0
+
+        # The remote gone: the archiving goes on, the upload failure is exit 5, then it catches up.
+        hidden = benv.root / "remote-away"
+        target.rename(hidden)
+        target.write_text("not a folder")
+        server.sql(f"INSERT INTO `{db}`.t VALUES (10)")
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 5 and "binlog upload failed" in done.stderr, done.stdout + done.stderr
+        assert len(archived(benv)) == len(records) + 1
+        target.unlink()
+        hidden.rename(target)
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0 and "uploaded 1" in done.stdout, done.stdout + done.stderr
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{db}`")

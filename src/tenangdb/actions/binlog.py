@@ -58,6 +58,8 @@ class Cycle:
     lag_seconds: float | None = None  # how old the newest transaction not yet archived can be
     last_time: int | None = None  # the newest archived event's time
     gaps_total: int = 0  # gaps the archive has recorded, this one's included
+    uploaded: list[str] = field(default_factory=list)  # files proven off-site this cycle
+    upload_error: str | None = None  # why the off-site copy stopped (retried next cycle)
 
 
 def binlog_tool(settings) -> str:
@@ -134,6 +136,10 @@ def _cycle(result: Cycle, directory: Path, tool: str, endpoint, settings, keys) 
     if len(result.archived) == len(todo):
         result.archived_until = complete_at
         result.lag_seconds = max(0.0, time.time() - complete_at)
+    from tenangdb.actions import binlog_offsite
+    if binlog_offsite.wanted(settings) and not interrupt_requested():
+        sent = binlog_offsite.upload(settings, directory, store.records(directory))
+        result.uploaded, result.upload_error = sent.uploaded, sent.error
 
 
 def plan(records: list[store.Record], files: list[tuple[str, int]]) -> tuple[list[str], store.Gap | None]:

@@ -343,7 +343,8 @@ def _weekend() -> bool:
               "is downloaded to a private temporary folder, and the result recorded on the remote.")
 @click.option("--binlog", "binlog_archive", is_flag=True, help="Verify the binlog archive instead of backups: every "
               "archived file's SHA-256 and decryption against its record, and the chain's continuity (numbers, "
-              "rotations, GTIDs); exit 7 on damage.")
+              "rotations, GTIDs); exit 7 on damage. With --from-remote: the off-site mirror "
+              "({upload.destination}/.binlog) against the local records.")
 @click.pass_obj
 def verify(state: State, backup_path: str | None, all_: bool, latest: bool, sample: int | None,
            databases: str | None, test_restore: bool, target: str | None, from_remote: bool,
@@ -357,9 +358,9 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     if len(chosen) != 1:
         raise click.UsageError("give exactly one of --backup-path, --all, --latest, --sample N or --binlog")
     if binlog_archive:
-        if databases or test_restore or target or from_remote:
-            raise click.UsageError("--binlog takes no --databases, --test-restore, --target or --from-remote")
-        _verify_binlog(state.load())
+        if databases or test_restore or target:
+            raise click.UsageError("--binlog takes no --databases, --test-restore or --target")
+        _verify_binlog(state.load(), from_remote)
         return
     if databases and backup_path:
         raise click.UsageError("--databases goes with --all, --latest or --sample, not --backup-path")
@@ -401,9 +402,12 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     raise SystemExit(EXIT_VERIFY)
 
 
-def _verify_binlog(loaded) -> None:
+def _verify_binlog(loaded, from_remote: bool) -> None:
     from tenangdb.actions import pitr
 
+    if from_remote:
+        _verify_binlog_remote(loaded)
+        return
     found = pitr.verify_archive(loaded)
     for note in found.notes:
         click.echo(f"note: {note}", err=True)
@@ -420,6 +424,26 @@ def _verify_binlog(loaded) -> None:
                    f"{found.last}), hashes and decryption checked, chain continuous"
                    + (f" but for {len(found.gaps)} recorded gap{'s' if len(found.gaps) != 1 else ''}" if found.gaps
                       else ""))
+
+
+def _verify_binlog_remote(loaded) -> None:
+    """verify --binlog --from-remote: the off-site mirror against the local records."""
+    from tenangdb.actions import binlog_offsite
+    from tenangdb.repository import binlogs as store
+
+    cfg = loaded.settings
+    if not cfg.upload.destination:
+        raise ConfigError("verify --binlog --from-remote: upload.destination is not set")
+    directory = store.archive_directory(cfg)
+    checked, damage = binlog_offsite.verify_remote(cfg, directory, store.records(directory))
+    for problem in damage:
+        click.echo(f"FAILED {problem}")
+    if damage:
+        click.echo(f"error: the remote binlog mirror is damaged ({len(damage)} problem"
+                   f"{'s' if len(damage) != 1 else ''})", err=True)
+        raise SystemExit(EXIT_VERIFY)
+    click.echo(f"remote binlog mirror OK: {checked} file{'s' if checked != 1 else ''} proven on "
+               f"{binlog_offsite.remote_folder_of(cfg)}")
 
 
 def _verify_remote(loaded, backup_path: str | None, mode: str, databases: list[str] | None, sample: int,
@@ -995,9 +1019,13 @@ def binlog(state: State, once: bool) -> None:
         raise
     report(done, None)
     click.echo(f"archived {len(done.archived)} binlog file{'s' if len(done.archived) != 1 else ''}"
-               + (f": {done.archived[0].name}..{done.archived[-1].name}" if done.archived else ""))
+               + (f": {done.archived[0].name}..{done.archived[-1].name}" if done.archived else "")
+               + (f"; uploaded {len(done.uploaded)}" if done.uploaded else ""))
     if done.gaps:
         raise SystemExit(EXIT_BACKUP)
+    if done.upload_error:
+        click.echo(f"error: binlog upload failed: {done.upload_error}", err=True)
+        raise SystemExit(EXIT_UPLOAD)
 
 
 @cli.command("config")
