@@ -372,6 +372,8 @@ def test_the_archive_is_uploaded_proven_and_repaired_off_site(benv):
             assert (mirror / r["stored_name"]).read_bytes() == (benv.backups / ".binlog" / r["stored_name"]).read_bytes()
             assert json.loads((mirror / f"{r['name']}.json").read_text()) == r
         assert (mirror / "server.json").exists()
+        listed = benv.cli("list", "--remote", config=config)  # the mirror is not taken for backups
+        assert listed.returncode == 0 and ".binlog" not in listed.stdout + listed.stderr, listed.stderr
         checked = benv.cli("verify", "--binlog", "--from-remote", config=config)
         assert checked.returncode == 0 and f"{len(records)} files proven" in checked.stdout, checked.stderr
         # Nothing new: nothing copied again.

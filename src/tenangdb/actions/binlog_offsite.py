@@ -16,6 +16,7 @@ import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tenangdb.actions.catalog import BINLOG_MIRROR
 from tenangdb.control import retry
 from tenangdb.errors import TenangDBError, UploadFailed
 from tenangdb.fileio import write_atomically
@@ -24,7 +25,7 @@ from tenangdb.repository import binlogs as store
 
 log = logging.getLogger("tenangdb.binlog")
 
-REMOTE_FOLDER = ".binlog"
+REMOTE_FOLDER = BINLOG_MIRROR  # the remote catalogue skips it
 UPLOADED = ".uploaded.json"
 
 
