@@ -405,3 +405,46 @@ def test_the_archive_is_uploaded_proven_and_repaired_off_site(benv):
         assert done.returncode == 0 and "uploaded 1" in done.stdout, done.stdout + done.stderr
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
+
+
+def test_restore_to_time_from_the_remote_alone(benv):
+    """A fresh machine (an empty backup directory) with only the remote: the base backup and the
+    binlog mirror are downloaded, and the database comes back as it was at T."""
+    from datetime import datetime, timezone
+
+    from test_init import rclone_remote
+    from test_pitr import checksums, pause_past_second
+    server = benv.server
+    db = unique("far")
+    conf, target = rclone_remote(benv.root)
+    upload = {"enabled": True, "destination": f"local:{target}", "rclone_config_path": str(conf), "retry_delay": 0}
+    encryption = {"enabled": True, "key_file": str(benv.key())}
+    config = benv.write_config({"backup": {"encryption": encryption}, "upload": upload})
+    server.sql(f"CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY, v INT); "
+               "INSERT INTO t SELECT seq, seq FROM seq_1_to_200")
+    restored = unique("far_at")
+    try:
+        assert benv.cli("backup", "--databases", db, config=config).returncode == 0
+        server.sql(f"UPDATE `{db}`.t SET v = v * 2 WHERE id < 50")
+        pause_past_second()
+        moment = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
+        at_t = checksums(server, db)
+        pause_past_second()
+        server.sql(f"DROP TABLE `{db}`.t")
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0 and "uploaded" in done.stdout, done.stdout + done.stderr
+
+        fresh = benv.write_config({"backup": {"directory": str(benv.root / "fresh"), "encryption": encryption},
+                                   "upload": upload}, name="fresh.yaml")
+        args = ["restore", "-b", db, "--to-time", moment, "-d", restored]
+        local = benv.cli(*args, "--dry-run", config=fresh)
+        assert local.returncode == 2 and "is empty" in local.stderr, local.stderr  # nothing here without the remote
+        plan = benv.cli(*args, "--from-remote", "--dry-run", config=fresh)
+        assert plan.returncode == 0, plan.stderr
+        assert "base backup:" in plan.stdout and "remote" in plan.stdout
+        done = benv.cli(*args, "--from-remote", config=fresh)
+        assert done.returncode == 0, done.stderr
+        assert checksums(server, restored) == at_t
+        assert not list((benv.root / "fresh").glob("**/*.zst*"))  # the downloads were private and removed
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{db}`; DROP DATABASE IF EXISTS `{restored}`")

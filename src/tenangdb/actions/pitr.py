@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from contextlib import contextmanager
 import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from tenangdb.actions import catalog, recover
 from tenangdb.actions import restore as restore_action
@@ -77,6 +79,7 @@ class Plan:
     transactions: int = 0
     replay_bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    archive: Path | None = None  # the archive read (a downloaded mirror with --from-remote)
 
     def lines(self) -> list[str]:
         out = [f"base backup: {self.base.name} ({self.base.location}; binlog {self.base_file}:{self.base_position})",
@@ -271,12 +274,20 @@ def _may_hold(record: store.Record, parts: list[str]) -> bool:
     return True  # several domains or servers in one file: look inside
 
 
-def _base_binlog(entry: catalog.Entry, with_time: bool = False):
+def _base_binlog(entry: catalog.Entry, with_time: bool = False, rc=None):
     """(file, position) of the base's snapshot, with `with_time` also the unix time its backup
-    ended; None when the backup recorded none."""
+    ended; None when the backup recorded none. With `rc`, the entry is remote: its manifest is
+    read from there."""
     try:
-        manifest = manifest_mod.load(Path(entry.key))
-    except VerifyFailed:
+        if rc is not None:
+            import json
+
+            from tenangdb.remote.rclone import join
+            data = rc.cat(join(entry.key, manifest_mod.MANIFEST))
+            manifest = manifest_mod.parse(json.loads(data), where=entry.key)
+        else:
+            manifest = manifest_mod.load(Path(entry.key))
+    except (TenangDBError, ValueError):
         return None
     if manifest.binlog is None or manifest.binlog.file is None or manifest.binlog.position is None:
         return None
@@ -326,24 +337,56 @@ def window(loaded: LoadedConfig) -> Window | None:
                   starts=store.window_starts(records, bases), gaps=len(store.gaps(directory)))
 
 
+@contextmanager
+def fetched_archive(loaded: LoadedConfig) -> Iterator[Path]:
+    """The remote binlog mirror ({destination}/.binlog) downloaded into a private folder for the
+    block's length: a fresh machine restores to a point in time from the remote alone. Each
+    file is checked against its record's SHA-256 as the plan and the replay read it."""
+    import shutil
+    import tempfile
+
+    from tenangdb import orphans
+    from tenangdb.actions import binlog_offsite
+    from tenangdb.errors import ConfigError, FetchFailed, UploadFailed
+    from tenangdb.remote.rclone import Rclone
+
+    if not loaded.settings.upload.destination:
+        raise ConfigError("--from-remote: upload.destination is not set")
+    rc = Rclone(loaded.settings.upload)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{orphans.REMOTE_PREFIX}{orphans.token()}-"))
+    try:
+        try:
+            rc.fetch_matching(scratch, [f"/{binlog_offsite.REMOTE_FOLDER}/**"], "download of the binlog mirror")
+        except UploadFailed as exc:
+            raise FetchFailed(f"cannot download the binlog mirror: {exc}") from None
+        folder = scratch / binlog_offsite.REMOTE_FOLDER
+        folder.mkdir(exist_ok=True)
+        yield folder
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
+
+
 def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime | None = None,
-         to_gtid: str | None = None, to_position: str | None = None) -> Plan:
-    """Everything decided and checked before anything is written; raises with the reason."""
-    directory = store.archive_directory(loaded.settings)
+         to_gtid: str | None = None, to_position: str | None = None, archive: Path | None = None,
+         from_remote: bool = False) -> Plan:
+    """Everything decided and checked before anything is written; raises with the reason.
+    `archive`: the archive folder to read (default binlog.directory); `from_remote`: the base
+    is chosen among the remote backups (see fetched_archive for the archive)."""
+    directory = archive or store.archive_directory(loaded.settings)
     records = store.records(directory)
     if not records:
         raise InvalidInput(f"the binlog archive {directory} is empty: run `tenangdb binlog` (binlog.enabled) first")
     identities = _identities(loaded, records)
     stop = _find_stop(directory, records, identities, to_time=to_time, to_gtid=to_gtid, to_position=to_position)
     stop_key = (store.sequence(stop.file), stop.position if stop.position is not None else float("inf"))
-    place = recover.load_catalogue(loaded, remote=False)
+    place = recover.load_catalogue(loaded, remote=from_remote)
     candidates = []
     for entry in recover.preference(place.of(database)):
-        coordinates = _base_binlog(entry)
+        coordinates = _base_binlog(entry, rc=place.rc)
         if coordinates and (store.sequence(coordinates[0]), coordinates[1]) <= stop_key:
             candidates.append((entry, coordinates))
     if not candidates:
-        raise InvalidInput(f"no complete local backup of {database} recorded a binary log position at or before "
+        raise InvalidInput(f"no complete {place.location} backup of {database} recorded a binary log position at or before "
                            f"the stop point ({stop.what}); a base backup needs the binary log on when it is made")
     # Newest first among the verified, then the others (recover.preference's order), by position.
     entry, (base_file, base_position) = candidates[0]
@@ -359,7 +402,7 @@ def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime 
     steps = [Step(by_seq[seq], base_position if seq == first else None, stop.position if seq == last else None)
              for seq in range(first, last + 1)]
     the_plan = Plan(database=database, target=target, base=entry, base_file=base_file, base_position=base_position,
-                    steps=steps, stop=stop)
+                    steps=steps, stop=stop, archive=directory)
     _check_statements(directory, the_plan, identities)
     if the_plan.problems:
         raise RestoreFailed(f"refusing to replay into {target!r}: {the_plan.problems[0]}"
@@ -418,8 +461,14 @@ def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: b
             existed = inv_mod.database_exists(conn, the_plan.target)
     finally:
         conn.close()
-    restore_action.run(loaded, Path(the_plan.base.key), the_plan.target, confirm=confirm,
-                       allow_system_schema=allow_system_schema)
+    if the_plan.base.location == "local":
+        restore_action.run(loaded, Path(the_plan.base.key), the_plan.target, confirm=confirm,
+                           allow_system_schema=allow_system_schema)
+    else:
+        from tenangdb.actions import fetch
+        with fetch.fetched(loaded, the_plan.base.key) as folder:  # downloaded, verified, restored, removed
+            restore_action.run(loaded, folder, the_plan.target, confirm=confirm,
+                               allow_system_schema=allow_system_schema)
     started = time.monotonic()
     try:
         _replay(loaded, the_plan, tool, endpoint)
@@ -443,7 +492,7 @@ def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: b
 def _replay(loaded: LoadedConfig, the_plan: Plan, tool: str, endpoint) -> None:
     """All files through one client: the streaming engine's loader, fed the decoded binlog (its
     database renamer stays idle: mariadb-binlog already rewrote the names)."""
-    directory = store.archive_directory(loaded.settings)
+    directory = the_plan.archive or store.archive_directory(loaded.settings)
     identities = _identities(loaded, [step.record for step in the_plan.steps])
     loader = engines.by_name(mysqldump.ENGINE, loaded.settings.database)
     with loader.client_load(the_plan.target, "the binlog replay", endpoint, the_plan.target) as forward:

@@ -552,7 +552,8 @@ def _verified_line(outcome) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Restore into a non-empty database without asking.")
 @click.option("--from-remote", is_flag=True, help="Restore from the remote (upload.destination): -b names a database, "
               "a backup name or remote:{db}/{YYYY-MM}/{name}; the backup is downloaded to a private temporary "
-              "folder, verified, restored, and the download removed.")
+              "folder, verified, restored, and the download removed. With --to-time/--to-gtid/--to-position: the "
+              "base among the remote backups and the binlog mirror ({destination}/.binlog) downloaded.")
 @click.option("--allow-system-schema", is_flag=True, help="Allow mysql or sys as the target: the backup's tables "
               "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
 @click.option("--tables", help="Comma-separated tables (or views, sequences) of a logical backup: only they are "
@@ -585,7 +586,8 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
         return
     if to_time or to_gtid or to_position or dry_run:
         _restore_to_point(state, backup_path, target, yes, allow_system_schema, to_time, to_gtid, to_position,
-                          dry_run, conflicts=all_ or latest or bool(before) or from_remote or tables is not None)
+                          dry_run, conflicts=all_ or latest or bool(before) or tables is not None,
+                          from_remote=from_remote)
         return
     if bool(backup_path) == all_:
         raise click.UsageError("give -b/--backup-path (a database, a backup or a path) or --all")
@@ -643,8 +645,9 @@ def _restore_task(backup_path: str, target: str | None) -> str:
 
 def _restore_to_point(state: State, database: str | None, target: str | None, yes: bool, allow_system_schema: bool,
                       to_time: str | None, to_gtid: str | None, to_position: str | None, dry_run: bool,
-                      conflicts: bool) -> None:
-    """restore -b DB --to-time/--to-gtid/--to-position: base backup + binlog replay (actions/pitr.py)."""
+                      conflicts: bool, from_remote: bool = False) -> None:
+    """restore -b DB --to-time/--to-gtid/--to-position: base backup + binlog replay (actions/pitr.py);
+    with --from-remote, the base and the archive both come from upload.destination."""
     from tenangdb.actions import observe, pitr, recover
     from tenangdb.actions import restore as action
 
@@ -652,21 +655,24 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
         raise click.UsageError("give one of --to-time, --to-gtid or --to-position" +
                                (" (--dry-run goes with them)" if dry_run else ""))
     if conflicts:
-        raise click.UsageError("--to-time/--to-gtid/--to-position take -b DATABASE (a local base backup is chosen); "
-                               "--all, --latest, --before, --from-remote and --tables do not go with them")
+        raise click.UsageError("--to-time/--to-gtid/--to-position take -b DATABASE (its base backup is chosen); "
+                               "--all, --latest, --before and --tables do not go with them")
     if not database or not _names_a_database(database, False):
         raise click.UsageError("--to-time/--to-gtid/--to-position need -b DATABASE (a database name)")
     when = recover.parse_time(to_time) if to_time else None
     target = target or database
     action.check_name(target, allow_system_schema=allow_system_schema)
     loaded = state.load()
-    the_plan = pitr.plan(loaded, database, target, to_time=when, to_gtid=to_gtid, to_position=to_position)
-    for line in the_plan.lines():
-        click.echo(line)
-    if dry_run:
-        return
-    with observe.restore_run(loaded, database):
-        seconds = pitr.run(loaded, the_plan, confirm=_confirm_factory(yes), allow_system_schema=allow_system_schema)
+    with (pitr.fetched_archive(loaded) if from_remote else contextlib.nullcontext(None)) as archive:
+        the_plan = pitr.plan(loaded, database, target, to_time=when, to_gtid=to_gtid, to_position=to_position,
+                             archive=archive, from_remote=from_remote)
+        for line in the_plan.lines():
+            click.echo(line)
+        if dry_run:
+            return
+        with observe.restore_run(loaded, database):
+            seconds = pitr.run(loaded, the_plan, confirm=_confirm_factory(yes),
+                               allow_system_schema=allow_system_schema)
     click.echo(f"restored {database} into {target!r} as of {the_plan.stop.what} (replay {seconds:.1f}s)")
 
 
