@@ -120,12 +120,19 @@ def test_doctor_checks_the_binary_log_for_the_archiver(benv):
         _, checks = doctor(benv, config, secrets)
         assert checks["binlog-server"]["status"] == "pass" and "ROW" in checks["binlog-server"]["message"]
         assert checks["binlog-retention"]["status"] == "pass"  # the server never purges by age
+        assert checks["binlog-archive"]["status"] == "warn" and "nothing archived yet" in checks["binlog-archive"]["message"]
         grants = checks["binlog-grants"]
-        assert grants["status"] == "fail" and "REPLICATION SLAVE" in grants["message"]
-        assert "RELOAD or BINLOG ADMIN" in grants["message"] and "BINLOG MONITOR," not in grants["message"]
+        assert grants["status"] == "fail" and "lacks REPLICATION SLAVE, RELOAD:" in grants["message"]
         assert "GRANT REPLICATION SLAVE, RELOAD ON *.*" in grants["fix"]
 
-        server.sql(f"GRANT REPLICATION SLAVE, BINLOG ADMIN ON *.* TO '{user}'@'%'; "
+        # BINLOG ADMIN does not let the archiver close the open file (FLUSH BINARY LOGS needs RELOAD).
+        server.sql(f"GRANT REPLICATION SLAVE, BINLOG ADMIN ON *.* TO '{user}'@'%'")
+        _, checks = doctor(benv, config, secrets)
+        assert checks["binlog-grants"]["status"] == "fail" and "lacks RELOAD:" in checks["binlog-grants"]["message"]
+        refused = benv.cli("binlog", "--once", config=config, env=secrets)
+        assert refused.returncode == 3 and "RELOAD" in refused.stderr, refused.stderr
+
+        server.sql(f"GRANT RELOAD ON *.* TO '{user}'@'%'; "
                    "SET GLOBAL binlog_format = 'STATEMENT'; SET GLOBAL binlog_expire_logs_seconds = 3600")
         _, checks = doctor(benv, config, secrets)
         assert checks["binlog-grants"]["status"] == "pass", checks["binlog-grants"]
@@ -138,6 +145,10 @@ def test_doctor_checks_the_binary_log_for_the_archiver(benv):
         server.sql("SET GLOBAL binlog_expire_logs_seconds = 7200")
         _, checks = doctor(benv, config, secrets)
         assert checks["binlog-retention"]["status"] == "warn" and "2h" in checks["binlog-retention"]["message"]
+        server.sql("SET GLOBAL binlog_expire_logs_seconds = 0")
+        assert benv.cli("binlog", "--once", config=config, env=secrets).returncode == 0
+        _, checks = doctor(benv, config, secrets)
+        assert checks["binlog-archive"]["status"] == "pass" and "no gap recorded" in checks["binlog-archive"]["message"]
     finally:
         server.sql("SET GLOBAL binlog_format = 'ROW'; SET GLOBAL binlog_expire_logs_seconds = 0; "
                    f"DROP USER IF EXISTS '{user}'@'%'; DROP DATABASE IF EXISTS `{db}`")

@@ -253,8 +253,8 @@ def _choose_binlog(q: Questions, wanted: bool | None, log_bin: bool) -> bool:
         wanted = bool(q.interactive and log_bin and q.confirm(
             "Archive the binary log for point-in-time recovery (tenangdb binlog)?", False))
     if wanted:
-        q.say("note: the archiver's account also needs REPLICATION SLAVE, BINLOG MONITOR and RELOAD (or BINLOG "
-              "ADMIN) on *.* to read, list and close the binary log files (tenangdb doctor checks them)")
+        q.say("note: the archiver's account also needs REPLICATION SLAVE, BINLOG MONITOR and RELOAD on *.* to "
+              "read, list and close the binary log files (tenangdb doctor checks them)")
     if wanted and not log_bin:
         q.say("warning: the server's binary log is off: the archiver refuses until log_bin=ON and "
               "binlog_format=ROW are set in the server's configuration (tenangdb doctor checks it)")

@@ -225,10 +225,10 @@ def _normalised(privilege: str) -> str:
     return ALIASES.get(privilege, privilege)
 
 
-# What the binlog archiver (`tenangdb binlog`) needs beyond a backup: it reads the binary log
-# over the replication protocol and closes the open file (FLUSH BINARY LOGS: RELOAD, or BINLOG
-# ADMIN on MariaDB 10.5.2+). Not excess on an account that runs it.
-ARCHIVER = frozenset({"REPLICATION SLAVE", "BINLOG ADMIN"})
+# What the binlog archiver (`tenangdb binlog`) needs beyond a backup and the grants list as
+# write or admin: it reads the binary log over the replication protocol (its FLUSH BINARY LOGS
+# needs RELOAD, which a backup holds anyway). Not excess on an account that runs it.
+ARCHIVER = frozenset({"REPLICATION SLAVE"})
 
 
 def check(grants: list[Grant], roles: list[str], needs: list[Need], databases: list[str],
