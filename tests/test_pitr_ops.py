@@ -14,6 +14,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from conftest import unique
 from test_notify import receiver  # noqa: F401 - a fixture
 from test_pitr import archived, benv  # noqa: F401 - benv is a fixture
+from test_upload import moto_port, s3  # noqa: F401 - fixtures
 
 
 def samples(textfile: Path) -> dict:
@@ -459,3 +460,24 @@ def test_restore_to_time_from_the_remote_alone(benv):
         assert not list((benv.root / "fresh").glob("**/*.zst*"))  # the downloads were private and removed
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{db}`; DROP DATABASE IF EXISTS `{restored}`")
+
+
+def test_the_archive_off_site_on_s3_is_proven_by_md5(benv, s3):
+    server = benv.server
+    db = unique("s3b")
+    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY); INSERT INTO `{db}`.t VALUES (1)")
+    config = benv.write_config({"backup": {"encryption": {"enabled": True, "key_file": str(benv.key())}},
+                                "upload": {"enabled": True, "destination": s3.destination,
+                                           "rclone_config_path": str(s3.config), "retry_delay": 0}})
+    try:
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0 and "uploaded" in done.stdout, done.stdout + done.stderr
+        marks = json.loads((benv.backups / ".binlog" / ".uploaded.json").read_text())
+        assert marks and {m["verify"] for m in marks.values()} == {"md5"}  # the backend's hash, not sizes only
+        listed = s3.rclone("lsf", f"{s3.destination}/.binlog")
+        assert all(f"{r['name']}.json" in listed.stdout for r in archived(benv))
+        checked = benv.cli("verify", "--binlog", "--from-remote", config=config)
+        assert checked.returncode == 0, checked.stdout + checked.stderr
+        assert s3.secret not in done.stdout + done.stderr + checked.stdout + checked.stderr
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{db}`")
