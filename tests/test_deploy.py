@@ -91,7 +91,11 @@ def test_kubernetes_manifests():
         else:
             assert "age-identity" not in volumes  # the exporter never needs the key
     assert args == {"tenangdb-backup": ["backup", "--yes"], "tenangdb-verify": ["verify", "--latest"],
-                    "tenangdb-drill": ["drill", "--target", "server"], "tenangdb-exporter": ["exporter"]}
+                    "tenangdb-drill": ["drill", "--target", "server"], "tenangdb-exporter": ["exporter"],
+                    "tenangdb-binlog": ["binlog"]}
+    archiver = next(d for d in docs if d["metadata"]["name"] == "tenangdb-binlog")
+    assert archiver["spec"]["replicas"] == 1 and archiver["spec"]["strategy"]["type"] == "Recreate"
+    assert config["binlog"]["enabled"] is True
 
 
 def test_dockerfile_runs_as_non_root():
@@ -143,6 +147,13 @@ def test_example_units_match_and_verify():
     for name, text in units.items():
         assert (folder / name).read_text() == text, "regenerate with: python -m tenangdb.deploy deploy"
         assert "Requires=mysqld" not in text
+    archiver = units["tenangdb-binlog.service"]
+    assert "Type=simple" in archiver and "Restart=on-failure" in archiver and "ExecStart=" in archiver
+    assert archiver.split("ExecStart=", 1)[1].split("\n", 1)[0].endswith(" binlog")
+    # The same hardening as the backup service.
+    hardening = [line for line in units["tenangdb.service"].splitlines() if line.startswith(("Protect", "Private",
+                                                                                            "Restrict", "System"))]
+    assert hardening and all(line in archiver.splitlines() for line in hardening)
 
 
 @pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze is not installed")
@@ -152,7 +163,7 @@ def test_example_units_pass_systemd_analyze(tmp_path):
     from tenangdb.deploy.systemd import UnitParams, render_units
     units = render_units(UnitParams(binary=sys.executable, config="/etc/tenangdb/config.yaml",
                                     secrets_file="/etc/tenangdb/secrets.env", key_file="/etc/tenangdb/k.txt",
-                                    writable=["/var/backups/tenangdb"], exporter=True))
+                                    writable=["/var/backups/tenangdb"], exporter=True, binlog=True))
     for name, text in units.items():
         (tmp_path / name).write_text(text)
     paths = sorted(str(p) for p in tmp_path.iterdir())

@@ -404,7 +404,7 @@ def test_alert_rules_are_valid():
             assert rule["labels"]["severity"] in {"warning", "critical"}
             assert rule["annotations"]["summary"]
     assert {"TenangDBNoRecentBackup", "TenangDBVerifyFailing", "TenangDBUploadFailing",
-            "TenangDBBackupHasLosses"} <= seen
+            "TenangDBBackupHasLosses", "TenangDBBinlogLagging", "TenangDBBinlogGap"} <= seen
     promtool = shutil.which("promtool") or os.environ.get("PROMTOOL")
     if promtool:
         done = subprocess.run([promtool, "check", "rules", str(path)], capture_output=True, text=True)
@@ -427,7 +427,8 @@ def test_grafana_dashboard_uses_exported_metrics(tmp_path):
             used |= names
     assert {"tenangdb_backup_last_success_timestamp", "tenangdb_backup_failed_total", "tenangdb_backup_size_bytes",
             "tenangdb_backup_duration_seconds_bucket", "tenangdb_verify_last_success_timestamp",
-            "tenangdb_backup_fidelity_losses"} <= used
+            "tenangdb_backup_fidelity_losses", "tenangdb_binlog_lag_seconds", "tenangdb_binlog_gaps_total",
+            "tenangdb_pitr_window_start_timestamp"} <= used
     promtool = shutil.which("promtool") or os.environ.get("PROMTOOL")
     if promtool:  # promtool parses every query when it is handed them as recording rules
         exprs = [t["expr"].replace("$database", ".*") for p in dashboard["panels"] for t in p["targets"]]

@@ -53,3 +53,15 @@ def test_parse_position():
     assert parse_position("binlog.000042:1234") == ("binlog.000042", 1234)
     with pytest.raises(InvalidInput):
         parse_position("binlog.000042")
+
+
+def test_window_starts_at_the_oldest_base_whose_chain_is_whole():
+    from tenangdb.repository.binlogs import chain_from, window_starts
+    records = [rec(f"binlog.{n:06d}") for n in (1, 2, 4, 5, 6)]  # 3 is a gap
+    assert chain_from(records, "binlog.000004") and chain_from(records, "binlog.000006")
+    assert not chain_from(records, "binlog.000002")  # crosses the gap
+    assert not chain_from(records, "binlog.000007")  # not archived yet (the open file)
+    assert not chain_from([], "binlog.000001")
+    bases = [("a", 100.0, "binlog.000001"), ("a", 400.0, "binlog.000004"), ("a", 500.0, "binlog.000005"),
+             ("b", 200.0, "binlog.000002"), ("c", 700.0, "binlog.000007")]
+    assert window_starts(records, bases) == {"a": 400.0}

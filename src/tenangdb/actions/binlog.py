@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import BackupFailed, ConfigError, interrupt_requested
+from tenangdb.errors import BackupFailed, ConfigError, Interrupted, interrupt_requested
 from tenangdb.mysql import binlogfmt
 from tenangdb.mysql.connection import client_options, connect, endpoint_from, translated_errors
 from tenangdb.mysql.tools import find_tool
@@ -50,7 +50,16 @@ class Cycle:
     archived: list[store.Record] = field(default_factory=list)
     gaps: list[store.Gap] = field(default_factory=list)
     flushed: bool = False
-    lag_seconds: float | None = None  # age of the newest archived event when the cycle ended
+    server: str | None = None  # store.server_label of the archived server
+    # Every transaction the server committed before this moment is archived: the moment we
+    # found no new transaction since our last FLUSH, or our FLUSH, once the files it closed
+    # are all archived. None when the cycle did not get that far (interrupted).
+    archived_until: float | None = None
+    lag_seconds: float | None = None  # how old the newest transaction not yet archived can be
+    last_time: int | None = None  # the newest archived event's time
+    gaps_total: int = 0  # gaps the archive has recorded, this one's included
+    uploaded: list[str] = field(default_factory=list)  # files proven off-site this cycle
+    upload_error: str | None = None  # why the off-site copy stopped (retried next cycle)
 
 
 def binlog_tool(settings) -> str:
@@ -91,9 +100,12 @@ def _cycle(result: Cycle, directory: Path, tool: str, endpoint, settings, keys) 
     conn = connect(endpoint)
     try:
         with translated_errors(endpoint):
+            complete_at = time.time()  # if nothing is new since our last FLUSH, the closed files hold it all
             identity, files, gtid_pos = _server_state(conn)
             store.check_identity(directory, identity)
+            result.server = store.server_label(identity)
             if gtid_pos != _last_flush(directory):
+                complete_at = time.time()
                 with conn.cursor() as cur:
                     cur.execute("FLUSH BINARY LOGS")
                 identity, files, gtid_pos = _server_state(conn)
@@ -118,9 +130,16 @@ def _cycle(result: Cycle, directory: Path, tool: str, endpoint, settings, keys) 
         result.archived.append(record)
         log.info("archived %s (%d bytes, %d transactions, %s .. %s)", name, record.size, record.transactions,
                  record.first_gtid or "-", record.last_gtid or "-")
+    result.gaps_total = len(store.gaps(directory))
     newest = (result.archived or records or [None])[-1]
-    if newest is not None and newest.last_time:
-        result.lag_seconds = max(0.0, time.time() - newest.last_time)
+    result.last_time = newest.last_time if newest is not None else None
+    if len(result.archived) == len(todo):
+        result.archived_until = complete_at
+        result.lag_seconds = max(0.0, time.time() - complete_at)
+    from tenangdb.actions import binlog_offsite
+    if binlog_offsite.wanted(settings) and not interrupt_requested():
+        sent = binlog_offsite.upload(settings, directory, store.records(directory))
+        result.uploaded, result.upload_error = sent.uploaded, sent.error
 
 
 def plan(records: list[store.Record], files: list[tuple[str, int]]) -> tuple[list[str], store.Gap | None]:
@@ -247,9 +266,54 @@ def _close_when_done(child, fd: int) -> None:
         os.close(fd)
 
 
+def report(loaded: LoadedConfig, done: Cycle | None, error: BaseException | None = None) -> None:
+    """A cycle's outcome into the metrics (lag, newest archived event, gaps, the point-in-time
+    window) and, for a new gap, a notification. Never changes the cycle's outcome."""
+    from tenangdb.metrics import Recorder
+    from tenangdb.notify import Notifier
+
+    recorder = Recorder(loaded.settings.metrics)
+    server = done.server if done is not None else None
+    if server is None:
+        try:
+            known = store.identity(store.archive_directory(loaded.settings))
+        except store.ArchiveError:
+            known = None
+        server = store.server_label(known) if known is not None else "unknown"
+    if done is not None:
+        recorder.binlog_cycle(server, True, last_archived=done.last_time, lag=done.lag_seconds,
+                              gaps=done.gaps_total, archived_until=done.archived_until)
+    else:
+        recorder.binlog_cycle(server, False)
+    if done is not None and done.gaps:
+        notifier = Notifier(loaded.settings.notify, on_failure=recorder.notify_failed)
+        missing = ", ".join(name for gap in done.gaps for name in gap.missing)
+        notifier.event("binlog.gap", status="failed", error=f"binlog gap on {server}: {missing} were purged from "
+                       "the server before they were archived; point-in-time restore across them is impossible "
+                       "until the next base backup")
+    try:
+        from tenangdb.actions import pitr
+        found = pitr.window(loaded)
+        if found is not None:
+            recorder.pitr_windows(found.starts)
+    except Exception as exc:  # noqa: BLE001 - the window is reported, it never fails the archiver
+        log.warning("could not compute the point-in-time window: %s", exc)
+    recorder.write_textfile()
+
+
 def loop(loaded: LoadedConfig, on_cycle=None) -> None:
-    """Cycles every binlog.max_lag / 2 until interrupted (SIGTERM/SIGINT set the cancel token).
-    A failed cycle is logged and retried at the next tick: a server restart must not end us."""
+    """Cycles every binlog.max_lag / 2 until interrupted, then returns: SIGTERM (or SIGINT)
+    is how a service is stopped, not a failure, wherever it lands (a cycle's transfer is
+    abandoned and removed, and done again by the next run). A failed cycle is logged and
+    retried at the next tick: a server restart must not end us."""
+    try:
+        _loop(loaded, on_cycle)
+    except (Interrupted, KeyboardInterrupt):
+        pass
+    log.info("binlog archiver stopped")
+
+
+def _loop(loaded: LoadedConfig, on_cycle) -> None:
     interval = max(1.0, loaded.settings.binlog.max_lag / 2)
     while not interrupt_requested():
         started = time.monotonic()
@@ -257,7 +321,9 @@ def loop(loaded: LoadedConfig, on_cycle=None) -> None:
             done = cycle(loaded)
             if on_cycle is not None:
                 on_cycle(done, None)
-        except store.ArchiveError:
+        except store.ArchiveError as exc:
+            if on_cycle is not None:
+                on_cycle(None, exc)
             raise
         except Exception as exc:  # noqa: BLE001 - one failed cycle is reported; the next one retries
             if interrupt_requested():

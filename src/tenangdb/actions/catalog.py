@@ -25,6 +25,7 @@ from tenangdb.retention import BACKUP, FOREIGN, LOCAL, PARTIAL, REMOTE, Item
 from tenangdb.stream.crypto import key_needed
 
 log = logging.getLogger("tenangdb.catalog")
+BINLOG_MIRROR = ".binlog"  # {destination}/.binlog/: the binlog archive off-site
 
 
 @dataclass
@@ -208,6 +209,8 @@ def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
     record_names: set[str] = set()
     for remote_file in listing:
         parts = remote_file.path.split("/")
+        if parts[0] == BINLOG_MIRROR:
+            continue  # the binlog archive's mirror (actions/binlog_offsite.py): not backups, never cleaned up here
         if len(parts) == 3 and records.parse_record_name(parts[2]):
             record_names.add(remote_file.path)  # a backup's record, read with its backup
             continue

@@ -386,7 +386,7 @@ def database(loaded: LoadedConfig) -> list[Check]:
             engine = engines.choose(loaded.settings).name
         except TenangDBError:
             engine = engines.DEFAULT
-        report, statements = grant_advice(conn, server, names, engine)
+        report, statements = grant_advice(conn, server, names, engine, archiver=loaded.settings.binlog.enabled)
         if tls is None:
             cipher = tls_cipher(conn)
             if not cipher:
@@ -415,6 +415,121 @@ def database(loaded: LoadedConfig) -> list[Check]:
         checks.append(Check("database-grants", PASS, f"{account} has what backups need and nothing more"))
     checks.append(tls)
     return checks
+
+
+def binlog(loaded: LoadedConfig) -> list[Check]:
+    """With binlog.enabled: the server's binary log as point-in-time recovery needs it, its
+    retention against the archiver's lag, and the archiver's privileges (one connection)."""
+    from tenangdb.mysql.connection import connect, endpoint_from
+
+    cfg = loaded.settings.binlog
+    if not cfg.enabled:
+        return []
+    try:
+        conn = connect(endpoint_from(loaded.settings.database))
+    except TenangDBError as exc:
+        return [Check("binlog-server", FAIL, f"cannot connect to check the binary log: {exc}")]
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SHOW GLOBAL VARIABLES WHERE Variable_name IN ('log_bin', 'binlog_format', "
+                        "'binlog_expire_logs_seconds', 'expire_logs_days', 'max_binlog_total_size')")
+            variables = {name.lower(): value for name, value in cur.fetchall()}
+        from tenangdb.mysql import grants
+        user, host, lines = grants.current_grants(conn)
+        parsed, _roles = grants.parse_grants(lines)
+    finally:
+        conn.close()
+    return [binlog_server(variables), binlog_retention(variables, cfg.max_lag),
+            binlog_grants(parsed, user, host), binlog_archive(loaded)]
+
+
+def binlog_archive(loaded: LoadedConfig) -> Check:
+    """The archive itself: that it has begun, and the gaps it recorded (each one ends the
+    point-in-time window of every base backup before it)."""
+    from tenangdb.repository import binlogs as store
+
+    directory = store.archive_directory(loaded.settings)
+    try:
+        records, gaps = store.records(directory), store.gaps(directory)
+    except store.ArchiveError as exc:
+        return Check("binlog-archive", FAIL, str(exc), "tenangdb verify --binlog says what is damaged")
+    if not records:
+        return Check("binlog-archive", WARN, f"nothing archived yet in {directory}",
+                     "start the archiver: systemctl enable --now tenangdb-binlog.service (or tenangdb binlog --once)")
+    seen = f"{len(records)} files in {directory} ({records[0].name}..{records[-1].name})"
+    if gaps:
+        missing = sum(len(gap.missing) for gap in gaps)
+        return Check("binlog-archive", WARN, f"{seen}; {len(gaps)} gap(s) recorded ({missing} file(s) purged before "
+                     f"they were archived, the last after {gaps[-1].after or 'the start'})",
+                     "take a new base backup (the window restarts from it) and raise the server's "
+                     "binlog_expire_logs_seconds")
+    return Check("binlog-archive", PASS, seen + ", no gap recorded")
+
+
+def binlog_server(variables: dict[str, str]) -> Check:
+    """log_bin must be on. ROW format: each row event names its table's database (Table_map),
+    so the replay's database filter and rename follow the data wherever the statement ran;
+    with STATEMENT (and MIXED's statement half) only the session's default database is known,
+    so a statement naming another database is refused for a rename, and one run from another
+    database is skipped or refused (actions/pitr._check_statements)."""
+    if str(variables.get("log_bin", "OFF")).upper() not in ("ON", "1"):
+        return Check("binlog-server", FAIL, "the server's binary log is off (log_bin): there is nothing to archive",
+                     "set log_bin=ON and binlog_format=ROW in the server's configuration and restart it")
+    form = str(variables.get("binlog_format", "")).upper()
+    if form != "ROW":
+        return Check("binlog-server", WARN, f"binlog_format is {form or 'unknown'}: statements carry only the "
+                     "database they ran in, so a replay refuses statements that name other databases and a "
+                     "restore under another name cannot rewrite them; row events name each table's database",
+                     "SET GLOBAL binlog_format=ROW and binlog_format=ROW in the server's configuration")
+    return Check("binlog-server", PASS, "log_bin is on, binlog_format is ROW (each row event names its table's "
+                 "database, so the replay filters and renames safely)")
+
+
+def binlog_retention(variables: dict[str, str], max_lag: float) -> Check:
+    """The server must keep each binlog file long after the archiver should have taken it: a file
+    purged first is a gap. FAIL under twice max_lag (one missed cycle loses data), WARN under a
+    day (an archiver down for a night loses data), PASS otherwise."""
+    seconds = int(variables.get("binlog_expire_logs_seconds") or 0)
+    if not seconds:
+        seconds = int(float(variables.get("expire_logs_days") or 0) * 86400)
+    by_size = int(variables.get("max_binlog_total_size") or 0)
+    fix = ("SET GLOBAL binlog_expire_logs_seconds=604800 (7 days; and in the server's configuration)")
+    if by_size:
+        return Check("binlog-retention", WARN, f"the server purges its binlogs beyond {by_size} bytes "
+                     "(max_binlog_total_size), however young: a burst of writes can purge a file before it is "
+                     "archived", "SET GLOBAL max_binlog_total_size=0 and rely on binlog_expire_logs_seconds")
+    if not seconds:
+        return Check("binlog-retention", PASS, "the server never purges its binlogs by age (expire_logs_days and "
+                     "binlog_expire_logs_seconds are 0): no gap from expiry, but watch its disk")
+    shown = f"{seconds // 3600}h" if seconds >= 3600 else f"{seconds}s"
+    if seconds < 2 * max_lag:
+        return Check("binlog-retention", FAIL, f"the server keeps its binlogs {shown}, less than twice "
+                     f"binlog.max_lag ({max_lag:.0f}s): one missed archiver cycle is a gap", fix)
+    if seconds < 86400:
+        return Check("binlog-retention", WARN, f"the server keeps its binlogs {shown}: an archiver stopped for "
+                     "longer (a night, a weekend) leaves a gap", fix)
+    return Check("binlog-retention", PASS, f"the server keeps its binlogs {shown}, well beyond binlog.max_lag "
+                 f"({max_lag:.0f}s)")
+
+
+def binlog_grants(parsed, user: str, host: str) -> Check:
+    """REPLICATION SLAVE (read the binlog over the replication protocol), BINLOG MONITOR
+    (SHOW BINARY LOGS; REPLICATION CLIENT before MariaDB 10.5), RELOAD (FLUSH BINARY LOGS
+    closes the open file so that it can be archived; BINLOG ADMIN does not allow it: refused
+    with error 1227 on MariaDB 10.11, as the test shows)."""
+    from tenangdb.mysql import grants
+
+    def lacks(privilege: str) -> bool:
+        report = grants.check(parsed, [], [grants.Need(privilege, "global", "")], [], user=user, host=host)
+        return bool(report.missing)
+    missing = [p for p in ("REPLICATION SLAVE", "BINLOG MONITOR", "RELOAD") if lacks(p)]
+    account = f"'{user}'@'{host}'"
+    if missing:
+        return Check("binlog-grants", FAIL, f"{account} lacks {', '.join(missing)}: the archiver cannot "
+                     + "read, list or close the server's binary log files",
+                     f"run as an administrator: GRANT {', '.join(missing)} ON *.* TO {account};")
+    return Check("binlog-grants", PASS, f"{account} can read (REPLICATION SLAVE), list (BINLOG MONITOR) and close "
+                 "(RELOAD) the server's binary log files")
 
 
 def physical(loaded: LoadedConfig) -> Check | None:
@@ -719,6 +834,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         service_unit(unit_dir, loaded),
         tools(loaded),
         *database(loaded),
+        *binlog(loaded),
         physical(loaded),
         encryption(loaded),
         passphrase(loaded),

@@ -80,6 +80,7 @@ class Answers:
     state_dir: str | None = None
     log_file: str | None = None  # "" for no log file
     binary: str | None = None
+    binlog: bool | None = None  # archive the binary log (binlog.enabled) and run tenangdb-binlog.service
 
 
 @dataclass
@@ -233,17 +234,31 @@ def _report_tools(q: Questions) -> None:
             q.say(f"  {label}: not installed" + (" (needed for backups)" if label == "dump tool" else ""))
 
 
-def grant_advice(conn, server, databases: list[str], engine: str = engines.DEFAULT) -> tuple[grants_mod.GrantReport,
-                                                                                       list[str]]:
+def grant_advice(conn, server, databases: list[str], engine: str = engines.DEFAULT, *,
+                 archiver: bool = False) -> tuple[grants_mod.GrantReport, list[str]]:
     user, hostpart, lines = grants_mod.current_grants(conn)
     parsed, roles = grants_mod.parse_grants(lines)
     needs = grants_mod.requirements(engine, server.flavour, server.version, binlog=server.log_bin)
     # MariaDB's SHOW GRANTS already lists the privileges of the role active at login (the
     # default role); MySQL's does not expand roles, so say they were not examined there.
     report = grants_mod.check(parsed, roles if server.flavour == "mysql" else [], needs, databases,
-                              user=user, host=hostpart)
+                              user=user, host=hostpart, allowed=grants_mod.ARCHIVER if archiver else frozenset())
     statements = grants_mod.least_privilege_statements(needs, databases, user, hostpart)
     return report, statements
+
+
+def _choose_binlog(q: Questions, wanted: bool | None, log_bin: bool) -> bool:
+    """--binlog/--no-binlog, else asked on a terminal when the server's binary log is on."""
+    if wanted is None:
+        wanted = bool(q.interactive and log_bin and q.confirm(
+            "Archive the binary log for point-in-time recovery (tenangdb binlog)?", False))
+    if wanted:
+        q.say("note: the archiver's account also needs REPLICATION SLAVE, BINLOG MONITOR and RELOAD on *.* to "
+              "read, list and close the binary log files (tenangdb doctor checks them)")
+    if wanted and not log_bin:
+        q.say("warning: the server's binary log is off: the archiver refuses until log_bin=ON and "
+              "binlog_format=ROW are set in the server's configuration (tenangdb doctor checks it)")
+    return wanted
 
 
 def _say_grants(q: Questions, report: grants_mod.GrantReport, statements: list[str]) -> None:
@@ -278,7 +293,7 @@ def run(a: Answers, q: Questions) -> dict:
     # Refuse early, before a single question, when something would be overwritten.
     targets = [layout.config, layout.secrets]
     if a.deploy_systemd:
-        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True, drill=True))
+        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True, drill=True, binlog=True))
         targets += [f"/etc/systemd/system/{name}" for name in every_unit]
     if not a.force and not a.dry_run:
         for path in targets:
@@ -302,7 +317,8 @@ def run(a: Answers, q: Questions) -> dict:
         databases = _choose_databases(q, a.databases, found)
         # The grants of the engine that backup.engine: auto (what init writes) picks here.
         engine = engines.choose(Settings()).name
-        report, statements = grant_advice(conn, server, databases, engine)
+        binlog = _choose_binlog(q, a.binlog, server.log_bin)
+        report, statements = grant_advice(conn, server, databases, engine, archiver=binlog)
     finally:
         conn.close()
     _say_grants(q, report, statements)
@@ -412,6 +428,8 @@ def run(a: Answers, q: Questions) -> dict:
     if layout.log_file:
         data["logging"]["file_path"] = layout.log_file
     data["metrics"] = metrics_section
+    if binlog:
+        data["binlog"] = {"enabled": True}
     _validate(data, secret_values, layout)
 
     stamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -425,7 +443,7 @@ def run(a: Answers, q: Questions) -> dict:
     if (not a.deploy_systemd and q.interactive and _is_root() and str(root) == "/" and host.systemd_running()
             and q.confirm(f"Install systemd units running as {a.systemd_user} (--deploy-systemd)?", False)):
         a.deploy_systemd = True
-        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True, drill=True))
+        every_unit = render_units(UnitParams(binary="/", config="/", exporter=True, drill=True, binlog=True))
         existing = [name for name in every_unit if Path("/etc/systemd/system", name).exists()]
         if existing and not a.force:
             raise TenangDBError(f"/etc/systemd/system/{existing[0]} already exists; refusing to overwrite it "
@@ -439,7 +457,7 @@ def run(a: Answers, q: Questions) -> dict:
             key_file=layout.key_file if encryption == "generate" else None,
             writable=[backup_dir, layout.state_dir],
             optional_writable=[os.path.dirname(layout.log_file)] if layout.log_file else [],
-            exporter=bool(metrics), drill=bool(destination))
+            exporter=bool(metrics), drill=bool(destination), binlog=binlog)
         units = render_units(unit_params)
     rotation = (logrotate.render(layout.log_file, a.systemd_user, a.systemd_user)
                 if a.deploy_systemd and layout.log_file else None)
@@ -529,7 +547,8 @@ def run(a: Answers, q: Questions) -> dict:
             _install_logrotate(q, root, rotation, files, force=a.force)
         if str(root) == "/" and host.systemd_running():
             host.systemctl("daemon-reload")
-            enable = list(ENABLE) + (["tenangdb-exporter.service"] if metrics else [])
+            enable = (list(ENABLE) + (["tenangdb-exporter.service"] if metrics else [])
+                      + (["tenangdb-binlog.service"] if binlog else []))
             status, err = host.systemctl("enable", "--now", *enable)
             if status != 0:
                 raise host.DeployError(f"systemctl enable {' '.join(enable)} failed: {err.splitlines()[-1] if err else status}")

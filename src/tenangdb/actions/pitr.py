@@ -22,17 +22,19 @@ from __future__ import annotations
 
 import logging
 import subprocess
+from contextlib import contextmanager
 import threading
 import time
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
+from typing import Iterator
 
 from tenangdb.actions import catalog, recover
 from tenangdb.actions import restore as restore_action
 from tenangdb.actions.binlog import binlog_tool
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import InvalidInput, RestoreFailed, VerifyFailed
+from tenangdb.errors import InvalidInput, RestoreFailed, TenangDBError, VerifyFailed
 from tenangdb.mysql import binlogfmt, engines, mysqldump
 from tenangdb.mysql.connection import connect, endpoint_from, translated_errors
 from tenangdb.mysql import inventory as inv_mod
@@ -77,6 +79,7 @@ class Plan:
     transactions: int = 0
     replay_bytes: int = 0
     problems: list[str] = field(default_factory=list)
+    archive: Path | None = None  # the archive read (a downloaded mirror with --from-remote)
 
     def lines(self) -> list[str]:
         out = [f"base backup: {self.base.name} ({self.base.location}; binlog {self.base_file}:{self.base_position})",
@@ -121,6 +124,99 @@ def _events(directory: Path, record: store.Record, identities, on_event, plain=N
     parser.close()
     if result.plain.sha256 != record.plain_sha256 or result.stored.sha256 != record.stored_sha256:
         raise VerifyFailed(f"{directory / record.stored_name}: does not match its record's SHA-256 (damaged)")
+
+
+@dataclass
+class ArchiveCheck:
+    """What `verify --binlog` found: damage (exit 7), known gaps and notes (reported only)."""
+
+    files: int = 0
+    first: str | None = None
+    last: str | None = None
+    damage: list[str] = field(default_factory=list)
+    gaps: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def verify_archive(loaded: LoadedConfig) -> ArchiveCheck:
+    """Every archived file unsealed (stored and plain SHA-256, decryption, whole events) and
+    compared with its record, then the chain: consecutive numbers (a hole the archiver did not
+    record as a gap is damage), each file closed by a ROTATE naming the next (or a STOP: the
+    server restarted), and each file's starting GTID state holding the previous file's last GTID."""
+    directory = store.archive_directory(loaded.settings)
+    check = ArchiveCheck()
+    try:
+        records = store.records(directory)
+        known_gaps = {name for gap in store.gaps(directory) for name in gap.missing}
+    except store.ArchiveError as exc:
+        check.damage.append(str(exc))
+        return check
+    if not records:
+        check.notes.append(f"the binlog archive {directory} holds no file yet")
+        return check
+    identities = _identities(loaded, records)
+    check.files, check.first, check.last = len(records), records[0].name, records[-1].name
+    seen: dict[str, binlogfmt.Summary] = {}
+    for record in records:
+        problem = _check_file(directory, record, identities, seen)
+        if problem:
+            check.damage.append(f"{record.name}: {problem}")
+    for leftover in store.uncommitted(directory, {r.name for r in records}):
+        check.notes.append(f"{leftover.name} has no record (an interrupted archiving; the next cycle removes it)")
+    for before, after in zip(records, records[1:]):
+        _check_link(before, after, seen.get(before.name), known_gaps, check)
+    return check
+
+
+def _check_file(directory: Path, record: store.Record, identities, seen: dict) -> str | None:
+    path = directory / record.stored_name
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return f"its stored file {record.stored_name} is missing"
+    if size != record.stored_size:
+        return f"{record.stored_name} is {size} bytes, its record says {record.stored_size} (damaged)"
+    try:
+        parser = binlogfmt.Parser()
+        result = unseal(path, compression=record.compression, identities=identities, forward=parser.feed)
+        summary = parser.close()
+    except binlogfmt.BinlogFormatError as exc:
+        return f"not a whole binary log ({exc})"
+    except (TenangDBError, OSError) as exc:
+        return f"cannot be unsealed ({exc})"
+    if result.stored.sha256 != record.stored_sha256:
+        return "the stored file's SHA-256 does not match its record (damaged)"
+    if result.plain.sha256 != record.plain_sha256:
+        return "the decoded binlog's SHA-256 does not match its record (damaged)"
+    facts = {"size": (summary.size, record.size), "end position": (summary.end_position, record.end_position),
+             "first GTID": (summary.first_gtid, record.first_gtid), "last GTID": (summary.last_gtid, record.last_gtid),
+             "transactions": (summary.transactions, record.transactions)}
+    wrong = [f"{what} {got} (record: {want})" for what, (got, want) in facts.items() if got != want]
+    if wrong:
+        return "its content does not match its record: " + ", ".join(wrong)
+    seen[record.name] = summary
+    return None
+
+
+def _check_link(before: store.Record, after: store.Record, summary, known_gaps: set[str], check: ArchiveCheck) -> None:
+    width = len(before.name) - len(store.base_name(before.name)) - 1
+    between = [store.name_for(store.base_name(before.name), seq, width) for seq in range(before.seq + 1, after.seq)]
+    if between:
+        unknown = [name for name in between if name not in known_gaps]
+        if unknown:
+            check.damage.append(f"{', '.join(unknown)} missing between {before.name} and {after.name}, and no gap "
+                                "was recorded for them (removed from the archive?)")
+        else:
+            check.gaps.append(f"{', '.join(between)} (purged from the server before they were archived)")
+        return
+    if before.closed_by == "rotate" and summary is not None and summary.next_file not in (None, after.name):
+        check.damage.append(f"{before.name} rotates to {summary.next_file}, but the next archived file is {after.name}")
+    elif before.closed_by is None:
+        check.notes.append(f"{before.name} ends without a ROTATE or STOP (the server crashed while it was open); "
+                           "its last events may have been lost with it")
+    if before.last_gtid and after.gtid_list and before.last_gtid not in after.gtid_list:
+        check.damage.append(f"{after.name} starts from GTID state {', '.join(after.gtid_list)}, which does not hold "
+                            f"{before.last_gtid}, the last transaction of {before.name}")
 
 
 def _find_stop(directory: Path, records: list[store.Record], identities, *, to_time: datetime | None,
@@ -178,34 +274,119 @@ def _may_hold(record: store.Record, parts: list[str]) -> bool:
     return True  # several domains or servers in one file: look inside
 
 
-def _base_binlog(entry: catalog.Entry) -> tuple[str, int] | None:
+def _base_binlog(entry: catalog.Entry, with_time: bool = False, rc=None):
+    """(file, position) of the base's snapshot, with `with_time` also the unix time its backup
+    ended; None when the backup recorded none. With `rc`, the entry is remote: its manifest is
+    read from there."""
     try:
-        manifest = manifest_mod.load(Path(entry.key))
-    except VerifyFailed:
+        if rc is not None:
+            import json
+
+            from tenangdb.remote.rclone import join
+            data = rc.cat(join(entry.key, manifest_mod.MANIFEST))
+            manifest = manifest_mod.parse(json.loads(data), where=entry.key)
+        else:
+            manifest = manifest_mod.load(Path(entry.key))
+    except (TenangDBError, ValueError):
         return None
     if manifest.binlog is None or manifest.binlog.file is None or manifest.binlog.position is None:
         return None
-    return manifest.binlog.file, manifest.binlog.position
+    if not with_time:
+        return manifest.binlog.file, manifest.binlog.position
+    try:
+        ended = datetime.fromisoformat(manifest.finished_at)
+    except ValueError:
+        return None
+    ended = ended if ended.tzinfo else ended.replace(tzinfo=timezone.utc)
+    return manifest.binlog.file, manifest.binlog.position, ended.timestamp()
+
+
+@dataclass
+class Window:
+    """The recoverable window of the archived server: from each database's start to `end`."""
+
+    server: str | None
+    end: float | None  # the newest archived event
+    starts: dict[str, float]
+    gaps: int
+
+    def as_json(self) -> dict:
+        iso = lambda t: datetime.fromtimestamp(t, timezone.utc).isoformat() if t is not None else None  # noqa: E731
+        return {"server": self.server, "end": iso(self.end), "gaps": self.gaps,
+                "databases": {db: {"start": iso(t), "end": iso(self.end)} for db, t in sorted(self.starts.items())}}
+
+
+def window(loaded: LoadedConfig) -> Window | None:
+    """The window from the local base backups and the archive; None without an archive. A base
+    counts from the end of its backup (its snapshot lies before that, so any time from there
+    finds a stop point after its position)."""
+    directory = store.archive_directory(loaded.settings)
+    identity = store.identity(directory)
+    if identity is None:
+        return None
+    records = store.records(directory)
+    bases = []
+    for entries in recover.load_catalogue(loaded, remote=False).by_database.values():
+        for entry in entries:
+            if not entry.complete:
+                continue
+            found = _base_binlog(entry, with_time=True)
+            if found is not None:
+                bases.append((entry.database, found[2], found[0]))
+    return Window(server=store.server_label(identity), end=records[-1].last_time if records else None,
+                  starts=store.window_starts(records, bases), gaps=len(store.gaps(directory)))
+
+
+@contextmanager
+def fetched_archive(loaded: LoadedConfig) -> Iterator[Path]:
+    """The remote binlog mirror ({destination}/.binlog) downloaded into a private folder for the
+    block's length: a fresh machine restores to a point in time from the remote alone. Each
+    file is checked against its record's SHA-256 as the plan and the replay read it."""
+    import shutil
+    import tempfile
+
+    from tenangdb import orphans
+    from tenangdb.actions import binlog_offsite
+    from tenangdb.errors import ConfigError, FetchFailed, UploadFailed
+    from tenangdb.remote.rclone import Rclone
+
+    if not loaded.settings.upload.destination:
+        raise ConfigError("--from-remote: upload.destination is not set")
+    rc = Rclone(loaded.settings.upload)
+    scratch = Path(tempfile.mkdtemp(prefix=f"{orphans.REMOTE_PREFIX}{orphans.token()}-"))
+    try:
+        try:
+            rc.fetch_matching(scratch, [f"/{binlog_offsite.REMOTE_FOLDER}/**"], "download of the binlog mirror")
+        except UploadFailed as exc:
+            raise FetchFailed(f"cannot download the binlog mirror: {exc}") from None
+        folder = scratch / binlog_offsite.REMOTE_FOLDER
+        folder.mkdir(exist_ok=True)
+        yield folder
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
 
 
 def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime | None = None,
-         to_gtid: str | None = None, to_position: str | None = None) -> Plan:
-    """Everything decided and checked before anything is written; raises with the reason."""
-    directory = store.archive_directory(loaded.settings)
+         to_gtid: str | None = None, to_position: str | None = None, archive: Path | None = None,
+         from_remote: bool = False) -> Plan:
+    """Everything decided and checked before anything is written; raises with the reason.
+    `archive`: the archive folder to read (default binlog.directory); `from_remote`: the base
+    is chosen among the remote backups (see fetched_archive for the archive)."""
+    directory = archive or store.archive_directory(loaded.settings)
     records = store.records(directory)
     if not records:
         raise InvalidInput(f"the binlog archive {directory} is empty: run `tenangdb binlog` (binlog.enabled) first")
     identities = _identities(loaded, records)
     stop = _find_stop(directory, records, identities, to_time=to_time, to_gtid=to_gtid, to_position=to_position)
     stop_key = (store.sequence(stop.file), stop.position if stop.position is not None else float("inf"))
-    place = recover.load_catalogue(loaded, remote=False)
+    place = recover.load_catalogue(loaded, remote=from_remote)
     candidates = []
     for entry in recover.preference(place.of(database)):
-        coordinates = _base_binlog(entry)
+        coordinates = _base_binlog(entry, rc=place.rc)
         if coordinates and (store.sequence(coordinates[0]), coordinates[1]) <= stop_key:
             candidates.append((entry, coordinates))
     if not candidates:
-        raise InvalidInput(f"no complete local backup of {database} recorded a binary log position at or before "
+        raise InvalidInput(f"no complete {place.location} backup of {database} recorded a binary log position at or before "
                            f"the stop point ({stop.what}); a base backup needs the binary log on when it is made")
     # Newest first among the verified, then the others (recover.preference's order), by position.
     entry, (base_file, base_position) = candidates[0]
@@ -221,7 +402,7 @@ def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime 
     steps = [Step(by_seq[seq], base_position if seq == first else None, stop.position if seq == last else None)
              for seq in range(first, last + 1)]
     the_plan = Plan(database=database, target=target, base=entry, base_file=base_file, base_position=base_position,
-                    steps=steps, stop=stop)
+                    steps=steps, stop=stop, archive=directory)
     _check_statements(directory, the_plan, identities)
     if the_plan.problems:
         raise RestoreFailed(f"refusing to replay into {target!r}: {the_plan.problems[0]}"
@@ -280,8 +461,14 @@ def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: b
             existed = inv_mod.database_exists(conn, the_plan.target)
     finally:
         conn.close()
-    restore_action.run(loaded, Path(the_plan.base.key), the_plan.target, confirm=confirm,
-                       allow_system_schema=allow_system_schema)
+    if the_plan.base.location == "local":
+        restore_action.run(loaded, Path(the_plan.base.key), the_plan.target, confirm=confirm,
+                           allow_system_schema=allow_system_schema)
+    else:
+        from tenangdb.actions import fetch
+        with fetch.fetched(loaded, the_plan.base.key) as folder:  # downloaded, verified, restored, removed
+            restore_action.run(loaded, folder, the_plan.target, confirm=confirm,
+                               allow_system_schema=allow_system_schema)
     started = time.monotonic()
     try:
         _replay(loaded, the_plan, tool, endpoint)
@@ -305,7 +492,7 @@ def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: b
 def _replay(loaded: LoadedConfig, the_plan: Plan, tool: str, endpoint) -> None:
     """All files through one client: the streaming engine's loader, fed the decoded binlog (its
     database renamer stays idle: mariadb-binlog already rewrote the names)."""
-    directory = store.archive_directory(loaded.settings)
+    directory = the_plan.archive or store.archive_directory(loaded.settings)
     identities = _identities(loaded, [step.record for step in the_plan.steps])
     loader = engines.by_name(mysqldump.ENGINE, loaded.settings.database)
     with loader.client_load(the_plan.target, "the binlog replay", endpoint, the_plan.target) as forward:

@@ -341,17 +341,27 @@ def _weekend() -> bool:
 @click.option("--from-remote", is_flag=True, help="Verify copies on the remote (upload.destination): with "
               "--backup-path (remote:{db}/{YYYY-MM}/{name} or a backup name), --latest, --all or --sample N; each "
               "is downloaded to a private temporary folder, and the result recorded on the remote.")
+@click.option("--binlog", "binlog_archive", is_flag=True, help="Verify the binlog archive instead of backups: every "
+              "archived file's SHA-256 and decryption against its record, and the chain's continuity (numbers, "
+              "rotations, GTIDs); exit 7 on damage. With --from-remote: the off-site mirror "
+              "({upload.destination}/.binlog) against the local records.")
 @click.pass_obj
 def verify(state: State, backup_path: str | None, all_: bool, latest: bool, sample: int | None,
-           databases: str | None, test_restore: bool, target: str | None, from_remote: bool) -> None:
+           databases: str | None, test_restore: bool, target: str | None, from_remote: bool,
+           binlog_archive: bool) -> None:
     """Check checksums, decryption and completeness of backups; with --test-restore, restore and check them."""
     from tenangdb.actions import fetch
     from tenangdb.actions import verify as action
 
     chosen = [name for name, on in (("--backup-path", bool(backup_path)), ("--all", all_), ("--latest", latest),
-                                    ("--sample", sample is not None)) if on]
+                                    ("--sample", sample is not None), ("--binlog", binlog_archive)) if on]
     if len(chosen) != 1:
-        raise click.UsageError("give exactly one of --backup-path, --all, --latest or --sample N")
+        raise click.UsageError("give exactly one of --backup-path, --all, --latest, --sample N or --binlog")
+    if binlog_archive:
+        if databases or test_restore or target:
+            raise click.UsageError("--binlog takes no --databases, --test-restore or --target")
+        _verify_binlog(state.load(), from_remote)
+        return
     if databases and backup_path:
         raise click.UsageError("--databases goes with --all, --latest or --sample, not --backup-path")
     if target and not test_restore:
@@ -390,6 +400,50 @@ def verify(state: State, backup_path: str | None, all_: bool, latest: bool, samp
     else:
         click.echo(f"error: {len(failures)} of {len(paths)} backups failed verification", err=True)
     raise SystemExit(EXIT_VERIFY)
+
+
+def _verify_binlog(loaded, from_remote: bool) -> None:
+    from tenangdb.actions import pitr
+
+    if from_remote:
+        _verify_binlog_remote(loaded)
+        return
+    found = pitr.verify_archive(loaded)
+    for note in found.notes:
+        click.echo(f"note: {note}", err=True)
+    for gap in found.gaps:
+        click.echo(f"warning: recorded gap: {gap}; point-in-time restore across it is impossible", err=True)
+    for problem in found.damage:
+        click.echo(f"FAILED {problem}")
+    if found.damage:
+        click.echo(f"error: the binlog archive is damaged ({len(found.damage)} problem"
+                   f"{'s' if len(found.damage) != 1 else ''})", err=True)
+        raise SystemExit(EXIT_VERIFY)
+    if found.files:
+        click.echo(f"binlog archive OK: {found.files} file{'s' if found.files != 1 else ''} ({found.first}.."
+                   f"{found.last}), hashes and decryption checked, chain continuous"
+                   + (f" but for {len(found.gaps)} recorded gap{'s' if len(found.gaps) != 1 else ''}" if found.gaps
+                      else ""))
+
+
+def _verify_binlog_remote(loaded) -> None:
+    """verify --binlog --from-remote: the off-site mirror against the local records."""
+    from tenangdb.actions import binlog_offsite
+    from tenangdb.repository import binlogs as store
+
+    cfg = loaded.settings
+    if not cfg.upload.destination:
+        raise ConfigError("verify --binlog --from-remote: upload.destination is not set")
+    directory = store.archive_directory(cfg)
+    checked, damage = binlog_offsite.verify_remote(cfg, directory, store.records(directory))
+    for problem in damage:
+        click.echo(f"FAILED {problem}")
+    if damage:
+        click.echo(f"error: the remote binlog mirror is damaged ({len(damage)} problem"
+                   f"{'s' if len(damage) != 1 else ''})", err=True)
+        raise SystemExit(EXIT_VERIFY)
+    click.echo(f"remote binlog mirror OK: {checked} file{'s' if checked != 1 else ''} proven on "
+               f"{binlog_offsite.remote_folder_of(cfg)}")
 
 
 def _verify_remote(loaded, backup_path: str | None, mode: str, databases: list[str] | None, sample: int,
@@ -499,7 +553,8 @@ def _verified_line(outcome) -> str:
 @click.option("--yes", "-y", is_flag=True, help="Restore into a non-empty database without asking.")
 @click.option("--from-remote", is_flag=True, help="Restore from the remote (upload.destination): -b names a database, "
               "a backup name or remote:{db}/{YYYY-MM}/{name}; the backup is downloaded to a private temporary "
-              "folder, verified, restored, and the download removed.")
+              "folder, verified, restored, and the download removed. With --to-time/--to-gtid/--to-position: the "
+              "base among the remote backups and the binlog mirror ({destination}/.binlog) downloaded.")
 @click.option("--allow-system-schema", is_flag=True, help="Allow mysql or sys as the target: the backup's tables "
               "replace the server's own (accounts, grants, time zones); for restoring a whole instance.")
 @click.option("--tables", help="Comma-separated tables (or views, sequences) of a logical backup: only they are "
@@ -532,7 +587,8 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
         return
     if to_time or to_gtid or to_position or dry_run:
         _restore_to_point(state, backup_path, target, yes, allow_system_schema, to_time, to_gtid, to_position,
-                          dry_run, conflicts=all_ or latest or bool(before) or from_remote or tables is not None)
+                          dry_run, conflicts=all_ or latest or bool(before) or tables is not None,
+                          from_remote=from_remote)
         return
     if bool(backup_path) == all_:
         raise click.UsageError("give -b/--backup-path (a database, a backup or a path) or --all")
@@ -590,8 +646,9 @@ def _restore_task(backup_path: str, target: str | None) -> str:
 
 def _restore_to_point(state: State, database: str | None, target: str | None, yes: bool, allow_system_schema: bool,
                       to_time: str | None, to_gtid: str | None, to_position: str | None, dry_run: bool,
-                      conflicts: bool) -> None:
-    """restore -b DB --to-time/--to-gtid/--to-position: base backup + binlog replay (actions/pitr.py)."""
+                      conflicts: bool, from_remote: bool = False) -> None:
+    """restore -b DB --to-time/--to-gtid/--to-position: base backup + binlog replay (actions/pitr.py);
+    with --from-remote, the base and the archive both come from upload.destination."""
     from tenangdb.actions import observe, pitr, recover
     from tenangdb.actions import restore as action
 
@@ -599,21 +656,24 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
         raise click.UsageError("give one of --to-time, --to-gtid or --to-position" +
                                (" (--dry-run goes with them)" if dry_run else ""))
     if conflicts:
-        raise click.UsageError("--to-time/--to-gtid/--to-position take -b DATABASE (a local base backup is chosen); "
-                               "--all, --latest, --before, --from-remote and --tables do not go with them")
+        raise click.UsageError("--to-time/--to-gtid/--to-position take -b DATABASE (its base backup is chosen); "
+                               "--all, --latest, --before and --tables do not go with them")
     if not database or not _names_a_database(database, False):
         raise click.UsageError("--to-time/--to-gtid/--to-position need -b DATABASE (a database name)")
     when = recover.parse_time(to_time) if to_time else None
     target = target or database
     action.check_name(target, allow_system_schema=allow_system_schema)
     loaded = state.load()
-    the_plan = pitr.plan(loaded, database, target, to_time=when, to_gtid=to_gtid, to_position=to_position)
-    for line in the_plan.lines():
-        click.echo(line)
-    if dry_run:
-        return
-    with observe.restore_run(loaded, database):
-        seconds = pitr.run(loaded, the_plan, confirm=_confirm_factory(yes), allow_system_schema=allow_system_schema)
+    with (pitr.fetched_archive(loaded) if from_remote else contextlib.nullcontext(None)) as archive:
+        the_plan = pitr.plan(loaded, database, target, to_time=when, to_gtid=to_gtid, to_position=to_position,
+                             archive=archive, from_remote=from_remote)
+        for line in the_plan.lines():
+            click.echo(line)
+        if dry_run:
+            return
+        with observe.restore_run(loaded, database):
+            seconds = pitr.run(loaded, the_plan, confirm=_confirm_factory(yes),
+                               allow_system_schema=allow_system_schema)
     click.echo(f"restored {database} into {target!r} as of {the_plan.stop.what} (replay {seconds:.1f}s)")
 
 
@@ -763,6 +823,32 @@ def _when(value) -> str:
     return value.strftime("%Y-%m-%d %H:%M:%S") if value else "-"
 
 
+def _pitr_window(loaded, wanted: set[str]):
+    """The binlog archive's recoverable window (actions/pitr.window), or None without an archive."""
+    from tenangdb.actions import pitr
+
+    try:
+        found = pitr.window(loaded)
+    except TenangDBError as exc:
+        click.echo(f"note: the binlog archive cannot be read: {exc}", err=True)
+        return None
+    if found is not None and wanted:
+        found.starts = {db: t for db, t in found.starts.items() if db in wanted}
+    return found
+
+
+def _window_line(found) -> str:
+    from datetime import datetime, timezone
+
+    at = lambda t: datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%d %H:%M:%S")  # noqa: E731
+    head = f"point-in-time window (binlog of {found.server}"
+    head += f", {found.gaps} gap{'s' if found.gaps != 1 else ''} recorded): " if found.gaps else "): "
+    if found.end is None or not found.starts:
+        return head + ("nothing archived yet" if found.end is None else
+                       "none (no base backup with a binlog position and a whole archived chain after it)")
+    return head + "; ".join(f"{db} {at(t)} .. {at(found.end)} UTC" for db, t in sorted(found.starts.items()))
+
+
 @cli.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON (one object per backup) instead of a table.")
 @click.option("--databases", help="Comma-separated databases to show.")
@@ -797,9 +883,10 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
         entries = [e for e in entries if e.database in wanted]
     catalog.mark_keys(entries, _configured_identities(cfg))
     entries.sort(key=lambda e: (e.database, e.time.isoformat() if e.time else "", e.location, e.rel))
+    pitr_window = _pitr_window(loaded, wanted) if not only_remote else None
     if as_json:
-        click.echo(json_mod.dumps({"backups": [e.as_json() for e in entries],
-                                   "remote_error": remote_error}, indent=2))
+        click.echo(json_mod.dumps({"backups": [e.as_json() for e in entries], "remote_error": remote_error,
+                                   "pitr_window": pitr_window.as_json() if pitr_window else None}, indent=2))
     else:
         backups = [e for e in entries if e.kind == "backup"]
         rows = [("DATABASE", "WHERE", "NAME", "TIME (UTC)", "SIZE", "ENC", "KEY", "VERIFIED", "UPLOADED", "LOSSES")]
@@ -818,6 +905,8 @@ def list_backups(state: State, as_json: bool, databases: str | None, only_local:
             click.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
         if not backups:
             click.echo(f"no backups under {root}" + (f" or on {destination}" if destination and not only_local else ""))
+        if pitr_window is not None:
+            click.echo(_window_line(pitr_window))
         for e in entries:
             if e.kind != "backup" or e.problem:
                 what = "in progress in a running tenangdb run" if e.in_progress else \
@@ -922,16 +1011,28 @@ def binlog(state: State, once: bool) -> None:
         if done is not None and done.gaps:
             click.echo(f"error: binlog gap: {', '.join(n for g in done.gaps for n in g.missing)} were purged from "
                        "the server before they were archived", err=True)
+        action.report(loaded, done, error)
 
     if not once:
         action.loop(loaded, report)
         return
-    done = action.cycle(loaded)
+    try:
+        done = action.cycle(loaded)
+    except Exception as exc:
+        from tenangdb.errors import interrupt_requested
+
+        if not interrupt_requested():
+            action.report(loaded, None, exc)
+        raise
     report(done, None)
     click.echo(f"archived {len(done.archived)} binlog file{'s' if len(done.archived) != 1 else ''}"
-               + (f": {done.archived[0].name}..{done.archived[-1].name}" if done.archived else ""))
+               + (f": {done.archived[0].name}..{done.archived[-1].name}" if done.archived else "")
+               + (f"; uploaded {len(done.uploaded)}" if done.uploaded else ""))
     if done.gaps:
         raise SystemExit(EXIT_BACKUP)
+    if done.upload_error:
+        click.echo(f"error: binlog upload failed: {done.upload_error}", err=True)
+        raise SystemExit(EXIT_UPLOAD)
 
 
 @cli.command("config")
@@ -1117,6 +1218,9 @@ def _key_option(*decls: str, key: str, help: str | None = None):
              "none.")
 @_key_option("--rclone-config", key="upload.rclone_config_path", help="rclone config file for uploads.")
 @click.option("--metrics/--no-metrics", default=None, help="Record metrics for the exporter.")
+@click.option("--binlog/--no-binlog", default=None, help="Archive the binary log for point-in-time recovery "
+              "(binlog.enabled; with --deploy-systemd, tenangdb-binlog.service). Asked on a terminal when the "
+              "server's binary log is on.")
 @_key_option("--metrics-listen", key="metrics.listen", help="Exporter address (elsewhere than loopback, basic "
              "auth is set up).")
 @_key_option("--metrics-port", key="metrics.port", help="Exporter port.")

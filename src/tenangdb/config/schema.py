@@ -605,6 +605,8 @@ class BinlogConfig(_Section):
                               "(seconds, or 5m)")
     binlog_path: str | None = Field(None, description="the mariadb-binlog program (default: mariadb-binlog, else "
                                     "mysqlbinlog, on the PATH)")
+    upload: bool = Field(True, description="copy each archived file off-site to {upload.destination}/.binlog/ "
+                         "when upload.enabled, proven like backups (upload.verify)")
 
 
 class Settings(_Section):

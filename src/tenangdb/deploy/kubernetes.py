@@ -38,6 +38,12 @@ upload:
   enabled: false
   destination: remote:tenangdb
   rclone_config_path: /etc/tenangdb/rclone/rclone.conf
+# Point-in-time recovery: the Deployment tenangdb-binlog archives the server's binary log
+# (the server needs log_bin=ON, binlog_format=ROW; the account REPLICATION SLAVE, BINLOG MONITOR
+# and RELOAD: see `tenangdb doctor`). Scale it to 0 where the binary log is off.
+binlog:
+  enabled: true
+  max_lag: 5m
 metrics:
   enabled: true
   listen: 0.0.0.0
@@ -155,12 +161,32 @@ def manifests() -> list[dict]:
                                               "app.kubernetes.io/component": "exporter"}},
                       "spec": {"automountServiceAccountToken": False, "securityContext": _pod_security(),
                                "containers": [exporter], "volumes": exporter_volumes}}}},
+        _archiver(),
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": "tenangdb-exporter", "namespace": NAMESPACE,
                       "labels": {"app.kubernetes.io/name": "tenangdb"}},
          "spec": {"selector": {"app.kubernetes.io/component": "exporter"},
                   "ports": [{"name": "metrics", "port": 9090, "targetPort": "metrics"}]}},
     ]
+
+
+def _archiver() -> dict:
+    """`tenangdb binlog` runs for good: one replica, never two at once (Recreate; the archive's
+    lock would refuse the second anyway), and SIGTERM at a rollout ends it cleanly (a file in
+    transfer is done again by the next pod)."""
+    container, volumes = _container("binlog", ["binlog"], identity=True, rclone=False)
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": "tenangdb-binlog", "namespace": NAMESPACE, "labels": {"app.kubernetes.io/name": "tenangdb"}},
+        "spec": {"replicas": 1, "strategy": {"type": "Recreate"},
+                 "selector": {"matchLabels": {"app.kubernetes.io/component": "binlog"}},
+                 "template": {
+                     "metadata": {"labels": {"app.kubernetes.io/name": "tenangdb",
+                                             "app.kubernetes.io/component": "binlog"}},
+                     "spec": {"automountServiceAccountToken": False, "securityContext": _pod_security(),
+                              "terminationGracePeriodSeconds": 60, "containers": [container],
+                              "volumes": volumes}}},
+    }
 
 
 class _Dumper(yaml.SafeDumper):

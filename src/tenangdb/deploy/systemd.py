@@ -29,6 +29,7 @@ class UnitParams:
     optional_writable: list[str] = field(default_factory=list)  # e.g. the log folder
     exporter: bool = False
     drill: bool = False  # an upload destination to rehearse recovery from
+    binlog: bool = False  # binlog.enabled: the archiver runs as a service
     backup_schedule: str = "*-*-* 02:00:00"
     verify_schedule: str = "*-*-* 06:00:00"
     cleanup_schedule: str = "Sun *-*-* 03:00:00"
@@ -165,6 +166,39 @@ def _exporter(p: UnitParams) -> str:
     ])
 
 
+def _binlog(p: UnitParams) -> str:
+    """The archiver runs for good (a cycle every binlog.max_lag / 2): SIGTERM ends it cleanly
+    (exit 0; a file in transfer is abandoned and done again next time). A failed cycle (the
+    server restarting) is retried inside; what escapes is a refusal (2: configuration, 4: the
+    archive belongs to another server or history), which no restart would cure."""
+    return "\n".join([
+        "[Unit]",
+        "Description=TenangDB binary log archiver (point-in-time recovery)",
+        "Wants=network-online.target",
+        "After=network-online.target mariadb.service mysql.service mysqld.service",
+        "",
+        "[Service]",
+        "Type=simple",
+        f"User={p.user}",
+        f"Group={p.group}",
+        f"ExecStart={_exec(p, 'binlog')}",
+        *_credentials(p, identity=True),
+        "Restart=on-failure",
+        "RestartSec=30",
+        "RestartPreventExitStatus=2 4",
+        "SuccessExitStatus=130",
+        "TimeoutStopSec=60",
+        "Nice=10",
+        "IOSchedulingClass=best-effort",
+        "IOSchedulingPriority=7",
+        *_hardening(p),
+        "",
+        "[Install]",
+        "WantedBy=multi-user.target",
+        "",
+    ])
+
+
 def render_units(p: UnitParams) -> dict[str, str]:
     """File name -> content of every unit."""
     units = {
@@ -182,6 +216,8 @@ def render_units(p: UnitParams) -> dict[str, str]:
         units["tenangdb-drill.timer"] = _timer("Weekly TenangDB recovery drill", p.drill_schedule, "1h")
     if p.exporter:
         units["tenangdb-exporter.service"] = _exporter(p)
+    if p.binlog:
+        units["tenangdb-binlog.service"] = _binlog(p)
     return units
 
 
@@ -199,5 +235,5 @@ def example_units() -> dict[str, str]:
         binary="/opt/tenangdb/venv/bin/tenangdb", config="/etc/tenangdb/config.yaml",
         secrets_file="/etc/tenangdb/secrets.env", key_file="/etc/tenangdb/age-identity.txt",
         writable=["/var/backups/tenangdb", "/var/lib/tenangdb"], optional_writable=["/var/log/tenangdb"],
-        exporter=True, drill=True))
+        exporter=True, drill=True, binlog=True))
     return {name: header + text for name, text in units.items()}

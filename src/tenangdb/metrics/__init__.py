@@ -146,6 +146,32 @@ class Recorder:
     def restore(self, database: str, ok: bool, duration: float) -> None:
         self._update(lambda state: _outcome(state, "restore", database, ok, duration, time.time()))
 
+    def binlog_cycle(self, server: str, ok: bool, *, last_archived: float | None = None, lag: float | None = None,
+                     gaps: int | None = None, archived_until: float | None = None) -> None:
+        """One archiver cycle: the newest archived event's time, the lag (how old the newest
+        transaction not yet archived can be), and the gaps the archive has recorded so far. A
+        cycle that failed or stopped early measures the lag from the last complete one, so the
+        lag keeps growing while the archiver cannot archive."""
+        def change(state: dict[str, Any]) -> None:
+            record, now = _record(state, "binlog", server), time.time()
+            record["last_timestamp"] = now
+            _count(record, "success_total" if ok else "failed_total")
+            if ok:
+                record["last_success_timestamp"] = now
+            for key, value in (("last_archived_timestamp", last_archived), ("lag_seconds", lag),
+                               ("gaps_total", gaps), ("archived_until_timestamp", archived_until)):
+                if value is not None:
+                    record[key] = max(value, 0)
+            if lag is None and "archived_until_timestamp" in record:
+                record["lag_seconds"] = max(now - record["archived_until_timestamp"], 0)
+        self._update(change)
+
+    def pitr_windows(self, starts: dict[str, float]) -> None:
+        """The oldest point each database can be restored to; a database without a window any
+        more (no base backup with a gap-free chain) loses its series."""
+        self._update(lambda state: state.__setitem__(
+            "pitr", {database: {"window_start_timestamp": when} for database, when in starts.items()}))
+
     def notify_failed(self, kind: str) -> None:
         self._update(lambda state: _count(_record(state, "notify", kind), "failed_total"))
 

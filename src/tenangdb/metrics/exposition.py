@@ -134,6 +134,8 @@ def families(state: dict[str, Any], *, running: bool, state_readable: bool = Tru
     yield _per_database(G, "tenangdb_verify_last_success_timestamp",
                         "Unix time the latest successful verification ended.", verify, "last_success_timestamp")
 
+    yield from _binlog(state)
+
     yield _two_labels(G, "tenangdb_backups_retained", "Backups kept, by location.", state["retained"], "location")
     yield _two_labels(C, "tenangdb_cleanup_deleted_total", "Backups deleted by retention, by location.",
                       state["cleanup"], "location")
@@ -144,6 +146,31 @@ def families(state: dict[str, Any], *, running: bool, state_readable: bool = Tru
     yield G("tenangdb_metrics_state_readable", "0 when the metrics state file could not be read.",
             value=1 if state_readable else 0)
     yield from _deprecated(state, running=running, state_readable=state_readable)
+
+
+def _binlog(state: dict[str, Any]) -> Iterable[Metric]:
+    """The archiver's families (per server: one archive is one server's binary log) and the
+    point-in-time window (per database: each database's restores start from its own base)."""
+    G, C = GaugeMetricFamily, CounterMetricFamily
+    archive = state["binlog"]
+    for cls, name, key, doc in (
+            (G, "tenangdb_binlog_last_archived_timestamp", "last_archived_timestamp",
+             "Unix time of the newest event in the binlog archive."),
+            (G, "tenangdb_binlog_lag_seconds", "lag_seconds", "How old the newest transaction not yet archived "
+             "can be, measured at the latest archiver cycle (the exposure; binlog.max_lag is the target)."),
+            (C, "tenangdb_binlog_gaps", "gaps_total", "Gaps found in the binlog archive: files the server purged "
+             "before they were archived (point-in-time restore across one is impossible)."),
+            (G, "tenangdb_binlog_last_success_timestamp", "last_success_timestamp",
+             "Unix time the latest successful archiver cycle ended."),
+            (C, "tenangdb_binlog_cycle_failed", "failed_total", "Archiver cycles that failed.")):
+        family = cls(name, doc, labels=["server"])
+        for server, record in sorted(archive.items()):
+            if key in record:
+                family.add_metric([server], record[key])
+        yield family
+    yield _per_database(G, "tenangdb_pitr_window_start_timestamp", "The oldest point in time the database can "
+                        "be restored to: its oldest base backup with a binlog position whose archived chain to "
+                        "now has no gap.", state["pitr"], "window_start_timestamp")
 
 
 DEPRECATED = "Deprecated (the original TenangDB's name): "

@@ -39,6 +39,9 @@ LOCK_WAIT = 30.0
 SECTIONS = {
     "backup": 1, "upload": 1, "restore": 1, "restore_test": 1, "verify": 1, "drill": 1,
     "retained": 1, "cleanup": 1, "notify": 1, "run": 0, "cleanup_run": 0,
+    # The binlog archiver, per server ("hostname/server_id"), and the point-in-time window per
+    # database (restores are per database and so are their base backups).
+    "binlog": 1, "pitr": 1,
 }
 # The sections of the original TenangDB's metrics.json (it has no "format").
 ORIGINAL_SECTIONS = ("system", "backups", "uploads", "restores", "cleanup")

@@ -225,9 +225,16 @@ def _normalised(privilege: str) -> str:
     return ALIASES.get(privilege, privilege)
 
 
+# What the binlog archiver (`tenangdb binlog`) needs beyond a backup and the grants list as
+# write or admin: it reads the binary log over the replication protocol (its FLUSH BINARY LOGS
+# needs RELOAD, which a backup holds anyway). Not excess on an account that runs it.
+ARCHIVER = frozenset({"REPLICATION SLAVE"})
+
+
 def check(grants: list[Grant], roles: list[str], needs: list[Need], databases: list[str],
-          *, user: str, host: str) -> GrantReport:
-    """Compare the grants with the needs for the databases (`["all"]`: every database)."""
+          *, user: str, host: str, allowed: frozenset[str] = frozenset()) -> GrantReport:
+    """Compare the grants with the needs for the databases (`["all"]`: every database);
+    `allowed`: write or admin privileges the account needs for something else (ARCHIVER)."""
     report = GrantReport(user=user, host=host, roles=roles)
     every = databases == ["all"] or not databases
     for need in needs:
@@ -254,7 +261,7 @@ def check(grants: list[Grant], roles: list[str], needs: list[Need], databases: l
             report.excess.append(f"SUPER on {where} (no engine here needs it)")
         if grant.grant_option:
             report.excess.append(f"GRANT OPTION on {where}")
-        extra = sorted(grant.privileges & WRITE_OR_ADMIN)
+        extra = sorted(grant.privileges & (WRITE_OR_ADMIN - allowed))
         if extra:
             report.excess.append(f"{', '.join(extra)} on {where} (a backup only reads)")
     return report

@@ -159,14 +159,10 @@ def uncommitted(directory: Path, committed: set[str]) -> list[Path]:
 
 def check_identity(directory: Path, seen: Identity) -> None:
     """The archive is of one server: written on first use, compared ever after."""
-    path = directory / IDENTITY
-    if not path.exists():
-        write_atomically(path, (seen.model_dump_json(indent=2) + "\n").encode(), RECORD_MODE)
+    known = identity(directory)
+    if known is None:
+        write_atomically(directory / IDENTITY, (seen.model_dump_json(indent=2) + "\n").encode(), RECORD_MODE)
         return
-    try:
-        known = Identity.model_validate_json(path.read_bytes())
-    except (OSError, ValidationError, ValueError) as exc:
-        raise ArchiveError(f"{path}: cannot be read ({str(exc).splitlines()[0]})") from None
     if (known.server_id, known.hostname, known.log_bin_basename) != (seen.server_id, seen.hostname,
                                                                    seen.log_bin_basename):
         raise ArchiveError(
@@ -189,6 +185,42 @@ def add_gap(directory: Path, gap: Gap) -> None:
     found = gaps(directory) + [gap]
     write_atomically(directory / GAPS, (json.dumps([g.model_dump() for g in found], indent=2) + "\n").encode(),
                      RECORD_MODE)
+
+
+def chain_from(records: list[Record], name: str) -> bool:
+    """Whether the archive holds `name` and every file after it up to its newest, none missing:
+    a replay can start in `name` and reach the archive's end. Pure."""
+    if not records:
+        return False
+    have = {r.seq for r in records}
+    first, last = sequence(name), records[-1].seq
+    return first <= last and all(seq in have for seq in range(first, last + 1))
+
+
+def window_starts(records: list[Record], bases) -> dict[str, float]:
+    """The oldest point each database can be restored to: over its base backups, given as
+    (database, unix time from which a restore can use it, binlog file of its position), the
+    oldest whose chain to the archive's end is whole. A database with none is left out. Pure."""
+    starts: dict[str, float] = {}
+    for database, when, name in bases:
+        if chain_from(records, name) and (database not in starts or when < starts[database]):
+            starts[database] = when
+    return starts
+
+
+def server_label(identity: Identity) -> str:
+    """How metrics and listings name the archived server."""
+    return f"{identity.hostname}/{identity.server_id}"
+
+
+def identity(directory: Path) -> Identity | None:
+    path = directory / IDENTITY
+    try:
+        return Identity.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValidationError, ValueError) as exc:
+        raise ArchiveError(f"{path}: cannot be read ({str(exc).splitlines()[0]})") from None
 
 
 def remove(path: Path) -> None:
