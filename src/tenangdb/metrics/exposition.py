@@ -8,6 +8,8 @@ described (HELP/TYPE) so dashboards and alert rules can be written before the fi
 
 from __future__ import annotations
 
+import time
+
 from typing import Any, Iterable
 
 from prometheus_client import CollectorRegistry, generate_latest
@@ -157,7 +159,8 @@ def _binlog(state: dict[str, Any]) -> Iterable[Metric]:
             (G, "tenangdb_binlog_last_archived_timestamp", "last_archived_timestamp",
              "Unix time of the newest event in the binlog archive."),
             (G, "tenangdb_binlog_lag_seconds", "lag_seconds", "How old the newest transaction not yet archived "
-             "can be, measured at the latest archiver cycle (the exposure; binlog.max_lag is the target)."),
+             "can be, now: the time since the archive was last known complete (the exposure; binlog.max_lag is "
+             "the target). It keeps growing while the archiver is stopped."),
             (C, "tenangdb_binlog_gaps", "gaps_total", "Gaps found in the binlog archive: files the server purged "
              "before they were archived (point-in-time restore across one is impossible)."),
             (G, "tenangdb_binlog_last_success_timestamp", "last_success_timestamp",
@@ -165,7 +168,11 @@ def _binlog(state: dict[str, Any]) -> Iterable[Metric]:
             (C, "tenangdb_binlog_cycle_failed", "failed_total", "Archiver cycles that failed.")):
         family = cls(name, doc, labels=["server"])
         for server, record in sorted(archive.items()):
-            if key in record:
+            if key == "lag_seconds" and "archived_until_timestamp" in record:
+                # Measured when scraped: between cycles (or after the archiver died) the
+                # exposure grows, and a value written at the last cycle would hide that.
+                family.add_metric([server], max(time.time() - record["archived_until_timestamp"], 0.0))
+            elif key in record:
                 family.add_metric([server], record[key])
         yield family
     yield _per_database(G, "tenangdb_pitr_window_start_timestamp", "The oldest point in time the database can "
