@@ -1,0 +1,170 @@
+"""The binlog archive's part of `tenangdb cleanup`: list the archived files (the local archive
+and its remote mirror `{destination}/.binlog/`), ask `retention.plan_binlogs` which the kept
+base backups of each place still need, and delete the rest.
+
+Each place is decided by its own bases: a local restore uses the local backups and archive,
+`restore --from-remote` the remote backups and the mirror. A file goes with its record first
+(the record is the commit, here as in the archiver): an interrupted cleanup leaves at worst a
+sealed file without a record, which the archiver (locally) or the next cleanup (remotely)
+removes, never a record that promises a file which is gone.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from tenangdb.actions import binlog_offsite, catalog
+from tenangdb.errors import TenangDBError
+from tenangdb.fileio import write_atomically
+from tenangdb.remote.rclone import Rclone, join
+from tenangdb.repository import binlogs as store
+from tenangdb.repository.lock import DirectoryLock, LockUnavailable
+from tenangdb.retention import BACKUP, BINLOG, LOCAL, REMOTE, Decision, Item, binlog_bases, plan_binlogs
+
+log = logging.getLogger("tenangdb.cleanup")
+
+
+@dataclass
+class Archive:
+    """What the plan found of the archive: per binlog item key, the files that are it (the
+    record first), local paths or paths relative to the remote destination."""
+
+    directory: Path
+    files: dict[str, list[str]] = field(default_factory=dict)
+    records: dict[str, store.Record] = field(default_factory=dict)  # the local items' records
+
+
+def plan(loaded, decisions: list[Decision], entries: dict[str, catalog.Entry], rc: Rclone | None,
+         remote_ok: bool, now: datetime) -> tuple[list[Decision], Archive]:
+    """The binlog decisions of both places (none when there is no archive)."""
+    settings = loaded.settings
+    archive = Archive(store.archive_directory(settings))
+    out: list[Decision] = []
+    records = store.records(archive.directory) if store.identity(archive.directory) is not None else []
+    if records:
+        not_offsite = frozenset()
+        if binlog_offsite.wanted(settings):
+            sent = binlog_offsite.uploaded(archive.directory)
+            not_offsite = frozenset(str(archive.directory / store.record_name(r.name)) for r in records
+                                    if r.name not in sent)
+        items = []
+        for record in records:
+            key = str(archive.directory / store.record_name(record.name))
+            archive.records[key] = record
+            items.append(_item(key, LOCAL, record.name, record.stored_size))
+        bases = binlog_bases(decisions, _positions(decisions, entries, LOCAL, None))
+        out += plan_binlogs(items, bases, settings.cleanup.pitr_days, now, not_offsite)
+    if rc is not None and remote_ok:
+        items = _remote_items(rc, archive)
+        if items:
+            bases = binlog_bases(decisions, _positions(decisions, entries, REMOTE, rc))
+            out += plan_binlogs(items, bases, settings.cleanup.pitr_days, now)
+    return out, archive
+
+
+def _item(key: str, location: str, name: str, size: int) -> Item:
+    return Item(key=key, database="", location=location, rel=f"{binlog_offsite.REMOTE_FOLDER}/{name}", kind=BINLOG,
+                size=size, seq=store.sequence(name))
+
+
+def _remote_items(rc: Rclone, archive: Archive) -> list[Item]:
+    """The mirror's committed files (a record and its sealed files), from one listing."""
+    listed = rc.list(binlog_offsite.remote_folder(rc), recursive=False) or []
+    sealed: dict[str, list] = {}
+    recorded = []
+    for found in listed:
+        if found.path.endswith(".json"):
+            name = found.path.removesuffix(".json")
+            if _is_binlog(name):
+                recorded.append(name)
+        elif not found.path.startswith("."):
+            sealed.setdefault(store.sealed_of(found.path), []).append(found)
+    items = []
+    for name in recorded:
+        prefix = binlog_offsite.REMOTE_FOLDER
+        key = join(binlog_offsite.remote_folder(rc), store.record_name(name))
+        archive.files[key] = [f"{prefix}/{store.record_name(name)}"] + [f"{prefix}/{f.path}" for f in sealed.get(name, [])]
+        items.append(_item(key, REMOTE, name, sum(f.size for f in sealed.get(name, []))))
+    return items
+
+
+def _is_binlog(name: str) -> bool:
+    try:
+        store.sequence(name)
+    except store.ArchiveError:
+        return False
+    return True
+
+
+def _positions(decisions: list[Decision], entries: dict[str, catalog.Entry], location: str,
+               rc: Rclone | None) -> dict[str, tuple[int, datetime]]:
+    """Per kept backup of `location`: the number of the binlog file of its recorded position
+    and the end of the backup. A remote backup's manifest is read from its local twin when
+    there is one (the same file), from the remote otherwise."""
+    from tenangdb.actions.pitr import _base_binlog
+
+    local_by_rel = {e.rel: e for e in entries.values() if e.location == LOCAL and e.kind == BACKUP}
+    out = {}
+    for decision in decisions:
+        item = decision.item
+        if decision.delete or item.kind != BACKUP or item.location != location or not item.complete:
+            continue
+        entry = entries[item.key]
+        twin = local_by_rel.get(entry.rel) if location == REMOTE else None
+        try:
+            found = _base_binlog(twin or entry, with_time=True, rc=None if location == LOCAL or twin else rc)
+        except TenangDBError as exc:
+            log.warning("cannot read the binlog position of %s: %s", item.key, exc)
+            continue
+        if found is not None and _is_binlog(found[0]):
+            out[item.key] = (store.sequence(found[0]), datetime.fromtimestamp(found[2], tz=timezone.utc))
+    return out
+
+
+def execute(rc: Rclone | None, archive: Archive, deletions: list[Decision], outcome) -> None:
+    """Remote mirror first (its files are the copies a lost machine relies on least), then
+    the local archive under the archiver's lock."""
+    remote = [d for d in deletions if d.item.kind == BINLOG and d.item.location == REMOTE]
+    if remote and rc is not None:
+        try:
+            rc.delete_listed([archive.files[d.item.key][0] for d in remote])  # the records first
+            rc.delete_listed([p for d in remote for p in archive.files[d.item.key][1:]])
+            outcome.deleted += remote
+            log.info("deleted %d binlog file(s) from the remote mirror", len(remote))
+        except TenangDBError as exc:
+            outcome.failed += [(d, str(exc)) for d in remote]
+            log.error("could not delete the expired binlog files of the remote mirror: %s", exc)
+    local = [d for d in deletions if d.item.kind == BINLOG and d.item.location == LOCAL]
+    if not local:
+        return
+    try:
+        with DirectoryLock(archive.directory):
+            _delete_local(archive, local, outcome)
+    except LockUnavailable as exc:
+        # The archiver is in a cycle: the files stay for the next cleanup; nothing is wrong.
+        outcome.kept_back += [(d, f"the binlog archive is busy ({exc})") for d in local]
+
+
+def _delete_local(archive: Archive, doomed: list[Decision], outcome) -> None:
+    gone = []
+    for decision in doomed:
+        record = archive.records[decision.item.key]
+        try:
+            store.delete(archive.directory, record)
+        except OSError as exc:
+            outcome.failed.append((decision, exc.strerror or str(exc)))
+            log.error("could not delete %s: %s", decision.item.key, exc.strerror or exc)
+            continue
+        gone.append(record.name)
+        outcome.deleted.append(decision)
+        log.info("deleted local %s (%s)", decision.item.rel, decision.reason)
+    sent = binlog_offsite.uploaded(archive.directory)
+    if gone and any(name in sent for name in gone):
+        # The mirror's bookkeeping forgets the names that no longer exist here.
+        kept = {name: how for name, how in sent.items() if name not in gone}
+        write_atomically(archive.directory / binlog_offsite.UPLOADED,
+                         (json.dumps(kept, indent=1, sort_keys=True) + "\n").encode(), store.RECORD_MODE)
