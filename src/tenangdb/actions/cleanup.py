@@ -318,3 +318,5 @@ def check_outcome(outcome: Outcome, the_plan: Plan) -> None:
         raise CleanupFailed(f"{len(outcome.failed)} deletion(s) failed; first: {first[0].item.key}: {first[1]}")
     if the_plan.remote_error:
         raise CleanupFailed(f"remote cleanup skipped: {the_plan.remote_error}")
+    if the_plan.archive is not None and the_plan.archive.error:
+        raise CleanupFailed(the_plan.archive.error)

@@ -36,6 +36,7 @@ class Archive:
     directory: Path
     files: dict[str, list[str]] = field(default_factory=dict)
     records: dict[str, store.Record] = field(default_factory=dict)  # the local items' records
+    error: str | None = None  # the mirror could not be listed: nothing of it is deleted, cleanup exits 6
 
 
 def plan(loaded, decisions: list[Decision], entries: dict[str, catalog.Entry], rc: Rclone | None,
@@ -46,24 +47,34 @@ def plan(loaded, decisions: list[Decision], entries: dict[str, catalog.Entry], r
     out: list[Decision] = []
     records = store.records(archive.directory) if store.identity(archive.directory) is not None else []
     if records:
-        not_offsite = frozenset()
-        if binlog_offsite.wanted(settings):
-            sent = binlog_offsite.uploaded(archive.directory)
-            not_offsite = frozenset(str(archive.directory / store.record_name(r.name)) for r in records
-                                    if r.name not in sent)
-        items = []
-        for record in records:
-            key = str(archive.directory / store.record_name(record.name))
-            archive.records[key] = record
-            items.append(_item(key, LOCAL, record.name, record.stored_size))
+        items, not_offsite = _local_items(settings, archive, records)
         bases = binlog_bases(decisions, _positions(decisions, entries, LOCAL, None))
         out += plan_binlogs(items, bases, settings.cleanup.pitr_days, now, not_offsite)
-    if rc is not None and remote_ok:
-        items = _remote_items(rc, archive)
+    # The mirror is listed only where binlogs are archived: every other cleanup spares the call.
+    if rc is not None and remote_ok and (records or settings.binlog.enabled):
+        try:
+            items = _remote_items(rc, archive)
+        except TenangDBError as exc:
+            archive.error, items = f"cannot list the binlog mirror: {exc}", []
+            log.error("%s; its cleanup is skipped", archive.error)
         if items:
             bases = binlog_bases(decisions, _positions(decisions, entries, REMOTE, rc))
             out += plan_binlogs(items, bases, settings.cleanup.pitr_days, now)
     return out, archive
+
+
+def _local_items(settings, archive: Archive, records: list[store.Record]) -> tuple[list[Item], frozenset[str]]:
+    """The archive's committed files, and the keys of those not yet proven in the mirror while
+    it is kept up (they stay until they are off-site)."""
+    items = []
+    for record in records:
+        key = str(archive.directory / store.record_name(record.name))
+        archive.records[key] = record
+        items.append(_item(key, LOCAL, record.name, record.stored_size))
+    if not binlog_offsite.wanted(settings):
+        return items, frozenset()
+    sent = binlog_offsite.uploaded(archive.directory)
+    return items, frozenset(key for key, record in archive.records.items() if record.name not in sent)
 
 
 def _item(key: str, location: str, name: str, size: int) -> Item:
