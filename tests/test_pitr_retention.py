@@ -11,6 +11,7 @@ from datetime import datetime, timezone
 
 from conftest import unique
 from test_pitr import archived, benv, checksums, pause_past_second  # noqa: F401 - benv is a fixture
+from test_pitr_ops import off_site
 
 
 def finished(benv, db: str) -> list[float]:
@@ -25,15 +26,9 @@ def base_file(benv, db: str, nth: int) -> str:
 
 
 def test_cleanup_keeps_the_pitr_window_and_deletes_the_binlogs_before_it(benv):
-    from test_init import rclone_remote
     server = benv.server
     db = unique("ret")
-    conf, target = rclone_remote(benv.root)
-    upload = {"enabled": True, "destination": f"local:{target}", "rclone_config_path": str(conf), "retry_delay": 0}
-    encryption = {"enabled": True, "key_file": str(benv.key())}
-    config = benv.write_config({"backup": {"encryption": encryption}, "upload": upload})
-    server.sql(f"CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY, v INT); "
-               "INSERT INTO t SELECT seq, seq FROM seq_1_to_200")
+    target, upload, encryption, config = off_site(benv, db)
     restored = unique("ret_at")
     try:
         # Base A, its file closed and archived; then base B in the next file.
