@@ -96,7 +96,15 @@ def test_cleanup_keeps_the_pitr_window_and_deletes_the_binlogs_before_it(benv):
         # Before the window (from A) the files are gone: refused, not guessed.
         done = benv.cli("restore", "-b", db, "--to-time", between_a_and_b, "-d", unique("x"), config=config)
         assert done.returncode == 4 and "lacks" in done.stderr, done.stderr
-        again = benv.cli("cleanup", "--dry-run", config=config)  # nothing more to delete
-        assert not any(x.strip().startswith("DELETE") and ".binlog/" in x for x in again.stdout.splitlines())
+        # Nothing more to delete, but what a delete interrupted after the record left in the mirror.
+        assert (benv.backups / ".binlog" / "server.json").exists() and (mirror / "server.json").exists()
+        stray = mirror / next(p.name for p in mirror.iterdir() if p.name.startswith(b_file) and "json" not in p.name)
+        stray = stray.with_name(stray.name.replace(b_file, a_file))
+        stray.write_bytes(b"left by a killed cleanup")
+        again = benv.cli("cleanup", "--dry-run", config=config)
+        doomed = [x for x in again.stdout.splitlines() if x.strip().startswith("DELETE") and ".binlog/" in x]
+        assert len(doomed) == 1 and "without its record" in doomed[0], again.stdout
+        assert benv.cli("cleanup", "--yes", config=config).returncode == 0
+        assert not stray.exists() and [r["name"] for r in archived(benv)] == kept
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{db}`; DROP DATABASE IF EXISTS `{restored}`")

@@ -53,13 +53,13 @@ def plan(loaded, decisions: list[Decision], entries: dict[str, catalog.Entry], r
     # The mirror is listed only where binlogs are archived: every other cleanup spares the call.
     if rc is not None and remote_ok and (records or settings.binlog.enabled):
         try:
-            items = _remote_items(rc, archive)
+            items, orphans = _remote_items(rc, archive)
         except TenangDBError as exc:
-            archive.error, items = f"cannot list the binlog mirror: {exc}", []
+            archive.error, items, orphans = f"cannot list the binlog mirror: {exc}", [], []
             log.error("%s; its cleanup is skipped", archive.error)
         if items:
             bases = binlog_bases(decisions, _positions(decisions, entries, REMOTE, rc))
-            out += plan_binlogs(items, bases, settings.cleanup.pitr_days, now)
+            out += plan_binlogs(items, bases, settings.cleanup.pitr_days, now) + orphans
     return out, archive
 
 
@@ -82,8 +82,9 @@ def _item(key: str, location: str, name: str, size: int) -> Item:
                 size=size, seq=store.sequence(name))
 
 
-def _remote_items(rc: Rclone, archive: Archive) -> list[Item]:
-    """The mirror's committed files (a record and its sealed files), from one listing."""
+def _remote_items(rc: Rclone, archive: Archive) -> tuple[list[Item], list[Decision]]:
+    """The mirror's committed files (a record and its sealed files), from one listing, and the
+    decisions on the leftovers of an interrupted delete."""
     listed = rc.list(binlog_offsite.remote_folder(rc), recursive=False) or []
     sealed: dict[str, list] = {}
     recorded = []
@@ -94,13 +95,23 @@ def _remote_items(rc: Rclone, archive: Archive) -> list[Item]:
                 recorded.append(name)
         elif not found.path.startswith("."):
             sealed.setdefault(store.sealed_of(found.path), []).append(found)
-    items = []
+    prefix, items, orphans = binlog_offsite.REMOTE_FOLDER, [], []
     for name in recorded:
-        prefix = binlog_offsite.REMOTE_FOLDER
         key = join(binlog_offsite.remote_folder(rc), store.record_name(name))
         archive.files[key] = [f"{prefix}/{store.record_name(name)}"] + [f"{prefix}/{f.path}" for f in sealed.get(name, [])]
         items.append(_item(key, REMOTE, name, sum(f.size for f in sealed.get(name, []))))
-    return items
+    # Sealed files older than every record are what an interrupted delete left (an upload in
+    # progress is always of a file after the recorded ones, so it is never taken for one).
+    oldest = min((store.sequence(name) for name in recorded), default=None)
+    for name, found in sealed.items():
+        if oldest is not None and name not in recorded and _is_binlog(name) and store.sequence(name) < oldest:
+            for one in found:
+                key = join(binlog_offsite.remote_folder(rc), one.path)
+                archive.files[key] = [f"{prefix}/{one.path}"]
+                orphans.append(Decision(_item(key, REMOTE, name, one.size), True,
+                                        "a sealed file without its record, older than the mirror (an interrupted "
+                                        "delete)"))
+    return items, orphans
 
 
 def _is_binlog(name: str) -> bool:
@@ -142,7 +153,7 @@ def execute(rc: Rclone | None, archive: Archive, deletions: list[Decision], outc
     remote = [d for d in deletions if d.item.kind == BINLOG and d.item.location == REMOTE]
     if remote and rc is not None:
         try:
-            rc.delete_listed([archive.files[d.item.key][0] for d in remote])  # the records first
+            rc.delete_listed([archive.files[d.item.key][0] for d in remote])  # the records first (or a lone file)
             rc.delete_listed([p for d in remote for p in archive.files[d.item.key][1:]])
             outcome.deleted += remote
             log.info("deleted %d binlog file(s) from the remote mirror", len(remote))
