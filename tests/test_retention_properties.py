@@ -218,10 +218,12 @@ def records_of(seqs) -> list:
 
 @settings(max_examples=400, deadline=None)
 @given(pitr_histories(), st.one_of(st.none(), st.floats(0.2, 40, allow_nan=False)),
-       st.lists(st.floats(0, 1, allow_nan=False), max_size=20))
-def test_binlog_retention_keeps_the_promised_window(history, pitr_days, fractions):
+       st.lists(st.floats(0, 1, allow_nan=False), max_size=20), st.sets(st.integers(1, 30), max_size=5))
+def test_binlog_retention_keeps_the_promised_window(history, pitr_days, fractions, unsent):
     files, bases, starts = history
-    decisions = plan_binlogs(files, bases, pitr_days, NOW)
+    not_offsite = frozenset(f.key for f in files if f.seq in unsent)
+    decisions = plan_binlogs(files, bases, pitr_days, NOW, not_offsite)
+    assert not any(d.delete for d in decisions if d.item.key in not_offsite)  # not yet off-site: stays
     # Nothing but the listed archive files is decided on, one decision each, in order.
     assert [d.item for d in decisions] == files and all(d.reason for d in decisions)
     before = {f.seq for f in files}

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -49,7 +49,7 @@ def plan(loaded, decisions: list[Decision], entries: dict[str, catalog.Entry], r
     if records:
         items, not_offsite = _local_items(settings, archive, records)
         bases = binlog_bases(decisions, _positions(decisions, entries, LOCAL, None))
-        out += plan_binlogs(items, bases, settings.cleanup.pitr_days, now, not_offsite)
+        out += _collapsed(plan_binlogs(items, bases, settings.cleanup.pitr_days, now, not_offsite))
     # The mirror is listed only where binlogs are archived: every other cleanup spares the call.
     if rc is not None and remote_ok and (records or settings.binlog.enabled):
         try:
@@ -59,8 +59,34 @@ def plan(loaded, decisions: list[Decision], entries: dict[str, catalog.Entry], r
             log.error("%s; its cleanup is skipped", archive.error)
         if items:
             bases = binlog_bases(decisions, _positions(decisions, entries, REMOTE, rc))
-            out += plan_binlogs(items, bases, settings.cleanup.pitr_days, now) + orphans
+            out += _collapsed(plan_binlogs(items, bases, settings.cleanup.pitr_days, now)) + orphans
     return out, archive
+
+
+def _collapsed(decisions: list[Decision]) -> list[Decision]:
+    """Kept files in a row for the same reason as one line of the plan (an archive holds a file
+    per few minutes: thousands); each deletion stays its own."""
+    out: list[Decision] = []
+    run: list[Decision] = []
+    for decision in sorted(decisions, key=lambda d: d.item.seq):
+        if run and (decision.delete or decision.reason != run[0].reason):
+            out.append(_one_line(run))
+            run = []
+        if decision.delete:
+            out.append(decision)
+        else:
+            run.append(decision)
+    if run:
+        out.append(_one_line(run))
+    return out
+
+
+def _one_line(run: list[Decision]) -> Decision:
+    first, last = run[0].item, run[-1].item
+    if len(run) == 1:
+        return run[0]
+    rel = f"{first.rel} .. {last.rel.rsplit('/', 1)[-1]} ({len(run)} files)"
+    return Decision(replace(first, rel=rel, size=sum(d.item.size for d in run)), False, run[0].reason)
 
 
 def _local_items(settings, archive: Archive, records: list[store.Record]) -> tuple[list[Item], frozenset[str]]:
