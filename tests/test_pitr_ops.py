@@ -419,21 +419,28 @@ def test_the_archive_is_uploaded_proven_and_repaired_off_site(benv):
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
 
 
+def off_site(benv, db: str, extra: dict | None = None):
+    """Encrypted backups uploaded to a local rclone remote, and a database `db` of 200 rows:
+    (the remote's folder, the upload and encryption sections, the config)."""
+    from test_init import rclone_remote
+    conf, target = rclone_remote(benv.root)
+    upload = {"enabled": True, "destination": f"local:{target}", "rclone_config_path": str(conf), "retry_delay": 0}
+    encryption = {"enabled": True, "key_file": str(benv.key())}
+    config = benv.write_config({"backup": {"encryption": encryption}, "upload": upload, **(extra or {})})
+    benv.server.sql(f"CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY, v INT); "
+                    "INSERT INTO t SELECT seq, seq FROM seq_1_to_200")
+    return target, upload, encryption, config
+
+
 def test_restore_to_time_from_the_remote_alone(benv):
     """A fresh machine (an empty backup directory) with only the remote: the base backup and the
     binlog mirror are downloaded, and the database comes back as it was at T."""
     from datetime import datetime, timezone
 
-    from test_init import rclone_remote
     from test_pitr import checksums, pause_past_second
     server = benv.server
     db = unique("far")
-    conf, target = rclone_remote(benv.root)
-    upload = {"enabled": True, "destination": f"local:{target}", "rclone_config_path": str(conf), "retry_delay": 0}
-    encryption = {"enabled": True, "key_file": str(benv.key())}
-    config = benv.write_config({"backup": {"encryption": encryption}, "upload": upload})
-    server.sql(f"CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY, v INT); "
-               "INSERT INTO t SELECT seq, seq FROM seq_1_to_200")
+    _, upload, encryption, config = off_site(benv, db)
     restored = unique("far_at")
     try:
         assert benv.cli("backup", "--databases", db, config=config).returncode == 0

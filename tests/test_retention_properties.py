@@ -11,8 +11,9 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenangdb.retention import (BACKUP, DAY, FOREIGN, LOCAL, PARTIAL, REMOTE, UPLOADED_REASON, Item, Keep, Policy,
-                                plan)
+from tenangdb.repository import binlogs
+from tenangdb.retention import (BACKUP, BINLOG, DAY, FOREIGN, LOCAL, PARTIAL, REMOTE, UPLOADED_REASON, Base, Item,
+                                Keep, Policy, plan, plan_binlogs)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 
@@ -170,3 +171,83 @@ def test_a_kept_backup_keeps_its_whole_chain_and_chains_expire_whole(things, pol
         if decision.reason.startswith("needed by the kept increment"):
             assert any(d.item.parent == decision.item.rel and (d.item.location, d.item.rel) in kept
                        for d in decisions if d.item.location == decision.item.location)
+
+
+# The binlog archive (rule 7): a history of binlog files (some lost to gaps) and base backups of
+# a few databases, each base's position in the file open at its time.
+
+HOUR = 3600.0
+
+
+@st.composite
+def pitr_histories(draw):
+    count = draw(st.integers(1, 30))
+    # Whole seconds: a base's time survives the round trip through datetime exactly.
+    lengths = draw(st.lists(st.integers(int(0.1 * HOUR), int(3 * DAY)), min_size=count, max_size=count))
+    starts, clock = [], int(NOW.timestamp()) - sum(lengths)
+    for length in lengths:
+        starts.append(clock)
+        clock += length
+    present = [seq for seq in range(1, count + 1) if seq == count or draw(st.integers(0, 9))]  # ~1 in 10 lost
+    files = [Item(key=f"local:bin.{seq:06d}", database="", location=LOCAL, rel=f".binlog/bin.{seq:06d}",
+                  kind=BINLOG, seq=seq, size=seq) for seq in present]
+    bases = []
+    for n in range(draw(st.integers(0, 12))):
+        when = draw(st.integers(starts[0], int(NOW.timestamp())))
+        seq = max(i + 1 for i, start in enumerate(starts) if start <= when)
+        bases.append(Base(draw(st.sampled_from(["shop", "crm"])), datetime.fromtimestamp(when, timezone.utc), seq,
+                          draw(st.booleans()), f"b{n}"))
+    return files, bases, starts
+
+
+def restorable_at(t: float, database: str, bases, kept: set[int], starts) -> bool:
+    """What `restore --to-time t` does: the newest verified base at or before t, else the newest
+    other one; then every file from its position's to the one open at t must be archived."""
+    usable = sorted((b for b in bases if b.database == database and b.time.timestamp() <= t),
+                    key=lambda b: b.time, reverse=True)
+    usable = [b for b in usable if b.verified] + [b for b in usable if not b.verified]
+    if not usable:
+        return False
+    last = max(i + 1 for i, start in enumerate(starts) if start <= t)
+    return all(seq in kept for seq in range(usable[0].seq, last + 1))
+
+
+def records_of(seqs) -> list:
+    return [binlogs.Record.model_construct(name=f"bin.{seq:06d}") for seq in sorted(seqs)]
+
+
+@settings(max_examples=400, deadline=None)
+@given(pitr_histories(), st.one_of(st.none(), st.floats(0.2, 40, allow_nan=False)),
+       st.lists(st.floats(0, 1, allow_nan=False), max_size=20), st.sets(st.integers(1, 30), max_size=5))
+def test_binlog_retention_keeps_the_promised_window(history, pitr_days, fractions, unsent):
+    files, bases, starts = history
+    not_offsite = frozenset(f.key for f in files if f.seq in unsent)
+    decisions = plan_binlogs(files, bases, pitr_days, NOW, not_offsite)
+    assert not any(d.delete for d in decisions if d.item.key in not_offsite)  # not yet off-site: stays
+    # Nothing but the listed archive files is decided on, one decision each, in order.
+    assert [d.item for d in decisions] == files and all(d.reason for d in decisions)
+    before = {f.seq for f in files}
+    kept = {d.item.seq for d in decisions if not d.delete}
+    assert max(before) in kept  # the archiver resumes after the newest file
+    if not bases:
+        assert kept == before
+        return
+    assert {seq for seq in before if seq >= max(b.seq for b in bases)} <= kept
+    # Every point of the window (after the database's oldest base) restorable before cleanup
+    # still is after it, from the same choice of base.
+    window = NOW.timestamp() - pitr_days * DAY if pitr_days is not None else float("-inf")
+    for database in {b.database for b in bases}:
+        oldest = min(b.time.timestamp() for b in bases if b.database == database)
+        first = max(window, oldest)
+        points = {first, NOW.timestamp()} | {b.time.timestamp() for b in bases} | set(starts)
+        points |= {first + f * (NOW.timestamp() - first) for f in fractions}
+        for t in sorted(p for p in points if first <= p <= NOW.timestamp()):
+            if restorable_at(t, database, bases, before, starts):
+                assert restorable_at(t, database, bases, kept, starts), (database, t, sorted(kept))
+    # The window metric after cleanup starts no later than the promise (nor than before it).
+    triples = [(b.database, b.time.timestamp(), f"bin.{b.seq:06d}") for b in bases]
+    was, now = binlogs.window_starts(records_of(before), triples), binlogs.window_starts(records_of(kept), triples)
+    for database, start in was.items():
+        assert now[database] <= max(window, start)
+        if pitr_days is None:
+            assert now[database] == start

@@ -20,6 +20,19 @@ reason for every item. The rules, in order:
 6. A chain is never broken: an increment (a physical backup with a `parent`) restores only
    with every backup before it, so a kept backup keeps all its ancestors in the same place.
    A chain thus expires as a whole: its members go only once no kept member needs them.
+
+The archived binary log (`plan_binlogs`, one place at a time, after `plan` has decided the
+backups) follows the base backups that stay: a restore to a point in time replays from the
+binlog file of a kept base's recorded position onward, so
+7. a file at or after the binlog file of any kept base the promised window may use is kept:
+   with `pitr_days`, the window is the last pitr_days (a base taken at or before its start
+   holds binlogs only when a restore to the start itself would use it: the newest such base,
+   and the newest verified one, which a restore prefers); without it, every kept base.
+   Files before all of those are deleted. The files after the newest base are thus never
+   deleted (a restore to now needs them), nor the newest archived file (the archiver resumes
+   after it), nor a file not yet in the remote mirror while the mirror is kept up.
+   Without a kept base that records a binlog position nothing is deleted: nothing says what
+   a restore would need.
 """
 
 from __future__ import annotations
@@ -29,7 +42,7 @@ from datetime import datetime
 from typing import Iterable
 
 LOCAL, REMOTE = "local", "remote"
-BACKUP, PARTIAL, FOREIGN = "backup", "partial", "foreign"
+BACKUP, PARTIAL, FOREIGN, BINLOG = "backup", "partial", "foreign", "binlog"
 DAY = 86400.0
 UPLOADED_REASON = "its remote copy is verified"
 
@@ -47,6 +60,18 @@ class Item:
     verified: bool = False   # proven whole: a passed verify, or a remote copy checked by hash/read-back
     remote_verified: bool = False  # local backups: the remote copy is verified
     parent: str | None = None  # an increment: the rel of the backup it goes on (same place)
+    seq: int | None = None     # BINLOG: the binary log file's number
+
+
+@dataclass(frozen=True)
+class Base:
+    """A kept, complete base backup that recorded a binary-log position."""
+
+    database: str
+    time: datetime   # from when a restore can use it: the end of the backup (as the window metric counts)
+    seq: int         # the number of the binlog file its position is in
+    verified: bool = False
+    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -254,3 +279,70 @@ def explain_keep(rules: Keep) -> str:
     return ", ".join(f"keep_{p}" for p in parts) or "no keep_* rules"
 
 
+
+
+def binlog_bases(decisions: Iterable[Decision], positions: dict[str, tuple[int, datetime]]) -> list[Base]:
+    """The bases that hold binlogs: the kept, complete backups in `decisions` whose key has a
+    recorded position in `positions` (key -> (binlog file number, end of the backup))."""
+    out = []
+    for d in decisions:
+        item = d.item
+        if not d.delete and item.kind == BACKUP and item.complete and item.key in positions:
+            seq, when = positions[item.key]
+            out.append(Base(item.database, when, seq, item.verified, item.rel.rsplit("/", 1)[-1]))
+    return out
+
+
+def _needed_from(bases: list[Base], pitr_days: float | None, now: datetime) -> tuple[int, str] | None:
+    """The lowest file number a restore within the window may start from, and why."""
+    start = now.timestamp() - pitr_days * DAY if pitr_days is not None else None
+    needed: list[tuple[int, str]] = []
+    for database in sorted({b.database for b in bases}):
+        mine = sorted((b for b in bases if b.database == database), key=lambda b: (b.time, b.seq))
+        before = [b for b in mine if start is not None and b.time.timestamp() <= start]
+        # A restore to the window's start uses the newest base before it, or the newest
+        # verified one if that is not it (a restore prefers verified bases); every base inside
+        # the window is used by some point after it.
+        users = [b for b in mine if b not in before]
+        if before:
+            users.append(before[-1])
+            verified = [b for b in before if b.verified]
+            if verified:
+                users.append(verified[-1])
+        for base in users:
+            when = base.time.strftime("%Y-%m-%d %H:%M:%S UTC")
+            why = (f"the start of the {_days(pitr_days)} window" if base in before
+                   else "a kept base backup")
+            needed.append((base.seq, f"a restore of {database} from {base.name or 'its base'} ({when}, {why}) "
+                                     f"replays from here on"))
+    return min(needed) if needed else None
+
+
+def plan_binlogs(files: Iterable[Item], bases: Iterable[Base], pitr_days: float | None, now: datetime,
+                 not_offsite: frozenset[str] = frozenset()) -> list[Decision]:
+    """Rule 7 for the archived binlog files of one place (items of kind BINLOG with `seq`),
+    given the kept bases of that place; `not_offsite`: keys of files not yet in the remote
+    mirror when one is kept. One decision per file, in the order given."""
+    files, bases = list(files), list(bases)
+    if not files:
+        return []
+    newest_file = max(f.seq for f in files)
+    needed = _needed_from(bases, pitr_days, now)
+    out = []
+    for item in files:
+        if needed is None:
+            why = "no kept base backup records a binary log position: nothing says what a restore needs"
+        elif item.seq >= max(b.seq for b in bases):
+            why = "at or after the binlog of the newest base backup (a restore to now replays it)"
+        elif item.seq >= needed[0]:
+            why = f"needed: {needed[1]}"
+        elif item.seq == newest_file:
+            why = "the newest archived file (the archiver resumes after it)"
+        elif item.key in not_offsite:
+            why = "not yet in the remote binlog mirror"
+        else:
+            scope = f"a restore within the last {_days(pitr_days)}" if pitr_days is not None else "a kept base backup"
+            out.append(Decision(item, True, f"before every binlog file {scope} needs"))
+            continue
+        out.append(Decision(item, False, why))
+    return out

@@ -65,3 +65,20 @@ def test_window_starts_at_the_oldest_base_whose_chain_is_whole():
     bases = [("a", 100.0, "binlog.000001"), ("a", 400.0, "binlog.000004"), ("a", 500.0, "binlog.000005"),
              ("b", 200.0, "binlog.000002"), ("c", 700.0, "binlog.000007")]
     assert window_starts(records, bases) == {"a": 400.0}
+
+
+def test_a_delete_goes_record_first_so_an_interrupted_one_leaves_a_leftover_not_a_promise(tmp_path):
+    from tenangdb.repository import binlogs as store
+    kept, doomed = rec("b.000002"), rec("b.000001")
+    for record in (doomed, kept):
+        store.commit(tmp_path, record)
+        (tmp_path / record.stored_name).write_bytes(b"x")
+    # Killed between the two steps: the record is gone, its sealed file is what the archiver
+    # removes as an interrupted archiving; the index never names a missing file.
+    (tmp_path / "b.000001.json").unlink()
+    assert [r.name for r in store.records(tmp_path)] == ["b.000002"]
+    assert store.uncommitted(tmp_path, {"b.000002"}) == [tmp_path / "b.000001.zst"]
+    store.commit(tmp_path, doomed)
+    store.delete(tmp_path, doomed)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.000002.json", "b.000002.zst"]
+    assert store.sealed_of("b.000003.zst.age") == "b.000003" and store.sealed_of("b.000003") == "b.000003"

@@ -8,7 +8,8 @@ from datetime import datetime, timedelta, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tenangdb.retention import FOREIGN, LOCAL, PARTIAL, UPLOADED_REASON, Item, Keep, Policy, plan
+from tenangdb.retention import (BINLOG, FOREIGN, LOCAL, PARTIAL, UPLOADED_REASON, Base, Item, Keep, Policy, plan,
+                                plan_binlogs)
 
 NOW = datetime(2026, 11, 29, 12, 0, tzinfo=timezone.utc)
 
@@ -114,3 +115,31 @@ def test_an_increment_whose_parent_is_gone_is_not_the_newest_complete_backup():
     decisions = {d.item.key: d for d in plan([full, orphan], Policy(local_max_age_days=7), NOW)}
     assert decisions["full"].reason == "newest complete backup of _instance (local)"
     assert decisions["orphan"].delete
+
+
+def _binlogs(*seqs):
+    return [Item(key=f"bin.{s:06d}", database="", location=LOCAL, rel=f".binlog/bin.{s:06d}", kind=BINLOG, seq=s)
+            for s in seqs]
+
+
+def test_binlogs_before_the_window_go_and_the_base_before_its_start_keeps_its_own():
+    bases = [Base("shop", NOW - timedelta(days=d), seq, name=f"b{d}") for d, seq in ((10, 2), (5, 4), (1, 7))]
+    decisions = plan_binlogs(_binlogs(*range(1, 10)), bases, 3, NOW)
+    # The window starts 3 days ago: the base of 5 days ago serves its start, so file 4 on stay.
+    assert [d.item.seq for d in decisions if d.delete] == [1, 2, 3]
+    assert "b5" in next(d.reason for d in decisions if d.item.seq == 4)
+    # Without pitr_days every kept base holds its binlogs.
+    assert [d.item.seq for d in plan_binlogs(_binlogs(*range(1, 10)), bases, None, NOW) if d.delete] == [1]
+
+
+def test_binlogs_a_verified_older_base_holds_its_files_as_a_restore_prefers_it():
+    bases = [Base("shop", NOW - timedelta(days=9), 2, verified=True), Base("shop", NOW - timedelta(days=5), 4)]
+    assert [d.item.seq for d in plan_binlogs(_binlogs(*range(1, 6)), bases, 3, NOW) if d.delete] == [1]
+
+
+def test_binlogs_without_a_base_nothing_goes_and_unsent_files_stay():
+    assert not any(d.delete for d in plan_binlogs(_binlogs(1, 2, 3), [], 1, NOW))
+    bases = [Base("shop", NOW - timedelta(hours=1), 3)]
+    decisions = plan_binlogs(_binlogs(1, 2, 3), bases, 1, NOW, not_offsite=frozenset({"bin.000002"}))
+    assert [d.item.seq for d in decisions if d.delete] == [1]
+    assert "remote binlog mirror" in decisions[1].reason

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tenangdb.actions import catalog, offsite
+from tenangdb.actions import catalog, cleanup_binlogs, offsite
 from tenangdb.actions.backup import state_directory
 from tenangdb.actions.upload import PROVING_METHODS, verify_remote
 from tenangdb.config.loader import LoadedConfig
@@ -25,7 +25,7 @@ from tenangdb.repository import manifest as manifest_mod
 from tenangdb.repository import identity, records, store
 from tenangdb.repository.lock import DirectoryLock
 from tenangdb.repository.naming import BackupRef
-from tenangdb.retention import BACKUP, LOCAL, PARTIAL, REMOTE, Decision, Keep, Policy, plan
+from tenangdb.retention import BACKUP, BINLOG, LOCAL, PARTIAL, REMOTE, Decision, Keep, Policy, plan
 
 log = logging.getLogger("tenangdb.cleanup")
 
@@ -37,6 +37,7 @@ class Plan:
     rc: Rclone | None
     policy: Policy
     remote_error: str | None = None
+    archive: cleanup_binlogs.Archive | None = None  # the binlog archive's files (kind BINLOG decisions)
 
     @property
     def deletions(self) -> list[Decision]:
@@ -123,8 +124,11 @@ def make_plan(loaded: LoadedConfig, *, databases: list[str] | None = None, max_a
             twin = remote_rel.get(entry.rel)
             entry.remote_verified = entry.remote_verified and twin is not None and twin.complete
         items.append(entry.item())
-    decisions = plan(items, policy, now or datetime.now(timezone.utc))
-    return Plan(decisions, by_key, rc, policy, remote_error)
+    now = now or datetime.now(timezone.utc)
+    decisions = plan(items, policy, now)
+    # The binlog archive follows the backups that stay (retention rule 7).
+    binlog_decisions, archive = cleanup_binlogs.plan(loaded, decisions, by_key, rc, remote_error is None, now)
+    return Plan(decisions + binlog_decisions, by_key, rc, policy, remote_error, archive)
 
 
 def _uploaded_to(root: Path, destination: str) -> bool:
@@ -167,7 +171,7 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
         for decision in sorted(the_plan.deletions, key=lambda d: d.item.time or datetime.min.replace(
                 tzinfo=timezone.utc), reverse=True):
             item = decision.item
-            if item.location != LOCAL:
+            if item.location != LOCAL or item.kind == BINLOG:
                 continue
             entry = the_plan.entries[item.key]
             if item.rel in needed:
@@ -195,6 +199,8 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
                 log.error("could not delete %s: %s", item.key, message)
                 outcome.failed.append((decision, str(message)))
         _forget_orphan_records(root, the_plan)
+        if the_plan.archive is not None:
+            cleanup_binlogs.execute(the_plan.rc, the_plan.archive, the_plan.deletions, outcome)
         for database in sorted({d.item.database for d in outcome.deleted if d.item.location == LOCAL}):
             try:
                 store.refresh_latest(root, database)
@@ -206,7 +212,7 @@ def execute(loaded: LoadedConfig, the_plan: Plan) -> Outcome:
 def _delete_remote(the_plan: Plan, root: Path, outcome: Outcome) -> None:
     """All expired remote copies in three rclone calls: their manifests first (so an interrupted
     cleanup never leaves a folder that looks whole), then their other files, then the folders."""
-    doomed = [d for d in the_plan.deletions if d.item.location == REMOTE]
+    doomed = [d for d in the_plan.deletions if d.item.location == REMOTE and d.item.kind != BINLOG]
     if not doomed or the_plan.rc is None:
         return
     rc = the_plan.rc
@@ -312,3 +318,5 @@ def check_outcome(outcome: Outcome, the_plan: Plan) -> None:
         raise CleanupFailed(f"{len(outcome.failed)} deletion(s) failed; first: {first[0].item.key}: {first[1]}")
     if the_plan.remote_error:
         raise CleanupFailed(f"remote cleanup skipped: {the_plan.remote_error}")
+    if the_plan.archive is not None and the_plan.archive.error:
+        raise CleanupFailed(the_plan.archive.error)

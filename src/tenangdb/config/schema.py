@@ -544,6 +544,11 @@ class CleanupConfig(KeepConfig):
     require_verified: bool = Field(False, description="keep_* rules count only backups that passed verify "
                                    "(or verify --test-restore)")
     databases: NameList = Field(default_factory=list, description="only these databases (default: all)")
+    pitr_days: float | None = Field(
+        None, gt=0, description="point-in-time window kept in the binlog archive (local and its remote mirror): "
+        "archived binlog files are kept from the newest base backup taken at or before this many days ago (the "
+        "oldest point one can restore to); unset: every file any kept base backup needs, so the window is as long "
+        "as backups are kept. Files after the newest base backup are never deleted")
     remote: KeepConfig = Field(default_factory=KeepConfig, description="keep_* for the remote copies (unset "
                                "keys: the ones above)")
 

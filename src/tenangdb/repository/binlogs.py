@@ -133,7 +133,7 @@ def records(directory: Path) -> list[Record]:
 
 def commit(directory: Path, record: Record) -> None:
     """The record, written last: from now on the file is archived."""
-    write_atomically(directory / f"{record.name}.json", (record.model_dump_json(indent=2) + "\n").encode(),
+    write_atomically(directory / record_name(record.name), (record.model_dump_json(indent=2) + "\n").encode(),
                      RECORD_MODE)
 
 
@@ -148,13 +148,31 @@ def uncommitted(directory: Path, committed: set[str]) -> list[Path]:
             if path.name.endswith(".tmp"):
                 leftovers.append(path)
             continue
-        stem = path.name.removesuffix(".age")
-        for suffix in SUFFIX.values():
-            if suffix and stem.endswith(suffix):
-                stem = stem.removesuffix(suffix)
-        if stem not in committed:
+        if sealed_of(path.name) not in committed:
             leftovers.append(path)
     return leftovers
+
+
+def sealed_of(stored: str) -> str:
+    """The archived file name a stored file holds: `{name}{.zst}{.age}` -> `{name}`."""
+    stem = stored.removesuffix(".age")
+    for suffix in SUFFIX.values():
+        if suffix and stem.endswith(suffix):
+            stem = stem.removesuffix(suffix)
+    return stem
+
+
+def record_name(name: str) -> str:
+    return f"{name}.json"
+
+
+def delete(directory: Path, record: Record) -> None:
+    """One archived file out of the archive: its record first (the commit goes first, so an
+    interrupted delete leaves a sealed file without a record, which the archiver removes as an
+    interrupted archiving — never a record whose file is gone), then the sealed file. The
+    caller holds the archive's lock."""
+    remove(directory / record_name(record.name))
+    remove(directory / record.stored_name)
 
 
 def check_identity(directory: Path, seen: Identity) -> None:
