@@ -35,7 +35,7 @@ from tenangdb.actions import restore as restore_action
 from tenangdb.actions.binlog import binlog_tool
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import InvalidInput, RestoreFailed, TenangDBError, VerifyFailed
-from tenangdb.mysql import binlogfmt, engines, mysqldump
+from tenangdb.mysql import binlogfmt, engines
 from tenangdb.mysql.connection import connect, endpoint_from, translated_errors
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.tools import client_tool
@@ -490,11 +490,11 @@ def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: b
 
 
 def _replay(loaded: LoadedConfig, the_plan: Plan, tool: str, endpoint) -> None:
-    """All files through one client: the streaming engine's loader, fed the decoded binlog (its
+    """All files through one client: the SQL-client engine's loader, fed the decoded binlog (its
     database renamer stays idle: mariadb-binlog already rewrote the names)."""
     directory = the_plan.archive or store.archive_directory(loaded.settings)
     identities = _identities(loaded, [step.record for step in the_plan.steps])
-    loader = engines.by_name(mysqldump.ENGINE, loaded.settings.database)
+    loader = engines.sql_client(loaded.settings.database)
     with loader.client_load(the_plan.target, "the binlog replay", endpoint, the_plan.target) as forward:
         sink = _GtidFilter(forward)
         for step in the_plan.steps:

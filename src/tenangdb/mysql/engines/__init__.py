@@ -15,7 +15,7 @@ from tenangdb.repository.manifest import Manifest
 ENGINES: dict[str, type[Engine]] = {engine.name: engine for engine in (Parallel, Physical, Streaming)}
 DEFAULT = Streaming.name
 
-__all__ = ["BackupJob", "DumpInput", "Dumped", "Engine", "ENGINES", "by_name", "choose", "for_legacy", "for_manifest"]
+__all__ = ["BackupJob", "DumpInput", "Dumped", "Engine", "ENGINES", "by_name", "choose", "for_legacy", "for_manifest", "sql_client"]
 
 
 def by_name(name: str, dcfg) -> Engine:
@@ -32,6 +32,12 @@ def choose(cfg) -> Engine:
     engine = by_name(wanted, cfg.database)
     engine.check_chosen()
     return engine
+
+
+def sql_client(dcfg) -> Engine:
+    """The engine whose load is a SQL client fed from Python: what a binary-log replay writes
+    through (one connection for every file, so temporary tables can span them)."""
+    return next(engine for engine in ENGINES.values() if engine.loads_by_client)(dcfg)
 
 
 def for_legacy(form: str, dcfg) -> Engine:
