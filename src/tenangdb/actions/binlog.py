@@ -31,6 +31,7 @@ from pathlib import Path
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import BackupFailed, ConfigError, Interrupted, interrupt_requested
 from tenangdb.mysql import binlogfmt
+from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import client_options, connect, endpoint_from, translated_errors
 from tenangdb.mysql.tools import find_tool
 from tenangdb.repository import binlogs as store
@@ -68,16 +69,13 @@ def binlog_tool(settings) -> str:
 
 
 def _server_state(conn) -> tuple[store.Identity, list[tuple[str, int]], str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT @@log_bin, @@server_id, @@hostname, @@log_bin_basename, @@gtid_binlog_pos")
-        log_bin, server_id, hostname, basename, gtid_pos = cur.fetchone()
-        if not log_bin:
-            raise ConfigError("the server's binary log is off (log_bin); point-in-time recovery needs it "
-                              "(log_bin=ON, binlog_format=ROW in the server's configuration)")
-        cur.execute("SHOW BINARY LOGS")
-        files = [(row[0], int(row[1])) for row in cur.fetchall()]
-    identity = store.Identity(server_id=int(server_id), hostname=str(hostname), log_bin_basename=str(basename))
-    return identity, files, str(gtid_pos or "")
+    state = inv_mod.binlog_state(conn)
+    if not state.log_bin:
+        raise ConfigError("the server's binary log is off (log_bin); point-in-time recovery needs it "
+                          "(log_bin=ON, binlog_format=ROW in the server's configuration)")
+    identity = store.Identity(server_id=state.server_id, hostname=state.hostname,
+                              log_bin_basename=state.log_bin_basename)
+    return identity, state.files, state.gtid_pos
 
 
 def cycle(loaded: LoadedConfig) -> Cycle:
@@ -106,8 +104,7 @@ def _cycle(result: Cycle, directory: Path, tool: str, endpoint, settings, keys) 
             result.server = store.server_label(identity)
             if gtid_pos != _last_flush(directory):
                 complete_at = time.time()
-                with conn.cursor() as cur:
-                    cur.execute("FLUSH BINARY LOGS")
+                inv_mod.flush_binary_logs(conn)
                 identity, files, gtid_pos = _server_state(conn)
                 _remember_flush(directory, gtid_pos)
                 result.flushed = True

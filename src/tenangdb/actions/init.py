@@ -653,22 +653,6 @@ def _with_value(text: str, name: str, value: str) -> str:
     return "\n".join(out) + "\n"
 
 
-def _set_own_password(conn, password: str) -> str:
-    """Set the session's own account's password; the statement kind used. ALTER USER first
-    (MySQL, and MariaDB for an account holding CREATE USER); a least-privileged MariaDB
-    account may change its own password only with SET PASSWORD."""
-    import pymysql
-    with conn.cursor() as cur:
-        try:
-            cur.execute("ALTER USER CURRENT_USER() IDENTIFIED BY %s", (password,))
-            return "ALTER USER"
-        except pymysql.err.OperationalError as exc:
-            if not exc.args or exc.args[0] not in (1227, 1044, 1142):
-                raise
-        cur.execute("SET PASSWORD = PASSWORD(%s)", (password,))
-        return "SET PASSWORD"
-
-
 def _works(ep) -> bool:
     try:
         connect(ep).close()
@@ -708,9 +692,7 @@ def rotate_db_password(loaded, say: Callable[[str], None] = lambda line: None) -
         pending.unlink()
     conn = connect(old_ep)  # the old password must still work: it is the way back
     try:
-        with conn.cursor() as cur:
-            cur.execute("SELECT CURRENT_USER()")
-            account = cur.fetchone()[0]
+        account = grants_mod.current_account(conn)
         new = pysecrets.token_urlsafe(32)  # 256 bits; letters, digits, - and _: safe in any option file
         redact.add(new)
         st = secrets.stat()
@@ -718,12 +700,12 @@ def rotate_db_password(loaded, say: Callable[[str], None] = lambda line: None) -
         try:
             if os.geteuid() == 0:
                 os.chown(pending, st.st_uid, st.st_gid)
-            statement = _set_own_password(conn, new)
+            statement = grants_mod.set_own_password(conn, new)
         except BaseException:
             pending.unlink(missing_ok=True)
             raise
         if not _works(dataclasses.replace(old_ep, password=new)):
-            _set_own_password(conn, old_ep.password or "")
+            grants_mod.set_own_password(conn, old_ep.password or "")
             pending.unlink(missing_ok=True)
             raise ConnectionFailed(f"the new password for {account} was set but a new connection could not log in "
                                    "with it; the old password was set back and the secrets file is unchanged")

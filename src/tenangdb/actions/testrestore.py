@@ -302,9 +302,9 @@ def _check_instance(box, manifest: Manifest, outcome: Outcome) -> None:
                     outcome.failures += [f"{name}: {line}" for line in
                                          inv_mod.missing_objects(conn, name, {**objects, "events": []})]
                     outcome.failures += [f"{name}: event {event!r} is listed in the manifest but missing"
-                                         for event in _missing_events(conn, name, objects.get("events") or [])]
+                                         for event in inv_mod.missing_events(conn, name, objects.get("events") or [])]
                     for table in objects.get("tables") or []:
-                        if problem := _check_table(conn, name, table["name"]):
+                        if problem := inv_mod.check_table(conn, name, table["name"]):
                             outcome.failures.append(problem)
                         else:
                             outcome.tables_checked += 1
@@ -317,25 +317,6 @@ def _check_instance(box, manifest: Manifest, outcome: Outcome) -> None:
         outcome.proof = PHYSICAL
         outcome.notes.append("a physical backup is checked by the server's own page checksums (CHECK TABLE), "
                              "not against row counts and checksums of the source")
-
-
-def _missing_events(conn, database: str, events: list[str]) -> list[str]:
-    with conn.cursor() as cur:
-        cur.execute("SELECT name FROM mysql.event WHERE db = %s", (database,))
-        have = {row[0] for row in cur.fetchall()}
-    return [event for event in events if event not in have]
-
-
-def _check_table(conn, database: str, table: str) -> str | None:
-    """CHECK TABLE's verdict on one table: None when it is OK, else a line saying what it said."""
-    from tenangdb.mysql.connection import quote_identifier
-
-    with conn.cursor() as cur:
-        cur.execute(f"CHECK TABLE {quote_identifier(database)}.{quote_identifier(table)}")
-        rows = cur.fetchall()
-    bad = [row for row in rows if str(row[2]).lower() == "error" or
-           (str(row[2]).lower() == "status" and str(row[3]).lower() not in ("ok", "table is already up to date"))]
-    return f"CHECK TABLE {database}.{table}: {bad[0][3]}" if bad else None
 
 
 def _check_legacy(old: legacy_mod.Legacy) -> Outcome:

@@ -307,3 +307,26 @@ def current_grants(conn) -> tuple[str, str, list[str]]:
     cleaned = [re.sub(r"\s+IDENTIFIED\s+(BY|VIA|WITH)\b.*?(?=\s+WITH\s+GRANT\s+OPTION|$)", "", line,
                       flags=re.IGNORECASE | re.DOTALL) for line in lines]
     return user, host, cleaned
+
+
+def current_account(conn) -> str:
+    """`user@host` of the session's own account, as the server matched it."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT CURRENT_USER()")
+        return cur.fetchone()[0]
+
+
+def set_own_password(conn, password: str) -> str:
+    """Set the session's own account's password; the statement kind used. ALTER USER first
+    (MySQL, and MariaDB for an account holding CREATE USER); a least-privileged MariaDB
+    account may change its own password only with SET PASSWORD."""
+    import pymysql
+    with conn.cursor() as cur:
+        try:
+            cur.execute("ALTER USER CURRENT_USER() IDENTIFIED BY %s", (password,))
+            return "ALTER USER"
+        except pymysql.err.OperationalError as exc:
+            if not exc.args or exc.args[0] not in (1227, 1044, 1142):
+                raise
+        cur.execute("SET PASSWORD = PASSWORD(%s)", (password,))
+        return "SET PASSWORD"

@@ -149,6 +149,35 @@ def binlog_position(conn) -> tuple[str, int] | None:
     return (binlog_file_name(row[0]), int(row[1])) if row else None
 
 
+@dataclass
+class BinlogState:
+    """What the binary log archiver asks of the server: is the log on, whose is it, which files
+    does it hold (name, size) and the GTID position of the newest transaction."""
+    log_bin: bool
+    server_id: int
+    hostname: str
+    log_bin_basename: str
+    gtid_pos: str
+    files: list[tuple[str, int]]
+
+
+def binlog_state(conn) -> BinlogState:
+    with conn.cursor() as cur:
+        cur.execute("SELECT @@log_bin, @@server_id, @@hostname, @@log_bin_basename, @@gtid_binlog_pos")
+        log_bin, server_id, hostname, basename, gtid_pos = cur.fetchone()
+        files: list[tuple[str, int]] = []
+        if log_bin:
+            cur.execute("SHOW BINARY LOGS")
+            files = [(row[0], int(row[1])) for row in cur.fetchall()]
+    return BinlogState(bool(log_bin), int(server_id), str(hostname), str(basename), str(gtid_pos or ""), files)
+
+
+def flush_binary_logs(conn) -> None:
+    """Close the server's open binary log file (RELOAD)."""
+    with conn.cursor() as cur:
+        cur.execute("FLUSH BINARY LOGS")
+
+
 def binlog_file_name(value: str | None) -> str:
     """A binary log file as positions are compared: without the folder some reports include."""
     return os.path.basename(value or "")
@@ -231,3 +260,21 @@ def drop_database(conn, name: str) -> None:
                 pass  # gone already, or not ours to kill: DROP will wait for it, but not forever
         cur.execute("SET SESSION lock_wait_timeout = 120")
         cur.execute(f"DROP DATABASE IF EXISTS {quote_identifier(name)}")
+
+
+def missing_events(conn, database: str, events: list[str]) -> list[str]:
+    """The events of `events` the server does not have in `database`."""
+    with conn.cursor() as cur:
+        cur.execute("SELECT name FROM mysql.event WHERE db = %s", (database,))
+        have = {row[0] for row in cur.fetchall()}
+    return [event for event in events if event not in have]
+
+
+def check_table(conn, database: str, table: str) -> str | None:
+    """CHECK TABLE's verdict on one table: None when it is OK, else a line saying what it said."""
+    with conn.cursor() as cur:
+        cur.execute(f"CHECK TABLE {quote_identifier(database)}.{quote_identifier(table)}")
+        rows = cur.fetchall()
+    bad = [row for row in rows if str(row[2]).lower() == "error" or
+           (str(row[2]).lower() == "status" and str(row[3]).lower() not in ("ok", "table is already up to date"))]
+    return f"CHECK TABLE {database}.{table}: {bad[0][3]}" if bad else None
