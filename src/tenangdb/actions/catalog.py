@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from tenangdb import orphans
 from tenangdb.actions.upload import PROVING_METHODS, check_local
 from tenangdb.errors import VerifyFailed
 from tenangdb.remote.rclone import Rclone, join
@@ -227,7 +228,9 @@ def remote_entries(rc: Rclone, root: Path) -> list[Entry]:
         folders.setdefault(BackupRef(*parts[:3]), {})["/".join(parts[3:])] = remote_file.size
     if not folders:
         return found
-    scratch = Path(tempfile.mkdtemp(prefix="tenangdb-manifests-"))
+    # The manifests name every object and its row counts: named like a download, so that the
+    # next run removes what a run killed here leaves (orphans.py).
+    scratch = Path(tempfile.mkdtemp(prefix=f"{orphans.REMOTE_PREFIX}{orphans.token()}-"))
     try:
         rc.fetch_matching(scratch, [f"/*/*/*/{manifest_mod.MANIFEST}", "/*/*/.*.upload.json"],
                           "download of the remote manifests and records")
