@@ -30,7 +30,7 @@ from pathlib import Path
 
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import BackupFailed, ConfigError, Interrupted, interrupt_requested
-from tenangdb.mysql import binlogfmt
+from tenangdb.mysql import binlogfmt, binlogtool
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import client_options, connect, endpoint_from, translated_errors
 from tenangdb.mysql.tools import find_tool
@@ -206,7 +206,7 @@ def archive_one(endpoint, tool: str, directory: Path, name: str, listed_size: in
         os.set_blocking(read_fd, True)
         try:
             with client_options(endpoint) as (login, fds):
-                argv = [tool, *login, "--read-from-remote-server", "--raw", f"--result-file={private}/", name]
+                argv = binlogtool.fetch_argv(tool, login, str(private), name)
                 with spawn(argv, stdout=subprocess.DEVNULL, pass_fds=fds) as child:
                     waiter = threading.Thread(target=_close_when_done, args=(child, hold_fd), daemon=True)
                     waiter.start()

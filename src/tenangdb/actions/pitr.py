@@ -35,7 +35,7 @@ from tenangdb.actions import restore as restore_action
 from tenangdb.actions.binlog import binlog_tool
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import InvalidInput, RestoreFailed, TenangDBError, VerifyFailed
-from tenangdb.mysql import binlogfmt, engines
+from tenangdb.mysql import binlogfmt, binlogtool, engines
 from tenangdb.mysql.connection import connect, endpoint_from, translated_errors
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.tools import client_tool
@@ -503,14 +503,7 @@ def _replay(loaded: LoadedConfig, the_plan: Plan, tool: str, endpoint) -> None:
 
 
 def _replay_file(directory: Path, step: Step, the_plan: Plan, tool: str, identities, sink: "_GtidFilter") -> None:
-    argv = [tool, "--no-defaults", f"--database={the_plan.database}"]
-    if the_plan.target != the_plan.database:
-        argv.append(f"--rewrite-db={the_plan.database}->{the_plan.target}")
-    if step.start:
-        argv.append(f"--start-position={step.start}")
-    if step.stop is not None:
-        argv.append(f"--stop-position={step.stop}")
-    argv.append("-")
+    argv = binlogtool.decode_argv(tool, the_plan.database, the_plan.target, start=step.start, stop=step.stop)
     with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as decoder:
         failure: list[BaseException] = []
 
