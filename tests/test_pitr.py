@@ -53,7 +53,7 @@ def pause_past_second() -> None:
 
 
 @pytest.fixture
-def history(benv):
+def history(benv, needs_mydumper):
     """A database with a base backup, writes, a moment T (with its GTID and checksums), then more
     writes and a DROP TABLE, all archived."""
     server = benv.server
@@ -61,9 +61,13 @@ def history(benv):
     server.sql(f"""CREATE DATABASE `{db}`; USE `{db}`;
         CREATE TABLE account (id INT PRIMARY KEY, owner VARCHAR(40), balance DECIMAL(12,2));
         INSERT INTO account SELECT seq, CONCAT('o', seq), seq * 10 FROM seq_1_to_500;""")
-    config = benv.write_config()
+    # A mydumper base (the parallel engine: a folder of files per table, loaded by myloader);
+    # test_pitr_ops has a mysqldump base, test_pitr_physical a mariabackup one.
+    config = benv.write_config({"backup": {"engine": "mydumper"}})
     done = benv.cli("backup", "--databases", db, config=config)
     assert done.returncode == 0, done.stderr
+    [base] = benv.backups_of(db)
+    assert json.loads((base / "manifest.json").read_text())["engine"]["name"] == "mydumper"
     server.sql(f"""USE `{db}`;
         UPDATE account SET balance = balance + 1 WHERE id % 3 = 0;
         CREATE TABLE ledger (id INT AUTO_INCREMENT PRIMARY KEY, account INT, amount DECIMAL(12,2));

@@ -426,7 +426,10 @@ def off_site(benv, db: str, extra: dict | None = None):
     conf, target = rclone_remote(benv.root)
     upload = {"enabled": True, "destination": f"local:{target}", "rclone_config_path": str(conf), "retry_delay": 0}
     encryption = {"enabled": True, "key_file": str(benv.key())}
-    config = benv.write_config({"backup": {"encryption": encryption}, "upload": upload, **(extra or {})})
+    sections = {"backup": {"encryption": encryption}, "upload": upload}
+    for section, values in (extra or {}).items():
+        sections[section] = {**sections.get(section, {}), **values}
+    config = benv.write_config(sections)
     benv.server.sql(f"CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY, v INT); "
                     "INSERT INTO t SELECT seq, seq FROM seq_1_to_200")
     return target, upload, encryption, config
@@ -434,16 +437,19 @@ def off_site(benv, db: str, extra: dict | None = None):
 
 def test_restore_to_time_from_the_remote_alone(benv):
     """A fresh machine (an empty backup directory) with only the remote: the base backup and the
-    binlog mirror are downloaded, and the database comes back as it was at T."""
+    binlog mirror are downloaded, and the database comes back as it was at T. The base is a
+    streaming (mysqldump) backup: test_pitr's are mydumper's, test_pitr_physical's mariabackup's."""
     from datetime import datetime, timezone
 
     from test_pitr import checksums, pause_past_second
     server = benv.server
     db = unique("far")
-    _, upload, encryption, config = off_site(benv, db)
+    _, upload, encryption, config = off_site(benv, db, {"backup": {"engine": "mysqldump"}})
     restored = unique("far_at")
     try:
         assert benv.cli("backup", "--databases", db, config=config).returncode == 0
+        [base] = benv.backups_of(db)
+        assert json.loads((base / "manifest.json").read_text())["engine"]["name"] == "mysqldump"
         server.sql(f"UPDATE `{db}`.t SET v = v * 2 WHERE id < 50")
         pause_past_second()
         moment = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")
