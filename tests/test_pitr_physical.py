@@ -94,7 +94,7 @@ def test_datadir_to_time_and_to_gtid_match_the_snapshot(history):
             # The account created before T by a replayed statement, dropped after T.
             assert copy.sql(f"SELECT COUNT(*) FROM mysql.user WHERE User = '{user}'").strip() == "1"
             assert copy.sql("SELECT @@gtid_slave_pos").strip() == gtid
-            # As docs/disaster-recovery.md says for a new primary: its binlog state from the same position.
+            # As the README says for a new primary: its binlog state from the same position.
             copy.sql(f"RESET MASTER; SET GLOBAL gtid_binlog_state = '{gtid}'")
             assert copy.sql("SELECT @@gtid_binlog_pos").strip() == gtid
         finally:
@@ -124,8 +124,10 @@ def test_one_database_of_the_physical_base_to_a_time_and_at_the_backup(history):
     [backup] = env.backups_of(INSTANCE)
     target = unique("phys_at_b")
     try:
-        done = env.cli("restore", "-b", str(backup), "--source-database", db, "-d", target, config=config)
+        # Its newest backup, which is the physical one (--source-database names it explicitly).
+        done = env.cli("restore", "-b", db, "--latest", "-d", target, config=config)
         assert done.returncode == 0, done.stderr
+        assert backup.name in done.stderr, done.stderr
         assert checksums(server, target) == at_backup
         assert server.sql(f"SHOW FULL TABLES FROM `{target}` WHERE Table_type = 'VIEW'").split("\t")[0] == "rich"
         # A database the backup does not hold: said before anything is restored.

@@ -162,7 +162,7 @@ def restore_database(loaded: LoadedConfig, backup_path, database: str, target: s
         raise InvalidInput(f"{folder} is a backup of one database, made by the {engine.label} engine: restore it "
                            "with -b alone (--source-database takes a database out of a physical backup)")
     held = pitr.instance_databases(manifest)
-    if database not in held and the_plan is None:
+    if database not in held:
         raise InvalidInput(f"{folder.name} holds no database {database!r}; it holds "
                            f"{', '.join(sorted(held)) or 'none that its manifest lists'}")
     # Every tool and the target first: a wrong password or a missing tool is said before the

@@ -560,8 +560,9 @@ def _verified_line(outcome) -> str:
 @click.option("--tables", help="Comma-separated tables (or views, sequences) of a logical backup: only they are "
               "restored, with their triggers; the rest of the target is left as it is.")
 @click.option("--to-time", metavar="TIME", help="Point-in-time: with -b DATABASE, its newest base backup before "
-              "TIME, then the archived binary log replayed up to the last transaction before TIME ('YYYY-MM-DD "
-              "HH:MM:SS', UTC unless a zone such as +02:00 is given).")
+              "TIME (its own, or a physical backup holding it), then the archived binary log replayed up to the last "
+              "transaction before TIME ('YYYY-MM-DD HH:MM:SS', UTC unless a zone such as +02:00 is given); with "
+              "--datadir DIR, the whole instance from the newest physical base.")
 @click.option("--to-gtid", metavar="D-S-N", help="Point-in-time: replay up to and including this GTID.")
 @click.option("--to-position", metavar="FILE:POS", help="Point-in-time: replay up to (not including) the event at "
               "this binlog position.")
@@ -679,6 +680,7 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
     with --from-remote, the base and the archive both come from upload.destination."""
     from tenangdb.actions import observe, pitr, recover
     from tenangdb.actions import restore as action
+    from tenangdb.mysql.mariabackup import INSTANCE
 
     if sum(bool(x) for x in (to_time, to_gtid, to_position)) != 1:
         raise click.UsageError("give one of --to-time, --to-gtid or --to-position" +
@@ -688,6 +690,9 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
                                "--all, --latest, --before and --tables do not go with them")
     if not database or not _names_a_database(database, False):
         raise click.UsageError("--to-time/--to-gtid/--to-position need -b DATABASE (a database name)")
+    if database == INSTANCE:
+        raise click.UsageError(f"{INSTANCE} is the whole instance: restore it to a point in time with --datadir DIR "
+                               "(no -b), or one database of it with -b DATABASE")
     when = recover.parse_time(to_time) if to_time else None
     target = target or database
     action.check_name(target, allow_system_schema=allow_system_schema)
