@@ -52,6 +52,16 @@ def pause_past_second() -> None:
     time.sleep(1.2)  # binlog timestamps have one-second resolution
 
 
+def a_moment(server, db: str) -> tuple[datetime, str, dict]:
+    """A moment T alone in its second of the binlog: T, the GTID position then and `db`'s checksums."""
+    pause_past_second()
+    moment = datetime.now(timezone.utc).replace(microsecond=0)
+    gtid = server.sql("SELECT @@gtid_binlog_pos").strip()
+    at_t = checksums(server, db)
+    pause_past_second()
+    return moment, gtid, at_t
+
+
 @pytest.fixture
 def history(benv, needs_mydumper):
     """A database with a base backup, writes, a moment T (with its GTID and checksums), then more
@@ -77,11 +87,7 @@ def history(benv, needs_mydumper):
     other = unique("other")
     server.sql(f"CREATE DATABASE `{other}`; CREATE TABLE `{other}`.o (id INT PRIMARY KEY); "
                f"INSERT INTO `{other}`.o VALUES (1)")
-    pause_past_second()
-    moment = datetime.now(timezone.utc).replace(microsecond=0)
-    gtid = server.sql("SELECT @@gtid_binlog_pos").strip()
-    at_t = checksums(server, db)
-    pause_past_second()
+    moment, gtid, at_t = a_moment(server, db)
     server.sql(f"""USE `{db}`;
         UPDATE account SET balance = 0;
         INSERT INTO ledger (account, amount) VALUES (1, 99);

@@ -9,14 +9,13 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
-from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from conftest import TENANGDB, Env, unique
 from test_failures import _wait_for
-from test_pitr import checksums, pause_past_second
+from test_pitr import a_moment, checksums
 from tenangdb.mysql.sandbox import start_sandbox
 
 INSTANCE = "_instance"
@@ -55,11 +54,7 @@ def history(tmp_path_factory, binlog_server):
         DELETE FROM account WHERE id > 390;
         CREATE USER '{user}'@'localhost' IDENTIFIED BY 'pw-{user}';
         GRANT SELECT ON `{db}`.* TO '{user}'@'localhost';""")
-    pause_past_second()
-    moment = datetime.now(timezone.utc).replace(microsecond=0)
-    gtid = server.sql("SELECT @@gtid_binlog_pos").strip()
-    at_t = checksums(server, db)
-    pause_past_second()
+    moment, gtid, at_t = a_moment(server, db)
     server.sql(f"""USE `{db}`;
         UPDATE account SET balance = 0; INSERT INTO note VALUES (3, 'late');
         DROP TABLE ledger; DROP USER '{user}'@'localhost';""")

@@ -503,7 +503,7 @@ def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Pa
         from tenangdb.actions.binlog import binlog_tool
         binlog_tool(loaded.settings)
         engines.sql_client(loaded.settings.database).load_tool()
-    needed = instance.space_needed(loaded, backup_path)
+    needed = the_plan.space_needed if the_plan is not None else instance.space_needed(loaded, backup_path)
     instance.check_space(datadir.parent, needed, f"restoring {Path(backup_path).name}")
     if datadir.is_dir() and os.stat(datadir).st_dev != os.stat(datadir.parent).st_dev:
         instance.check_space(datadir, needed, f"moving {Path(backup_path).name} into {datadir}")
