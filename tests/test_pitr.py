@@ -52,6 +52,16 @@ def pause_past_second() -> None:
     time.sleep(1.2)  # binlog timestamps have one-second resolution
 
 
+def purge_to_current(server) -> None:
+    """PURGE BINARY LOGS up to the current file. The server keeps a file it still counts as in
+    use, with only a note (seen now and then right after an archiver cycle): try again a while."""
+    current = server.sql("SHOW MASTER STATUS").split()[0]
+    deadline = time.monotonic() + 15
+    while server.sql(f"PURGE BINARY LOGS TO '{current}'; SHOW BINARY LOGS").split()[0] != current:
+        assert time.monotonic() < deadline, "the older binlog files could not be purged"
+        time.sleep(0.3)
+
+
 def a_moment(server, db: str) -> tuple[datetime, str, dict]:
     """A moment T alone in its second of the binlog: T, the GTID position then and `db`'s checksums."""
     pause_past_second()
@@ -153,8 +163,7 @@ def test_a_purged_binlog_is_a_gap_and_restore_across_it_refuses(benv):
         assert benv.cli("binlog", "--once", config=config).returncode == 0
         server.sql(f"INSERT INTO `{db}`.t VALUES (2); FLUSH BINARY LOGS; INSERT INTO `{db}`.t VALUES (3); "
                    "FLUSH BINARY LOGS")
-        current = server.sql("SHOW MASTER STATUS").split("\t")[0].strip()
-        server.sql(f"PURGE BINARY LOGS TO '{current}'")
+        purge_to_current(server)
         server.sql(f"INSERT INTO `{db}`.t VALUES (4)")
         done = benv.cli("binlog", "--once", config=config)
         assert done.returncode == 4, done.stdout + done.stderr

@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import unique
 from test_notify import receiver  # noqa: F401 - a fixture
-from test_pitr import archived, benv  # noqa: F401 - benv is a fixture
+from test_pitr import archived, benv, purge_to_current  # noqa: F401 - benv is a fixture
 from test_upload import moto_port, s3  # noqa: F401 - fixtures
 
 
@@ -33,8 +33,7 @@ def purge_unarchived(server, db: str) -> None:
     """Close two files with writes in them and purge them before the archiver sees them."""
     server.sql(f"INSERT INTO `{db}`.t VALUES (100); FLUSH BINARY LOGS; INSERT INTO `{db}`.t VALUES (101); "
                "FLUSH BINARY LOGS")
-    current = server.sql("SHOW MASTER STATUS").split("\t")[0].strip()
-    server.sql(f"PURGE BINARY LOGS TO '{current}'")
+    purge_to_current(server)
 
 
 def test_metrics_window_and_gap_notification(benv, receiver):

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import TENANGDB, Env, unique
 from test_failures import _wait_for
-from test_pitr import a_moment, checksums
+from test_pitr import a_moment, archived, checksums, purge_to_current
 from tenangdb.mysql.sandbox import start_sandbox
 
 INSTANCE = "_instance"
@@ -148,7 +148,7 @@ def test_a_physical_base_made_with_the_binary_log_off_is_refused(history, server
     done = off.cli("restore", "--datadir", str(new), "--to-time", moment.strftime("%Y-%m-%d %H:%M:%S"),
                    config=config)
     assert done.returncode == 2, done.stderr
-    assert "recorded none (the binary log was off when made)" in done.stderr, done.stderr
+    assert f"{backup.name} recorded none (the binary log was off" in done.stderr, done.stderr
     assert not new.exists()
 
 
@@ -172,6 +172,26 @@ def test_a_killed_restore_leaves_no_server_and_the_next_run_removes_its_folder(h
     assert "removed restore plaintext" in done.stderr, done.stderr
     _no_private_folders(env)
     assert env.server.sql(f"SHOW DATABASES LIKE '{target}'").strip() == ""
+
+
+def test_a_gap_after_the_physical_base_refuses_before_anything_is_touched(history):
+    """Binlogs purged before they were archived: a restore across the gap is refused (exit 4, the
+    logical path's message) before the data directory is made. Last here: it leaves the gap."""
+    env, config, db, _, _, _, _, _ = history
+    server = env.server
+    server.sql(f"INSERT INTO `{db}`.note VALUES (100, 'lost'); FLUSH BINARY LOGS; "
+               f"INSERT INTO `{db}`.note VALUES (101, 'lost'); FLUSH BINARY LOGS")
+    purge_to_current(server)
+    assert env.cli("binlog", "--once", config=config).returncode == 4  # the gap, recorded
+    server.sql(f"INSERT INTO `{db}`.note VALUES (102, 'after')")
+    assert env.cli("binlog", "--once", config=config).returncode == 0
+    new = env.root / "across"
+    last = archived(env)[-1]
+    done = env.cli("restore", "--datadir", str(new), "--to-position", f"{last['name']}:{last['end_position']}",
+                   config=config)
+    assert done.returncode == 4, done.stderr
+    assert "a gap" in done.stderr and "nothing was changed" in done.stderr, done.stderr
+    assert not new.exists()
 
 
 def _servers_in(folder: Path) -> list[int]:

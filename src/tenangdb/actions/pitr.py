@@ -456,7 +456,7 @@ def plan(loaded: LoadedConfig, database: str, target: str | None, *, to_time: da
         raise InvalidInput(f"no complete {place.location} {what} recorded a binary log position at or before the "
                            f"stop point ({stop.what})"
                            + (f"; {', '.join(blind[:3])}{' …' if len(blind) > 3 else ''} recorded none (the binary "
-                              "log was off when made)" if blind else "")
+                              "log was off, or its position unreadable, when made)" if blind else "")
                            + "; a base backup needs the binary log on when it is made")
     # Newest first among the verified, then the others (recover.preference's order), by position.
     entry, (base_file, base_position) = candidates[0]
