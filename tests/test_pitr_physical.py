@@ -39,7 +39,8 @@ def history(tmp_path_factory, binlog_server):
         INSERT INTO owner SELECT seq, CONCAT('o', seq) FROM seq_1_to_50;
         INSERT INTO account SELECT seq, 1 + seq % 50, seq * 10, seq / 7 FROM seq_1_to_400;
         INSERT INTO note VALUES (1, 'first');
-        CREATE VIEW rich AS SELECT id FROM account WHERE balance > 1000;""")
+        CREATE VIEW rich AS SELECT id FROM account WHERE balance > 1000;
+        CREATE EVENT tidy ON SCHEDULE EVERY 1 DAY DO DELETE FROM note WHERE id > 1000;""")
     config = env.write_config({"backup": {"engine": "mariabackup"},
                                "verify": {"sandbox": {"parent": str(root)}}})
     done = env.cli("backup", "--yes", config=config)
@@ -125,6 +126,9 @@ def test_one_database_of_the_physical_base_to_a_time_and_at_the_backup(history):
         assert backup.name in done.stderr, done.stderr
         assert checksums(server, target) == at_backup
         assert server.sql(f"SHOW FULL TABLES FROM `{target}` WHERE Table_type = 'VIEW'").split("\t")[0] == "rich"
+        # Its events too: a server without its grant tables would show none to the dump.
+        assert server.sql(f"SELECT EVENT_NAME FROM information_schema.EVENTS WHERE EVENT_SCHEMA = '{target}'"
+                          ).strip() == "tidy"
         # A database the backup does not hold: said before anything is restored.
         done = env.cli("restore", "-b", str(backup), "--source-database", "nosuchdb", "-d", unique("x"),
                        config=config)

@@ -13,8 +13,10 @@ log and tmpdir, its binary log and event scheduler off, replication not started,
 --skip-grant-tables, since the instance's accounts are the source's and their passwords are not
 ours. The replay's session loads the grant tables first (FLUSH PRIVILEGES: that session keeps
 the privileges it logged in with, MariaDB's documented way to reset a lost root password), so
-replayed CREATE USER and GRANT work; a server that must take more connections afterwards is
-restarted without them.
+replayed CREATE USER and GRANT work. A server that must take more connections afterwards (to
+copy a database out) gets an account of ours in that session, with a random password, and is
+started again with its grant tables: without them it loads no events, and its dump would
+silently lack them (measured on 10.11: SHOW EVENTS and information_schema.EVENTS are empty).
 
 GTIDs: the replay keeps the source's GTIDs, and the stop point's GTID position (the plan works it
 out from the archive) is recorded as the instance's gtid_slave_pos, in mysql.gtid_slave_pos: the
@@ -42,7 +44,9 @@ dies with it (runner.py).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
+import secrets
 import shutil
 import time
 from contextlib import contextmanager
@@ -61,10 +65,12 @@ from tenangdb.mysql import checksum, engines, fidelity
 from tenangdb.mysql import exact as exact_values
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import Endpoint, connect, translated_errors
+from tenangdb.mysql import sandbox
 from tenangdb.mysql.sandbox import Sandbox, SandboxError, start_sandbox
 from tenangdb.mysql.tools import client_tool
 from tenangdb.progress import Task, task
 from tenangdb.repository import manifest as manifest_mod
+from tenangdb.secrets import redact
 
 log = logging.getLogger("tenangdb.restore")
 
@@ -92,6 +98,7 @@ def check_space(folder: Path, needed: int, what: str) -> None:
 @dataclass
 class Started:
     box: Sandbox
+    endpoint: Endpoint  # how to log in
     verified: Verified  # the backup's verification (plain bytes of its whole chain)
     prepared: Path  # the instance's data directory
 
@@ -102,21 +109,31 @@ def started(loaded: LoadedConfig, backup_path, scratch: Path, the_plan: pitr.Pla
     """The physical backup's instance restored into `scratch` (a private folder) with a server of
     ours on it, replayed to `the_plan`'s stop point when given. Leaving the block normally shuts
     the server down cleanly (RestoreFailed if it did not log a normal shutdown), so the folder is
-    a data directory any server starts on. `serve`: the block connects to the server (after a
-    replay it is started again, without its grant tables), and it is killed afterwards: its data
-    is thrown away."""
+    a data directory any server starts on. `serve`: the block connects to the server, which
+    was given an account of ours and started again with its grant tables (so that it shows its
+    events); it is killed afterwards, its data thrown away."""
     engine = engines.for_manifest(manifest_mod.load(resolve_backup_path(backup_path)), loaded.settings.database)
     progress = task(progress)
     progress.step("restoring the instance")
     verified, prepared = restore_action.unpack_prepared(loaded, backup_path, engine, scratch)
     box: Sandbox | None = _server(loaded, prepared)
+    endpoint = box.endpoint()
     try:
+        user, password = "tenangdb_restore", secrets.token_urlsafe(24)
+        redact.add(password)
+        ours = sandbox.own_account(user, password) if serve else b""
         if the_plan is not None:
             progress.step("replaying the binlog")
-            pitr.replay_instance(loaded, the_plan, box.endpoint())
-            if serve:
-                box = _restarted(loaded, box, prepared)
-        yield Started(box, verified, prepared)
+            pitr.replay_instance(loaded, the_plan, endpoint, then=ours)
+        elif serve:
+            try:
+                box.sql((sandbox.LOAD_GRANTS + ours).decode())
+            except SandboxError as exc:
+                raise RestoreFailed(f"cannot log in to the restored instance: {exc}") from None
+        if serve:
+            box = _restarted(loaded, box, prepared)
+            endpoint = dataclasses.replace(box.endpoint(), user=user, password=password)
+        yield Started(box, endpoint, verified, prepared)
         if not serve:
             stopping, box = box, None
             if not stopping.shutdown():
@@ -128,21 +145,20 @@ def started(loaded: LoadedConfig, backup_path, scratch: Path, the_plan: pitr.Pla
                 box.stop(graceful=False)
 
 
-def _server(loaded: LoadedConfig, prepared: Path) -> Sandbox:
+def _server(loaded: LoadedConfig, prepared: Path, *, grants: bool = False) -> Sandbox:
     scfg = loaded.settings.verify.sandbox
     try:
         return start_sandbox(parent=scfg.parent, extra_args=[*scfg.options, "--skip-networking"], binlog=False,
-                             startup_timeout=scfg.startup_timeout, datadir=prepared)
+                             startup_timeout=scfg.startup_timeout, datadir=prepared, skip_grants=not grants)
     except SandboxError as exc:
         raise RestoreFailed(f"no server starts on the restored instance: {exc}") from None
 
 
 def _restarted(loaded: LoadedConfig, box: Sandbox, prepared: Path) -> Sandbox:
-    """The replay loaded the grant tables, so new connections need the source's accounts: the
-    server again, without them."""
+    """The server again, with its grant tables (and so its events), which now hold our account."""
     if not box.shutdown():
-        raise RestoreFailed("the server on the replayed instance did not shut down cleanly")
-    return _server(loaded, prepared)
+        raise RestoreFailed("the server on the restored instance did not shut down cleanly")
+    return _server(loaded, prepared, grants=True)
 
 
 # --- one database out of a physical backup -------------------------------------------------
@@ -188,7 +204,7 @@ def restore_database(loaded: LoadedConfig, backup_path, database: str, target: s
         try:
             with started(loaded, folder, scratch, the_plan, serve=True, progress=progress) as instance:
                 progress.step("copying the database")
-                copied = _copy(loaded, instance.box.endpoint(), database, target, confirm, checked, progress)
+                copied = _copy(loaded, instance.endpoint, database, target, confirm, checked, progress)
         except VerifyFailed as exc:
             raise type(exc)(f"refusing to restore from a backup that failed verification: {exc}") from None
     finally:

@@ -48,6 +48,7 @@ from tenangdb.mysql import binlogfmt, binlogtool, engines
 from tenangdb.mysql.connection import connect, endpoint_from, translated_errors
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.mariabackup import INSTANCE
+from tenangdb.mysql.sandbox import LOAD_GRANTS
 from tenangdb.mysql.tools import client_tool
 from tenangdb.repository import binlogs as store
 from tenangdb.repository import manifest as manifest_mod
@@ -600,24 +601,26 @@ def _replay(loaded: LoadedConfig, the_plan: Plan, tool: str, endpoint) -> None:
         sink.close()
 
 
-def replay_instance(loaded: LoadedConfig, the_plan: Plan, endpoint) -> None:
+def replay_instance(loaded: LoadedConfig, the_plan: Plan, endpoint, then: bytes = b"") -> None:
     """A physical base's replay into a server of our own on its restored instance (started
     without its grant tables, whose accounts are the source's): every database's events, as
     they are, through one client with no default database. The same session first loads the
     grant tables, so that replayed account statements work, and last records the stop point's
-    GTID position as gtid_slave_pos. The source's GTIDs are kept: the server's binary log is
-    off, so they name nothing new."""
+    GTID position as gtid_slave_pos, then runs `then`. The source's GTIDs are kept: the
+    server's binary log is off, so they name nothing new."""
     tool = binlog_tool(loaded.settings)
     directory = the_plan.archive or store.archive_directory(loaded.settings)
     identities = _identities(loaded, [step.record for step in the_plan.steps])
     loader = engines.sql_client(loaded.settings.database)
     started = time.monotonic()
     with loader.client_load(None, "the binlog replay", endpoint, None) as forward:
-        forward(binlogtool.LOAD_GRANTS)
+        forward(LOAD_GRANTS)
         for step in the_plan.steps:
             _replay_file(directory, step, None, None, tool, identities, forward)
         if the_plan.gtid_position:
             forward(binlogtool.set_slave_position(the_plan.gtid_position))
+        if then:
+            forward(then)
     the_plan.replay_seconds = time.monotonic() - started
     log.info("replayed %d binlog files (%d transactions) into the restored instance up to %s in %.1fs",
              len(the_plan.steps), the_plan.transactions, the_plan.stop.what, the_plan.replay_seconds)

@@ -30,13 +30,6 @@ def decode_argv(tool: str, database: str | None, target: str | None, *, start: i
     return argv
 
 
-# A server started with --skip-grant-tables (a restored instance: its accounts are the source's,
-# whose passwords we do not have) refuses CREATE USER, GRANT and the like, which a replayed
-# binary log may hold. FLUSH PRIVILEGES loads the grant tables, and the session that ran it keeps
-# the privileges it logged in with (all of them): MariaDB's documented way to reset a lost root
-# password. New connections are then checked against the restored accounts.
-LOAD_GRANTS = b"FLUSH PRIVILEGES;\n"
-
 _POSITION = re.compile(r"\d+-\d+-\d+(,\d+-\d+-\d+)*")
 
 
