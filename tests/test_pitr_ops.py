@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import unique
 from test_notify import receiver  # noqa: F401 - a fixture
-from test_pitr import archived, benv  # noqa: F401 - benv is a fixture
+from test_pitr import archived, benv, purge_to_current  # noqa: F401 - benv is a fixture
 from test_upload import moto_port, s3  # noqa: F401 - fixtures
 
 
@@ -33,8 +33,7 @@ def purge_unarchived(server, db: str) -> None:
     """Close two files with writes in them and purge them before the archiver sees them."""
     server.sql(f"INSERT INTO `{db}`.t VALUES (100); FLUSH BINARY LOGS; INSERT INTO `{db}`.t VALUES (101); "
                "FLUSH BINARY LOGS")
-    current = server.sql("SHOW MASTER STATUS").split("\t")[0].strip()
-    server.sql(f"PURGE BINARY LOGS TO '{current}'")
+    purge_to_current(server)
 
 
 def test_metrics_window_and_gap_notification(benv, receiver):
@@ -426,7 +425,10 @@ def off_site(benv, db: str, extra: dict | None = None):
     conf, target = rclone_remote(benv.root)
     upload = {"enabled": True, "destination": f"local:{target}", "rclone_config_path": str(conf), "retry_delay": 0}
     encryption = {"enabled": True, "key_file": str(benv.key())}
-    config = benv.write_config({"backup": {"encryption": encryption}, "upload": upload, **(extra or {})})
+    sections = {"backup": {"encryption": encryption}, "upload": upload}
+    for section, values in (extra or {}).items():
+        sections[section] = {**sections.get(section, {}), **values}
+    config = benv.write_config(sections)
     benv.server.sql(f"CREATE DATABASE `{db}`; USE `{db}`; CREATE TABLE t (id INT PRIMARY KEY, v INT); "
                     "INSERT INTO t SELECT seq, seq FROM seq_1_to_200")
     return target, upload, encryption, config
@@ -434,16 +436,19 @@ def off_site(benv, db: str, extra: dict | None = None):
 
 def test_restore_to_time_from_the_remote_alone(benv):
     """A fresh machine (an empty backup directory) with only the remote: the base backup and the
-    binlog mirror are downloaded, and the database comes back as it was at T."""
+    binlog mirror are downloaded, and the database comes back as it was at T. The base is a
+    streaming (mysqldump) backup: test_pitr's are mydumper's, test_pitr_physical's mariabackup's."""
     from datetime import datetime, timezone
 
     from test_pitr import checksums, pause_past_second
     server = benv.server
     db = unique("far")
-    _, upload, encryption, config = off_site(benv, db)
+    _, upload, encryption, config = off_site(benv, db, {"backup": {"engine": "mysqldump"}})
     restored = unique("far_at")
     try:
         assert benv.cli("backup", "--databases", db, config=config).returncode == 0
+        [base] = benv.backups_of(db)
+        assert json.loads((base / "manifest.json").read_text())["engine"]["name"] == "mysqldump"
         server.sql(f"UPDATE `{db}`.t SET v = v * 2 WHERE id < 50")
         pause_past_second()
         moment = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S")

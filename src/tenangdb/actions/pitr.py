@@ -16,6 +16,15 @@ session state survive from one file to the next). With ROW logging, the --databa
 and the rewrite follow each row event's table (its Table_map), wherever the statement ran;
 statements (DDL) are filtered by the database they ran in, so a statement that names
 databases explicitly is checked here first (`_check_statements`).
+
+A physical base (backup.engine: mariabackup) is of the whole instance: `restore --datadir DIR
+--to-time T` chooses the newest one before the stop, and `restore -b DB --to-time T` takes one
+when it is DB's newest base. Its instance is started as a server of our own (actions/instance.py)
+and every database's events are replayed into it (`replay_instance`): no filter, no rename, so
+no statement needs refusing, and the source's GTIDs are kept. The plan also works out the
+source's GTID position at the stop point (per domain its last GTID: the stop file's GTID_LIST,
+moved on by each GTID event before the stop), which the replay records as the instance's
+gtid_slave_pos.
 """
 
 from __future__ import annotations
@@ -38,6 +47,8 @@ from tenangdb.errors import InvalidInput, RestoreFailed, TenangDBError, VerifyFa
 from tenangdb.mysql import binlogfmt, binlogtool, engines
 from tenangdb.mysql.connection import connect, endpoint_from, translated_errors
 from tenangdb.mysql import inventory as inv_mod
+from tenangdb.mysql.mariabackup import INSTANCE
+from tenangdb.mysql.sandbox import LOAD_GRANTS
 from tenangdb.mysql.tools import client_tool
 from tenangdb.repository import binlogs as store
 from tenangdb.repository import manifest as manifest_mod
@@ -69,8 +80,8 @@ class Step:
 
 @dataclass
 class Plan:
-    database: str
-    target: str
+    database: str  # INSTANCE with `datadir`
+    target: str | None  # None with `datadir`
     base: catalog.Entry
     base_file: str
     base_position: int
@@ -80,15 +91,43 @@ class Plan:
     replay_bytes: int = 0
     problems: list[str] = field(default_factory=list)
     archive: Path | None = None  # the archive read (a downloaded mirror with --from-remote)
+    # restore --datadir: where the replayed instance goes.
+    datadir: Path | None = None
+    # The source's GTID position at the stop point (per domain its last GTID); for a physical base.
+    gtid_position: str | None = None
+    # A physical base: the disk its whole instance takes while it is restored (bytes).
+    space_needed: int = 0
+    replay_seconds: float = 0.0
+
+    @property
+    def physical(self) -> bool:
+        """The base is a physical backup: the whole instance is restored and replayed."""
+        return self.base.database == INSTANCE
 
     def lines(self) -> list[str]:
-        out = [f"base backup: {self.base.name} ({self.base.location}; binlog {self.base_file}:{self.base_position})",
+        from tenangdb.fileio import human_size
+
+        kind = "; physical: the whole instance" if self.physical else ""
+        out = [f"base backup: {self.base.name} ({self.base.location}{kind}; binlog {self.base_file}:"
+               f"{self.base_position})",
                f"stop point:  {self.stop.what} -> {self.stop.file}:{self.stop.position or 'end'} (not included)",
                f"binlog files ({len(self.steps)}):"]
         for step in self.steps:
             out.append(f"  {step.record.name} from {step.start or 4} to {step.stop or step.record.end_position}")
-        out.append(f"replay: {self.transactions} transactions, about {self.replay_bytes} bytes of binlog, into "
-                   f"{self.target!r}" + (f" (renamed from {self.database!r})" if self.target != self.database else ""))
+        size = f"{self.transactions} transactions, about {self.replay_bytes} bytes of binlog"
+        if self.datadir is not None:
+            out.append(f"replay: {size}, of every database, into a server of our own on the restored instance, "
+                       f"which then goes into the data directory {self.datadir}")
+        elif self.physical:
+            out.append(f"replay: {size}, of every database, into a server of our own on the restored instance; "
+                       f"then database {self.database!r} is copied into {self.target!r} on the configured server")
+        else:
+            out.append(f"replay: {size}, into {self.target!r}"
+                       + (f" (renamed from {self.database!r})" if self.target != self.database else ""))
+        if self.physical:
+            out.append(f"disk: about {human_size(self.space_needed)} for the whole instance while it is restored")
+            out.append(f"GTID position at the stop point: {self.gtid_position or 'none'}"
+                       + (" (recorded as the restored instance's gtid_slave_pos)" if self.gtid_position else ""))
         return out
 
 
@@ -274,20 +313,31 @@ def _may_hold(record: store.Record, parts: list[str]) -> bool:
     return True  # several domains or servers in one file: look inside
 
 
-def _base_binlog(entry: catalog.Entry, with_time: bool = False, rc=None):
-    """(file, position) of the base's snapshot, with `with_time` also the unix time its backup
-    ended; None when the backup recorded none. With `rc`, the entry is remote: its manifest is
-    read from there."""
+def _manifest_of(entry: catalog.Entry, rc=None) -> manifest_mod.Manifest | None:
+    """The entry's manifest (with `rc`, read from the remote); None when it cannot be read."""
     try:
         if rc is not None:
             import json
 
             from tenangdb.remote.rclone import join
             data = rc.cat(join(entry.key, manifest_mod.MANIFEST))
-            manifest = manifest_mod.parse(json.loads(data), where=entry.key)
-        else:
-            manifest = manifest_mod.load(Path(entry.key))
+            return manifest_mod.parse(json.loads(data), where=entry.key)
+        return manifest_mod.load(Path(entry.key))
     except (TenangDBError, ValueError):
+        return None
+
+
+def instance_databases(manifest: manifest_mod.Manifest) -> dict:
+    """The databases a physical backup's manifest lists (`instance.databases`), with their objects."""
+    return ((getattr(manifest, "instance", None) or {}).get("databases") or {})
+
+
+def _base_binlog(entry: catalog.Entry, with_time: bool = False, rc=None):
+    """(file, position) of the base's snapshot, with `with_time` also the unix time its backup
+    ended; None when the backup recorded none. With `rc`, the entry is remote: its manifest is
+    read from there."""
+    manifest = _manifest_of(entry, rc)
+    if manifest is None:
         return None
     if manifest.binlog is None or manifest.binlog.file is None or manifest.binlog.position is None:
         return None
@@ -366,12 +416,27 @@ def fetched_archive(loaded: LoadedConfig) -> Iterator[Path]:
         shutil.rmtree(scratch, ignore_errors=True)
 
 
-def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime | None = None,
+def bases_of(place: recover.Catalogue, database: str) -> list[catalog.Entry]:
+    """The backups that can restore `database`, newest first: its own, and (local only: a remote
+    chain is not fetched) the physical backups whose instance holds it."""
+    own = [] if database == INSTANCE else place.of(database)
+    if place.rc is not None:
+        return own
+    holding = []
+    for entry in place.of(INSTANCE):
+        manifest = _manifest_of(entry) if entry.complete and database != INSTANCE else None
+        if database == INSTANCE or (manifest is not None and database in instance_databases(manifest)):
+            holding.append(entry)
+    return sorted(own + holding, key=lambda e: (e.time, e.name), reverse=True)
+
+
+def plan(loaded: LoadedConfig, database: str, target: str | None, *, to_time: datetime | None = None,
          to_gtid: str | None = None, to_position: str | None = None, archive: Path | None = None,
-         from_remote: bool = False) -> Plan:
+         from_remote: bool = False, datadir: Path | None = None) -> Plan:
     """Everything decided and checked before anything is written; raises with the reason.
     `archive`: the archive folder to read (default binlog.directory); `from_remote`: the base
-    is chosen among the remote backups (see fetched_archive for the archive)."""
+    is chosen among the remote backups (see fetched_archive for the archive). `datadir`: the
+    whole instance, from a physical base, into that new data directory (`database` INSTANCE)."""
     directory = archive or store.archive_directory(loaded.settings)
     records = store.records(directory)
     if not records:
@@ -380,14 +445,20 @@ def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime 
     stop = _find_stop(directory, records, identities, to_time=to_time, to_gtid=to_gtid, to_position=to_position)
     stop_key = (store.sequence(stop.file), stop.position if stop.position is not None else float("inf"))
     place = recover.load_catalogue(loaded, remote=from_remote)
-    candidates = []
-    for entry in recover.preference(place.of(database)):
+    candidates, blind = [], []
+    for entry in recover.preference(bases_of(place, database)):
         coordinates = _base_binlog(entry, rc=place.rc)
-        if coordinates and (store.sequence(coordinates[0]), coordinates[1]) <= stop_key:
+        if coordinates is None:
+            blind.append(entry.name)
+        elif (store.sequence(coordinates[0]), coordinates[1]) <= stop_key:
             candidates.append((entry, coordinates))
     if not candidates:
-        raise InvalidInput(f"no complete {place.location} backup of {database} recorded a binary log position at or before "
-                           f"the stop point ({stop.what}); a base backup needs the binary log on when it is made")
+        what = "physical backup (backup.engine: mariabackup)" if database == INSTANCE else f"backup of {database}"
+        raise InvalidInput(f"no complete {place.location} {what} recorded a binary log position at or before the "
+                           f"stop point ({stop.what})"
+                           + (f"; {', '.join(blind[:3])}{' …' if len(blind) > 3 else ''} recorded none (the binary "
+                              "log was off, or its position unreadable, when made)" if blind else "")
+                           + "; a base backup needs the binary log on when it is made")
     # Newest first among the verified, then the others (recover.preference's order), by position.
     entry, (base_file, base_position) = candidates[0]
     by_seq = {r.seq: r for r in records}
@@ -402,7 +473,10 @@ def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime 
     steps = [Step(by_seq[seq], base_position if seq == first else None, stop.position if seq == last else None)
              for seq in range(first, last + 1)]
     the_plan = Plan(database=database, target=target, base=entry, base_file=base_file, base_position=base_position,
-                    steps=steps, stop=stop, archive=directory)
+                    steps=steps, stop=stop, archive=directory, datadir=datadir)
+    if the_plan.physical:
+        from tenangdb.actions import instance
+        the_plan.space_needed = instance.space_needed(loaded, Path(entry.key))  # a broken chain stops here
     _check_statements(directory, the_plan, identities)
     if the_plan.problems:
         raise RestoreFailed(f"refusing to replay into {target!r}: {the_plan.problems[0]}"
@@ -412,22 +486,29 @@ def plan(loaded: LoadedConfig, database: str, target: str, *, to_time: datetime 
 
 
 def _check_statements(directory: Path, the_plan: Plan, identities) -> None:
-    """Read the replay range once: count it, and find statements the filter cannot make safe.
+    """Read the replay range once: count it, and find statements the filter cannot make safe;
+    for a physical base, which replays every database unfiltered, the GTID position instead.
 
     A statement (QUERY event) is replayed when it ran in the source database; one that names
     another database would write there, one that ran elsewhere but names the source would be
     skipped (lost), and under a new name one that names the source would write into the
     source, which may be the live database beside the target."""
     src, rename = the_plan.database, the_plan.target != the_plan.database
+    last = the_plan.steps[-1]
+    state = list(last.record.gtid_list)  # the GTID state the stop file starts from
     for step in the_plan.steps:
         low, high = step.start or 0, step.stop if step.stop is not None else float("inf")
 
-        def look(event, step=step) -> None:
+        def look(event, step=step, low=low, high=high) -> None:
+            if step is last and event.gtid and event.position < high:
+                state.append(event.gtid)
             if not low <= event.position < high:
                 return
             the_plan.replay_bytes += event.end - event.position
             if event.gtid:
                 the_plan.transactions += 1
+            if the_plan.physical:
+                return
             if event.type != binlogfmt.QUERY or event.query is None or binlogfmt.is_bookkeeping(event.query):
                 return
             where = f"{step.record.name}:{event.position}"
@@ -447,10 +528,28 @@ def _check_statements(directory: Path, the_plan: Plan, identities) -> None:
                 the_plan.problems.append(f"the statement at {where} changes {src!r} but ran in "
                                          f"{event.db or 'no database'!r}, so the replay would skip it ({statement})")
         _events(directory, step.record, identities, look)
+    if the_plan.physical:
+        the_plan.gtid_position = gtid_position(state)
+
+
+def gtid_position(state: list[str]) -> str | None:
+    """Per domain its last GTID, as gtid_binlog_pos shows it, from a GTID state in binlog order:
+    a GTID_LIST names every (domain, server) pair with each domain's newest last
+    (rpl_binlog_state::get_gtid_list), and each later GTID event moves its domain on."""
+    last: dict[int, str] = {}
+    for gtid in state:
+        last[int(gtid.split("-", 1)[0])] = gtid
+    return ",".join(last[domain] for domain in sorted(last)) or None
 
 
 def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: bool = False) -> float:
-    """Restore the base, then replay; the seconds the replay took."""
+    """Restore the base, then replay; the seconds the replay took. A physical base: the whole
+    instance restored and replayed in a server of our own, then the database copied out of it."""
+    if the_plan.physical:
+        from tenangdb.actions import instance
+        instance.restore_database(loaded, Path(the_plan.base.key), the_plan.database, the_plan.target,
+                                  confirm=confirm, allow_system_schema=allow_system_schema, the_plan=the_plan)
+        return the_plan.replay_seconds
     cfg = loaded.settings
     client_tool(cfg.database)  # before the base is restored, not after
     tool = binlog_tool(cfg)
@@ -498,12 +597,38 @@ def _replay(loaded: LoadedConfig, the_plan: Plan, tool: str, endpoint) -> None:
     with loader.client_load(the_plan.target, "the binlog replay", endpoint, the_plan.target) as forward:
         sink = _GtidFilter(forward)
         for step in the_plan.steps:
-            _replay_file(directory, step, the_plan, tool, identities, sink)
+            _replay_file(directory, step, the_plan.database, the_plan.target, tool, identities, sink.write)
         sink.close()
 
 
-def _replay_file(directory: Path, step: Step, the_plan: Plan, tool: str, identities, sink: "_GtidFilter") -> None:
-    argv = binlogtool.decode_argv(tool, the_plan.database, the_plan.target, start=step.start, stop=step.stop)
+def replay_instance(loaded: LoadedConfig, the_plan: Plan, endpoint, then: bytes = b"") -> None:
+    """A physical base's replay into a server of our own on its restored instance (started
+    without its grant tables, whose accounts are the source's): every database's events, as
+    they are, through one client with no default database. The same session first loads the
+    grant tables, so that replayed account statements work, and last records the stop point's
+    GTID position as gtid_slave_pos, then runs `then`. The source's GTIDs are kept: the
+    server's binary log is off, so they name nothing new."""
+    tool = binlog_tool(loaded.settings)
+    directory = the_plan.archive or store.archive_directory(loaded.settings)
+    identities = _identities(loaded, [step.record for step in the_plan.steps])
+    loader = engines.sql_client(loaded.settings.database)
+    started = time.monotonic()
+    with loader.client_load(None, "the binlog replay", endpoint, None) as forward:
+        forward(LOAD_GRANTS)
+        for step in the_plan.steps:
+            _replay_file(directory, step, None, None, tool, identities, forward)
+        if the_plan.gtid_position:
+            forward(binlogtool.set_slave_position(the_plan.gtid_position))
+        if then:
+            forward(then)
+    the_plan.replay_seconds = time.monotonic() - started
+    log.info("replayed %d binlog files (%d transactions) into the restored instance up to %s in %.1fs",
+             len(the_plan.steps), the_plan.transactions, the_plan.stop.what, the_plan.replay_seconds)
+
+
+def _replay_file(directory: Path, step: Step, database: str | None, target: str | None, tool: str, identities,
+                 write) -> None:
+    argv = binlogtool.decode_argv(tool, database, target, start=step.start, stop=step.stop)
     with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE) as decoder:
         failure: list[BaseException] = []
 
@@ -520,7 +645,7 @@ def _replay_file(directory: Path, step: Step, the_plan: Plan, tool: str, identit
         feeder = threading.Thread(target=feed, daemon=True, name="binlog-feed")
         feeder.start()
         for chunk in iter(lambda: decoder.stdout.read(1 << 16), b""):
-            sink.write(chunk)
+            write(chunk)
         feeder.join()
         status = decoder.wait()
     if failure and not isinstance(failure[0], BrokenPipeError):

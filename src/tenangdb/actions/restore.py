@@ -151,7 +151,8 @@ def run(loaded: LoadedConfig, backup_path: str | Path, target: str, *,
         engine = engines.for_manifest(manifest, loaded.settings.database)
         if engine.whole_instance:
             raise InvalidInput(f"{backup_path} is a physical backup of the whole instance: it restores into a new "
-                               "data directory (restore -b BACKUP --datadir DIR), not into a database")
+                               "data directory (restore -b BACKUP --datadir DIR), or one database of it into a "
+                               "database (restore -b BACKUP --source-database DB -d TARGET)")
         if tables is not None:
             _select(engine, manifest, tables)
         engine.load_tool()
@@ -368,14 +369,19 @@ def _named(objects: dict) -> list[tuple[str, str]]:
 
 def _create_target(conn, target: str, manifest: Manifest | None) -> bool:
     """Create the target unless it exists, with the source's character set when the manifest
-    says it; True only when this call created it (the name was free at CREATE DATABASE time,
-    so the database is ours to drop again)."""
+    says it; True only when this call created it."""
+    return create_target(conn, target, manifest.database_charset if manifest else None,
+                         manifest.database_collation if manifest else None,
+                         manifest.database_comment if manifest else None)
+
+
+def create_target(conn, target: str, charset: str | None, collation: str | None, comment: str | None) -> bool:
+    """Create the target unless it exists; True only when this call created it (the name was
+    free at CREATE DATABASE time, so the database is ours to drop again)."""
     if inv_mod.database_exists(conn, target):
         return False
     try:
-        inv_mod.create_new_database(conn, target, manifest.database_charset if manifest else None,
-                                    manifest.database_collation if manifest else None,
-                                    manifest.database_comment if manifest else None)
+        inv_mod.create_new_database(conn, target, charset, collation, comment)
     except inv_mod.DatabaseExists:
         return False  # somebody else's, created a moment ago
     return True
@@ -478,10 +484,13 @@ def _server_on(datadir: Path) -> int | None:
     return None
 
 
-def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Path) -> RestoredDatadir:
+def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Path, the_plan=None) -> RestoredDatadir:
     """Verify a physical backup, unpack it (mbstream) into a private folder beside `datadir` in
     the verifying pass, prepare it, and move it into `datadir` (new and empty), owned by the
-    server's user when run as root."""
+    server's user when run as root. `the_plan` (actions/pitr.py): replayed to its stop point in
+    a server of our own before it is moved (actions/instance.py)."""
+    from tenangdb.actions import instance
+
     datadir = Path(datadir).absolute()
     check_datadir(datadir)
     listed = manifest_mod.load(resolve_backup_path(backup_path))
@@ -490,15 +499,28 @@ def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Pa
         raise InvalidInput(f"--datadir restores a physical backup (backup.engine: mariabackup); this one was made by "
                            f"the {engine.label} engine: restore it into a database with -d")
     engine.load_tool()  # before reading gigabytes, not after
+    if the_plan is not None:
+        from tenangdb.actions.binlog import binlog_tool
+        binlog_tool(loaded.settings)
+        engines.sql_client(loaded.settings.database).load_tool()
+    needed = the_plan.space_needed if the_plan is not None else instance.space_needed(loaded, backup_path)
+    instance.check_space(datadir.parent, needed, f"restoring {Path(backup_path).name}")
+    if datadir.is_dir() and os.stat(datadir).st_dev != os.stat(datadir.parent).st_dev:
+        instance.check_space(datadir, needed, f"moving {Path(backup_path).name} into {datadir}")
     started = time.monotonic()
     scratch = private_folder_beside(datadir)
     try:
-        verified, prepared = unpack_prepared(loaded, backup_path, engine, scratch)
+        if the_plan is None:
+            verified, prepared = unpack_prepared(loaded, backup_path, engine, scratch)
+        else:
+            with instance.started(loaded, backup_path, scratch, the_plan) as done:
+                verified, prepared = done.verified, done.prepared
         engine.move_back(prepared, datadir)
     except VerifyFailed as exc:
         raise type(exc)(f"refusing to restore from a backup that failed verification: {exc}") from None
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        with signals_deferred():
+            shutil.rmtree(scratch, ignore_errors=True)
     owner = _give_to_server_user(datadir)
     duration = time.monotonic() - started
     command = (f"mariadbd --no-defaults --datadir={datadir} --socket={datadir}/mysqld.sock --port=3307"

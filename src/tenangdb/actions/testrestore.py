@@ -291,8 +291,7 @@ def _check_instance(box, manifest: Manifest, outcome: Outcome) -> None:
         outcome.failures.append(f"the server started on the backup logged: {errors[0].strip()[:300]}")
         return
     databases = (getattr(manifest, "instance", None) or {}).get("databases") or {}
-    endpoint = Endpoint(host="localhost", port=box.port, socket=str(box.socket_path), user="root", password=None,
-                        timeout=30, defaults_file=None, ssl_mode="DISABLED", ssl_ca=None, ssl_cert=None, ssl_key=None)
+    endpoint = box.endpoint()
     try:
         conn = connect(endpoint)
         try:
@@ -399,9 +398,7 @@ def _sandbox(loaded: LoadedConfig, manifest: Manifest) -> Iterator[tuple[Endpoin
     try:
         box = start_sandbox(parent=scfg.parent, extra_args=list(scfg.options), binlog=False,
                             startup_timeout=scfg.startup_timeout)
-        endpoint = Endpoint(host="localhost", port=box.port, socket=str(box.socket_path), user="root", password=None,
-                            timeout=30, defaults_file=None, ssl_mode="DISABLED", ssl_ca=None, ssl_cert=None,
-                            ssl_key=None)
+        endpoint = box.endpoint()
         # The sandbox is empty: the backup goes back under its own name.
         target = manifest.database
         conn = connect(endpoint)

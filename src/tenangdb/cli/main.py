@@ -560,8 +560,9 @@ def _verified_line(outcome) -> str:
 @click.option("--tables", help="Comma-separated tables (or views, sequences) of a logical backup: only they are "
               "restored, with their triggers; the rest of the target is left as it is.")
 @click.option("--to-time", metavar="TIME", help="Point-in-time: with -b DATABASE, its newest base backup before "
-              "TIME, then the archived binary log replayed up to the last transaction before TIME ('YYYY-MM-DD "
-              "HH:MM:SS', UTC unless a zone such as +02:00 is given).")
+              "TIME (its own, or a physical backup holding it), then the archived binary log replayed up to the last "
+              "transaction before TIME ('YYYY-MM-DD HH:MM:SS', UTC unless a zone such as +02:00 is given); with "
+              "--datadir DIR, the whole instance from the newest physical base.")
 @click.option("--to-gtid", metavar="D-S-N", help="Point-in-time: replay up to and including this GTID.")
 @click.option("--to-position", metavar="FILE:POS", help="Point-in-time: replay up to (not including) the event at "
               "this binlog position.")
@@ -569,23 +570,43 @@ def _verified_line(outcome) -> str:
               "files, stop point, replay size) and change nothing.")
 @click.option("--datadir", type=click.Path(file_okay=False), help="With -b and a physical backup (backup.engine: "
               "mariabackup): restore the whole instance into this new, empty data directory (no server is touched), "
-              "then print the command that starts a server on it.")
+              "then print the command that starts a server on it. With --to-time/--to-gtid/--to-position (no -b): "
+              "the newest physical base before the stop point, replayed to it in a server of our own first.")
+@click.option("--source-database", metavar="DB", help="With -b naming a physical backup: restore only database DB "
+              "of it (into -d TARGET, default DB). The whole instance is restored into a private folder beside the "
+              "backup (disk for all of it), started, and DB copied into the target.")
 @click.pass_obj
 def restore(state: State, backup_path: str | None, latest: bool, before: str | None, all_: bool,
             databases: str | None, prefix: str, suffix: str, target: str | None, yes: bool, from_remote: bool,
             allow_system_schema: bool, tables: str | None, to_time: str | None, to_gtid: str | None,
-            to_position: str | None, dry_run: bool, datadir: str | None) -> None:
+            to_position: str | None, dry_run: bool, datadir: str | None, source_database: str | None) -> None:
     """Verify a backup, then restore it (or some of its tables) into a database (by default its own)."""
     from tenangdb.actions import fetch, recover
     from tenangdb.actions import restore as action
+    from tenangdb.mysql.mariabackup import INSTANCE
 
+    to_point = bool(to_time or to_gtid or to_position or dry_run)
     if datadir is not None:
-        if (not backup_path or all_ or target or tables is not None or from_remote or latest or before
-                or to_time or to_gtid or to_position or dry_run):
-            raise click.UsageError("--datadir goes with -b naming one physical backup (a local folder) alone")
+        others = all_ or target or tables is not None or from_remote or latest or before or source_database
+        if to_point:
+            if others or (backup_path and backup_path != INSTANCE):
+                raise click.UsageError("--datadir with --to-time/--to-gtid/--to-position chooses the newest physical "
+                                       "base itself: no -b, -d, --all, --tables, --latest, --before, "
+                                       "--source-database or --from-remote")
+            _restore_datadir_to_point(state, datadir, to_time, to_gtid, to_position, dry_run)
+            return
+        if not backup_path or others:
+            raise click.UsageError("--datadir goes with -b naming one physical backup (a local folder) alone, or "
+                                   "with --to-time/--to-gtid/--to-position")
         _restore_datadir(state.load(), backup_path, datadir)
         return
-    if to_time or to_gtid or to_position or dry_run:
+    if source_database is not None:
+        if not backup_path or all_ or latest or before or tables is not None or from_remote or to_point:
+            raise click.UsageError("--source-database goes with -b naming one physical backup (a local folder) and "
+                                   "-d; to a point in time: -b DATABASE --to-time/--to-gtid/--to-position")
+        _restore_from_instance(state, backup_path, source_database, target, yes, allow_system_schema)
+        return
+    if to_point:
         _restore_to_point(state, backup_path, target, yes, allow_system_schema, to_time, to_gtid, to_position,
                           dry_run, conflicts=all_ or latest or bool(before) or tables is not None,
                           from_remote=from_remote)
@@ -607,17 +628,25 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
     confirm = _confirm_factory(yes)
     if all_:
         place = recover.load_catalogue(loaded, remote=from_remote)
-        _restore_all(loaded, place, recover.newest_set(place, _split(databases), when), prefix, suffix, confirm,
-                     allow_system_schema)
+        chosen = recover.newest_set(place, _split(databases), when)
+        if INSTANCE in chosen and not databases:
+            del chosen[INSTANCE]  # the instance's backups are not a database's: --datadir restores them
+            click.echo(f"skipped {INSTANCE}: physical backups restore with --datadir (or one database with "
+                       "--source-database)", err=True)
+        _restore_all(loaded, place, chosen, prefix, suffix, confirm, allow_system_schema)
         return
     assert backup_path is not None
     remote = from_remote or fetch.is_remote_spec(backup_path, loaded)
     if _names_a_database(backup_path, remote):
         place = recover.load_catalogue(loaded, remote=remote)
-        entries = recover.pick(place, backup_path, latest=latest, before=when,
+        # A physical backup whose instance holds the database is one of its backups too (not for
+        # --tables, which needs a logical backup's sections).
+        pool = place if only is not None else _with_instance_backups(place, backup_path)
+        entries = recover.pick(pool, backup_path, latest=latest, before=when,
                                choose=_choose_entry if _interactive() else None)
-        _restore_entries(loaded, place, entries, target or entries[0].database, confirm, allow_system_schema,
-                         only)
+        database = next((e.database for e in entries if e.database != INSTANCE), backup_path)
+        _restore_entries(loaded, place, entries, target or database, confirm, allow_system_schema, only,
+                         database=database)
         return
     if latest or when is not None:
         raise click.UsageError("--latest and --before choose among a database's backups: give -b a database name")
@@ -651,6 +680,7 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
     with --from-remote, the base and the archive both come from upload.destination."""
     from tenangdb.actions import observe, pitr, recover
     from tenangdb.actions import restore as action
+    from tenangdb.mysql.mariabackup import INSTANCE
 
     if sum(bool(x) for x in (to_time, to_gtid, to_position)) != 1:
         raise click.UsageError("give one of --to-time, --to-gtid or --to-position" +
@@ -660,6 +690,9 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
                                "--all, --latest, --before and --tables do not go with them")
     if not database or not _names_a_database(database, False):
         raise click.UsageError("--to-time/--to-gtid/--to-position need -b DATABASE (a database name)")
+    if database == INSTANCE:
+        raise click.UsageError(f"{INSTANCE} is the whole instance: restore it to a point in time with --datadir DIR "
+                               "(no -b), or one database of it with -b DATABASE")
     when = recover.parse_time(to_time) if to_time else None
     target = target or database
     action.check_name(target, allow_system_schema=allow_system_schema)
@@ -675,6 +708,63 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
             seconds = pitr.run(loaded, the_plan, confirm=_confirm_factory(yes),
                                allow_system_schema=allow_system_schema)
     click.echo(f"restored {database} into {target!r} as of {the_plan.stop.what} (replay {seconds:.1f}s)")
+
+
+def _restore_datadir_to_point(state: State, datadir: str, to_time: str | None, to_gtid: str | None,
+                              to_position: str | None, dry_run: bool) -> None:
+    """restore --datadir DIR --to-*: the newest physical base before the stop point, replayed to
+    it in a server of our own, into DIR (actions/instance.py)."""
+    from tenangdb.actions import observe, pitr, recover
+    from tenangdb.actions import restore as action
+    from tenangdb.mysql.mariabackup import INSTANCE
+
+    if sum(bool(x) for x in (to_time, to_gtid, to_position)) != 1:
+        raise click.UsageError("give one of --to-time, --to-gtid or --to-position" +
+                               (" (--dry-run goes with them)" if dry_run else ""))
+    when = recover.parse_time(to_time) if to_time else None
+    directory = Path(datadir).absolute()
+    action.check_datadir(directory)
+    loaded = state.load()
+    the_plan = pitr.plan(loaded, INSTANCE, None, to_time=when, to_gtid=to_gtid, to_position=to_position,
+                         datadir=directory)
+    for line in the_plan.lines():
+        click.echo(line)
+    if dry_run:
+        return
+    with observe.restore_run(loaded, INSTANCE):
+        done = action.run_datadir(loaded, Path(the_plan.base.key), directory, the_plan=the_plan)
+    click.echo(f"OK {done.path} replayed to {the_plan.stop.what} -> data directory {done.datadir} "
+               f"({human_size(done.plain_bytes)} in {done.duration:.1f}s, replay {the_plan.replay_seconds:.1f}s"
+               f"{f', owned by {done.owner}' if done.owner else ''})")
+    if the_plan.gtid_position:
+        click.echo(f"its gtid_slave_pos is the source's GTID position at the stop point: {the_plan.gtid_position}")
+    click.echo(f"start a server on it: {done.start_command}")
+
+
+def _restore_from_instance(state: State, backup_path: str, database: str, target: str | None, yes: bool,
+                           allow_system_schema: bool) -> None:
+    """restore -b PHYSICAL --source-database DB [-d TARGET]: one database out of a physical backup."""
+    from tenangdb.actions import instance, observe
+    from tenangdb.actions import restore as action
+
+    target = target or database
+    action.check_name(target, allow_system_schema=allow_system_schema)
+    loaded = state.load()
+    chosen = _choose_backup(loaded, backup_path)
+    with observe.restore_run(loaded, database), _watched(f"restore {target}") as progress:
+        done = instance.restore_database(loaded, chosen, database, target, confirm=_confirm_factory(yes),
+                                         allow_system_schema=allow_system_schema, progress=progress)
+    click.echo(f"OK {done.path.name}: {database!r} -> {target!r} ({human_size(done.plain_bytes)} copied, "
+               f"{done.duration:.1f}s in all)")
+
+
+def _with_instance_backups(place, database: str):
+    """The catalogue with the physical backups whose instance holds `database` among its backups."""
+    import dataclasses
+
+    from tenangdb.actions import pitr
+
+    return dataclasses.replace(place, by_database={**place.by_database, database: pitr.bases_of(place, database)})
 
 
 def _restore_datadir(loaded, backup_path: str, datadir: str) -> None:
@@ -706,19 +796,27 @@ def _names_a_database(value: str, remote: bool) -> bool:
 
 
 def _restore_entries(loaded, place, entries, target: str, confirm, allow_system_schema: bool,
-                     tables: list[str] | None = None):
-    """Restore the first of `entries` that proves whole, into `target`."""
-    from tenangdb.actions import observe, recover
+                     tables: list[str] | None = None, database: str | None = None):
+    """Restore the first of `entries` that proves whole, into `target`; a physical backup among
+    them gives its database `database` (actions/instance.py)."""
+    from tenangdb.actions import instance, observe, recover
     from tenangdb.actions import restore as action
+    from tenangdb.mysql.mariabackup import INSTANCE
 
+    database = database or entries[0].database
     action.check_name(target, allow_system_schema=allow_system_schema)
-    with observe.restore_run(loaded, entries[0].database), _watched(f"restore {target}") as progress:
+    with observe.restore_run(loaded, database), _watched(f"restore {target}") as progress:
         # The connection and the target first: a download can take long.
         checked = action.check_target(loaded, target, confirm=confirm, allow_system_schema=allow_system_schema,
                                       source=entries[0].name, tables=tables) if place.location == "remote" else None
-        return recover.first_good(loaded, place, entries, lambda folder, entry: action.run(
-            loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema, checked=checked,
-            tables=tables, progress=progress), how="restore", progress=progress)
+
+        def use(folder, entry):
+            if entry.database == INSTANCE:
+                return instance.restore_database(loaded, folder, database, target, confirm=confirm,
+                                                 allow_system_schema=allow_system_schema, progress=progress)
+            return action.run(loaded, folder, target, confirm=confirm, allow_system_schema=allow_system_schema,
+                              checked=checked, tables=tables, progress=progress)
+        return recover.first_good(loaded, place, entries, use, how="restore", progress=progress)
 
 
 def _restore_all(loaded, place, chosen: dict, prefix: str, suffix: str, confirm, allow_system_schema: bool) -> None:

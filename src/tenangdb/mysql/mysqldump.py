@@ -42,14 +42,15 @@ def dump_argv(tool: str, login: list[str], database: str, *, binlog: bool, flavo
     return argv
 
 
-def restore_argv(client: str, login: list[str], database: str) -> list[str]:
+def restore_argv(client: str, login: list[str], database: str | None) -> list[str]:
+    """The client a dump or a replay is fed to; `database` None: no default database (a replay of
+    a whole instance names its databases itself)."""
     return [
         client, *login,
         "--binary-mode",  # dump bytes go to the server as they are (no \r\n or \0 rewriting)
         f"--max-allowed-packet={MAX_PACKET}",
         "--batch",
-        f"--database={database}",
-    ]
+    ] + ([f"--database={database}"] if database is not None else [])
 
 
 def is_complete(tail: bytes) -> bool:

@@ -110,9 +110,10 @@ class Streaming(Engine):
         return self.client_load(manifest.database, entry.unsealed_name, endpoint, target)
 
     @contextlib.contextmanager
-    def client_load(self, source: str, label: str, endpoint, target: str):
+    def client_load(self, source: str | None, label: str, endpoint, target: str | None):
         """A mariadb client loading a dump of database `source` into `target`; yields the
-        callable that takes the plain dump. `label` names the dump in errors.
+        callable that takes the plain dump. `label` names the dump in errors. `target` None:
+        SQL that names its databases itself (a whole instance's binlog replay), passed as it is.
 
         Leaving the block normally ends the input and checks the client's exit status; leaving
         it with an error kills the client.
@@ -121,10 +122,12 @@ class Streaming(Engine):
         with client_options(endpoint) as (login, fds):
             argv = mysqldump.restore_argv(client, login, target)
             with spawn(argv, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, pass_fds=fds) as child:
-                renamer = mysqldump.DatabaseRenamer(source, target, pipe_writer(child.stdin))
+                write = pipe_writer(child.stdin)
+                renamer = mysqldump.DatabaseRenamer(source, target, write) if target is not None else None
                 try:
-                    yield renamer.write
-                    renamer.close()
+                    yield renamer.write if renamer is not None else write
+                    if renamer is not None:
+                        renamer.close()
                     child.stdin.close()
                 except (BrokenPipeError, ConnectionResetError):
                     status = child.wait()
@@ -133,6 +136,39 @@ class Streaming(Engine):
                 status = child.wait()
         if status != 0:
             raise RestoreFailed(f"{Path(client).name} failed to load {label} (exit {status}): {child.error_line()}")
+
+    def copy(self, endpoint, database: str, forward, *, flavour: str, history: bool, events: bool,
+             wrap=None) -> int:
+        """A dump of `database` at `endpoint` streamed into `forward` (a client_load's writer),
+        through `wrap` (exact values put back) when given: a logical copy from a server nobody
+        else writes to (a restored instance of our own), so no snapshot alignment is needed.
+        The plain bytes copied; RestoreFailed when the dump fails or ends incomplete."""
+        from tenangdb.stream.pipeline import ReadAhead
+
+        tool = self.dump_tool
+        program = Path(tool).name
+        total, tail = 0, b""
+        with client_options(endpoint) as (login, fds):
+            argv = mysqldump.dump_argv(tool, login, database, binlog=False, flavour=flavour, dump_history=history,
+                                       events=events)
+            log.debug("running %s", " ".join(argv))
+            with spawn(argv, pass_fds=fds, stdout_buffer=PIPE_SIZE) as child:
+                reader = ReadAhead(child.stdout)
+                try:
+                    read = wrap(reader.read) if wrap is not None else reader.read
+                    while chunk := read(-1):
+                        forward(chunk)
+                        total += len(chunk)
+                        tail = (tail + chunk)[-4096:]
+                finally:
+                    reader.close()
+                status = child.wait()
+        if status != 0:
+            raise RestoreFailed(f"{program} failed to dump {database!r} (exit {status}): {child.error_line()}")
+        if not mysqldump.is_complete(tail):
+            raise RestoreFailed(f"the dump of {database!r} ends without {program}'s completion marker: it is "
+                                "incomplete")
+        return total
 
     def load(self, manifest: Manifest, folder: Path, plain_dir: Path | None, endpoint, target: str, *,
              identities, plain_bytes: int, configured_login: bool = True, tables: list[str] | None = None,
