@@ -21,8 +21,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TENANGDB, Env, Server
+from conftest import TENANGDB, Env, Server, on_a_terminal
 from test_failures import _wait_for
+from test_restore_progress import _frames
 from tenangdb.config.loader import load_config
 from tenangdb.mysql.sandbox import start_sandbox
 from tenangdb.stream.crypto import load_identities, load_keys
@@ -159,6 +160,24 @@ def test_backup_verify_restore_into_a_new_datadir(penv, source):
     live = box.base / "data"
     done = penv.cli("restore", "-b", str(folder), "--datadir", str(live), config=cfg)
     assert done.returncode == 2 and "holds a server's data files" in done.stderr
+
+
+def test_a_full_backup_on_a_terminal_shows_the_bytes_copied_of_the_data_directory(penv, source):
+    """The row of `_instance` has a total: the files of the server's data directory that
+    mariabackup copies (its redo log and temporary tablespace left out), close to what it streams."""
+    box, parent = source
+    cfg = _config(penv, parent)
+    status, screen = on_a_terminal(["--config", str(cfg), "backup", "--yes"], [], penv.root)
+    assert status == 0, screen
+    [folder] = penv.backups_of(INSTANCE)
+    streamed = _manifest(folder)["files"][0]["plain_size"]
+    said = re.search(r"_instance: copying the data directory \(about ([\d.]+) MiB\)", screen)
+    assert said, screen
+    total = float(said[1]) * 2**20
+    assert 0.8 * total <= streamed <= 1.25 * total, (streamed, total)
+    rows = [line for line in _frames(screen) if line.startswith(INSTANCE)]
+    assert any(re.search(r"\d+\.\d MiB/\d+\.\d MiB +\d+%", row) for row in rows), rows
+    assert "done" in rows[-1] and "/" in rows[-1], rows[-1]
 
 
 def test_test_restore_passes_and_a_flipped_byte_in_a_data_page_fails(penv, source):
