@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -468,3 +469,101 @@ def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
     done = penv.cli("cleanup", "--yes", config=cfg)
     assert done.returncode == 0, done.stdout + done.stderr
     assert [f.is_dir() for f in folders] == [False, False, False] and newest.is_dir()
+
+
+@contextlib.contextmanager
+def _modes_restored(paths: list[Path]):
+    """Put back the owner group and mode of every path below `paths` (the sandbox's own data
+    directory, opened up by a test for a service user to read)."""
+    saved = {}
+    for top in paths:
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            st = path.lstat()
+            saved[path] = (st.st_gid, stat.S_IMODE(st.st_mode))
+    try:
+        yield
+    finally:
+        for path, (gid, mode) in saved.items():
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(path, -1, gid, follow_symlinks=False)
+                os.chmod(path, mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changes the group of the sandbox's files")
+def test_init_for_mariabackup_checks_the_data_directory_as_the_unit_will_read_it(penv, source, tmp_path):
+    """`init --engine mariabackup --deploy-systemd` says what doctor says of the data directory,
+    for the service user with the unit's groups, and the backup unit binds it in read-only
+    (it lives under /tmp here, which PrivateTmp hides), with the directory's group."""
+    import grp
+
+    from test_init import init_argv, units_of
+
+    box, _ = source
+    data = box.base / "data"
+    grp.getgrnam("mysql")  # the server package's group, which the unit is given
+    before = data.stat().st_gid
+    argv = init_argv(penv, "root", "corpus", "--engine", "mariabackup", "--deploy-systemd", "--systemd-user",
+                     "tdbsvc", "--dry-run")
+
+    def init() -> tuple[str, dict[str, list[str]]]:
+        done = penv.cli(*argv)
+        assert done.returncode == 0, done.stderr
+        assert "engine: mariabackup" in done.stdout  # written to the config
+        unit = done.stdout.split("# --- /etc/systemd/system/tenangdb.service\n", 1)[1].split("# --- ", 1)[0]
+        service: dict[str, list[str]] = {}
+        for section, key, value in units_of(unit):
+            if section == "Service":
+                service.setdefault(key, []).append(value)
+        verify = done.stdout.split("# --- /etc/systemd/system/tenangdb-verify.service\n", 1)[1].split("# --- ", 1)[0]
+        assert "BindReadOnlyPaths" not in verify and "SupplementaryGroups" not in verify  # the backup unit's alone
+        return done.stderr, service
+
+    # As the sandbox made it: root's group, folders 0700: the service user cannot read it.
+    said, service = init()
+    assert f"note: mariabackup reads the server's data directory {data}" in said, said
+    assert "backup.databases (corpus) does not narrow it" in said
+    assert re.search(r"warning: the service user tdbsvc cannot (read|reach) .*which mariabackup copies", said), said
+    assert "fix: give the data directory a group the backup user is in" in said
+    assert service["BindReadOnlyPaths"] == [str(data)] and "SupplementaryGroups" not in service, service
+
+    opened = [data, *data.parents][:3]  # the data directory and the sandbox's private folders above it
+    with _modes_restored(opened):
+        for folder in opened[1:]:
+            os.chmod(folder, stat.S_IMODE(folder.stat().st_mode) | 0o011)
+        subprocess.run(["chgrp", "-R", "mysql", str(data)], check=True)
+        subprocess.run(["chmod", "-R", "g+rX", str(data)], check=True)
+        said, service = init()
+        assert "tenangdb.service reads it read-only, as a member of its group mysql" in said, said
+        assert "cannot read" not in said, said
+        assert service["SupplementaryGroups"] == ["mysql"] and service["BindReadOnlyPaths"] == [str(data)]
+
+        # A database folder made 0700 (the server's default for new ones): named, and the fix
+        # keeps the databases made later readable too.
+        os.chmod(data / "corpus", 0o700)
+        said, _ = init()
+        assert f"the service user tdbsvc cannot read {data / 'corpus'}, in the server's data directory" in said, said
+        assert "fix: give its group mysql read access (chmod -R g+rX" in said and "UMASK_DIR=0750" in said
+
+        # doctor judges the installed unit the same way: its user with SupplementaryGroups=, and
+        # whether its sandboxing hides the folder.
+        units = tmp_path / "units"
+        units.mkdir()
+        cfg = _config(penv, source[1])
+        base = "\n".join(["[Service]", "User=nobody", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
+                          "SupplementaryGroups=mysql"])
+
+        def doctor(unit: str) -> dict:
+            (units / "tenangdb.service").write_text(unit + "\n")
+            done = penv.cli("doctor", "--json", "--unit-dir", str(units), config=cfg)
+            return {c["name"]: c for c in json.loads(done.stdout)["checks"]}["physical"]
+
+        found = doctor(f"{base}\nBindReadOnlyPaths={data}")
+        assert found["status"] == "fail" and "the service user nobody (tenangdb.service) cannot read" in \
+            found["message"] and "corpus" in found["message"], found
+        os.chmod(data / "corpus", 0o750)
+        assert doctor(f"{base}\nBindReadOnlyPaths={data}")["status"] == "pass"
+        found = doctor(base)
+        assert found["status"] == "fail" and "PrivateTmp=yes hides the server's data directory" in found["message"]
+        found = doctor(base.replace("SupplementaryGroups=mysql", "") + f"\nBindReadOnlyPaths={data}")
+        assert found["status"] == "fail" and "nobody" in found["message"], found
+    assert data.stat().st_gid == before  # the sandbox's folders as they were

@@ -70,14 +70,15 @@ def to_read(datadir: Path) -> list[Path]:
     """What a backup's account must be able to read for mariabackup to copy the instance: the
     folder, the system tablespace, each database's folder (the server makes them 0700 unless
     its UMASK_DIR says otherwise) and one table file in each (0660 unless UMASK says so)."""
-    paths = [datadir, datadir / "ibdata1"]
+    paths = [datadir / "ibdata1"]
     with contextlib.suppress(OSError):
         for entry in sorted(os.scandir(datadir), key=lambda e: e.name):
-            if entry.is_dir(follow_symlinks=True) and not entry.name.startswith(("#", ".")):
+            if entry.is_dir(follow_symlinks=True) and not entry.name.startswith(("#", ".")) \
+                    and entry.name != "lost+found":  # a file system's, where the datadir is a mount
                 folder = Path(entry.path)
                 paths.append(folder)
                 with contextlib.suppress(OSError):
                     first = next((f for f in sorted(os.scandir(folder), key=lambda e: e.name) if f.is_file()), None)
                     if first is not None:
                         paths.append(Path(first.path))
-    return [p for p in paths if p.exists()]
+    return [datadir] + [p for p in paths if p.exists()]
