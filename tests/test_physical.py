@@ -471,6 +471,93 @@ def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
     assert [f.is_dir() for f in folders] == [False, False, False] and newest.is_dir()
 
 
+def test_a_remote_increment_is_checked_and_restored_with_its_remote_chain_which_cleanup_keeps(penv, source,
+                                                                                               tmp_path):
+    """verify --from-remote of an increment downloads its parents from the remote too, and a
+    link missing or damaged there fails it (7) although the local copies are whole; its test
+    restore applies the remote chain; remote retention keeps the parents of a kept remote
+    increment, and expires the chain as a whole once nothing kept needs it."""
+    box, parent = source
+    offsite, rclone_config = tmp_path / "offsite", tmp_path / "rclone.conf"
+    rclone_config.write_text("")
+    rclone_config.chmod(0o600)
+    cfg = penv.write_config({
+        "backup": {"engine": "mariabackup", "databases": ["corpus"],
+                   "encryption": {"enabled": True, "key_file": str(penv.key())},
+                   "physical": {"incremental": {"enabled": True, "full_every": "90d", "max_increments": 2}}},
+        "upload": {"enabled": True, "destination": str(offsite), "rclone_config_path": str(rclone_config),
+                   "retry_delay": 0, "timeout": 60},
+        "verify": {"target": "sandbox", "sandbox": {"parent": str(parent)}}})
+    box.sql("CREATE DATABASE IF NOT EXISTS remote_chain; CREATE TABLE IF NOT EXISTS remote_chain.t "
+            "(id INT PRIMARY KEY, v INT) ENGINE=InnoDB; DELETE FROM remote_chain.t; INSERT INTO remote_chain.t VALUES (1, 1)")
+    folders = []
+    for value in (2, 3, None):
+        folders.append(_backup_one_more(penv, cfg))
+        if value is not None:
+            box.sql(f"INSERT INTO remote_chain.t VALUES ({value}, {value})")
+    rels = [f.relative_to(penv.backups).as_posix() for f in folders]
+    names = [f.name for f in folders]
+    assert [(offsite / rel / "manifest.json").is_file() for rel in rels] == [True] * 3
+    assert _manifest(folders[2])["engine"]["chain"]["depth"] == 2
+
+    def verify_remote() -> subprocess.CompletedProcess:
+        return penv.cli("verify", "--from-remote", "-b", f"remote:{rels[2]}", config=cfg)
+
+    done = verify_remote()
+    assert done.returncode == 0, done.stderr
+    for rel in rels[:2]:
+        assert f"downloading {offsite / rel}, which" in done.stderr, done.stderr
+
+    # The remote's first increment gone, the local one still here: the remote chain is broken.
+    shutil.move(str(offsite / rels[1]), str(tmp_path / "aside"))
+    done = verify_remote()
+    assert done.returncode == 7, done.stderr
+    assert f"needs its parent {names[1]}, which is missing" in done.stderr, done.stderr
+    assert "tenangdb-remote-" not in done.stderr  # the remote copy is named, not the download
+    shutil.move(str(tmp_path / "aside"), str(offsite / rels[1]))
+
+    # A stored byte of the remote full backup flipped (the local one whole): caught in the chain.
+    stored = offsite / rels[0] / _manifest(folders[0])["files"][0]["name"]
+    good = stored.read_bytes()
+    stored.write_bytes(good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 1]) + good[len(good) // 2 + 1:])
+    done = verify_remote()
+    assert done.returncode == 7, done.stderr
+    assert f"the chain is broken at {names[0]}" in done.stderr and str(offsite / rels[0]) in done.stderr, done.stderr
+    stored.write_bytes(good)
+    done = verify_remote()  # proven again: the remote record says so for the listing and cleanup
+    assert done.returncode == 0, done.stderr
+
+    # The test restore prepares the remote full backup and applies both remote increments.
+    done = penv.cli("verify", "--from-remote", "--test-restore", "-b", f"remote:{rels[2]}", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    def age_remote(rel: str, days: int) -> None:
+        path = offsite / rel / "manifest.json"
+        data = json.loads(path.read_text())
+        data["started_at"] = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
+        path.write_text(json.dumps(data, indent=2))
+
+    # Full and first increment past remote_retention_days (30) on the remote, the second new:
+    # all three stay there, the old two for the kept one.
+    for rel in rels[:2]:
+        age_remote(rel, 40)
+    done = penv.cli("cleanup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all((offsite / rel / "manifest.json").is_file() for rel in rels), done.stdout + done.stderr
+    assert f"needed by the kept increment {names[2]} (its chain)" in done.stdout + done.stderr
+    # A new full backup (max_increments reached) and the old chain aged: it goes from the
+    # remote as a whole (the local copies are young and stay).
+    newest = _backup_one_more(penv, cfg)
+    assert "chain" not in _manifest(newest)["engine"]
+    age_remote(rels[2], 40)
+    done = penv.cli("cleanup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(offsite / rel).exists() for rel in rels] == [False] * 3, done.stdout + done.stderr
+    assert (offsite / newest.relative_to(penv.backups) / "manifest.json").is_file()
+    assert all(folder.is_dir() for folder in folders)
+    box.sql("DROP DATABASE remote_chain")
+
+
 @contextlib.contextmanager
 def _modes_restored(paths: list[Path]):
     """Put back the owner group and mode of every path below `paths` (the sandbox's own data
