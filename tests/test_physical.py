@@ -437,6 +437,14 @@ def _backup_one_more(env: Env, cfg: Path) -> Path:
     return folder
 
 
+def _age(folder: Path, days: int) -> None:
+    """The backup in `folder` (here or in a local-folder remote) made `days` ago, for retention."""
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data["started_at"] = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
+    path.write_text(json.dumps(data, indent=2))
+
+
 def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
     """A full backup and its first increment 30 days old, the second increment new: cleanup
     (max_age_days 7) keeps all three, since the kept increment restores only with its chain;
@@ -446,14 +454,8 @@ def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
     folders = [_backup_one_more(penv, cfg) for _ in range(3)]
     assert _manifest(folders[2])["engine"]["chain"]["depth"] == 2
 
-    def age(folder: Path, days: int) -> None:
-        path = folder / "manifest.json"
-        data = json.loads(path.read_text())
-        data["started_at"] = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
-        path.write_text(json.dumps(data, indent=2))
-
     for folder in folders[:2]:
-        age(folder, 30)
+        _age(folder, 30)
     done = penv.cli("list", "--json", config=cfg)
     assert done.returncode == 0, done.stderr
     done = penv.cli("cleanup", "--yes", config=cfg)
@@ -462,7 +464,7 @@ def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
     assert "needed by the kept increment" in done.stdout + done.stderr
 
     # A new full backup (full_every passed for the chain's full), and the old chain ages out whole.
-    age(folders[2], 30)
+    _age(folders[2], 30)
     cfg = _config(penv, parent, {"incremental": {"enabled": True, "full_every": "7d"}})
     newest = _backup_one_more(penv, cfg)
     assert "chain" not in _manifest(newest)["engine"]
@@ -489,7 +491,8 @@ def test_a_remote_increment_is_checked_and_restored_with_its_remote_chain_which_
                    "retry_delay": 0, "timeout": 60},
         "verify": {"target": "sandbox", "sandbox": {"parent": str(parent)}}})
     box.sql("CREATE DATABASE IF NOT EXISTS remote_chain; CREATE TABLE IF NOT EXISTS remote_chain.t "
-            "(id INT PRIMARY KEY, v INT) ENGINE=InnoDB; DELETE FROM remote_chain.t; INSERT INTO remote_chain.t VALUES (1, 1)")
+            "(id INT PRIMARY KEY, v INT) ENGINE=InnoDB; DELETE FROM remote_chain.t; "
+            "INSERT INTO remote_chain.t VALUES (1, 1)")
     folders = []
     for value in (2, 3, None):
         folders.append(_backup_one_more(penv, cfg))
@@ -531,16 +534,10 @@ def test_a_remote_increment_is_checked_and_restored_with_its_remote_chain_which_
     done = penv.cli("verify", "--from-remote", "--test-restore", "-b", f"remote:{rels[2]}", config=cfg)
     assert done.returncode == 0, done.stdout + done.stderr
 
-    def age_remote(rel: str, days: int) -> None:
-        path = offsite / rel / "manifest.json"
-        data = json.loads(path.read_text())
-        data["started_at"] = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
-        path.write_text(json.dumps(data, indent=2))
-
     # Full and first increment past remote_retention_days (30) on the remote, the second new:
     # all three stay there, the old two for the kept one.
     for rel in rels[:2]:
-        age_remote(rel, 40)
+        _age(offsite / rel, 40)
     done = penv.cli("cleanup", "--yes", config=cfg)
     assert done.returncode == 0, done.stdout + done.stderr
     assert all((offsite / rel / "manifest.json").is_file() for rel in rels), done.stdout + done.stderr
@@ -549,7 +546,7 @@ def test_a_remote_increment_is_checked_and_restored_with_its_remote_chain_which_
     # remote as a whole (the local copies are young and stay).
     newest = _backup_one_more(penv, cfg)
     assert "chain" not in _manifest(newest)["engine"]
-    age_remote(rels[2], 40)
+    _age(offsite / rels[2], 40)
     done = penv.cli("cleanup", "--yes", config=cfg)
     assert done.returncode == 0, done.stdout + done.stderr
     assert [(offsite / rel).exists() for rel in rels] == [False] * 3, done.stdout + done.stderr

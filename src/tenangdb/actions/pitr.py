@@ -356,7 +356,8 @@ def window(loaded: LoadedConfig) -> Window | None:
         for path in records_mod.upload_records(Path(settings.backup.directory)):
             record = records_mod.read(path, records_mod.UploadRecord)
             if (record is None or record.destination != settings.upload.destination or not record.ok
-                    or record.expired or record.verify not in PROVING_METHODS or not isinstance(record.pitr_base, dict)):
+                    or record.expired or record.verify not in PROVING_METHODS
+                    or not isinstance(record.pitr_base, dict)):
                 continue
             base = record.pitr_base
             try:
