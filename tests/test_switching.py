@@ -236,6 +236,8 @@ def test_config_migrate_write_refuses_what_it_cannot_write(offline_env):
 def test_unreviewed_original_timeout_does_not_kill_a_dump(env, sample_db, tmp_path):
     slow = _slow_dump(tmp_path)
     cfg = write(env, original_config(env, "frequency_check", sample_db, backup__timeout="1s",
+                                     # the file's 10 s between retries would only make the test wait
+                                     backup__retry_delay="1s",
                                      database__mysqldump_path=str(slow), database__mydumper__enabled=False))
     environ = {k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")}
     proc = subprocess.Popen([*TENANGDB, *argv("cronjob_backup", config=cfg)], cwd=env.root, text=True,
