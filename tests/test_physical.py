@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import tempfile
 import time
@@ -21,8 +22,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import TENANGDB, Env, Server
+from conftest import TENANGDB, Env, Server, on_a_terminal
 from test_failures import _wait_for
+from test_restore_progress import _frames
 from tenangdb.config.loader import load_config
 from tenangdb.mysql.sandbox import start_sandbox
 from tenangdb.stream.crypto import load_identities, load_keys
@@ -159,6 +161,24 @@ def test_backup_verify_restore_into_a_new_datadir(penv, source):
     live = box.base / "data"
     done = penv.cli("restore", "-b", str(folder), "--datadir", str(live), config=cfg)
     assert done.returncode == 2 and "holds a server's data files" in done.stderr
+
+
+def test_a_full_backup_on_a_terminal_shows_the_bytes_copied_of_the_data_directory(penv, source):
+    """The row of `_instance` has a total: the files of the server's data directory that
+    mariabackup copies (its redo log and temporary tablespace left out), close to what it streams."""
+    box, parent = source
+    cfg = _config(penv, parent)
+    status, screen = on_a_terminal(["--config", str(cfg), "backup", "--yes"], [], penv.root)
+    assert status == 0, screen
+    [folder] = penv.backups_of(INSTANCE)
+    streamed = _manifest(folder)["files"][0]["plain_size"]
+    said = re.search(r"_instance: copying the data directory \(about ([\d.]+) MiB\)", screen)
+    assert said, screen
+    total = float(said[1]) * 2**20
+    assert 0.8 * total <= streamed <= 1.25 * total, (streamed, total)
+    rows = [line for line in _frames(screen) if line.startswith(INSTANCE)]
+    assert any(re.search(r"\d+\.\d MiB/\d+\.\d MiB +\d+%", row) for row in rows), rows
+    assert "done" in rows[-1] and "/" in rows[-1], rows[-1]
 
 
 def test_test_restore_passes_and_a_flipped_byte_in_a_data_page_fails(penv, source):
@@ -417,6 +437,14 @@ def _backup_one_more(env: Env, cfg: Path) -> Path:
     return folder
 
 
+def _age(folder: Path, days: int) -> None:
+    """The backup in `folder` (here or in a local-folder remote) made `days` ago, for retention."""
+    path = folder / "manifest.json"
+    data = json.loads(path.read_text())
+    data["started_at"] = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
+    path.write_text(json.dumps(data, indent=2))
+
+
 def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
     """A full backup and its first increment 30 days old, the second increment new: cleanup
     (max_age_days 7) keeps all three, since the kept increment restores only with its chain;
@@ -426,14 +454,8 @@ def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
     folders = [_backup_one_more(penv, cfg) for _ in range(3)]
     assert _manifest(folders[2])["engine"]["chain"]["depth"] == 2
 
-    def age(folder: Path, days: int) -> None:
-        path = folder / "manifest.json"
-        data = json.loads(path.read_text())
-        data["started_at"] = (datetime.now(timezone.utc) - timedelta(days=days)).isoformat()
-        path.write_text(json.dumps(data, indent=2))
-
     for folder in folders[:2]:
-        age(folder, 30)
+        _age(folder, 30)
     done = penv.cli("list", "--json", config=cfg)
     assert done.returncode == 0, done.stderr
     done = penv.cli("cleanup", "--yes", config=cfg)
@@ -442,10 +464,190 @@ def test_cleanup_keeps_the_chain_a_kept_increment_needs(penv, source):
     assert "needed by the kept increment" in done.stdout + done.stderr
 
     # A new full backup (full_every passed for the chain's full), and the old chain ages out whole.
-    age(folders[2], 30)
+    _age(folders[2], 30)
     cfg = _config(penv, parent, {"incremental": {"enabled": True, "full_every": "7d"}})
     newest = _backup_one_more(penv, cfg)
     assert "chain" not in _manifest(newest)["engine"]
     done = penv.cli("cleanup", "--yes", config=cfg)
     assert done.returncode == 0, done.stdout + done.stderr
     assert [f.is_dir() for f in folders] == [False, False, False] and newest.is_dir()
+
+
+def test_a_remote_increment_is_checked_and_restored_with_its_remote_chain_which_cleanup_keeps(penv, source,
+                                                                                               tmp_path):
+    """verify --from-remote of an increment downloads its parents from the remote too, and a
+    link missing or damaged there fails it (7) although the local copies are whole; its test
+    restore applies the remote chain; remote retention keeps the parents of a kept remote
+    increment, and expires the chain as a whole once nothing kept needs it."""
+    box, parent = source
+    offsite, rclone_config = tmp_path / "offsite", tmp_path / "rclone.conf"
+    rclone_config.write_text("")
+    rclone_config.chmod(0o600)
+    cfg = penv.write_config({
+        "backup": {"engine": "mariabackup", "databases": ["corpus"],
+                   "encryption": {"enabled": True, "key_file": str(penv.key())},
+                   "physical": {"incremental": {"enabled": True, "full_every": "90d", "max_increments": 2}}},
+        "upload": {"enabled": True, "destination": str(offsite), "rclone_config_path": str(rclone_config),
+                   "retry_delay": 0, "timeout": 60},
+        "verify": {"target": "sandbox", "sandbox": {"parent": str(parent)}}})
+    box.sql("CREATE DATABASE IF NOT EXISTS remote_chain; CREATE TABLE IF NOT EXISTS remote_chain.t "
+            "(id INT PRIMARY KEY, v INT) ENGINE=InnoDB; DELETE FROM remote_chain.t; "
+            "INSERT INTO remote_chain.t VALUES (1, 1)")
+    folders = []
+    for value in (2, 3, None):
+        folders.append(_backup_one_more(penv, cfg))
+        if value is not None:
+            box.sql(f"INSERT INTO remote_chain.t VALUES ({value}, {value})")
+    rels = [f.relative_to(penv.backups).as_posix() for f in folders]
+    names = [f.name for f in folders]
+    assert [(offsite / rel / "manifest.json").is_file() for rel in rels] == [True] * 3
+    assert _manifest(folders[2])["engine"]["chain"]["depth"] == 2
+
+    def verify_remote() -> subprocess.CompletedProcess:
+        return penv.cli("verify", "--from-remote", "-b", f"remote:{rels[2]}", config=cfg)
+
+    done = verify_remote()
+    assert done.returncode == 0, done.stderr
+    for rel in rels[:2]:
+        assert f"downloading {offsite / rel}, which" in done.stderr, done.stderr
+
+    # The remote's first increment gone, the local one still here: the remote chain is broken.
+    shutil.move(str(offsite / rels[1]), str(tmp_path / "aside"))
+    done = verify_remote()
+    assert done.returncode == 7, done.stderr
+    assert f"needs its parent {names[1]}, which is missing" in done.stderr, done.stderr
+    assert "tenangdb-remote-" not in done.stderr  # the remote copy is named, not the download
+    shutil.move(str(tmp_path / "aside"), str(offsite / rels[1]))
+
+    # A stored byte of the remote full backup flipped (the local one whole): caught in the chain.
+    stored = offsite / rels[0] / _manifest(folders[0])["files"][0]["name"]
+    good = stored.read_bytes()
+    stored.write_bytes(good[:len(good) // 2] + bytes([good[len(good) // 2] ^ 1]) + good[len(good) // 2 + 1:])
+    done = verify_remote()
+    assert done.returncode == 7, done.stderr
+    assert f"the chain is broken at {names[0]}" in done.stderr and str(offsite / rels[0]) in done.stderr, done.stderr
+    stored.write_bytes(good)
+    done = verify_remote()  # proven again: the remote record says so for the listing and cleanup
+    assert done.returncode == 0, done.stderr
+
+    # The test restore prepares the remote full backup and applies both remote increments.
+    done = penv.cli("verify", "--from-remote", "--test-restore", "-b", f"remote:{rels[2]}", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+
+    # Full and first increment past remote_retention_days (30) on the remote, the second new:
+    # all three stay there, the old two for the kept one.
+    for rel in rels[:2]:
+        _age(offsite / rel, 40)
+    done = penv.cli("cleanup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert all((offsite / rel / "manifest.json").is_file() for rel in rels), done.stdout + done.stderr
+    assert f"needed by the kept increment {names[2]} (its chain)" in done.stdout + done.stderr
+    # A new full backup (max_increments reached) and the old chain aged: it goes from the
+    # remote as a whole (the local copies are young and stay).
+    newest = _backup_one_more(penv, cfg)
+    assert "chain" not in _manifest(newest)["engine"]
+    _age(offsite / rels[2], 40)
+    done = penv.cli("cleanup", "--yes", config=cfg)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert [(offsite / rel).exists() for rel in rels] == [False] * 3, done.stdout + done.stderr
+    assert (offsite / newest.relative_to(penv.backups) / "manifest.json").is_file()
+    assert all(folder.is_dir() for folder in folders)
+    box.sql("DROP DATABASE remote_chain")
+
+
+@contextlib.contextmanager
+def _modes_restored(paths: list[Path]):
+    """Put back the owner group and mode of every path below `paths` (the sandbox's own data
+    directory, opened up by a test for a service user to read)."""
+    saved = {}
+    for top in paths:
+        for path in [top, *(top.rglob("*") if top.is_dir() else [])]:
+            st = path.lstat()
+            saved[path] = (st.st_gid, stat.S_IMODE(st.st_mode))
+    try:
+        yield
+    finally:
+        for path, (gid, mode) in saved.items():
+            with contextlib.suppress(FileNotFoundError):
+                os.chown(path, -1, gid, follow_symlinks=False)
+                os.chmod(path, mode)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="changes the group of the sandbox's files")
+def test_init_for_mariabackup_checks_the_data_directory_as_the_unit_will_read_it(penv, source, tmp_path):
+    """`init --engine mariabackup --deploy-systemd` says what doctor says of the data directory,
+    for the service user with the unit's groups, and the backup unit binds it in read-only
+    (it lives under /tmp here, which PrivateTmp hides), with the directory's group."""
+    import grp
+
+    from test_init import init_argv, units_of
+
+    box, _ = source
+    data = box.base / "data"
+    grp.getgrnam("mysql")  # the server package's group, which the unit is given
+    before = data.stat().st_gid
+    argv = init_argv(penv, "root", "corpus", "--engine", "mariabackup", "--deploy-systemd", "--systemd-user",
+                     "tdbsvc", "--dry-run")
+
+    def init() -> tuple[str, dict[str, list[str]]]:
+        done = penv.cli(*argv)
+        assert done.returncode == 0, done.stderr
+        assert "engine: mariabackup" in done.stdout  # written to the config
+        unit = done.stdout.split("# --- /etc/systemd/system/tenangdb.service\n", 1)[1].split("# --- ", 1)[0]
+        service: dict[str, list[str]] = {}
+        for section, key, value in units_of(unit):
+            if section == "Service":
+                service.setdefault(key, []).append(value)
+        verify = done.stdout.split("# --- /etc/systemd/system/tenangdb-verify.service\n", 1)[1].split("# --- ", 1)[0]
+        assert "BindReadOnlyPaths" not in verify and "SupplementaryGroups" not in verify  # the backup unit's alone
+        return done.stderr, service
+
+    # As the sandbox made it: root's group, folders 0700: the service user cannot read it.
+    said, service = init()
+    assert f"note: mariabackup reads the server's data directory {data}" in said, said
+    assert "backup.databases (corpus) does not narrow it" in said
+    assert re.search(r"warning: the service user tdbsvc cannot (read|reach) .*which mariabackup copies", said), said
+    assert "fix: give the data directory a group the backup user is in" in said
+    assert service["BindReadOnlyPaths"] == [str(data)] and "SupplementaryGroups" not in service, service
+
+    opened = [data, *data.parents][:3]  # the data directory and the sandbox's private folders above it
+    with _modes_restored(opened):
+        for folder in opened[1:]:
+            os.chmod(folder, stat.S_IMODE(folder.stat().st_mode) | 0o011)
+        subprocess.run(["chgrp", "-R", "mysql", str(data)], check=True)
+        subprocess.run(["chmod", "-R", "g+rX", str(data)], check=True)
+        said, service = init()
+        assert "tenangdb.service reads it read-only, as a member of its group mysql" in said, said
+        assert "cannot read" not in said, said
+        assert service["SupplementaryGroups"] == ["mysql"] and service["BindReadOnlyPaths"] == [str(data)]
+
+        # A database folder made 0700 (the server's default for new ones): named, and the fix
+        # keeps the databases made later readable too.
+        os.chmod(data / "corpus", 0o700)
+        said, _ = init()
+        assert f"the service user tdbsvc cannot read {data / 'corpus'}, in the server's data directory" in said, said
+        assert "fix: give its group mysql read access (chmod -R g+rX" in said and "UMASK_DIR=0750" in said
+
+        # doctor judges the installed unit the same way: its user with SupplementaryGroups=, and
+        # whether its sandboxing hides the folder.
+        units = tmp_path / "units"
+        units.mkdir()
+        cfg = _config(penv, source[1])
+        base = "\n".join(["[Service]", "User=nobody", "NoNewPrivileges=yes", "ProtectSystem=strict", "PrivateTmp=yes",
+                          "SupplementaryGroups=mysql"])
+
+        def doctor(unit: str) -> dict:
+            (units / "tenangdb.service").write_text(unit + "\n")
+            done = penv.cli("doctor", "--json", "--unit-dir", str(units), config=cfg)
+            return {c["name"]: c for c in json.loads(done.stdout)["checks"]}["physical"]
+
+        found = doctor(f"{base}\nBindReadOnlyPaths={data}")
+        assert found["status"] == "fail" and "the service user nobody (tenangdb.service) cannot read" in \
+            found["message"] and "corpus" in found["message"], found
+        os.chmod(data / "corpus", 0o750)
+        assert doctor(f"{base}\nBindReadOnlyPaths={data}")["status"] == "pass"
+        found = doctor(base)
+        assert found["status"] == "fail" and "PrivateTmp=yes hides the server's data directory" in found["message"]
+        found = doctor(base.replace("SupplementaryGroups=mysql", "") + f"\nBindReadOnlyPaths={data}")
+        assert found["status"] == "fail" and "nobody" in found["message"], found
+    assert data.stat().st_gid == before  # the sandbox's folders as they were

@@ -5,7 +5,11 @@ the archive, and the archiver's loop stopped by SIGTERM."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import time
+from datetime import datetime
 from pathlib import Path
 
 import pytest
@@ -90,6 +94,73 @@ def test_metrics_window_and_gap_notification(benv, receiver):
         found = samples(textfile)
         assert (one(found, "tenangdb_pitr_window_start_timestamp", database=db) or 0) > ended
         assert len([e for e in receiver.events() if e["event"] == "binlog.gap"]) == 1  # reported once
+    finally:
+        server.sql(f"DROP DATABASE IF EXISTS `{db}`")
+
+
+def test_the_window_counts_a_base_whose_remote_copy_is_recorded_proven(benv, tmp_path):
+    """With cleanup_uploaded_files, an older base's local copy goes once its remote copy is
+    proven, and with it the local binlog files only it needed (they are in the mirror). The
+    window (metric and list) still starts at that base, from the upload record kept beside it,
+    without the archiver asking the remote; a record that says the remote copy failed its check
+    ends that."""
+    server = benv.server
+    db = unique("offwin")
+    server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY); INSERT INTO `{db}`.t VALUES (1)")
+    textfile = benv.root / "textfile" / "tenangdb.prom"
+    rclone_config = tmp_path / "rclone.conf"
+    rclone_config.write_text("")
+    rclone_config.chmod(0o600)
+    config = benv.write_config({
+        "metrics": {"enabled": True, "storage_path": str(benv.root / "state" / "metrics.json"),
+                    "textfile": str(textfile)},
+        "upload": {"enabled": True, "destination": str(tmp_path / "offsite"),
+                   "rclone_config_path": str(rclone_config), "retry_delay": 0, "timeout": 60},
+        "cleanup": {"cleanup_uploaded_files": True}})
+
+    def window_start() -> float | None:
+        server.sql(f"INSERT INTO `{db}`.t SELECT MAX(id) + 1 FROM `{db}`.t")
+        done = benv.cli("binlog", "--once", config=config)
+        assert done.returncode == 0, done.stderr
+        return one(samples(textfile), "tenangdb_pitr_window_start_timestamp", database=db)
+
+    def ended(folder: Path) -> float:
+        return datetime.fromisoformat(json.loads((folder / "manifest.json").read_text())["finished_at"]).timestamp()
+
+    try:
+        assert benv.cli("backup", "--databases", db, config=config).returncode == 0
+        [first] = benv.backups_of(db)
+        start = ended(first)
+        record = first.parent / f".{first.name}.upload.json"
+        assert json.loads(record.read_text())["pitr_base"]["database"] == db
+        assert window_start() == pytest.approx(start, abs=1)
+        time.sleep(1.1)  # a backup's name has the second it started
+        assert benv.cli("backup", "--databases", db, config=config).returncode == 0
+        [second] = [f for f in benv.backups_of(db) if f != first]
+        assert window_start() == pytest.approx(start, abs=1)
+
+        done = benv.cli("cleanup", "--yes", config=config)
+        assert done.returncode == 0, done.stdout + done.stderr
+        assert not first.exists() and record.is_file() and second.is_dir(), done.stdout + done.stderr
+        assert "deleted local .binlog/" in done.stdout + done.stderr  # the first base's binlogs: the mirror's alone
+        assert window_start() == pytest.approx(start, abs=1)
+        listed = json.loads(benv.cli("list", "--local", "--json", config=config).stdout)["pitr_window"]
+        assert datetime.fromisoformat(listed["databases"][db]["start"]).timestamp() == pytest.approx(start, abs=1)
+        # Worked out without the remote: an rclone that cannot run changes nothing.
+        (tmp_path / "no-tools").mkdir()
+        (tmp_path / "no-tools" / "rclone").write_text("#!/bin/sh\nexit 99\n")
+        (tmp_path / "no-tools" / "rclone").chmod(0o755)
+        script = ("import sys; from tenangdb.config.loader import load_config; from tenangdb.actions import pitr; "
+                  "print(pitr.window(load_config(sys.argv[1])).starts[sys.argv[2]])")
+        alone = subprocess.run([sys.executable, "-c", script, str(config), db], capture_output=True, text=True,
+                               env={**os.environ, "PATH": f"{tmp_path / 'no-tools'}:{os.environ['PATH']}"})
+        assert alone.returncode == 0 and float(alone.stdout) == pytest.approx(start, abs=1), alone.stderr
+
+        # The remote copy found damaged by a later check: no longer a base to count on.
+        data = json.loads(record.read_text())
+        data.update(ok=False, failed_at="2026-01-01T00:00:00+00:00", error="damaged")
+        record.write_text(json.dumps(data))
+        assert window_start() == pytest.approx(ended(second), abs=1)
     finally:
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
 

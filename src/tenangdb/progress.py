@@ -1,7 +1,8 @@
 """What a run tells a progress display. Below the actions and the engines, which both report to
 it; the cli draws it (cli/progress.py: a live board on a terminal, log lines elsewhere).
 
-A backup reports one row per database (`started`, `advanced`, `finished`). A restore, a
+A backup reports one row per database (`started`, with the bytes it will stream when known,
+`advanced`, `finished`). A restore, a
 verification or a download is a task that goes through stages ("downloading", "verifying",
 "loading", "checking objects"), each with the bytes (and tables) it will move when known:
 `stage` begins one, `advanced` says how far it is, `finished` ends the task. The actions
@@ -22,7 +23,9 @@ from typing import Callable, Iterator
 class Progress:
     """The default tells nobody. Called from worker threads."""
 
-    def started(self, database: str, engine: str, tables: int) -> None: ...
+    def started(self, database: str, engine: str, tables: int, total: int | None = None) -> None:
+        """A backup's row: `total` is the plain bytes it will stream when known beforehand (a
+        physical backup's: the data directory's files), so the display can show how far it is."""
 
     def advanced(self, database: str, plain_bytes: int, tables_done: int | None = None) -> None: ...
 

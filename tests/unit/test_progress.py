@@ -79,6 +79,27 @@ def test_a_narrow_terminal_keeps_the_progress_before_the_engine():
     assert "tables 7/12" in row and "mydumper" not in row and len(row) <= 44
 
 
+def test_a_backup_row_with_a_total_shows_how_far_it_is_and_the_time_left():
+    """A physical backup knows its total beforehand (the data directory's files): its row shows
+    the bytes of it, the share and the time left; a row without one shows the bytes alone."""
+    now = 100.0
+    board = Board(terminal(120))
+    board.started("_instance", "mariabackup", 40, total=400 * 2**20)
+    board.started("shop", "mysqldump", 3)
+    board._rows["_instance"].started = board._rows["shop"].started = 90.0
+    board.advanced("_instance", 100 * 2**20)
+    board.advanced("shop", 100 * 2**20)
+    cells = board._rows["_instance"].cells(now)
+    assert cells["size"] == "100.0 MiB/400.0 MiB  25%", cells
+    assert cells["eta"] == "ETA 30s", cells  # 100 MiB in 10 s, 300 MiB to go
+    plain = board._rows["shop"].cells(now)
+    assert plain["size"] == "100.0 MiB" and plain["eta"] == "", plain
+    # More than the estimate (the redo log grew while it copied): never past 100%.
+    board.advanced("_instance", 410 * 2**20)
+    board.finished("_instance", True)
+    assert board._rows["_instance"].cells(now)["size"].endswith("100%")
+
+
 def test_more_databases_than_lines_keep_the_running_ones_in_sight():
     console = terminal(60, height=8)
     board = Board(console)

@@ -21,7 +21,7 @@ from tenangdb.errors import (BackupFailed, ConfigError, ConnectionFailed, Interr
                              interrupt_requested, request_interrupt)
 from tenangdb.fileio import human_size
 from tenangdb.logs import FAILED, security_event
-from tenangdb.mysql import checksum, engines, fidelity
+from tenangdb.mysql import checksum, datadir, engines, fidelity
 from tenangdb.mysql import exact as exact_values
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.alignment import Alignment
@@ -473,7 +473,12 @@ def _backup_instance(conn, job: BackupJob, engine: Engine) -> Path:
         if base.why:
             (log.warning if base.damaged else log.info)("%s: a full backup: %s", job.database, base.why)
         databases = engine.instance_objects(conn)
-        job.progress.started(job.database, engine.name, sum(len(o["tables"]) for o in databases.values()))
+        # A full backup streams about the data directory's files: the row's total. An increment
+        # streams only the pages changed since its parent, which nothing tells beforehand.
+        total = datadir.copied_size(datadir.locate(conn)) if base.since_lsn is None else None
+        if total is not None:
+            log.info("%s: copying the data directory (about %s)", job.database, human_size(total))
+        job.progress.started(job.database, engine.name, sum(len(o["tables"]) for o in databases.values()), total)
         dumped = engine.dump(job, DumpInput(staging=staging, inventory=databases, checked=None),
                              since_lsn=base.since_lsn)
         if base.link is not None:

@@ -309,9 +309,8 @@ def _service_access(user: str, loaded: LoadedConfig | None) -> str | None:
     return None
 
 
-def service_unit(unit_dir: str, loaded: LoadedConfig | None = None) -> Check | None:
-    """The installed tenangdb.service: a non-root user, the hardening, no hard database dependency."""
-    path = Path(unit_dir) / "tenangdb.service"
+def _unit_values(path: Path) -> dict[str, str] | None:
+    """The settings of an installed unit (the last one of a key repeated), or None without it."""
     if not path.is_file():
         return None
     values: dict[str, str] = {}
@@ -319,6 +318,15 @@ def service_unit(unit_dir: str, loaded: LoadedConfig | None = None) -> Check | N
         key, sep, value = line.strip().partition("=")
         if sep and not key.startswith(("#", ";", "[")):
             values[key.strip()] = value.strip()
+    return values
+
+
+def service_unit(unit_dir: str, loaded: LoadedConfig | None = None) -> Check | None:
+    """The installed tenangdb.service: a non-root user, the hardening, no hard database dependency."""
+    path = Path(unit_dir) / "tenangdb.service"
+    values = _unit_values(path)
+    if values is None:
+        return None
     user = values.get("User", "")
     if user in ("", "root", "0"):
         return Check("service-unit", FAIL, f"{path} runs backups as root",
@@ -532,12 +540,14 @@ def binlog_grants(parsed, user: str, host: str) -> Check:
                  "(RELOAD) the server's binary log files")
 
 
-def physical(loaded: LoadedConfig) -> Check | None:
+def physical(loaded: LoadedConfig, unit_dir: str | None = None) -> Check | None:
     """With backup.engine: mariabackup, the tool reads the server's files: the server must be on
-    this machine and its data directory readable by this user. The backup is of the whole
-    instance, which backup.databases does not narrow."""
+    this machine and its data directory readable by this user, and by the user of the installed
+    tenangdb.service (through the unit's groups, and not hidden by its sandboxing). The backup is
+    of the whole instance, which backup.databases does not narrow."""
     if loaded.settings.backup.engine != "mariabackup":
         return None
+    from tenangdb.mysql import datadir as datadir_mod
     from tenangdb.mysql.connection import connect, endpoint_from
 
     named = loaded.settings.backup.databases
@@ -547,9 +557,7 @@ def physical(loaded: LoadedConfig) -> Check | None:
     try:
         conn = connect(ep)
         try:
-            with conn.cursor() as cur:
-                cur.execute("SELECT @@datadir")
-                (datadir,) = cur.fetchone()
+            folder = datadir_mod.locate(conn).path
         finally:
             conn.close()
     except Exception as exc:  # noqa: BLE001 - reported as the check's outcome
@@ -557,15 +565,86 @@ def physical(loaded: LoadedConfig) -> Check | None:
     if not (ep.socket or ep.host in LOOPBACK):
         return Check("physical", FAIL, f"mariabackup reads the server's files, and {ep.describe()} is not on this "
                      f"machine{note}", "run tenangdb on the database server, or use a logical engine")
-    folder = Path(datadir)
-    unreadable = [str(p) for p in (folder, folder / "ibdata1", folder / "mysql")
-                  if p.exists() and not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0))]
-    if not folder.is_dir() or unreadable:
-        return Check("physical", FAIL, f"this user cannot read the server's data directory "
-                     f"({unreadable[0] if unreadable else datadir}), which mariabackup copies{note}",
-                     "run backups as the server's user or add this user to its group (and give the group read "
-                     "access to the data directory and its files)")
-    return Check("physical", PASS, f"the data directory {datadir} is readable by this user{note}")
+    if not folder.is_dir() and os.access(folder.parent, os.X_OK):
+        return Check("physical", FAIL, f"the server's data directory {folder} is not on this machine{note}",
+                     "run tenangdb on the database server, or use a logical engine")
+    problem = datadir_problem(folder, "this user")
+    if problem is None and unit_dir is not None:
+        problem = _unit_datadir_problem(Path(unit_dir) / "tenangdb.service", folder)
+    if problem is not None:
+        return Check("physical", FAIL, problem[0] + note, problem[1])
+    return Check("physical", PASS, f"the data directory {folder} is readable by this user{note}")
+
+
+def datadir_problem(datadir: Path, who: str, account: tuple[int, set[int]] | None = None) -> tuple[str, str] | None:
+    """Why `who` cannot read what mariabackup copies of the server's data directory, and the fix;
+    None when it can. With `account` (a uid and its group ids), judged by the mode bits, for an
+    account other than this process's (init's service user, the installed unit's)."""
+    from tenangdb.mysql.datadir import to_read
+
+    if account is None:
+        blocked = next((p for p in to_read(datadir) if not os.access(p, os.R_OK | (os.X_OK if p.is_dir() else 0))),
+                       None)
+    else:
+        blocked = next((p for p in datadir.parents if not _can(*account, p, 1)), None) or next(
+            (p for p in to_read(datadir) if not _can(*account, p, 5 if p.is_dir() else 4)), None)
+    if blocked is None:
+        return None
+    try:
+        import grp
+        group = grp.getgrgid(datadir.stat().st_gid).gr_name if datadir.stat().st_gid != 0 else None
+    except (KeyError, OSError):
+        group = None
+    if blocked in datadir.parents:
+        message = f"{who} cannot reach the server's data directory ({datadir}), which mariabackup copies: {blocked} " \
+                  "is closed to it"
+    else:
+        where = "the server's data directory" if blocked == datadir else f"{blocked}, in the server's data directory"
+        message = f"{who} cannot read {where} ({datadir}), which mariabackup copies"
+    if group:
+        fix = (f"give its group {group} read access (chmod -R g+rX {datadir}; and for the databases made later, "
+               f"Environment=UMASK_DIR=0750 in the server's unit: systemctl edit mariadb) and run backups as a "
+               f"member of {group} (tenangdb init --deploy-systemd --engine mariabackup gives the unit "
+               f"SupplementaryGroups={group}), or as the server's own user")
+    else:
+        fix = (f"give the data directory a group the backup user is in, readable (chgrp -R mysql {datadir}; "
+               "chmod -R g+rX; Environment=UMASK_DIR=0750 in the server's unit), or run backups as the server's "
+               "own user")
+    return message, fix
+
+
+def _unit_datadir_problem(path: Path, datadir: Path) -> tuple[str, str] | None:
+    """What keeps the installed backup unit from reading the data directory: its user and groups,
+    or its sandboxing (ProtectHome= and PrivateTmp= hide those folders unless the unit binds it)."""
+    import grp
+    import pwd
+
+    values = _unit_values(path)
+    user = (values or {}).get("User", "")
+    if values is None or user in ("", "root", "0"):
+        return None  # no unit, or one the service-unit check fails already
+    try:
+        entry = pwd.getpwnam(user)
+    except KeyError:
+        return None  # the service-unit check says so
+    extra = set()
+    for name in values.get("SupplementaryGroups", "").split():
+        try:
+            extra.add(grp.getgrnam(name).gr_gid)
+        except KeyError:
+            return (f"{path}: SupplementaryGroups={name}: no such group on this machine",
+                    "rerun: tenangdb init --deploy-systemd --engine mariabackup --force")
+    gids = {entry.pw_gid} | {g.gr_gid for g in grp.getgrall() if user in g.gr_mem} | extra
+    problem = datadir_problem(datadir, f"the service user {user} ({path.name})", (entry.pw_uid, gids))
+    if problem is not None:
+        return problem
+    from tenangdb.deploy.systemd import hidden_by
+
+    if (hiding := hidden_by(str(datadir), values)) is not None:
+        return (f"{path}: {hiding} hides the server's data directory {datadir} from the backups",
+                "rerun: tenangdb init --deploy-systemd --engine mariabackup --force (it binds the data directory "
+                "read-only into the unit)")
+    return None
 
 
 def encryption(loaded: LoadedConfig) -> Check:
@@ -835,7 +914,7 @@ def run(loaded: LoadedConfig, *, max_age: float = 26 * 3600, unit_dir: str = "/e
         tools(loaded),
         *database(loaded),
         *binlog(loaded),
-        physical(loaded),
+        physical(loaded, unit_dir),
         encryption(loaded),
         passphrase(loaded),
         backup_keys(loaded),

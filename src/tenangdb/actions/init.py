@@ -27,6 +27,7 @@ from tenangdb.config.schema import (Settings, bounds_of, choices_of, default_bac
 from tenangdb.deploy import host, logrotate
 from tenangdb.deploy.systemd import ENABLE, UnitParams, render_units
 from tenangdb.errors import ConfigError, ConnectionFailed, TenangDBError
+from tenangdb.mysql import datadir as datadir_mod
 from tenangdb.mysql import engines
 from tenangdb.mysql import grants as grants_mod
 from tenangdb.mysql import inventory
@@ -81,6 +82,7 @@ class Answers:
     log_file: str | None = None  # "" for no log file
     binary: str | None = None
     binlog: bool | None = None  # archive the binary log (binlog.enabled) and run tenangdb-binlog.service
+    engine: str | None = None  # backup.engine; None or auto: written as auto, grants of the one auto picks
 
 
 @dataclass
@@ -223,10 +225,11 @@ def _connect(q: Questions, a: Answers) -> tuple[dict, object]:
 def _report_tools(q: Questions) -> None:
     import shutil
     for label, names in (("dump tool", ("mariadb-dump", "mysqldump")), ("client", ("mariadb", "mysql")),
-                         ("mydumper", ("mydumper",)), ("rclone", ("rclone",)),
+                         ("mydumper", ("mydumper",)), ("mariabackup", ("mariabackup", "mariadb-backup")),
+                         ("rclone", ("rclone",)),
                          ("systemd-analyze", ("systemd-analyze",))):
         path = next((p for p in (shutil.which(n) for n in names) if p), None)
-        if path and label in ("dump tool", "client", "mydumper"):
+        if path and label in ("dump tool", "client", "mydumper", "mariabackup"):
             q.say(f"  {label}: {path} ({tool_version(path)})")
         elif path:
             q.say(f"  {label}: {path}")
@@ -259,6 +262,50 @@ def _choose_binlog(q: Questions, wanted: bool | None, log_bin: bool) -> bool:
         q.say("warning: the server's binary log is off: the archiver refuses until log_bin=ON and "
               "binlog_format=ROW are set in the server's configuration (tenangdb doctor checks it)")
     return wanted
+
+
+def _say_whole_instance(q: Questions, section: dict, databases: list[str]) -> None:
+    if databases != ["all"]:
+        q.say(f"note: a physical backup is of the whole instance: backup.databases ({', '.join(databases)}) does "
+              "not narrow it")
+    if not section.get("socket") and section.get("host") not in LOOPBACK:
+        q.say("warning: mariabackup reads the server's files, and the server is not on this machine: run tenangdb on "
+              "the database server, or choose a logical engine")
+
+
+def _group_of(folder: Path | None) -> str | None:
+    """The group of the data directory, for the backup unit to read it through; not root's."""
+    import grp
+    try:
+        gid = folder.stat().st_gid if folder is not None else 0
+        return grp.getgrgid(gid).gr_name if gid != 0 else None
+    except (OSError, KeyError):
+        return None
+
+
+def _say_datadir(q: Questions, a: Answers, datadir: Path) -> None:
+    """What doctor says of the data directory (actions/doctor.datadir_problem), for the account
+    the backups will run as: the service user with the unit's groups, or this one."""
+    from tenangdb.actions.doctor import datadir_problem
+
+    q.say(f"note: mariabackup reads the server's data directory {datadir}: the account that runs backups must be "
+          "able to read it (tenangdb doctor checks it)")
+    if a.deploy_systemd:
+        account = host.find_account(a.systemd_user, a.root)
+        uid, gids = (account.uid, {account.gid}) if account else (-1, set())
+        if account and str(a.root) == "/":
+            gids |= set(os.getgrouplist(a.systemd_user, account.gid))
+        group = _group_of(datadir)
+        if group is not None:
+            gids.add(datadir.stat().st_gid)
+            q.say(f"  tenangdb.service reads it read-only, as a member of its group {group} "
+                  f"(SupplementaryGroups={group})")
+        problem = datadir_problem(datadir, f"the service user {a.systemd_user}", (uid, gids))
+    else:
+        problem = datadir_problem(datadir, "this user")
+    if problem is not None:
+        q.say(f"warning: {problem[0]}")
+        q.say(f"  fix: {problem[1]}")
 
 
 def _say_grants(q: Questions, report: grants_mod.GrantReport, statements: list[str]) -> None:
@@ -315,13 +362,18 @@ def run(a: Answers, q: Questions) -> dict:
         found = inventory.all_databases(conn, include_mysql=False)
         q.say(f"Connected: {server.flavour} {server.version}, binary log {'on' if server.log_bin else 'off'}")
         databases = _choose_databases(q, a.databases, found)
-        # The grants of the engine that backup.engine: auto (what init writes) picks here.
-        engine = engines.choose(Settings()).name
+        # The grants of the engine backup.engine names; for auto (what init writes unless
+        # --engine says otherwise), of the one it picks here.
+        engine = a.engine if a.engine not in (None, "auto") else engines.choose(Settings()).name
         binlog = _choose_binlog(q, a.binlog, server.log_bin)
         report, statements = grant_advice(conn, server, databases, engine, archiver=binlog)
+        # An engine that copies the server's files reads its data directory (mysql/datadir.py).
+        reads = datadir_mod.locate(conn).path if engines.ENGINES[engine].whole_instance else None
     finally:
         conn.close()
     _say_grants(q, report, statements)
+    if reads is not None:
+        _say_whole_instance(q, section, databases)
 
     backup_dir = a.backup_dir or (q.ask("Backup directory", layout.backup_dir) if q.interactive
                                   else layout.backup_dir)
@@ -417,6 +469,7 @@ def run(a: Answers, q: Questions) -> dict:
         data["secrets_file"] = layout.secrets
     data["database"] = db_section
     data["backup"] = {
+        **({"engine": a.engine} if a.engine not in (None, "auto") else {}),
         "directory": backup_dir, "databases": databases,
         "tracking_directory": layout.state_dir,
         "compression": {"format": compression},
@@ -457,8 +510,11 @@ def run(a: Answers, q: Questions) -> dict:
             key_file=layout.key_file if encryption == "generate" else None,
             writable=[backup_dir, layout.state_dir],
             optional_writable=[os.path.dirname(layout.log_file)] if layout.log_file else [],
-            exporter=bool(metrics), drill=bool(destination), binlog=binlog)
+            exporter=bool(metrics), drill=bool(destination), binlog=binlog,
+            datadir=str(reads) if reads is not None else None, datadir_group=_group_of(reads))
         units = render_units(unit_params)
+    if reads is not None:
+        _say_datadir(q, a, reads)
     rotation = (logrotate.render(layout.log_file, a.systemd_user, a.systemd_user)
                 if a.deploy_systemd and layout.log_file else None)
 

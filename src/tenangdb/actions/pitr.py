@@ -367,14 +367,30 @@ class Window:
 
 
 def window(loaded: LoadedConfig) -> Window | None:
-    """The window from the local base backups and the archive; None without an archive. A base
+    """The window from the base backups and the archive; None without an archive. A base
     counts from the end of its backup (its snapshot lies before that, so any time from there
-    finds a stop point after its position)."""
+    finds a stop point after its position), and only where every binlog file from its position
+    on is kept. The remote is not asked: the archiver works this out every cycle for the metric.
+
+    The local bases are the complete local backups, checked against the local archive. With the
+    archive mirrored off-site (binlog.upload), so are the bases whose remote copy is recorded
+    proven (the upload records beside the backups, which outlive a local copy cleanup deleted,
+    carry the base's position), against the mirror, which a restore --from-remote replays: it
+    holds the local archive's files (a cycle behind at most) and those before them, since a
+    local file is deleted only once mirrored and the mirror keeps what its kept bases need
+    (retention rule 7), short of a recorded gap. With cleanup.pitr_days, a remote base older
+    than the newest one at or before the window's start counts no more: rule 7 lets the
+    mirror's files for it go."""
+    from tenangdb.actions import binlog_offsite
+    from tenangdb.actions.upload import PROVING_METHODS
+    from tenangdb.repository import records as records_mod
+
     directory = store.archive_directory(loaded.settings)
     identity = store.identity(directory)
     if identity is None:
         return None
     records = store.records(directory)
+    gaps = store.gaps(directory)
     bases = []
     for entries in recover.load_catalogue(loaded, remote=False).by_database.values():
         for entry in entries:
@@ -383,8 +399,39 @@ def window(loaded: LoadedConfig) -> Window | None:
             found = _base_binlog(entry, with_time=True)
             if found is not None:
                 bases.append((entry.database, found[2], found[0]))
+    starts = store.window_starts(records, bases)
+    settings = loaded.settings
+    if records and binlog_offsite.wanted(settings):
+        offsite: dict[str, list[tuple[float, int]]] = {}
+        for path in records_mod.upload_records(Path(settings.backup.directory)):
+            record = records_mod.read(path, records_mod.UploadRecord)
+            if (record is None or record.destination != settings.upload.destination or not record.ok
+                    or record.expired or record.verify not in PROVING_METHODS
+                    or not isinstance(record.pitr_base, dict)):
+                continue
+            base = record.pitr_base
+            try:
+                ended = datetime.fromisoformat(base["finished_at"])
+                ended = ended if ended.tzinfo else ended.replace(tzinfo=timezone.utc)
+                offsite.setdefault(str(base["database"]), []).append((ended.timestamp(), store.sequence(base["file"])))
+            except (KeyError, TypeError, ValueError, store.ArchiveError):
+                log.warning("ignoring the unreadable base position in %s", path)
+        # No replay crosses a gap: a base before the file the archive resumed at after one counts no more.
+        try:
+            barrier = max((store.sequence(gap.resumed_at) for gap in gaps), default=0)
+        except store.ArchiveError:
+            barrier = records[-1].seq + 1
+        have, first, last = {r.seq for r in records}, records[0].seq, records[-1].seq
+        since = time.time() - settings.cleanup.pitr_days * 86400 if settings.cleanup.pitr_days else None
+        for database, found in offsite.items():
+            usable = [(when, seq) for when, seq in found if barrier <= seq <= last
+                      and all(n in have for n in range(max(seq, first), last + 1))]
+            before = [when for when, _ in usable if since is not None and when <= since]
+            usable = [(when, seq) for when, seq in usable if not before or when >= max(before)]
+            if usable:
+                starts[database] = min([starts.get(database, float("inf")), *(when for when, _ in usable)])
     return Window(server=store.server_label(identity), end=records[-1].last_time if records else None,
-                  starts=store.window_starts(records, bases), gaps=len(store.gaps(directory)))
+                  starts=starts, gaps=len(gaps))
 
 
 @contextmanager

@@ -227,8 +227,9 @@ def check_remote(loaded: LoadedConfig, place: Catalogue, rel: str, key: str, *, 
         with fetch.fetched(loaded, key, progress=shown) as folder:
             [outcome] = verify.verify_each(loaded, [folder], test_restore=test_restore, target=target,
                                            log_failures=False, progress=progress)
-            outcome.failures = [text.replace(str(folder), key) for text in outcome.failures]
-            outcome.notes = [text.replace(str(folder), key) for text in outcome.notes]
+            # The remote copies named, not the download (an increment's parents are in it too).
+            outcome.failures = [fetch.as_remote(text, folder).replace(str(folder), key) for text in outcome.failures]
+            outcome.notes = [fetch.as_remote(text, folder).replace(str(folder), key) for text in outcome.notes]
     except VerifyFailed as exc:  # not downloaded, or no manifest there
         ref = BackupRef.parse(rel)
         outcome = testrestore.Outcome(path=Path(key), database=ref.db if ref else "unknown",

@@ -178,10 +178,14 @@ def upload_backup(loaded: LoadedConfig, rc: Rclone, root: Path, folder: Path) ->
     def proven(check: RemoteCheck) -> records.UploadRecord:
         stamp = now_iso()
         sizes = {entry.name: entry.stored_size for entry in manifest.files}
+        base = manifest.binlog
+        pitr = {"pitr_base": {"database": manifest.database, "file": base.file, "position": base.position,
+                              "finished_at": manifest.finished_at}} \
+            if base is not None and base.file is not None and base.position is not None else {}
         return records.UploadRecord(
             ok=True, destination=rc.destination, remote_path=rpath, uploaded_at=stamp, verified_at=stamp,
             verify=check.method, bytes=size,
-            files={name: {"size": sizes[name], **hashes} for name, hashes in known.items()})
+            files={name: {"size": sizes[name], **hashes} for name, hashes in known.items()}, **pitr)
 
     def before_retry(exc: BaseException, attempt_no: int, delay: float) -> None:
         bad = list(getattr(exc, "bad_files", []))

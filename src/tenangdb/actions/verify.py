@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+from tenangdb.actions import fetch
 from tenangdb.config.loader import LoadedConfig
 from tenangdb.errors import KeyUnavailable, VerifyFailed
 from tenangdb.logs import FAILED, security_event
@@ -157,9 +158,13 @@ _proven: ContextVar[set[Path] | None] = ContextVar("proven", default=None)
 
 def chain_of(loaded: LoadedConfig, folder: Path, manifest: Manifest) -> list[chains.Member]:
     """The backup's chain, full backup first (itself alone if it is no increment); a parent is
-    looked for in the backup's own repository, then in backup.directory. VerifyFailed names a
+    looked for in the backup's own repository, then in backup.directory. A downloaded remote
+    copy's parents only in the download (fetch.fetched brings them): a remote copy is proven
+    with the remote chain, never with local backups of the same names. VerifyFailed names a
     missing parent or an LSN gap."""
-    roots = list(dict.fromkeys([chains.root_of(folder), Path(loaded.settings.backup.directory).absolute()]))
+    downloaded = fetch.download_root(folder)
+    roots = [downloaded] if downloaded is not None else list(dict.fromkeys(
+        [chains.root_of(folder), Path(loaded.settings.backup.directory).absolute()]))
     return chains.members(folder, manifest, roots)
 
 

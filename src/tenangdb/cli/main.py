@@ -1304,6 +1304,8 @@ def _key_option(*decls: str, key: str, help: str | None = None):
 @_key_option("--databases", key="backup.databases", help="Comma-separated databases, or all.")
 @_key_option("--backup-dir", key="backup.directory", help="Backup directory.")
 @_key_option("--compression", key="backup.compression.format", help="Compression.")
+@_key_option("--engine", key="backup.engine", help="Backup engine (its grants are printed; mariabackup: the "
+             "data directory's access is checked and the backup unit reads it).")
 @click.option("--encryption", type=click.Choice(["generate", "recipients", "none"]),
               help="generate: an age identity beside the config (an existing one is reused); recipients: encrypt "
               "to --recipient keys whose identity is kept elsewhere.")

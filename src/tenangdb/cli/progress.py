@@ -171,9 +171,9 @@ class Board(Progress):
                 self._draw()
 
     # -- Progress
-    def started(self, database: str, engine: str, tables: int) -> None:
+    def started(self, database: str, engine: str, tables: int, total: int | None = None) -> None:
         with self._lock:
-            self._rows[database] = _Row(engine, tables)
+            self._rows[database] = _Row(engine, tables, total=total)
         self._draw()
 
     def advanced(self, database: str, plain_bytes: int, tables_done: int | None = None) -> None:

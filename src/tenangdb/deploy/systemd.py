@@ -34,6 +34,10 @@ class UnitParams:
     verify_schedule: str = "*-*-* 06:00:00"
     cleanup_schedule: str = "Sun *-*-* 03:00:00"
     drill_schedule: str = "Sat *-*-* 05:00:00"
+    # backup.engine: mariabackup reads the server's data directory: the backup unit gets it
+    # read-only, and its group (when not root's) as a supplementary group.
+    datadir: str | None = None
+    datadir_group: str | None = None
 
     @property
     def protect_home(self) -> str:
@@ -43,11 +47,37 @@ class UnitParams:
         return "yes"
 
 
+# The folders ProtectHome= and PrivateTmp= hide from a unit.
+HOMES = ("/home", "/root", "/run/user")
+TEMPORARY = ("/tmp", "/var/tmp")
+
+
+def _below(path: str, folders: tuple[str, ...]) -> bool:
+    return any(path == folder or path.startswith(folder + "/") for folder in folders)
+
+
+def hidden_by(path: str, unit: dict[str, str]) -> str | None:
+    """The setting of a unit (its key=value pairs) that keeps `path` from its processes, unless
+    the unit binds it in; None when they see it."""
+    bound = " ".join(unit.get(key, "") for key in ("BindReadOnlyPaths", "BindPaths")).split()
+    if any(_below(path, (entry.lstrip("-+").split(":", 1)[0].rstrip("/"),)) for entry in bound):
+        return None
+    home = unit.get("ProtectHome", "no")
+    if _below(path, HOMES) and home not in ("no", "false", "read-only"):
+        return f"ProtectHome={home}"
+    if _below(path, TEMPORARY) and unit.get("PrivateTmp") in ("yes", "true"):
+        return "PrivateTmp=yes"
+    return None
+
+
 def _exec(p: UnitParams, *args: str) -> str:
     return " ".join(shlex.quote(part) for part in (p.binary, "--config", p.config, *args))
 
 
-def _hardening(p: UnitParams, *, network_only: bool = False) -> list[str]:
+def _hardening(p: UnitParams, *, reads_datadir: bool = False) -> list[str]:
+    home = p.protect_home
+    if reads_datadir and p.datadir and _below(p.datadir, HOMES) and home == "yes":
+        home = "tmpfs"  # an empty, read-only /home into which the data directory is bound
     lines = [
         "# Hardening (docs/SECURITY.md): no new privileges, no capabilities, a read-only system",
         "# and no home folders; only the folders below are writable.",
@@ -58,13 +88,15 @@ def _hardening(p: UnitParams, *, network_only: bool = False) -> list[str]:
         "PrivateDevices=yes",
         "PrivateMounts=yes",
         "ProtectSystem=strict",
-        f"ProtectHome={p.protect_home}",
+        f"ProtectHome={home}",
     ]
     writable = " ".join(shlex.quote(path) for path in p.writable)
     optional = " ".join("-" + shlex.quote(path) for path in p.optional_writable)
     paths = " ".join(part for part in (writable, optional) if part)
     if paths:
         lines.append(f"ReadWritePaths={paths}")
+    if reads_datadir and p.datadir:
+        lines += _datadir(p, home)
     lines += [
         "ProtectKernelTunables=yes",
         "ProtectKernelModules=yes",
@@ -92,6 +124,19 @@ def _hardening(p: UnitParams, *, network_only: bool = False) -> list[str]:
     return lines
 
 
+def _datadir(p: UnitParams, home: str) -> list[str]:
+    """The backup unit's view of the server's data directory: read-only (the group may write the
+    server's files, this unit never does), bound in where ProtectHome= or PrivateTmp= hide it."""
+    lines = ["# mariabackup reads the server's data directory (backup.engine: mariabackup): read-only",
+             "# here, through the directory's group when the server's modes let the group read it."]
+    if p.datadir_group:
+        lines.append(f"SupplementaryGroups={p.datadir_group}")
+    folder = shlex.quote(p.datadir.rstrip("/") or "/")
+    hidden = hidden_by(p.datadir.rstrip("/"), {"ProtectHome": home, "PrivateTmp": "yes"})
+    lines.append(f"{'BindReadOnlyPaths' if hidden else 'ReadOnlyPaths'}={folder}")
+    return lines
+
+
 def _credentials(p: UnitParams, *, identity: bool) -> list[str]:
     lines = []
     if p.secrets_file:
@@ -103,7 +148,8 @@ def _credentials(p: UnitParams, *, identity: bool) -> list[str]:
     return lines
 
 
-def _oneshot(p: UnitParams, description: str, command: list[str], timeout: str) -> str:
+def _oneshot(p: UnitParams, description: str, command: list[str], timeout: str, *,
+             reads_datadir: bool = False) -> str:
     lines = [
         "[Unit]",
         f"Description={description}",
@@ -121,7 +167,7 @@ def _oneshot(p: UnitParams, description: str, command: list[str], timeout: str) 
         "Nice=10",
         "IOSchedulingClass=best-effort",
         "IOSchedulingPriority=7",
-        *_hardening(p),
+        *_hardening(p, reads_datadir=reads_datadir),
         "",
     ]
     return "\n".join(lines)
@@ -202,7 +248,7 @@ def _binlog(p: UnitParams) -> str:
 def render_units(p: UnitParams) -> dict[str, str]:
     """File name -> content of every unit."""
     units = {
-        "tenangdb.service": _oneshot(p, "TenangDB backup", ["backup", "--yes"], "12h"),
+        "tenangdb.service": _oneshot(p, "TenangDB backup", ["backup", "--yes"], "12h", reads_datadir=True),
         "tenangdb.timer": _timer("Daily TenangDB backup", p.backup_schedule, "15min"),
         "tenangdb-verify.service": _oneshot(p, "TenangDB verification of the latest backups",
                                             ["verify", "--latest"], "6h"),

@@ -48,9 +48,11 @@ def client_tool(cfg) -> str:
 
 @functools.lru_cache(maxsize=None)
 def tool_version(path: str) -> str:
-    status, out, _ = run([path, "--version"], timeout=20)
-    text = out.decode(errors="replace").strip()
+    status, out, err = run([path, "--version"], timeout=20)
+    # mariabackup says it on stderr: "mariabackup based on MariaDB server 10.11.19-MariaDB ...".
+    text = out.decode(errors="replace").strip() or err.strip()
     if status != 0 or not text:
         return "unknown"
-    match = re.search(r"Distrib ([^\s,]+)", text) or re.search(r"Ver ([^\s,]+)", text)
+    match = (re.search(r"Distrib ([^\s,]+)", text) or re.search(r"Ver ([^\s,]+)", text)
+             or re.search(r"based on \S+ server ([^\s,]+)", text))
     return match.group(1) if match else text.splitlines()[0][:80]

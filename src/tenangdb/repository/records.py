@@ -98,6 +98,10 @@ class UploadRecord(Record):
     check: str | None = None
     proof: str | None = None
     failed_at: str | None = None
+    # The backup as a base for point-in-time restores, copied from its manifest at upload:
+    # {"database", "file", "position", "finished_at"}. The recoverable window counts the remote
+    # copy with it after the local copy is gone, without asking the remote (actions/pitr.window).
+    pitr_base: dict[str, Any] | None = None
 
 
 class VerifyRecord(Record):
