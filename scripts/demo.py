@@ -67,7 +67,7 @@ def main() -> int:
     step("Starting a throwaway MariaDB in a private temporary folder")
     box = start_sandbox(parent=str(work))
     try:
-        print(f"server on {box.socket_path} and 127.0.0.1:{box.port} (pid {box.pid})")
+        print(f"server on {box.socket_path} (pid {box.pid})")
         step("Loading the sample database `shop` (5,000 customers, 20,000 orders, a view, a trigger, a routine)")
         box.sql(SAMPLE)
         step("Creating an age key pair for encryption")

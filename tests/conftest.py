@@ -111,7 +111,7 @@ def binlog_server():
 
 
 def _throwaway(*, binlog: bool):
-    box = start_sandbox(binlog=binlog)
+    box = start_sandbox(binlog=binlog, networking=True)  # some tests log in over TCP
     try:
         yield Server(socket=str(box.socket_path), host="127.0.0.1", port=box.port, user="root", password="",
                      box=box)

@@ -456,3 +456,14 @@ def test_row_counts_come_from_the_checksum_scan_where_it_reads_each_row_once(env
     finally:
         conn.close()
         server.sql(f"DROP DATABASE IF EXISTS `{name}`")
+
+
+def test_the_sandbox_is_reachable_by_its_private_socket_only():
+    """A test restore's server holds the backup's data with a root that has no password: any
+    local user could log in over 127.0.0.1, so it does not listen on TCP at all."""
+    from tenangdb.mysql.sandbox import start_sandbox
+    with start_sandbox(binlog=False) as box:
+        assert box.port is None
+        assert box.sql("SELECT @@skip_networking").strip() == "1"
+        cmdline = open(f"/proc/{box.pid}/cmdline", "rb").read().split(b"\0")
+        assert b"--skip-networking" in cmdline and not any(a.startswith(b"--port=") for a in cmdline)

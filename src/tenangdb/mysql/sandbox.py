@@ -81,11 +81,12 @@ def _alive(pid: int) -> bool:
 
 @dataclass
 class Sandbox:
-    """A running throwaway server; root has no password and may connect over both paths."""
+    """A running throwaway server; root has no password. Only its private socket reaches it,
+    unless it was started with `networking` (then also TCP on 127.0.0.1, at `port`)."""
 
     base: Path
     socket_path: Path
-    port: int
+    port: int | None
     pid: int
     process: subprocess.Popen = field(repr=False)
     host: str = "127.0.0.1"
@@ -118,7 +119,7 @@ class Sandbox:
         grant tables of a server of ours are either fresh or skipped)."""
         from tenangdb.mysql.connection import Endpoint
 
-        return Endpoint(host="localhost", port=self.port, socket=str(self.socket_path), user="root", password=None,
+        return Endpoint(host="localhost", port=self.port or 0, socket=str(self.socket_path), user="root", password=None,
                         timeout=30, defaults_file=None, ssl_mode="DISABLED", ssl_ca=None, ssl_cert=None,
                         ssl_key=None)
 
@@ -185,13 +186,18 @@ def start_sandbox(
     startup_timeout: float = 120.0,
     datadir: str | os.PathLike | None = None,
     skip_grants: bool = True,
+    networking: bool = False,
 ) -> Sandbox:
     """Initialise a data directory and start ``mariadbd`` on it; return once it answers.
 
     With `datadir`, start on that existing data directory instead (a prepared physical backup):
     it is not initialised, not removed by `stop`, and (`skip_grants`) the grant tables are
-    skipped, since its accounts are the source server's (the socket is private and TCP is on
-    127.0.0.1 only); the server then loads no events either."""
+    skipped, since its accounts are the source server's; the server then loads no events either.
+
+    The server listens on its socket only, in a 0700 folder: a fresh one's root has no password
+    and a copy's grant tables are skipped, so whoever reached it over TCP would be root over
+    the backup's data (any local user can reach 127.0.0.1). `networking` adds TCP on 127.0.0.1,
+    for servers of our tests and benches that hold no backup."""
     server = _find("mariadbd", "mysqld")
     install_db = _find("mariadb-install-db", "mysql_install_db")
     if server is None or install_db is None:
@@ -205,7 +211,7 @@ def start_sandbox(
         if datadir is not None and skip_grants:
             extra_args = ["--skip-grant-tables", *(extra_args or [])]
         return _start(server, install_db, base, extra_args, binlog, startup_timeout,
-                      Path(datadir).absolute() if datadir is not None else None)
+                      Path(datadir).absolute() if datadir is not None else None, networking)
     except BaseException:
         # An interrupt while starting must not leave a server or its folder behind.
         shutil.rmtree(base, ignore_errors=True)
@@ -213,7 +219,7 @@ def start_sandbox(
 
 
 def _start(server: str, install_db: str, base: Path, extra_args: list[str] | None, binlog: bool,
-           startup_timeout: float, given: Path | None = None) -> Sandbox:
+           startup_timeout: float, given: Path | None = None, networking: bool = False) -> Sandbox:
     datadir = given or base / "data"
     sock = base / "mysqld.sock"
     socket_dir = None
@@ -224,7 +230,7 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
         sock = socket_dir / "mysqld.sock"
     try:
         return _start_in(server, install_db if given is None else None, base, datadir, sock, socket_dir, extra_args,
-                         binlog, startup_timeout)
+                         binlog, startup_timeout, networking)
     except BaseException:
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
@@ -232,7 +238,7 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
 
 
 def _start_in(server: str, install_db: str | None, base: Path, datadir: Path, sock: Path, socket_dir: Path | None,
-              extra_args: list[str] | None, binlog: bool, startup_timeout: float) -> Sandbox:
+              extra_args: list[str] | None, binlog: bool, startup_timeout: float, networking: bool) -> Sandbox:
     run_as = ["--user=root"] if os.geteuid() == 0 else []
     # Its own temporary folder: servers sharing /tmp can collide on temporary table names.
     tmpdir = base / "tmp"
@@ -248,10 +254,11 @@ def _start_in(server: str, install_db: str | None, base: Path, datadir: Path, so
             raise SandboxError("mariadb-install-db failed: " + " ".join(err.split())[-500:])
     else:
         run_as += ["--skip-slave-start"]  # a copy of a replica must not start replicating
-    port = _free_port()
+    port = _free_port() if networking else None
+    listen = [f"--port={port}", "--bind-address=127.0.0.1"] if networking else ["--skip-networking"]
     argv = [
         server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
-        f"--port={port}", "--bind-address=127.0.0.1", f"--tmpdir={tmpdir}", f"--pid-file={base / 'mysqld.pid'}",
+        *listen, f"--tmpdir={tmpdir}", f"--pid-file={base / 'mysqld.pid'}",
         f"--log-error={base / 'server.log'}", "--innodb-buffer-pool-size=256M",
         "--innodb-log-file-size=256M", "--skip-name-resolve", "--event-scheduler=OFF",
         "--max-allowed-packet=256M", "--character-set-server=utf8mb4",
