@@ -157,61 +157,40 @@ class _ZstdIn:
         return self._frame.done and not self._trailing
 
 
-class _ZlibIn:
-    """zlib (gzip) with its output capped at OUT bytes a call; `eof` tells whether the stream
-    ended properly."""
+class _StdlibIn:
+    """zlib (gzip) or lzma (xz), its output capped at OUT bytes a call; `eof` tells whether the
+    stream ended properly."""
 
     def __init__(self, obj) -> None:
         self._obj = obj
         self._trailing = False
 
+    def _rest(self, piece: bytes) -> bytes | None:
+        """What to feed next after `piece` came out, or None when this input is done."""
+        if self._obj.eof:
+            return None
+        if isinstance(self._obj, lzma.LZMADecompressor):
+            return None if self._obj.needs_input else b""  # it keeps the input it has not used
+        # zlib hands back what it has not used; a full piece may leave output pending inside
+        # it even with no input left.
+        tail = self._obj.unconsumed_tail
+        return tail if tail or len(piece) == OUT else None
+
     def decompress(self, data: bytes, out: Callable[[bytes], None]) -> None:
         if self._obj.eof:
             self._trailing = self._trailing or bool(data)
             return
-        while True:
+        while data is not None:
             piece = self._obj.decompress(data, OUT)
             if piece:
                 out(piece)
-            data = self._obj.unconsumed_tail
-            # A full piece may leave output pending inside zlib even with no input left.
-            if self._obj.eof or not data and len(piece) < OUT:
-                break
+            data = self._rest(piece)
         if self._obj.eof and self._obj.unused_data:
             self._trailing = True
 
     def finish(self, out: Callable[[bytes], None]) -> None:
-        if piece := self._obj.flush():
+        if hasattr(self._obj, "flush") and (piece := self._obj.flush()):
             out(piece)
-
-    @property
-    def complete(self) -> bool:
-        return self._obj.eof and not self._trailing
-
-
-class _LzmaIn:
-    """xz with its output capped at OUT bytes a call."""
-
-    def __init__(self, obj) -> None:
-        self._obj = obj
-        self._trailing = False
-
-    def decompress(self, data: bytes, out: Callable[[bytes], None]) -> None:
-        if self._obj.eof:
-            self._trailing = self._trailing or bool(data)
-            return
-        while True:
-            piece = self._obj.decompress(data, OUT)
-            if piece:
-                out(piece)
-            data = b""
-            if self._obj.eof or self._obj.needs_input:
-                break
-        if self._obj.eof and self._obj.unused_data:
-            self._trailing = True
-
-    def finish(self, out: Callable[[bytes], None]) -> None:
-        pass
 
     @property
     def complete(self) -> bool:
@@ -234,9 +213,9 @@ def decompressor(fmt: str) -> Decompressor:
     if fmt == "zstd":
         return _ZstdIn()
     if fmt == "gzip":
-        return _ZlibIn(zlib.decompressobj(31))
+        return _StdlibIn(zlib.decompressobj(31))
     if fmt == "xz":
-        return _LzmaIn(lzma.LZMADecompressor(format=lzma.FORMAT_XZ))
+        return _StdlibIn(lzma.LZMADecompressor(format=lzma.FORMAT_XZ))
     if fmt == "none":
         return _Identity()
     raise ValueError(f"unknown compression {fmt!r}")
