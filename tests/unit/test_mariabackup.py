@@ -47,3 +47,7 @@ def test_the_login_file_comes_first_and_nothing_secret_is_on_argv():
     assert not any("password" in part for part in argv)
     prepare = mariabackup.prepare_argv("mariabackup", Path("/r"), "1G")
     assert prepare[1] == "--defaults-file=/r/backup-my.cnf" and "--use-memory=1G" in prepare
+
+
+def test_mbstream_unpacks_with_two_writer_threads_into_the_folder():
+    assert mariabackup.extract_argv("mbstream", Path("/r/x")) == ["mbstream", "-x", "--parallel=2", "-C", "/r/x"]

@@ -52,8 +52,14 @@ def backup_argv(tool: str, defaults: str, lsndir: Path, tmpdir: Path, since_lsn:
         + ([f"--incremental-lsn={since_lsn}"] if since_lsn is not None else [])
 
 
+# mbstream -x writes the files with this many threads. Measured on 2 cores, a 600 MB stream
+# from a pipe: 0.56 s with 2 against 0.97 s with 1 (its default) and 1.0 s with 4; a 3-backup
+# chain's restore 5.9 s against 7.0 s (medians of 4).
+EXTRACT_THREADS = 2
+
+
 def extract_argv(tool: str, into: Path) -> list[str]:
-    return [tool, "-x", "-C", str(into)]
+    return [tool, "-x", f"--parallel={EXTRACT_THREADS}", "-C", str(into)]
 
 
 def prepare_argv(tool: str, folder: Path, use_memory: str, increment: Path | None = None) -> list[str]:
