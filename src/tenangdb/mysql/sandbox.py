@@ -185,13 +185,15 @@ def start_sandbox(
     startup_timeout: float = 120.0,
     datadir: str | os.PathLike | None = None,
     skip_grants: bool = True,
+    port: int | None = None,
 ) -> Sandbox:
     """Initialise a data directory and start ``mariadbd`` on it; return once it answers.
 
     With `datadir`, start on that existing data directory instead (a prepared physical backup):
     it is not initialised, not removed by `stop`, and (`skip_grants`) the grant tables are
     skipped, since its accounts are the source server's (the socket is private and TCP is on
-    127.0.0.1 only); the server then loads no events either."""
+    127.0.0.1 only); the server then loads no events either. `port`: TCP on that port (else a
+    free one)."""
     server = _find("mariadbd", "mysqld")
     install_db = _find("mariadb-install-db", "mysql_install_db")
     if server is None or install_db is None:
@@ -205,7 +207,7 @@ def start_sandbox(
         if datadir is not None and skip_grants:
             extra_args = ["--skip-grant-tables", *(extra_args or [])]
         return _start(server, install_db, base, extra_args, binlog, startup_timeout,
-                      Path(datadir).absolute() if datadir is not None else None)
+                      Path(datadir).absolute() if datadir is not None else None, port)
     except BaseException:
         # An interrupt while starting must not leave a server or its folder behind.
         shutil.rmtree(base, ignore_errors=True)
@@ -213,7 +215,7 @@ def start_sandbox(
 
 
 def _start(server: str, install_db: str, base: Path, extra_args: list[str] | None, binlog: bool,
-           startup_timeout: float, given: Path | None = None) -> Sandbox:
+           startup_timeout: float, given: Path | None = None, port: int | None = None) -> Sandbox:
     datadir = given or base / "data"
     sock = base / "mysqld.sock"
     socket_dir = None
@@ -224,7 +226,7 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
         sock = socket_dir / "mysqld.sock"
     try:
         return _start_in(server, install_db if given is None else None, base, datadir, sock, socket_dir, extra_args,
-                         binlog, startup_timeout)
+                         binlog, startup_timeout, port)
     except BaseException:
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
@@ -232,7 +234,7 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
 
 
 def _start_in(server: str, install_db: str | None, base: Path, datadir: Path, sock: Path, socket_dir: Path | None,
-              extra_args: list[str] | None, binlog: bool, startup_timeout: float) -> Sandbox:
+              extra_args: list[str] | None, binlog: bool, startup_timeout: float, port: int | None = None) -> Sandbox:
     run_as = ["--user=root"] if os.geteuid() == 0 else []
     # Its own temporary folder: servers sharing /tmp can collide on temporary table names.
     tmpdir = base / "tmp"
@@ -248,7 +250,7 @@ def _start_in(server: str, install_db: str | None, base: Path, datadir: Path, so
             raise SandboxError("mariadb-install-db failed: " + " ".join(err.split())[-500:])
     else:
         run_as += ["--skip-slave-start"]  # a copy of a replica must not start replicating
-    port = _free_port()
+    port = port or _free_port()
     argv = [
         server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
         f"--port={port}", "--bind-address=127.0.0.1", f"--tmpdir={tmpdir}", f"--pid-file={base / 'mysqld.pid'}",
