@@ -665,27 +665,42 @@ def _looker(box):
         box.sql("DROP USER IF EXISTS 'looker'@'localhost'; DROP USER IF EXISTS 'looker'@'127.0.0.1'")
 
 
-def _serving(env: Env, cfg: Path, *args: str) -> tuple[subprocess.Popen, str]:
+@contextlib.contextmanager
+def _serving(env: Env, cfg: Path, *args: str):
     """`restore ... --start` in the background, its input at end of file from the start (no
-    terminal): the process and what it printed up to the line saying how to connect."""
+    terminal): the process and what it printed up to the line saying how to connect. Killed
+    on leaving the block if it still runs."""
     log = open(env.root / "serving.err", "w")  # noqa: SIM115 - the child writes it until it ends
     proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "restore", *args, "--start"], cwd=env.root,
                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
                             env={k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")})
     log.close()
-    said = ""
-    for line in proc.stdout:
-        said += line
-        if line.startswith("Ctrl-C"):
-            return proc, said
-    proc.wait(timeout=60)
-    raise AssertionError(f"restore --start ended ({proc.returncode}) without serving: {said}"
-                         + (env.root / "serving.err").read_text())
+    try:
+        said = ""
+        for line in proc.stdout:
+            said += line
+            if line.startswith("Ctrl-C"):
+                break
+        else:
+            proc.wait(timeout=60)
+            raise AssertionError(f"restore --start ended ({proc.returncode}) without serving: {said}"
+                                 + (env.root / "serving.err").read_text())
+        yield proc, said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _ended_cleanly(env: Env, proc: subprocess.Popen, datadir: Path, how: str, out: str) -> None:
+    assert proc.returncode == 0, (env.root / "serving.err").read_text()
+    assert f"the server on {datadir} was {how}; start a server on it: mariadbd" in out, out
 
 
 def _client(argv: list[str], user: str, password: str, sql: str) -> subprocess.CompletedProcess:
-    return subprocess.run(["mariadb", "--no-defaults", *argv, "-u", user, f"-p{password}", "-N", "-B", "-e", sql],
-                          capture_output=True, text=True, timeout=60)
+    return subprocess.run(["mariadb", "--no-defaults", *argv, "-u", user, *([f"-p{password}"] if password else []),
+                           "-N", "-B", "-e", sql], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
 
 
 def _alive(pid: int) -> bool:
@@ -707,8 +722,7 @@ def test_restore_start_serves_the_instance_with_its_own_accounts_until_sigterm(p
         folder = _backup(penv, cfg)
         want = _checksums(box, "pages")
         restored = penv.root / "restored"
-        proc, said = _serving(penv, cfg, "-b", str(folder), "--datadir", str(restored))
-        try:
+        with _serving(penv, cfg, "-b", str(folder), "--datadir", str(restored)) as (proc, said):
             assert f"OK {folder} -> data directory {restored}" in said, said
             sock = Path(re.search(r"^connect: mariadb --socket=(\S+) -u USER -p$", said, re.M)[1])
             pid = int(re.search(r"\(PID (\d+)\)", said)[1])
@@ -728,12 +742,7 @@ def test_restore_start_serves_the_instance_with_its_own_accounts_until_sigterm(p
             assert proc.poll() is None, "end of input stopped it"
             proc.send_signal(signal.SIGTERM)
             out, _ = proc.communicate(timeout=300)
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
-        assert proc.returncode == 0, (penv.root / "serving.err").read_text()
-        assert f"the server on {restored} was shut down cleanly; start a server on it: mariadbd" in out, out
+        _ended_cleanly(penv, proc, restored, "shut down cleanly", out)
         assert not _alive(pid) and not sock.parent.exists(), "the server or its folder outlived the run"
         if os.geteuid() == 0:  # given back to the server's user after our server, run as root, wrote in it
             owners = {p.stat().st_uid for p in [restored, *restored.rglob("*")]}
@@ -755,9 +764,8 @@ def test_restore_start_with_a_port_listens_on_loopback_and_dies_with_a_killed_ru
         cfg = _config(penv, parent)
         folder = _backup(penv, cfg)
         port = free_port()
-        proc, said = _serving(penv, cfg, "-b", str(folder), "--datadir", str(penv.root / "looked"), "--port",
-                              str(port))
-        try:
+        with _serving(penv, cfg, "-b", str(folder), "--datadir", str(penv.root / "looked"), "--port",
+                      str(port)) as (proc, said):
             pid = int(re.search(r"\(PID (\d+)\)", said)[1])
             assert f"and on 127.0.0.1:{port}" in said and f"mariadb -h 127.0.0.1 -P {port} -u USER -p" in said, said
             sock = Path(re.search(r"--socket=(\S+)", said)[1])
@@ -765,7 +773,6 @@ def test_restore_start_with_a_port_listens_on_loopback_and_dies_with_a_killed_ru
                            "SELECT @@bind_address, @@port, @@skip_networking")
             assert seen.returncode == 0, seen.stderr
             assert seen.stdout.split() == ["127.0.0.1", str(port), "0"]
-        finally:
             proc.kill()
             proc.wait()
     assert _wait_for(lambda: not _alive(pid), timeout=10), "the server outlived the killed run"
@@ -773,6 +780,23 @@ def test_restore_start_with_a_port_listens_on_loopback_and_dies_with_a_killed_ru
     done = penv.cli("list", config=cfg)
     assert done.returncode == 0, done.stderr
     assert "removed sandbox" in done.stderr, done.stderr
+    assert not sock.parent.exists()
+
+
+def test_a_shutdown_from_a_client_ends_restore_start_with_exit_0(penv, source):
+    """The operator may stop the server from a client instead (SHUTDOWN): the run notices, checks
+    the server's log for a clean shutdown, and ends as after Ctrl-C."""
+    box, parent = source
+    cfg = _config(penv, parent)
+    folder = _backup(penv, cfg)
+    restored = penv.root / "restored"
+    with _serving(penv, cfg, "-b", str(folder), "--datadir", str(restored)) as (proc, said):
+        sock = Path(re.search(r"--socket=(\S+)", said)[1])
+        # root@localhost of the source has no password (its sandbox's), so of the copy too.
+        done = _client([f"--socket={sock}"], "root", "", "SHUTDOWN")
+        assert done.returncode == 0, done.stderr
+        out, _ = proc.communicate(timeout=120)
+    _ended_cleanly(penv, proc, restored, "shut down from a client", out)
     assert not sock.parent.exists()
 
 

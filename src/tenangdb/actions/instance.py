@@ -40,6 +40,10 @@ The two uses:
 The private folders carry their owner's name (orphans.py): a killed run's is removed by the
 next run (beside a backup: any command; beside DIR: the next restore there), and its server
 dies with it (runner.py).
+
+`serve` (`restore --datadir DIR --start`) is the other side: once DIR is restored, a server of
+ours runs on it for the operator to look before switching, with DIR's own grant tables (so its
+accounts log in with their own passwords, and nothing else does), until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
