@@ -181,3 +181,9 @@ def test_datadir_to_a_gtid_from_the_remote_alone(history, tmp_path):
     finally:
         copy.stop(graceful=False)
     assert not list((tmp_path / "fresh").glob("**/*.mbstream*"))  # the downloads were private and removed
+
+
+def test_the_instance_restores_only_into_a_data_directory(offline_env):
+    done = offline_env.cli("restore", "-b", INSTANCE, "--latest", "--from-remote",
+                           config=offline_env.write_config())
+    assert done.returncode == 2 and "restore it into a new data directory with --datadir" in done.stderr, done.stderr

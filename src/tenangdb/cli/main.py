@@ -628,6 +628,9 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
         return
     if bool(backup_path) == all_:
         raise click.UsageError("give -b/--backup-path (a database, a backup or a path) or --all")
+    if backup_path == INSTANCE:
+        raise click.UsageError(f"{INSTANCE} is the whole instance: restore it into a new data directory with --datadir "
+                               "DIR, or one database of it with -b DATABASE or --source-database")
     if all_ and (target or latest):
         raise click.UsageError("--all restores the newest good backup of each database into its own name "
                                "(--prefix/--suffix change it); --target-database and --latest go with -b")
