@@ -651,3 +651,161 @@ def test_init_for_mariabackup_checks_the_data_directory_as_the_unit_will_read_it
         found = doctor(base.replace("SupplementaryGroups=mysql", "") + f"\nBindReadOnlyPaths={data}")
         assert found["status"] == "fail" and "nobody" in found["message"], found
     assert data.stat().st_gid == before  # the sandbox's folders as they were
+
+
+@contextlib.contextmanager
+def _looker(box):
+    """An account of the source (over the socket and over TCP on loopback) that may read `pages`
+    alone: a restored instance started with its own grant tables lets it in, and no further."""
+    box.sql("".join(f"CREATE OR REPLACE USER 'looker'@'{host}' IDENTIFIED BY 'pw-look'; "
+                    f"GRANT SELECT ON pages.* TO 'looker'@'{host}'; " for host in ("localhost", "127.0.0.1")))
+    try:
+        yield "looker", "pw-look"
+    finally:
+        box.sql("DROP USER IF EXISTS 'looker'@'localhost'; DROP USER IF EXISTS 'looker'@'127.0.0.1'")
+
+
+@contextlib.contextmanager
+def _serving(env: Env, cfg: Path, *args: str):
+    """`restore ... --start` in the background, its input at end of file from the start (no
+    terminal): the process and what it printed up to the line saying how to connect. Killed
+    on leaving the block if it still runs."""
+    log = open(env.root / "serving.err", "w")  # noqa: SIM115 - the child writes it until it ends
+    proc = subprocess.Popen([*TENANGDB, "--config", str(cfg), "restore", *args, "--start"], cwd=env.root,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, text=True,
+                            env={k: v for k, v in os.environ.items() if not k.startswith("TENANGDB_")})
+    log.close()
+    try:
+        said = ""
+        for line in proc.stdout:
+            said += line
+            if line.startswith("Ctrl-C"):
+                break
+        else:
+            proc.wait(timeout=60)
+            raise AssertionError(f"restore --start ended ({proc.returncode}) without serving: {said}"
+                                 + (env.root / "serving.err").read_text())
+        yield proc, said
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _ended_cleanly(env: Env, proc: subprocess.Popen, datadir: Path, how: str, out: str) -> None:
+    assert proc.returncode == 0, (env.root / "serving.err").read_text()
+    assert f"the server on {datadir} was {how}; start a server on it: mariadbd" in out, out
+
+
+def _client(argv: list[str], user: str, password: str, sql: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["mariadb", "--no-defaults", *argv, "-u", user, *([f"-p{password}"] if password else []),
+                           "-N", "-B", "-e", sql], capture_output=True, text=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def test_restore_start_serves_the_instance_with_its_own_accounts_until_sigterm(penv, source):
+    """`restore --datadir DIR --start`: a server on DIR with the instance's own grant tables, on a
+    private socket with no TCP; an account of the source logs in with its password and sees what
+    it was granted; end of input does not stop it, SIGTERM shuts it down cleanly (exit 0), and DIR
+    starts again, owned by the server's user as before."""
+    box, parent = source
+    with _looker(box) as (user, password):
+        cfg = _config(penv, parent)
+        folder = _backup(penv, cfg)
+        want = _checksums(box, "pages")
+        restored = penv.root / "restored"
+        with _serving(penv, cfg, "-b", str(folder), "--datadir", str(restored)) as (proc, said):
+            assert f"OK {folder} -> data directory {restored}" in said, said
+            sock = Path(re.search(r"^connect: mariadb --socket=(\S+) -u USER -p$", said, re.M)[1])
+            pid = int(re.search(r"\(PID (\d+)\)", said)[1])
+            assert "only (no TCP)" in said and _alive(pid)
+            assert stat.S_IMODE(sock.parent.stat().st_mode) == 0o700
+            # (In one statement with COUNT(*), MariaDB 10.11 shows @@skip_networking as 0.)
+            seen = _client([f"--socket={sock}"], user, password, "SELECT COUNT(*) FROM pages.big; "
+                           "SELECT @@skip_networking, @@port")
+            assert seen.returncode == 0, seen.stderr
+            assert seen.stdout.split() == [box.sql("SELECT COUNT(*) FROM pages.big").strip(), "1", "0"]
+            # Its grant tables are on: a wrong password and an ungranted database are refused.
+            wrong = _client([f"--socket={sock}"], user, "not-it", "SELECT 1")
+            assert wrong.returncode != 0 and "Access denied" in wrong.stderr, wrong.stderr
+            other = _client([f"--socket={sock}"], user, password, "SELECT COUNT(*) FROM mysql.user")
+            assert other.returncode != 0 and "denied" in other.stderr, other.stderr
+            time.sleep(1.5)
+            assert proc.poll() is None, "end of input stopped it"
+            proc.send_signal(signal.SIGTERM)
+            out, _ = proc.communicate(timeout=300)
+        _ended_cleanly(penv, proc, restored, "shut down cleanly", out)
+        assert not _alive(pid) and not sock.parent.exists(), "the server or its folder outlived the run"
+        if os.geteuid() == 0:  # given back to the server's user after our server, run as root, wrote in it
+            owners = {p.stat().st_uid for p in [restored, *restored.rglob("*")]}
+            assert owners == {restored.stat().st_uid} and restored.stat().st_uid != 0, owners
+        copy = start_sandbox(binlog=False, parent=parent, datadir=restored, skip_grants=False)
+        try:
+            assert _checksums(copy, "pages") == want
+        finally:
+            copy.stop(graceful=False)
+
+
+def test_restore_start_with_a_port_listens_on_loopback_and_dies_with_a_killed_run(penv, source):
+    """--port N: TCP on 127.0.0.1:N alone, for the source's accounts; a kill -9 of the run takes the
+    server with it, and the next command removes the server's folder."""
+    from remotes import free_port
+
+    box, parent = source
+    with _looker(box) as (user, password):
+        cfg = _config(penv, parent)
+        folder = _backup(penv, cfg)
+        port = free_port()
+        with _serving(penv, cfg, "-b", str(folder), "--datadir", str(penv.root / "looked"), "--port",
+                      str(port)) as (proc, said):
+            pid = int(re.search(r"\(PID (\d+)\)", said)[1])
+            assert f"and on 127.0.0.1:{port}" in said and f"mariadb -h 127.0.0.1 -P {port} -u USER -p" in said, said
+            sock = Path(re.search(r"--socket=(\S+)", said)[1])
+            seen = _client(["-h", "127.0.0.1", "-P", str(port), "--protocol=TCP"], user, password,
+                           "SELECT @@bind_address, @@port, @@skip_networking")
+            assert seen.returncode == 0, seen.stderr
+            assert seen.stdout.split() == ["127.0.0.1", str(port), "0"]
+            proc.kill()
+            proc.wait()
+    assert _wait_for(lambda: not _alive(pid), timeout=10), "the server outlived the killed run"
+    assert sock.parent.exists()  # no chance to clean up: the next command does
+    done = penv.cli("list", config=cfg)
+    assert done.returncode == 0, done.stderr
+    assert "removed sandbox" in done.stderr, done.stderr
+    assert not sock.parent.exists()
+
+
+def test_a_shutdown_from_a_client_ends_restore_start_with_exit_0(penv, source):
+    """The operator may stop the server from a client instead (SHUTDOWN): the run notices, checks
+    the server's log for a clean shutdown, and ends as after Ctrl-C."""
+    box, parent = source
+    cfg = _config(penv, parent)
+    folder = _backup(penv, cfg)
+    restored = penv.root / "restored"
+    with _serving(penv, cfg, "-b", str(folder), "--datadir", str(restored)) as (proc, said):
+        sock = Path(re.search(r"--socket=(\S+)", said)[1])
+        # root@localhost of the source has no password (its sandbox's), so of the copy too.
+        done = _client([f"--socket={sock}"], "root", "", "SHUTDOWN")
+        assert done.returncode == 0, done.stderr
+        out, _ = proc.communicate(timeout=120)
+    _ended_cleanly(penv, proc, restored, "shut down from a client", out)
+    assert not sock.parent.exists()
+
+
+def test_start_and_port_go_with_datadir(penv, source):
+    _, parent = source
+    cfg = _config(penv, parent)
+    for args, said in ((["-b", "x", "--start"], "--start and --port go with --datadir"),
+                       (["-b", "x", "--datadir", "d", "--port", "3307"], "--port goes with --start"),
+                       (["--datadir", "d", "--to-time", "2024-01-01 00:00:00", "--dry-run", "--start"],
+                        "no --start with it")):
+        done = penv.cli("restore", *args, config=cfg)
+        assert done.returncode == 2 and said in done.stderr, done.stderr

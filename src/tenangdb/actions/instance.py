@@ -40,14 +40,20 @@ The two uses:
 The private folders carry their owner's name (orphans.py): a killed run's is removed by the
 next run (beside a backup: any command; beside DIR: the next restore there), and its server
 dies with it (runner.py).
+
+`serve` (`restore --datadir DIR --start`) is the other side: once DIR is restored, a server of
+ours runs on it for the operator to look before switching, with DIR's own grant tables (so its
+accounts log in with their own passwords, and nothing else does), until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import secrets
 import shutil
+import signal
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -59,7 +65,8 @@ from tenangdb.actions.binlog import binlog_tool
 from tenangdb.actions import restore as restore_action
 from tenangdb.actions.verify import Verified, chain_of, resolve_backup_path
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import InvalidInput, RestoreFailed, VerifyFailed, signals_deferred
+from tenangdb.control import CANCEL
+from tenangdb.errors import Interrupted, InvalidInput, RestoreFailed, VerifyFailed, signals_deferred
 from tenangdb.fileio import human_size
 from tenangdb.mysql import checksum, engines, fidelity
 from tenangdb.mysql import exact as exact_values
@@ -115,7 +122,7 @@ def started(loaded: LoadedConfig, backup_path, scratch: Path, the_plan: pitr.Pla
     engine = engines.for_manifest(manifest_mod.load(resolve_backup_path(backup_path)), loaded.settings.database)
     progress = task(progress)
     progress.step("restoring the instance")
-    verified, prepared = restore_action.unpack_prepared(loaded, backup_path, engine, scratch)
+    verified, prepared = restore_action.unpack_prepared(loaded, backup_path, engine, scratch, progress=progress)
     box: Sandbox | None = _server(loaded, prepared)
     endpoint = box.endpoint()
     try:
@@ -145,11 +152,15 @@ def started(loaded: LoadedConfig, backup_path, scratch: Path, the_plan: pitr.Pla
                 box.stop(graceful=False)
 
 
-def _server(loaded: LoadedConfig, prepared: Path, *, grants: bool = False) -> Sandbox:
+def _server(loaded: LoadedConfig, prepared: Path, *, grants: bool = False, port: int | None = None) -> Sandbox:
+    """A server of ours on `prepared`: its socket alone, or with `port` (its grant tables on) TCP
+    on 127.0.0.1 at that port too."""
     scfg = loaded.settings.verify.sandbox
     try:
-        return start_sandbox(parent=scfg.parent, extra_args=[*scfg.options, "--skip-networking"], binlog=False,
-                             startup_timeout=scfg.startup_timeout, datadir=prepared, skip_grants=not grants)
+        # start_sandbox listens on its socket alone unless given a port: never with grants skipped.
+        return start_sandbox(parent=scfg.parent, extra_args=list(scfg.options), binlog=False,
+                             startup_timeout=scfg.startup_timeout, datadir=prepared, skip_grants=not grants,
+                             port=port if grants else None)
     except SandboxError as exc:
         raise RestoreFailed(f"no server starts on the restored instance: {exc}") from None
 
@@ -159,6 +170,92 @@ def _restarted(loaded: LoadedConfig, box: Sandbox, prepared: Path) -> Sandbox:
     if not box.shutdown():
         raise RestoreFailed("the server on the restored instance did not shut down cleanly")
     return _server(loaded, prepared, grants=True)
+
+
+# --- a restored data directory served for a look (restore --datadir DIR --start) -----------
+
+@dataclass
+class Serving:
+    """A server of ours on a restored data directory, as the operator reaches it."""
+    datadir: Path
+    socket: Path  # in a 0700 folder of ours
+    port: int | None  # TCP on 127.0.0.1 at this port; None: the socket alone
+    pid: int
+    log: Path  # the server's error log, removed with its folder when it stops
+
+
+@dataclass
+class Served:
+    by_client: bool  # shut down from a client (SHUTDOWN), not by our signal
+    owner: str | None  # the user the data directory was given back to (as root)
+
+
+def serve(loaded: LoadedConfig, datadir: Path, *, port: int | None = None,
+          ready: Callable[[Serving], None]) -> Served:
+    """A server of ours on the restored `datadir` with its own grant tables, so that the backup's
+    accounts log in as they did on the source, until SIGINT or SIGTERM: then it is shut down
+    cleanly (RestoreFailed unless its log says so), and `datadir` is left as a data directory
+    any server starts on. `ready` hears how to reach it once it answers.
+
+    It listens on its socket alone (in a private folder), or with `port` on 127.0.0.1 too: its
+    accounts are the source's, whatever they allow from elsewhere. Replication is not started
+    and the event scheduler is off (sandbox.start_sandbox), so nothing writes before the
+    operator does. End of input is no reason to stop (it runs under a terminal, or under a
+    supervisor with none). Killed outright, we take the server with us (runner.popen): the
+    directory is then as after a crash, which InnoDB recovers on the next start."""
+    datadir = Path(datadir).absolute()
+
+    def on_signal(signum, frame) -> None:  # noqa: ARG001
+        CANCEL.set()
+
+    previous = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGTERM, signal.SIGINT)}
+    box: Sandbox | None = None
+    try:
+        # A signal before our handlers has set the token too (its exception may have been
+        # swallowed where it landed): no server, then.
+        if CANCEL.is_set():
+            raise Interrupted(f"interrupted; {datadir} is restored, no server was started on it")
+        try:
+            box = _server(loaded, datadir, grants=True, port=port)
+        except RestoreFailed as exc:
+            raise RestoreFailed(f"{datadir} is restored, but {exc}") from None
+        ready(Serving(datadir=datadir, socket=box.socket_path, port=port, pid=box.pid, log=box.log_path))
+        while not CANCEL.wait(0.5) and not _ended(box.pid):
+            pass
+        by_client = _ended(box.pid)
+        errors = _logged_errors(box.log_path) if by_client else []
+        stopping, box = box, None
+        clean = stopping.shutdown()
+    finally:
+        if box is not None:
+            with signals_deferred():
+                box.stop(graceful=False)
+        owner = restore_action.give_to_server_user(datadir)
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if not clean:
+        said = f" (its log: {'; '.join(errors)})" if errors else ""
+        raise RestoreFailed(f"the server on {datadir} {'ended' if by_client else 'did not shut down'} without a clean "
+                            f"shutdown{said}; InnoDB recovers the directory when a server starts on it next")
+    return Served(by_client=by_client, owner=owner)
+
+
+def _ended(pid: int) -> bool:
+    """Whether our child `pid` has exited, without reaping it (Sandbox.shutdown does, and reads
+    its log): its PID cannot be another process's meanwhile."""
+    try:
+        return os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
+    except ChildProcessError:
+        return True
+
+
+def _logged_errors(path: Path) -> list[str]:
+    """The last [ERROR] lines of a server's log, for a server that ended by itself."""
+    try:
+        lines = path.read_text(errors="replace").splitlines()
+    except OSError:
+        return []
+    return [line.split("[ERROR]", 1)[1].strip()[:200] for line in lines if "[ERROR]" in line][-3:]
 
 
 # --- one database out of a physical backup -------------------------------------------------

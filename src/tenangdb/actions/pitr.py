@@ -125,7 +125,9 @@ class Plan:
             out.append(f"replay: {size}, into {self.target!r}"
                        + (f" (renamed from {self.database!r})" if self.target != self.database else ""))
         if self.physical:
-            out.append(f"disk: about {human_size(self.space_needed)} for the whole instance while it is restored")
+            out.append(f"disk: about {human_size(self.space_needed)} for the whole instance while it is restored"
+                       if self.space_needed else "disk: the whole instance while it is restored (known once the "
+                       "remote base and its chain are downloaded, and checked then)")
             out.append(f"GTID position at the stop point: {self.gtid_position or 'none'}"
                        + (" (recorded as the restored instance's gtid_slave_pos)" if self.gtid_position else ""))
         return out
@@ -464,15 +466,18 @@ def fetched_archive(loaded: LoadedConfig) -> Iterator[Path]:
 
 
 def bases_of(place: recover.Catalogue, database: str) -> list[catalog.Entry]:
-    """The backups that can restore `database`, newest first: its own, and (local only: a remote
-    chain is not fetched) the physical backups whose instance holds it."""
-    own = [] if database == INSTANCE else place.of(database)
+    """The backups that can restore `database`, newest first: its own, and (local only: the one
+    database out of a remote physical backup is not done) the physical backups whose instance
+    holds it. The instance itself (restore --datadir): its physical backups, here or remote."""
+    if database == INSTANCE:
+        return place.of(INSTANCE)
+    own = place.of(database)
     if place.rc is not None:
         return own
     holding = []
     for entry in place.of(INSTANCE):
-        manifest = _manifest_of(entry) if entry.complete and database != INSTANCE else None
-        if database == INSTANCE or (manifest is not None and database in instance_databases(manifest)):
+        manifest = _manifest_of(entry) if entry.complete else None
+        if manifest is not None and database in instance_databases(manifest):
             holding.append(entry)
     return sorted(own + holding, key=lambda e: (e.time, e.name), reverse=True)
 
@@ -521,9 +526,10 @@ def plan(loaded: LoadedConfig, database: str, target: str | None, *, to_time: da
              for seq in range(first, last + 1)]
     the_plan = Plan(database=database, target=target, base=entry, base_file=base_file, base_position=base_position,
                     steps=steps, stop=stop, archive=directory, datadir=datadir)
-    if the_plan.physical:
+    if the_plan.physical and entry.location == "local":
         from tenangdb.actions import instance
-        the_plan.space_needed = instance.space_needed(loaded, Path(entry.key))  # a broken chain stops here
+        # A broken chain stops here; a remote one's, once downloaded (restore.run_datadir).
+        the_plan.space_needed = instance.space_needed(loaded, Path(entry.key))
     _check_statements(directory, the_plan, identities)
     if the_plan.problems:
         raise RestoreFailed(f"refusing to replay into {target!r}: {the_plan.problems[0]}"

@@ -484,11 +484,14 @@ def _server_on(datadir: Path) -> int | None:
     return None
 
 
-def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Path, the_plan=None) -> RestoredDatadir:
+def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Path, the_plan=None, *,
+                progress: Task | None = None) -> RestoredDatadir:
     """Verify a physical backup, unpack it (mbstream) into a private folder beside `datadir` in
     the verifying pass, prepare it, and move it into `datadir` (new and empty), owned by the
     server's user when run as root. `the_plan` (actions/pitr.py): replayed to its stop point in
-    a server of our own before it is moved (actions/instance.py)."""
+    a server of our own before it is moved (actions/instance.py). `backup_path` may be a
+    download of a remote copy (fetch.fetched, which brings its chain): its disk is reckoned
+    from the downloaded manifests. `progress` hears of each stage; the caller ends it."""
     from tenangdb.actions import instance
 
     datadir = Path(datadir).absolute()
@@ -503,25 +506,29 @@ def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Pa
         from tenangdb.actions.binlog import binlog_tool
         binlog_tool(loaded.settings)
         engines.sql_client(loaded.settings.database).load_tool()
-    needed = the_plan.space_needed if the_plan is not None else instance.space_needed(loaded, backup_path)
+    # A remote base's plan could not know its chain's size before the download.
+    needed = the_plan.space_needed if the_plan is not None and the_plan.space_needed else \
+        instance.space_needed(loaded, backup_path)
     instance.check_space(datadir.parent, needed, f"restoring {Path(backup_path).name}")
     if datadir.is_dir() and os.stat(datadir).st_dev != os.stat(datadir.parent).st_dev:
         instance.check_space(datadir, needed, f"moving {Path(backup_path).name} into {datadir}")
+    progress = task(progress)
     started = time.monotonic()
     scratch = private_folder_beside(datadir)
     try:
         if the_plan is None:
-            verified, prepared = unpack_prepared(loaded, backup_path, engine, scratch)
+            verified, prepared = unpack_prepared(loaded, backup_path, engine, scratch, progress=progress)
         else:
-            with instance.started(loaded, backup_path, scratch, the_plan) as done:
+            with instance.started(loaded, backup_path, scratch, the_plan, progress=progress) as done:
                 verified, prepared = done.verified, done.prepared
+        progress.step("moving into the data directory")
         engine.move_back(prepared, datadir)
     except VerifyFailed as exc:
         raise type(exc)(f"refusing to restore from a backup that failed verification: {exc}") from None
     finally:
         with signals_deferred():
             shutil.rmtree(scratch, ignore_errors=True)
-    owner = _give_to_server_user(datadir)
+    owner = give_to_server_user(datadir)
     duration = time.monotonic() - started
     command = (f"mariadbd --no-defaults --datadir={datadir} --socket={datadir}/mysqld.sock --port=3307"
                + (f" --user={owner}" if owner else ""))
@@ -530,12 +537,14 @@ def run_datadir(loaded: LoadedConfig, backup_path: str | Path, datadir: str | Pa
                            owner=owner, start_command=command)
 
 
-def unpack_prepared(loaded: LoadedConfig, backup_path, engine, scratch: Path) -> tuple[Verified, Path]:
+def unpack_prepared(loaded: LoadedConfig, backup_path, engine, scratch: Path, *,
+                    progress: Task | None = None) -> tuple[Verified, Path]:
     """Every backup of the chain up to this one (itself alone if it is no increment), full backup
     first, verified while unpacked into its own private folder under `scratch`; then the full
     backup is prepared and each increment applied to it in order. Returns the backup's
     verification (plain bytes of the whole chain) and the prepared folder. A broken link (a
-    parent missing, an LSN gap, a damaged file) fails before anything is prepared."""
+    parent missing, an LSN gap, a damaged file) fails before anything is prepared. `progress`
+    hears of each member's verifying pass and of the prepare."""
     os.chmod(scratch, 0o700)
     folder = resolve_backup_path(backup_path)
     chain = chain_of(loaded, folder, manifest_mod.load(folder))
@@ -544,13 +553,14 @@ def unpack_prepared(loaded: LoadedConfig, backup_path, engine, scratch: Path) ->
         into = scratch / member.name
         os.mkdir(into, 0o700)
         if member is chain[-1]:
-            verified = unpack_verified(loaded, member.path, engine, into)
+            verified = unpack_verified(loaded, member.path, engine, into, progress=progress)
         else:
-            verified = ancestor(member.name, unpack_verified, loaded, member.path, engine, into)
+            verified = ancestor(member.name, unpack_verified, loaded, member.path, engine, into, progress=progress)
         unpacked.append(into)
         plain_bytes += verified.plain_bytes
     use_memory = loaded.settings.backup.physical.use_memory
     full = unpacked[0]
+    task(progress).step("preparing")
     engine.prepare(full, use_memory)
     for increment in unpacked[1:]:
         engine.prepare(full, use_memory, increment)
@@ -558,20 +568,23 @@ def unpack_prepared(loaded: LoadedConfig, backup_path, engine, scratch: Path) ->
     return Verified(path=verified.path, manifest=verified.manifest, plain_bytes=plain_bytes), full
 
 
-def unpack_verified(loaded: LoadedConfig, backup_path, engine, into: Path) -> Verified:
+def unpack_verified(loaded: LoadedConfig, backup_path, engine, into: Path, *,
+                    progress: Task | None = None) -> Verified:
     """One pass: every file verified while mbstream unpacks it into `into` (0700); what was
     unpacked may be used only once this returns. The backup alone: unpack_prepared goes
     through its chain."""
     os.chmod(into, 0o700)
     try:
-        return verify_backup(loaded, backup_path, sink=lambda manifest, entry: engine.unpacker(into), chain=False)
+        return verify_backup(loaded, backup_path, sink=lambda manifest, entry: engine.unpacker(into), chain=False,
+                             progress=progress)
     except RestoreFailed as exc:
         verify_backup(loaded, backup_path, chain=False)  # damaged files explain a failed unpack best
         raise VerifyFailed(f"the backup could not be unpacked: {exc}") from None
 
 
-def _give_to_server_user(datadir: Path) -> str | None:
-    """As root, the files go to the server's user (mysql), as a server started with --user wants."""
+def give_to_server_user(datadir: Path) -> str | None:
+    """As root, the files go to the server's user (mysql), as a server started with --user wants
+    (again after a server of ours, which runs as root, has written into them)."""
     if os.geteuid() != 0:
         return None
     import pwd

@@ -570,8 +570,15 @@ def _verified_line(outcome) -> str:
               "files, stop point, replay size) and change nothing.")
 @click.option("--datadir", type=click.Path(file_okay=False), help="With -b and a physical backup (backup.engine: "
               "mariabackup): restore the whole instance into this new, empty data directory (no server is touched), "
-              "then print the command that starts a server on it. With --to-time/--to-gtid/--to-position (no -b): "
-              "the newest physical base before the stop point, replayed to it in a server of our own first.")
+              "then print the command that starts a server on it. -b names one backup (here, or with --from-remote "
+              "on the remote, its chain downloaded with it), or _instance with --latest/--before. With "
+              "--to-time/--to-gtid/--to-position (no -b): the newest physical base before the stop point (with "
+              "--from-remote, among the remote ones), replayed to it in a server of our own first.")
+@click.option("--start", is_flag=True, help="With --datadir: once restored, run a server of our own on it, with its "
+              "own accounts, on a private socket (no TCP unless --port), print how to connect, and wait; Ctrl-C or "
+              "SIGTERM shuts it down cleanly and leaves the data directory ready to use.")
+@click.option("--port", type=click.IntRange(1, 65535), help="With --start: the server listens on 127.0.0.1 at this "
+              "port too (never on another address).")
 @click.option("--source-database", metavar="DB", help="With -b naming a physical backup: restore only database DB "
               "of it (into -d TARGET, default DB). The whole instance is restored into a private folder beside the "
               "backup (disk for all of it), started, and DB copied into the target.")
@@ -579,26 +586,34 @@ def _verified_line(outcome) -> str:
 def restore(state: State, backup_path: str | None, latest: bool, before: str | None, all_: bool,
             databases: str | None, prefix: str, suffix: str, target: str | None, yes: bool, from_remote: bool,
             allow_system_schema: bool, tables: str | None, to_time: str | None, to_gtid: str | None,
-            to_position: str | None, dry_run: bool, datadir: str | None, source_database: str | None) -> None:
+            to_position: str | None, dry_run: bool, datadir: str | None, start: bool, port: int | None,
+            source_database: str | None) -> None:
     """Verify a backup, then restore it (or some of its tables) into a database (by default its own)."""
     from tenangdb.actions import fetch, recover
     from tenangdb.actions import restore as action
     from tenangdb.mysql.mariabackup import INSTANCE
 
     to_point = bool(to_time or to_gtid or to_position or dry_run)
+    if (start or port is not None) and datadir is None:
+        raise click.UsageError("--start and --port go with --datadir: they serve the restored data directory")
+    if port is not None and not start:
+        raise click.UsageError("--port goes with --start")
+    if start and dry_run:
+        raise click.UsageError("--dry-run restores nothing: no --start with it")
     if datadir is not None:
-        others = all_ or target or tables is not None or from_remote or latest or before or source_database
+        others = all_ or target or tables is not None or source_database
         if to_point:
-            if others or (backup_path and backup_path != INSTANCE):
+            if others or latest or before or (backup_path and backup_path != INSTANCE):
                 raise click.UsageError("--datadir with --to-time/--to-gtid/--to-position chooses the newest physical "
-                                       "base itself: no -b, -d, --all, --tables, --latest, --before, "
-                                       "--source-database or --from-remote")
-            _restore_datadir_to_point(state, datadir, to_time, to_gtid, to_position, dry_run)
+                                       "base itself: no -b, -d, --all, --tables, --latest, --before or "
+                                       "--source-database")
+            _restore_datadir_to_point(state, datadir, to_time, to_gtid, to_position, dry_run, from_remote,
+                                      start, port)
             return
         if not backup_path or others:
-            raise click.UsageError("--datadir goes with -b naming one physical backup (a local folder) alone, or "
-                                   "with --to-time/--to-gtid/--to-position")
-        _restore_datadir(state.load(), backup_path, datadir)
+            raise click.UsageError("--datadir goes with -b naming one physical backup (or _instance with --latest or "
+                                   "--before), or with --to-time/--to-gtid/--to-position")
+        _restore_datadir(state, backup_path, datadir, latest, before, from_remote, start, port)
         return
     if source_database is not None:
         if not backup_path or all_ or latest or before or tables is not None or from_remote or to_point:
@@ -613,6 +628,9 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
         return
     if bool(backup_path) == all_:
         raise click.UsageError("give -b/--backup-path (a database, a backup or a path) or --all")
+    if backup_path == INSTANCE:
+        raise click.UsageError(f"{INSTANCE} is the whole instance: restore it into a new data directory with --datadir "
+                               "DIR, or one database of it with -b DATABASE or --source-database")
     if all_ and (target or latest):
         raise click.UsageError("--all restores the newest good backup of each database into its own name "
                                "(--prefix/--suffix change it); --target-database and --latest go with -b")
@@ -711,10 +729,12 @@ def _restore_to_point(state: State, database: str | None, target: str | None, ye
 
 
 def _restore_datadir_to_point(state: State, datadir: str, to_time: str | None, to_gtid: str | None,
-                              to_position: str | None, dry_run: bool) -> None:
+                              to_position: str | None, dry_run: bool, from_remote: bool = False, start: bool = False,
+                              port: int | None = None) -> None:
     """restore --datadir DIR --to-*: the newest physical base before the stop point, replayed to
-    it in a server of our own, into DIR (actions/instance.py)."""
-    from tenangdb.actions import observe, pitr, recover
+    it in a server of our own, into DIR (actions/instance.py); with --from-remote, the base
+    (with its chain) and the binlog mirror downloaded from upload.destination."""
+    from tenangdb.actions import fetch, observe, pitr, recover
     from tenangdb.actions import restore as action
     from tenangdb.mysql.mariabackup import INSTANCE
 
@@ -725,20 +745,26 @@ def _restore_datadir_to_point(state: State, datadir: str, to_time: str | None, t
     directory = Path(datadir).absolute()
     action.check_datadir(directory)
     loaded = state.load()
-    the_plan = pitr.plan(loaded, INSTANCE, None, to_time=when, to_gtid=to_gtid, to_position=to_position,
-                         datadir=directory)
-    for line in the_plan.lines():
-        click.echo(line)
-    if dry_run:
-        return
-    with observe.restore_run(loaded, INSTANCE):
-        done = action.run_datadir(loaded, Path(the_plan.base.key), directory, the_plan=the_plan)
-    click.echo(f"OK {done.path} replayed to {the_plan.stop.what} -> data directory {done.datadir} "
-               f"({human_size(done.plain_bytes)} in {done.duration:.1f}s, replay {the_plan.replay_seconds:.1f}s"
-               f"{f', owned by {done.owner}' if done.owner else ''})")
+    with (pitr.fetched_archive(loaded) if from_remote else contextlib.nullcontext(None)) as archive:
+        the_plan = pitr.plan(loaded, INSTANCE, None, to_time=when, to_gtid=to_gtid, to_position=to_position,
+                             archive=archive, from_remote=from_remote, datadir=directory)
+        for line in the_plan.lines():
+            click.echo(line)
+        if dry_run:
+            return
+        with observe.restore_run(loaded, INSTANCE), _watched(f"restore {directory.name}") as progress:
+            if the_plan.base.location == "local":
+                done = action.run_datadir(loaded, Path(the_plan.base.key), directory, the_plan=the_plan,
+                                          progress=progress)
+            else:
+                with fetch.fetched(loaded, the_plan.base.key, progress=progress) as folder:
+                    done = action.run_datadir(loaded, folder, directory, the_plan=the_plan, progress=progress)
+    click.echo(f"OK {done.path.name if from_remote else done.path} replayed to {the_plan.stop.what} -> data "
+               f"directory {done.datadir} ({human_size(done.plain_bytes)} in {done.duration:.1f}s, replay "
+               f"{the_plan.replay_seconds:.1f}s{f', owned by {done.owner}' if done.owner else ''})")
     if the_plan.gtid_position:
         click.echo(f"its gtid_slave_pos is the source's GTID position at the stop point: {the_plan.gtid_position}")
-    click.echo(f"start a server on it: {done.start_command}")
+    _datadir_ready(loaded, done, start, port)
 
 
 def _restore_from_instance(state: State, backup_path: str, database: str, target: str | None, yes: bool,
@@ -767,15 +793,68 @@ def _with_instance_backups(place, database: str):
     return dataclasses.replace(place, by_database={**place.by_database, database: pitr.bases_of(place, database)})
 
 
-def _restore_datadir(loaded, backup_path: str, datadir: str) -> None:
+def _restore_datadir(state: State, backup_path: str, datadir: str, latest: bool, before: str | None,
+                     from_remote: bool, start: bool, port: int | None) -> None:
+    """restore -b BACKUP --datadir DIR: one physical backup (here, or a remote copy downloaded
+    with its chain), or with -b _instance --latest/--before the newest good one (one that fails
+    its verification is passed over for the one before it)."""
+    from tenangdb.actions import fetch, observe, recover
     from tenangdb.actions import restore as action
+    from tenangdb.mysql.mariabackup import INSTANCE
 
-    chosen = _choose_backup(loaded, backup_path)
-    with observe_restore(loaded, chosen):
-        done = action.run_datadir(loaded, chosen, datadir)
-    click.echo(f"OK {done.path} -> data directory {done.datadir} ({human_size(done.plain_bytes)} in "
+    when = recover.parse_time(before) if before else None
+    directory = Path(datadir).absolute()
+    action.check_datadir(directory)  # before a download, not after
+    loaded = state.load()
+    remote = from_remote or fetch.is_remote_spec(backup_path, loaded)
+    by_name = _names_a_database(backup_path, remote)
+    if by_name and backup_path != INSTANCE:
+        raise click.UsageError(f"--datadir restores the whole instance: -b {INSTANCE} (with --latest or --before) or "
+                               f"one physical backup, not the database {backup_path!r}")
+    if (latest or when is not None) and not by_name:
+        raise click.UsageError(f"--latest and --before choose among the instance's backups: -b {INSTANCE}")
+    name = backup_path.rstrip("/").rsplit("/", 1)[-1]
+    with observe.restore_run(loaded, INSTANCE), _watched(f"restore {name}") as progress:
+        if by_name:
+            place = recover.load_catalogue(loaded, remote=remote)
+            entries = recover.pick(place, INSTANCE, latest=latest, before=when,
+                                   choose=_choose_entry if _interactive() else None)
+            done = recover.first_good(loaded, place, entries, how="restore", progress=progress,
+                                      use=lambda folder, entry: action.run_datadir(loaded, folder, directory,
+                                                                                   progress=progress))
+        elif remote:
+            with fetch.fetched(loaded, backup_path, progress=progress) as folder:
+                done = action.run_datadir(loaded, folder, directory, progress=progress)
+        else:
+            done = action.run_datadir(loaded, _choose_backup(loaded, backup_path), directory, progress=progress)
+    shown = done.path.name if remote else done.path
+    click.echo(f"OK {shown} -> data directory {done.datadir} ({human_size(done.plain_bytes)} in "
                f"{done.duration:.1f}s{f', owned by {done.owner}' if done.owner else ''})")
-    click.echo(f"start a server on it: {done.start_command}")
+    _datadir_ready(loaded, done, start, port)
+
+
+def _datadir_ready(loaded, done, start: bool, port: int | None) -> None:
+    """After a restore into a data directory: the command that starts a server on it, or with
+    --start a server of ours on it until SIGINT/SIGTERM (actions/instance.serve)."""
+    from tenangdb.actions import instance
+
+    if not start:
+        click.echo(f"start a server on it: {done.start_command}")
+        return
+
+    def ready(serving) -> None:
+        reach = f"and on 127.0.0.1:{serving.port}" if serving.port else "only (no TCP)"
+        click.echo(f"a server of ours runs on {serving.datadir} (PID {serving.pid}), with the restored instance's "
+                   f"own accounts, on the socket {serving.socket} {reach}; replication and the event scheduler are "
+                   "off")
+        click.echo(f"connect: mariadb --socket={serving.socket} -u USER -p"
+                   + (f"   or: mariadb -h 127.0.0.1 -P {serving.port} -u USER -p" if serving.port else ""))
+        click.echo(f"its log: {serving.log}")
+        click.echo("Ctrl-C (or SIGTERM) shuts it down cleanly")
+
+    served = instance.serve(loaded, done.datadir, port=port, ready=ready)
+    how = "shut down from a client" if served.by_client else "shut down cleanly"
+    click.echo(f"the server on {done.datadir} was {how}; start a server on it: {done.start_command}")
 
 
 def observe_restore(loaded, path):

@@ -187,6 +187,7 @@ def start_sandbox(
     datadir: str | os.PathLike | None = None,
     skip_grants: bool = True,
     networking: bool = False,
+    port: int | None = None,
 ) -> Sandbox:
     """Initialise a data directory and start ``mariadbd`` on it; return once it answers.
 
@@ -197,7 +198,8 @@ def start_sandbox(
     The server listens on its socket only, in a 0700 folder: a fresh one's root has no password
     and a copy's grant tables are skipped, so whoever reached it over TCP would be root over
     the backup's data (any local user can reach 127.0.0.1). `networking` adds TCP on 127.0.0.1,
-    for servers of our tests and benches that hold no backup."""
+    for servers of our tests and benches that hold no backup; `port` (TCP on 127.0.0.1 at that
+    port) for an operator who asked for it (restore --start --port)."""
     server = _find("mariadbd", "mysqld")
     install_db = _find("mariadb-install-db", "mysql_install_db")
     if server is None or install_db is None:
@@ -211,7 +213,7 @@ def start_sandbox(
         if datadir is not None and skip_grants:
             extra_args = ["--skip-grant-tables", *(extra_args or [])]
         return _start(server, install_db, base, extra_args, binlog, startup_timeout,
-                      Path(datadir).absolute() if datadir is not None else None, networking)
+                      Path(datadir).absolute() if datadir is not None else None, networking, port)
     except BaseException:
         # An interrupt while starting must not leave a server or its folder behind.
         shutil.rmtree(base, ignore_errors=True)
@@ -219,7 +221,8 @@ def start_sandbox(
 
 
 def _start(server: str, install_db: str, base: Path, extra_args: list[str] | None, binlog: bool,
-           startup_timeout: float, given: Path | None = None, networking: bool = False) -> Sandbox:
+           startup_timeout: float, given: Path | None = None, networking: bool = False,
+           port: int | None = None) -> Sandbox:
     datadir = given or base / "data"
     sock = base / "mysqld.sock"
     socket_dir = None
@@ -230,7 +233,7 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
         sock = socket_dir / "mysqld.sock"
     try:
         return _start_in(server, install_db if given is None else None, base, datadir, sock, socket_dir, extra_args,
-                         binlog, startup_timeout, networking)
+                         binlog, startup_timeout, networking, port)
     except BaseException:
         if socket_dir is not None:
             shutil.rmtree(socket_dir, ignore_errors=True)
@@ -238,7 +241,8 @@ def _start(server: str, install_db: str, base: Path, extra_args: list[str] | Non
 
 
 def _start_in(server: str, install_db: str | None, base: Path, datadir: Path, sock: Path, socket_dir: Path | None,
-              extra_args: list[str] | None, binlog: bool, startup_timeout: float, networking: bool) -> Sandbox:
+              extra_args: list[str] | None, binlog: bool, startup_timeout: float, networking: bool,
+              port: int | None = None) -> Sandbox:
     run_as = ["--user=root"] if os.geteuid() == 0 else []
     # Its own temporary folder: servers sharing /tmp can collide on temporary table names.
     tmpdir = base / "tmp"
@@ -254,7 +258,8 @@ def _start_in(server: str, install_db: str | None, base: Path, datadir: Path, so
             raise SandboxError("mariadb-install-db failed: " + " ".join(err.split())[-500:])
     else:
         run_as += ["--skip-slave-start"]  # a copy of a replica must not start replicating
-    port = _free_port() if networking else None
+    networking = networking or port is not None
+    port = (port or _free_port()) if networking else None
     listen = [f"--port={port}", "--bind-address=127.0.0.1"] if networking else ["--skip-networking"]
     argv = [
         server, "--no-defaults", f"--datadir={datadir}", f"--socket={sock}",
