@@ -126,14 +126,16 @@ def _dead_token() -> str:
 
 def test_an_escaped_sandbox_server_is_killed_only_if_it_serves_that_folder(env, tmp_path):
     # A sandbox whose owner is gone, with a server still running in it (one started before its
-    # servers died with their owner), and one whose PID file names some unrelated process.
+    # servers died with their owner), one whose PID file names some unrelated process, and one
+    # whose server runs on a data directory elsewhere (a restored instance) with its PID file here.
     tmp = tmp_path / "tmp"
     tmp.mkdir()
     boxes, servers = [], []
-    for serves in (True, False):
-        base = tmp / f"{orphans.SANDBOX_PREFIX}{_dead_token()}-{'a' if serves else 'b'}"
+    for kind in ("serves", "other", "given datadir"):
+        base = tmp / f"{orphans.SANDBOX_PREFIX}{_dead_token()}-{kind[0]}"
         (base / "data").mkdir(parents=True)
-        args = [f"--datadir={base / 'data'}"] if serves else ["--datadir=/somewhere/else"]
+        args = {"serves": [f"--datadir={base / 'data'}"], "other": ["--datadir=/somewhere/else"],
+                "given datadir": [f"--datadir={tmp_path}/restored", f"--pid-file={base / 'mysqld.pid'}"]}[kind]
         server = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)", *args])
         (base / "mysqld.pid").write_text(f"{server.pid}\n")
         boxes.append(base)
@@ -150,6 +152,8 @@ def test_an_escaped_sandbox_server_is_killed_only_if_it_serves_that_folder(env, 
         assert f"its server (PID {servers[0].pid}) was still running" in done.stdout
         assert servers[0].wait(timeout=10) == -signal.SIGKILL and not boxes[0].exists()
         assert servers[1].poll() is None and not boxes[1].exists()  # not its server: left running
+        assert f"its server (PID {servers[2].pid}) was still running" in done.stdout
+        assert servers[2].wait(timeout=10) == -signal.SIGKILL and not boxes[2].exists()
     finally:
         for server in servers:
             server.kill()

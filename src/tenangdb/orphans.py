@@ -271,7 +271,9 @@ def find(backup_directory: str | Path | None, sandbox_parent: str | Path | None 
 
 def sandbox_server(base: Path) -> int | None:
     """The PID of the server still running in sandbox folder `base`, by the PID file it
-    wrote there, only if /proc/PID/cmdline shows that server serves that folder."""
+    wrote there, only if /proc/PID/cmdline shows that server serves that folder: its data
+    directory is there, or (a server on a given data directory: a restored instance) its
+    PID file is."""
     try:
         pid = int((base / "mysqld.pid").read_text(encoding="ascii").strip())
         with open(f"/proc/{pid}/cmdline", "rb") as fh:
@@ -279,8 +281,9 @@ def sandbox_server(base: Path) -> int | None:
         owner = os.stat(f"/proc/{pid}").st_uid
     except (OSError, ValueError):
         return None
-    datadir = os.path.realpath(base / "data")
-    serves = any(a.startswith("--datadir=") and os.path.realpath(a[len("--datadir="):]) == datadir for a in args)
+    own = {"--datadir=": os.path.realpath(base / "data"), "--pid-file=": os.path.realpath(base / "mysqld.pid")}
+    serves = any(a.startswith(option) and os.path.realpath(a[len(option):]) == path
+                 for a in args for option, path in own.items())
     return pid if serves and owner == os.getuid() and alive(pid) else None
 
 
