@@ -123,7 +123,7 @@ def test_a_failing_consumer_stops_unseal_and_its_worker(tmp_path, encrypted, thr
         unseal(path, compression="zstd", identities=[IDENTITY] if encrypted else None, forward=forward,
                threaded=threaded)
     deadline = time.monotonic() + 5
-    while any(t.name.startswith("decompress") for t in threading.enumerate()) and time.monotonic() < deadline:
+    while any(t.name == "decompress" for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(t.name.startswith("decompress") for t in threading.enumerate())
+    assert not any(t.name == "decompress" for t in threading.enumerate())
     assert len(calls) == 2  # nothing was forwarded after the failure
