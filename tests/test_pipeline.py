@@ -123,7 +123,45 @@ def test_a_failing_consumer_stops_unseal_and_its_worker(tmp_path, encrypted, thr
         unseal(path, compression="zstd", identities=[IDENTITY] if encrypted else None, forward=forward,
                threaded=threaded)
     deadline = time.monotonic() + 5
-    while any(t.name == "decompress" for t in threading.enumerate()) and time.monotonic() < deadline:
+    while any(t.name.startswith("decompress") for t in threading.enumerate()) and time.monotonic() < deadline:
         time.sleep(0.05)
-    assert not any(t.name == "decompress" for t in threading.enumerate())
+    assert not any(t.name.startswith("decompress") for t in threading.enumerate())
     assert len(calls) == 2  # nothing was forwarded after the failure
+
+
+@pytest.mark.parametrize("encrypted", [False, True])
+def test_a_consumer_failing_near_the_end_is_reported_not_waited_on(tmp_path, encrypted):
+    # The consumer's error can land while decompression, done with its input, waits to hand
+    # over the end of the stream behind the pieces still queued: the caller must get the
+    # error, never wait for a worker that will not end. Each failure point near the end is
+    # tried, the consumer lingering on its failing piece so that decompression gets there.
+    import threading
+
+    path = tmp_path / "dump"
+    data = os.urandom(12 << 20)
+    seal(io.BytesIO(data).read, path, compression="zstd", level=1,
+         recipients=[IDENTITY.to_public()] if encrypted else None)
+    identities = [IDENTITY] if encrypted else None
+    pieces = []
+    unseal(path, compression="zstd", identities=identities, forward=lambda chunk: pieces.append(len(chunk)))
+    for failing in range(max(0, len(pieces) - 40), len(pieces)):
+        seen = []
+
+        def forward(chunk: bytes) -> None:
+            seen.append(len(chunk))
+            if len(seen) - 1 == failing:
+                time.sleep(0.05)
+                raise BrokenPipeError(32, "Broken pipe")
+        outcome: list = []
+
+        def run() -> None:
+            try:
+                unseal(path, compression="zstd", identities=identities, forward=forward)
+                outcome.append(None)
+            except BaseException as exc:  # noqa: BLE001 - what the caller would meet
+                outcome.append(exc)
+        caller = threading.Thread(target=run, daemon=True)
+        caller.start()
+        caller.join(timeout=10)
+        assert not caller.is_alive(), f"unseal did not return when piece {failing} of {len(pieces)} failed"
+        assert isinstance(outcome[0], BrokenPipeError), outcome

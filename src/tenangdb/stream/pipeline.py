@@ -265,16 +265,86 @@ class _HashingFileReader:
         return Digest(self.size, self._hash.hexdigest() if self._hash is not None else "")
 
 
+class _Stage:
+    """A worker thread fed through a bounded queue. Its first error is kept and raised to
+    whoever feeds it next; after that (or an abort) it takes items without working on them,
+    so that no feeder blocks on a dead stage. `end()` ends it, after `last()` when all went
+    well; the stage it feeds (`then`) is ended when it ends, whatever happened, so that a
+    failure anywhere leaves no thread waiting for an end that never comes."""
+
+    def __init__(self, name: str, depth: int, work: Callable, last: Callable[[], None], abort: threading.Event,
+                 then: "_Stage | None" = None) -> None:
+        self._queue: queue.Queue = queue.Queue(maxsize=depth)
+        self._work, self._last, self._abort, self._then = work, last, abort, then
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, daemon=True, name=name)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            while True:
+                try:
+                    item = self._queue.get(timeout=0.5)
+                except queue.Empty:
+                    if self._abort.is_set():
+                        return
+                    continue
+                if item is None:
+                    if self.error is None and not self._abort.is_set():
+                        try:
+                            self._last()
+                        except BaseException as exc:  # noqa: BLE001 - raised by join
+                            self.error = exc
+                    return
+                if self.error is not None or self._abort.is_set():
+                    continue
+                try:
+                    self._work(item)
+                except BaseException as exc:  # raised to the feeder at its next put, or by join
+                    self.error = exc
+        finally:
+            if self._then is not None:
+                self._then.end()
+
+    def put(self, item) -> None:
+        while True:
+            if self.error is not None:
+                raise self.error
+            try:
+                self._queue.put(item, timeout=0.5)
+                return
+            except queue.Full:
+                if self._abort.is_set():
+                    return  # nobody will take it
+
+    def end(self) -> None:
+        """No more input. Delivered even to a stage that failed (it is still taking items)."""
+        while not self._abort.is_set():
+            try:
+                self._queue.put(None, timeout=0.5)
+                return
+            except queue.Full:
+                continue
+
+    def join(self) -> None:
+        self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+
 class _PlainSink:
-    """Receives decrypted (still compressed) bytes; a worker thread decompresses, hashes, forwards.
+    """Receives decrypted (still compressed) bytes; worker threads decompress, hash, forward.
 
     pyrage hands over 8 KiB at a time; decompressing each piece on its own cost more than
     the decompression itself (every call sets up a fresh output buffer: measured 6.2 s
     against 3.4 s for a 1.5 GB dump), so pieces are gathered into BATCH bytes first. The
-    batches go to a thread (zstd and hashlib release the GIL): decryption and the stored
-    hash run on one core, decompression and the plain hash on another. `threaded=False`
-    keeps it all on the caller's thread, for callers that already run one unseal per core
-    (measured: a second thread per file there only adds switching).
+    batches go to a thread that decompresses, and its pieces to another that hashes and
+    forwards them (zstd, hashlib and pipe writes release the GIL): decryption, decompression
+    and the consumer each go at their own pace. A consumer such as mbstream takes its input in
+    bursts (it writes a file 10 MiB at a time, reading nothing meanwhile); with decompression
+    waiting on its pipe, a 600 MB restore's unpack ran hardly faster than the sum of both
+    sides. `threaded=False` keeps it all on the caller's thread, for callers that already run
+    one unseal per core (measured: a second thread per file there only adds switching).
 
     A batch decodes into pieces of codec.OUT bytes at most, however well it compressed (6 KB
     of zstd can be 200 MB of empty pages): measured, 512 MiB of zeros unseal with 1 MiB of
@@ -283,6 +353,7 @@ class _PlainSink:
 
     BATCH = CHUNK
     DEPTH = 4  # batches in flight: memory stays bounded
+    PIECES = 32  # decoded pieces in flight (8 MiB): enough to ride over a consumer's burst
 
     def __init__(self, fmt: str, forward: Callable[[bytes], None] | None, threaded: bool = True,
                  counted: Callable[[int], None] | None = None) -> None:
@@ -293,10 +364,9 @@ class _PlainSink:
         self._hash = hashlib.sha256()
         self._pending = bytearray()
         self.size = 0
-        self.error: BaseException | None = None
-        self._batches: queue.Queue = queue.Queue(maxsize=self.DEPTH)
-        self._worker: threading.Thread | None = None
+        self._error: BaseException | None = None
         self._abort = threading.Event()
+        self._stages: tuple[_Stage, _Stage] | None = None
 
     def _emit(self, plain: bytes) -> None:
         if plain:
@@ -307,38 +377,22 @@ class _PlainSink:
             if self._counted is not None:
                 self._counted(len(plain))
 
-    def _run(self) -> None:
-        while True:
-            try:
-                batch = self._batches.get(timeout=0.5)
-            except queue.Empty:
-                if self._abort.is_set():
-                    return
-                continue
-            if batch is None:
-                return
-            if self.error is not None or self._abort.is_set():
-                continue  # keep taking batches so the producer never blocks on a dead consumer
-            try:
-                self._codec.decompress(batch, self._emit)
-            except BaseException as exc:  # raised to the producer at its next write or finish
-                self.error = exc
+    def _start(self) -> tuple[_Stage, _Stage]:
+        if self._stages is None:
+            out = _Stage("decompress-out", self.PIECES, self._emit, lambda: None, self._abort)
+            self._stages = (_Stage("decompress", self.DEPTH, lambda batch: self._codec.decompress(batch, out.put),
+                                   lambda: self._codec.finish(out.put), self._abort, then=out), out)
+        return self._stages
 
-    def _put(self, item) -> None:
-        if not self._threaded:
-            if item is not None:
-                self._inline(item)
-            return
-        if self._worker is None:
-            self._worker = threading.Thread(target=self._run, daemon=True, name="decompress")
-            self._worker.start()
-        while True:
-            try:
-                self._batches.put(item, timeout=0.5)
-                return
-            except queue.Full:
-                if self.error is not None:
-                    raise self.error from None
+    def _put(self, batch) -> None:
+        try:
+            if self._threaded:
+                self._start()[0].put(batch)
+            else:
+                self._codec.decompress(batch, self._emit)
+        except BaseException as exc:
+            self._error = exc
+            raise
 
     def write(self, data) -> int:
         if self.error is not None:
@@ -353,13 +407,6 @@ class _PlainSink:
             self._put(batch)
         return len(data)
 
-    def _inline(self, batch: bytes) -> None:
-        try:
-            self._codec.decompress(batch, self._emit)
-        except BaseException as exc:
-            self.error = exc
-            raise
-
     def flush(self) -> None:
         pass
 
@@ -367,17 +414,30 @@ class _PlainSink:
         if self._pending:
             batch, self._pending = self._pending, bytearray()
             self._put(batch)
-        if self._worker is not None:
-            self._put(None)
-            self._worker.join()
-        if self.error is not None:
-            raise self.error
-        self._codec.finish(self._emit)
+        try:
+            if not self._threaded:
+                self._codec.finish(self._emit)
+                return
+            decompress, out = self._start()
+            decompress.end()
+            decompress.join()
+            out.join()
+        except BaseException as exc:
+            self._error = exc
+            raise
 
     def abort(self) -> None:
-        """Stop the worker after a failure; it ends within a moment unless it is inside
+        """Stop the workers after a failure; they end within a moment unless one is inside
         `forward`, whose caller ends that (by killing the process it writes to)."""
         self._abort.set()
+
+    @property
+    def error(self) -> BaseException | None:
+        """The first failure, here or in a worker (which the caller may not have met yet)."""
+        for stage in self._stages or ():
+            if stage.error is not None:
+                return stage.error
+        return self._error
 
     @property
     def complete(self) -> bool:
