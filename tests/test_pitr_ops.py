@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from datetime import datetime
 from pathlib import Path
@@ -369,6 +370,35 @@ def test_the_loop_archives_until_sigterm_then_stops_clean(benv):
             proc.wait()
         _wait_gone(proc.pid, time.monotonic() + 10)
         server.sql(f"DROP DATABASE IF EXISTS `{db}`")
+
+
+def test_a_sigterm_inside_a_transfer_leaves_no_fifo_folder(benv, monkeypatch):
+    """A SIGTERM raises where it lands: inside mkdtemp, once the folder exists but before the
+    transfer's own cleanup is armed. The cycle removes it (the loop test above meets this only
+    by chance)."""
+    from types import SimpleNamespace
+
+    from tenangdb.actions import binlog
+    from tenangdb.config.loader import load_config
+    from tenangdb.errors import Interrupted
+
+    db = unique("fifo")
+    benv.server.sql(f"CREATE DATABASE `{db}`; CREATE TABLE `{db}`.t (id INT PRIMARY KEY); "
+                    f"INSERT INTO `{db}`.t VALUES (1); FLUSH BINARY LOGS")
+    config = benv.write_config({"binlog": {"enabled": True}})
+    made = []
+
+    def interrupted_inside(*args, **kwargs):
+        made.append(Path(tempfile.mkdtemp(*args, **kwargs)))
+        raise Interrupted("interrupted by SIGTERM; unfinished work was removed")
+    monkeypatch.setattr(binlog, "tempfile", SimpleNamespace(mkdtemp=interrupted_inside))
+    try:
+        with pytest.raises(Interrupted):
+            binlog.cycle(load_config(config))
+        assert made and made[0].name.startswith(".fifo-")
+        assert not list((benv.backups / ".binlog").glob(".fifo-*"))
+    finally:
+        benv.server.sql(f"DROP DATABASE IF EXISTS `{db}`")
 
 
 def test_a_server_restart_is_followed_and_replayed_across(tmp_path):

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import BackupFailed, ConfigError, Interrupted, interrupt_requested
+from tenangdb.errors import BackupFailed, ConfigError, Interrupted, interrupt_requested, signals_deferred
 from tenangdb.mysql import binlogfmt, binlogtool
 from tenangdb.mysql import inventory as inv_mod
 from tenangdb.mysql.connection import client_options, connect, endpoint_from, translated_errors
@@ -90,7 +90,13 @@ def cycle(loaded: LoadedConfig) -> Cycle:
     result = Cycle()
     store.ensure(directory)
     with DirectoryLock(directory):
-        _cycle(result, directory, tool, endpoint, settings, keys)
+        try:
+            _cycle(result, directory, tool, endpoint, settings, keys)
+        finally:
+            # A SIGTERM lands between any two steps, inside mkdtemp or the rmtree of archive_one
+            # too: what a transfer left is removed here, while the lock says it is ours.
+            with signals_deferred():
+                _remove_fifo_folders(directory)
     return result
 
 
@@ -181,6 +187,10 @@ def _remove_leftovers(directory: Path, committed: set[str]) -> None:
     for path in store.uncommitted(directory, committed):
         log.info("removing %s, left by an interrupted archiving", path.name)
         store.remove(path)
+    _remove_fifo_folders(directory)
+
+
+def _remove_fifo_folders(directory: Path) -> None:
     for path in directory.glob(f"{FIFO_PREFIX}*"):
         shutil.rmtree(path, ignore_errors=True)
 
