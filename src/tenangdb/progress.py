@@ -114,7 +114,7 @@ def task(progress: Task | None) -> Task:
 
 
 @contextlib.contextmanager
-def polling(meter: Meter, measure: Callable[[], int | None], interval: float = 0.5) -> Iterator[None]:
+def polling(meter: Meter, measure: Callable[[], int | None], interval: float = Meter.INTERVAL) -> Iterator[None]:
     """Set `meter` from `measure()` every `interval` seconds in a thread while the block runs
     (a download's folder size, the bytes a loading tool has read). A measurement that fails
     (None, or an OSError: the process or file went away) is skipped."""
