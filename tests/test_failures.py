@@ -163,6 +163,42 @@ def test_disk_full_is_exit_4_and_leaves_nothing(env, server, sample_db, tmp_path
         subprocess.run(["umount", str(mount)], check=False)
 
 
+def test_a_download_without_room_is_refused_before_it_starts(env, server, sample_db, tmp_path):
+    """A remote backup brought home for verify or restore goes to TMPDIR, often the system's
+    disk: one that does not fit (with a margin) is refused before a byte arrives, exit 1 (the
+    backup is not to blame: no verification failure), and nothing is left or changed."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=8m", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip("cannot mount a small tmpfs here")
+    rclone_config = tmp_path / "rclone.conf"
+    rclone_config.write_text("")
+    rclone_config.chmod(0o600)
+    cfg = env.write_config({"backup": {"databases": [sample_db]},
+                            "upload": {"enabled": True, "destination": str(tmp_path / "offsite"),
+                                       "rclone_config_path": str(rclone_config), "retry_delay": 0}})
+    target = unique("restored")
+    try:
+        assert env.cli("backup", config=cfg).returncode == 0
+        [folder] = env.backups_of(sample_db)
+        small = {"TMPDIR": str(mount)}
+        for args in (["verify", "--from-remote", "-b", folder.name],
+                     ["restore", "--from-remote", "-b", folder.name, "-d", target]):
+            done = env.cli(*args, config=cfg, env=small)
+            assert done.returncode == 1, done.stderr
+            assert "of disk in" in done.stderr and "set TMPDIR to a folder with room" in done.stderr, done.stderr
+            assert "Traceback" not in done.stderr and "internal error" not in done.stderr
+            assert not list(mount.iterdir())
+        assert target not in server.sql("SHOW DATABASES")
+        # With room, the same download goes through.
+        done = env.cli("verify", "--from-remote", "-b", folder.name, config=cfg)
+        assert done.returncode == 0, done.stderr
+    finally:
+        subprocess.run(["umount", str(mount)], check=False)
+        server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+
+
 def _slow_dump(tmp_path):
     """A dump tool that writes a little, records its PID and then hangs."""
     fake = tmp_path / "slow-dump"

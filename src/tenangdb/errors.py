@@ -73,6 +73,13 @@ class FetchFailed(VerifyFailed):
     """A remote backup could not be downloaded: nothing was learnt about the copy itself."""
 
 
+class NoSpace(TenangDBError):
+    """Not enough disk for what a command must write first (a download): nothing was changed,
+    and the backup is not to blame (not a verification failure)."""
+
+    exit_code = EXIT_GENERAL
+
+
 class UploadFailed(TenangDBError):
     """An off-site copy could not be made or proved whole."""
 

@@ -20,7 +20,8 @@ from typing import Iterator
 
 from tenangdb import orphans
 from tenangdb.config.loader import LoadedConfig
-from tenangdb.errors import ConfigError, FetchFailed, UploadFailed, VerifyFailed
+from tenangdb.errors import ConfigError, FetchFailed, NoSpace, UploadFailed, VerifyFailed
+from tenangdb.fileio import human_size
 from tenangdb.progress import Task, folder_size, polling
 from tenangdb.remote.rclone import Rclone, join
 from tenangdb.repository import chains, legacy
@@ -160,16 +161,35 @@ def _fetch_chain(rc: Rclone, scratch: Path, folder: Path, progress: Task | None)
         _fetch(rc, location, folder, progress, f"downloading parent {count}" + (f"/{depth}" if depth else ""), listed)
 
 
+# Left free beside a download: the disk of TMPDIR is often the system's (and the database
+# server's), which must not be filled to its last byte by a restore drill.
+DOWNLOAD_MARGIN = 64 << 20
+
+
+def check_room(folder: Path, total: int, location: str) -> None:
+    """NoSpace, before a byte is downloaded, when the filesystem `folder` will be on lacks room
+    for `total` bytes and the margin."""
+    existing = next(p for p in (folder, *folder.parents) if p.exists())
+    free = shutil.disk_usage(existing).free
+    needed = total + DOWNLOAD_MARGIN
+    if free < needed:
+        raise NoSpace(f"downloading {location} needs about {human_size(needed)} of disk in {existing}, which has "
+                      f"{human_size(free)} free; set TMPDIR to a folder with room (nothing was changed)")
+
+
 def _download(rc: Rclone, location: str, folder: Path, progress: Task | None, stage: str = "downloading",
               listed: list | None = None) -> None:
-    if progress is None:
-        rc.download(location, folder)
-        return
-    # The total is the remote listing's (one more rclone call, only when somebody watches);
-    # how far it is, the size of what has arrived, measured from a thread.
+    # The remote listing gives the total: checked against the free disk first, then (when
+    # somebody watches) the stage's size; how far it is, the size of what has arrived,
+    # measured from a thread.
     listed = listed if listed is not None else rc.list(location) or []
     sizes = [entry.size for entry in listed]
     total = sum(sizes) if sizes and min(sizes) >= 0 else None
+    if total is not None:
+        check_room(folder, total, location)
+    if progress is None:
+        rc.download(location, folder)
+        return
     with progress.stage(stage, total) as meter, polling(meter, lambda: folder_size(folder)):
         rc.download(location, folder)
         meter.set(folder_size(folder))
