@@ -10,7 +10,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from conftest import TENANGDB, Env
+from conftest import TENANGDB, Env, unique
 from test_failures import _wait_for
 from test_init import rclone_remote
 from test_physical import INSTANCE, _backup_one_more, _checksums, _manifest, penv, source  # noqa: F401
@@ -114,6 +114,40 @@ def test_a_remote_increment_restores_into_a_datadir_with_its_remote_chain(penv, 
         done = penv.cli("restore", *args, "--datadir", str(tmp_path / "never"), config=fresh, env=quiet)
         assert done.returncode == 2 and said in done.stderr, (args, done.stderr)
     assert not (tmp_path / "never").exists()
+
+
+def test_one_database_out_of_a_remote_physical_chain(penv, source, tmp_path):
+    """From a machine with only the remote and the key: a database whose backups are physical
+    (the instance's) comes out of the newest remote chain, or out of a named remote copy."""
+    box, parent = source
+    offsite, cfg, fresh = _off_site(penv, parent, tmp_path)
+    box.sql("CREATE DATABASE IF NOT EXISTS away; USE away; CREATE OR REPLACE TABLE away.t (id INT PRIMARY KEY, v INT) "
+            "ENGINE=InnoDB; INSERT INTO away.t SELECT seq, seq FROM seq_1_to_500")
+    targets = [unique("away_latest"), unique("away_full")]
+    try:
+        full = _backup_one_more(penv, cfg)
+        at_full = _checksums(box, "away")
+        box.sql("UPDATE away.t SET v = -v WHERE id % 7 = 0; INSERT INTO away.t VALUES (900, 9)")
+        increment = _backup_one_more(penv, cfg)
+        at_increment = _checksums(box, "away")
+        temp = tmp_path / "tmp"
+        temp.mkdir()
+        quiet = {"TMPDIR": str(temp)}
+        # By the database's name: its newest remote backup is the increment, whose chain comes too.
+        done = penv.cli("restore", "-b", "away", "--latest", "--from-remote", "-d", targets[0], "--yes",
+                        config=fresh, env=quiet)
+        assert done.returncode == 0, done.stderr
+        assert increment.name in done.stderr and "restoring the whole instance" in done.stderr, done.stderr
+        assert _checksums(box, targets[0]) == at_increment
+        # A remote copy by name, the database named with --source-database.
+        done = penv.cli("restore", "-b", full.name, "--source-database", "away", "--from-remote", "-d", targets[1],
+                        "--yes", config=fresh, env=quiet)
+        assert done.returncode == 0, done.stderr
+        assert f"OK {full.name}: 'away' -> {targets[1]!r}" in done.stdout, done.stdout
+        assert _checksums(box, targets[1]) == at_full
+        assert list(temp.iterdir()) == [], "a download or a private folder was left"
+    finally:
+        box.sql("DROP DATABASE IF EXISTS away; " + "; ".join(f"DROP DATABASE IF EXISTS `{t}`" for t in targets))
 
 
 def test_a_killed_remote_restore_leaves_its_download_to_the_next_command(penv, source, tmp_path):

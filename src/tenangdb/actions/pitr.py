@@ -29,6 +29,7 @@ gtid_slave_pos.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import subprocess
 from contextlib import contextmanager
@@ -466,17 +467,15 @@ def fetched_archive(loaded: LoadedConfig) -> Iterator[Path]:
 
 
 def bases_of(place: recover.Catalogue, database: str) -> list[catalog.Entry]:
-    """The backups that can restore `database`, newest first: its own, and (local only: the one
-    database out of a remote physical backup is not done) the physical backups whose instance
-    holds it. The instance itself (restore --datadir): its physical backups, here or remote."""
+    """The backups that can restore `database`, newest first: its own, and the physical backups
+    whose instance holds it (a remote one's manifest read from the remote, one rclone call per
+    physical backup). The instance itself (restore --datadir): its physical backups."""
     if database == INSTANCE:
         return place.of(INSTANCE)
     own = place.of(database)
-    if place.rc is not None:
-        return own
     holding = []
     for entry in place.of(INSTANCE):
-        manifest = _manifest_of(entry) if entry.complete else None
+        manifest = _manifest_of(entry, place.rc) if entry.complete else None
         if manifest is not None and database in instance_databases(manifest):
             holding.append(entry)
     return sorted(own + holding, key=lambda e: (e.time, e.name), reverse=True)
@@ -599,9 +598,11 @@ def run(loaded: LoadedConfig, the_plan: Plan, *, confirm, allow_system_schema: b
     """Restore the base, then replay; the seconds the replay took. A physical base: the whole
     instance restored and replayed in a server of our own, then the database copied out of it."""
     if the_plan.physical:
-        from tenangdb.actions import instance
-        instance.restore_database(loaded, Path(the_plan.base.key), the_plan.database, the_plan.target,
-                                  confirm=confirm, allow_system_schema=allow_system_schema, the_plan=the_plan)
+        from tenangdb.actions import fetch, instance
+        with (contextlib.nullcontext(Path(the_plan.base.key)) if the_plan.base.location == "local"
+              else fetch.fetched(loaded, the_plan.base.key)) as folder:
+            instance.restore_database(loaded, folder, the_plan.database, the_plan.target, confirm=confirm,
+                                      allow_system_schema=allow_system_schema, the_plan=the_plan)
         return the_plan.replay_seconds
     cfg = loaded.settings
     client_tool(cfg.database)  # before the base is restored, not after

@@ -579,7 +579,7 @@ def _verified_line(outcome) -> str:
               "SIGTERM shuts it down cleanly and leaves the data directory ready to use.")
 @click.option("--port", type=click.IntRange(1, 65535), help="With --start: the server listens on 127.0.0.1 at this "
               "port too (never on another address).")
-@click.option("--source-database", metavar="DB", help="With -b naming a physical backup: restore only database DB "
+@click.option("--source-database", metavar="DB", help="With -b naming a physical backup (a remote copy with --from-remote): restore only database DB "
               "of it (into -d TARGET, default DB). The whole instance is restored into a private folder beside the "
               "backup (disk for all of it), started, and DB copied into the target.")
 @click.pass_obj
@@ -616,10 +616,11 @@ def restore(state: State, backup_path: str | None, latest: bool, before: str | N
         _restore_datadir(state, backup_path, datadir, latest, before, from_remote, start, port)
         return
     if source_database is not None:
-        if not backup_path or all_ or latest or before or tables is not None or from_remote or to_point:
-            raise click.UsageError("--source-database goes with -b naming one physical backup (a local folder) and "
-                                   "-d; to a point in time: -b DATABASE --to-time/--to-gtid/--to-position")
-        _restore_from_instance(state, backup_path, source_database, target, yes, allow_system_schema)
+        if not backup_path or all_ or latest or before or tables is not None or to_point:
+            raise click.UsageError("--source-database goes with -b naming one physical backup (here, or a remote "
+                                   "copy with --from-remote) and -d; to a point in time: -b DATABASE "
+                                   "--to-time/--to-gtid/--to-position")
+        _restore_from_instance(state, backup_path, source_database, target, yes, allow_system_schema, from_remote)
         return
     if to_point:
         _restore_to_point(state, backup_path, target, yes, allow_system_schema, to_time, to_gtid, to_position,
@@ -768,18 +769,21 @@ def _restore_datadir_to_point(state: State, datadir: str, to_time: str | None, t
 
 
 def _restore_from_instance(state: State, backup_path: str, database: str, target: str | None, yes: bool,
-                           allow_system_schema: bool) -> None:
-    """restore -b PHYSICAL --source-database DB [-d TARGET]: one database out of a physical backup."""
-    from tenangdb.actions import instance, observe
+                           allow_system_schema: bool, from_remote: bool = False) -> None:
+    """restore -b PHYSICAL --source-database DB [-d TARGET]: one database out of a physical backup
+    (with --from-remote, a remote copy downloaded with its chain)."""
+    from tenangdb.actions import fetch, instance, observe
     from tenangdb.actions import restore as action
 
     target = target or database
     action.check_name(target, allow_system_schema=allow_system_schema)
     loaded = state.load()
-    chosen = _choose_backup(loaded, backup_path)
+    remote = from_remote or fetch.is_remote_spec(backup_path, loaded)
     with observe.restore_run(loaded, database), _watched(f"restore {target}") as progress:
-        done = instance.restore_database(loaded, chosen, database, target, confirm=_confirm_factory(yes),
-                                         allow_system_schema=allow_system_schema, progress=progress)
+        with (fetch.fetched(loaded, backup_path, progress=progress) if remote
+              else contextlib.nullcontext(_choose_backup(loaded, backup_path))) as chosen:
+            done = instance.restore_database(loaded, chosen, database, target, confirm=_confirm_factory(yes),
+                                             allow_system_schema=allow_system_schema, progress=progress)
     click.echo(f"OK {done.path.name}: {database!r} -> {target!r} ({human_size(done.plain_bytes)} copied, "
                f"{done.duration:.1f}s in all)")
 
