@@ -216,6 +216,17 @@ def test_datadir_to_a_gtid_from_the_remote_alone(history, tmp_path):
         copy.stop(graceful=False)
     assert not list((tmp_path / "fresh").glob("**/*.mbstream*"))  # the downloads were private and removed
 
+    # One database of it, to the same GTID, from the remote physical base (it has no backup of its own).
+    target = unique("phys_remote")
+    try:
+        done = env.cli("restore", "-b", db, "--to-gtid", gtid, "--from-remote", "-d", target, config=fresh)
+        assert done.returncode == 0, done.stderr
+        assert "restoring the whole instance" in done.stderr, done.stderr
+        assert checksums(env.server, target) == at_t
+        _no_private_folders(env)
+    finally:
+        env.server.sql(f"DROP DATABASE IF EXISTS `{target}`")
+
 
 def test_the_instance_restores_only_into_a_data_directory(offline_env):
     done = offline_env.cli("restore", "-b", INSTANCE, "--latest", "--from-remote",

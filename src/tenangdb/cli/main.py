@@ -579,9 +579,10 @@ def _verified_line(outcome) -> str:
               "SIGTERM shuts it down cleanly and leaves the data directory ready to use.")
 @click.option("--port", type=click.IntRange(1, 65535), help="With --start: the server listens on 127.0.0.1 at this "
               "port too (never on another address).")
-@click.option("--source-database", metavar="DB", help="With -b naming a physical backup (a remote copy with --from-remote): restore only database DB "
-              "of it (into -d TARGET, default DB). The whole instance is restored into a private folder beside the "
-              "backup (disk for all of it), started, and DB copied into the target.")
+@click.option("--source-database", metavar="DB", help="With -b naming a physical backup (a remote copy with "
+              "--from-remote): restore only database DB of it (into -d TARGET, default DB). The whole instance is "
+              "restored into a private folder beside the backup (a remote copy's: in TMPDIR; disk for all of it), "
+              "started, and DB copied into the target.")
 @click.pass_obj
 def restore(state: State, backup_path: str | None, latest: bool, before: str | None, all_: bool,
             databases: str | None, prefix: str, suffix: str, target: str | None, yes: bool, from_remote: bool,
